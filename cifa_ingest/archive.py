@@ -1,0 +1,85 @@
+"""The archive on disk: where bags live, where work in progress is built, how a bag is placed.
+
+Layout::
+
+    ARCHIVE/bags/<id>/       one complete, valid BagIt bag per work
+    ARCHIVE/staging/<id>/    work in progress; never inside bags/
+    ARCHIVE/ledger.sqlite    what the archive holds (cifa_ingest.ledger)
+
+A bag is built and validated entirely in ``staging/`` and then moved into ``bags/`` with one
+``rename`` (atomic within a file system), so a crash leaves either a complete bag or nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cifa_ingest.errors import ArchiveStateError
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory under ``root`` to stable storage before placement, so that
+    a power cut after the rename cannot leave a placed bag with missing blocks."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Archive:
+    """One archive root and its layout."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+        self.bags_dir = self.root / "bags"
+        self.staging_dir = self.root / "staging"
+        self.ledger_path = self.root / "ledger.sqlite"
+
+    def ensure(self) -> None:
+        """Create the layout if it does not exist yet."""
+        self.bags_dir.mkdir(parents=True, exist_ok=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+
+    def bag_path(self, work_id: str) -> Path:
+        return self.bags_dir / work_id
+
+    def relative(self, path: Path) -> str:
+        """A path inside the archive as stored in the ledger: relative, so the archive can move."""
+        return path.absolute().relative_to(self.root).as_posix()
+
+    def new_staging(self, work_id: str) -> Path:
+        """A fresh, empty staging folder for one work; debris of an earlier crash is removed."""
+        staging = self.staging_dir / work_id
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        return staging
+
+    def discard_staging(self, work_id: str) -> None:
+        shutil.rmtree(self.staging_dir / work_id, ignore_errors=True)
+
+    def place(self, staged_bag: Path, work_id: str) -> Path:
+        """Move a complete, validated bag from staging into ``bags/`` atomically."""
+        target = self.bag_path(work_id)
+        if target.exists():
+            raise ArchiveStateError(f"{self.relative(target)} already exists; not overwritten")
+        if staged_bag.stat().st_dev != self.bags_dir.stat().st_dev:
+            raise ArchiveStateError("staging and bags are on different file systems")
+        _fsync_tree(staged_bag)
+        os.rename(staged_bag, target)
+        _fsync_dir(self.bags_dir)
+        return target

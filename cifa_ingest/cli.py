@@ -1,0 +1,272 @@
+"""The ``cifa`` command.
+
+Exit codes: 0 when everything asked for is preserved (or already was), 1 when any work failed,
+2 for bad input or usage (a catalogue, an argument, the configuration). Input is validated before
+any network request, and errors are printed as messages, never as tracebacks.
+
+Prefect is imported only by the commands that run flows: starting its embedded server costs
+seconds, and commands that need no orchestration must stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cifa_ingest import __version__
+from cifa_ingest.catalogue import Catalogue, Work, load_catalogues
+from cifa_ingest.config import Settings, load_settings, resolve_archive
+from cifa_ingest.errors import InputError, SourcePolicyError
+from cifa_ingest.source_policy import literal_address_problem
+
+if TYPE_CHECKING:
+    from cifa_ingest.preserve import WorkReport
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Prefect settings for a quiet, offline, embedded run; the user's own settings win.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"cifa: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="cifa", description="CIFA Ingest: preserve permitted films as BagIt bags."
+    )
+    parser.add_argument("--version", action="version", version=f"cifa-ingest {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--archive", help="archive root (default: CIFA_ARCHIVE, config, ./archive)"
+        )
+        sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sub.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        sub.add_argument("--verbose", action="store_true", help="debug output, Prefect's logs too")
+
+    ingest = commands.add_parser("ingest", help="run the nightly-ingest flow over catalogues")
+    ingest.add_argument("manifests", nargs="+", metavar="MANIFEST", help="catalogue YAML files")
+    ingest.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
+    ingest.add_argument(
+        "--allow-private-sources",
+        action="store_true",
+        help="allow sources on loopback and private addresses (demo, tests)",
+    )
+    common(ingest)
+
+    preserve = commands.add_parser("preserve", help="a one-off preservation job for one film")
+    preserve.add_argument("url", metavar="URL")
+    preserve.add_argument("--id", required=True, help="archive identifier, e.g. cifa-0101")
+    preserve.add_argument("--title", required=True, help="English title")
+    preserve.add_argument("--title-zh", help="Chinese title")
+    preserve.add_argument("--director", help="director (English)")
+    preserve.add_argument("--director-zh", help="director (Chinese)")
+    preserve.add_argument("--year", type=int)
+    preserve.add_argument("--platform", help="where the film is published")
+    preserve.add_argument("--granted-by", required=True, help="who granted permission")
+    preserve.add_argument("--basis", help="what the permission rests on")
+    preserve.add_argument("--allow-private-sources", action="store_true")
+    common(preserve)
+
+    demo = commands.add_parser("demo", help="preserve the built-in demo films (no internet)")
+    demo.add_argument("--workdir", default="demo", help="where demo films are made (./demo)")
+    common(demo)
+    return parser
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
+    ours = logging.getLogger("cifa_ingest")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("bagit").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if verbose:
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
+
+
+def _check_sources(
+    catalogues: Sequence[tuple[Path, Catalogue]], only: set[str] | None, allow_private: bool
+) -> None:
+    """Refuse, before any request, sources on non-public addresses (unless allowed)."""
+    if allow_private:
+        return
+    for path, catalogue in catalogues:
+        for index, work in enumerate(catalogue.works):
+            if (only and work.id not in only) or not work.is_permitted:
+                continue
+            for field, source in _source_fields(work):
+                problem = source and literal_address_problem(source)
+                if problem:
+                    raise SourcePolicyError(
+                        f"{path}: works[{index}] ({work.id}): {field}: {problem}; refused"
+                        " (pass --allow-private-sources to fetch from it)"
+                    )
+
+
+def _source_fields(work: Work) -> list[tuple[str, str | None]]:
+    if work.parts is not None:
+        return [(f"parts[{i}].url", part.url) for i, part in enumerate(work.parts)]
+    return [("source.url", work.source.url if work.source else None)]
+
+
+def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) -> int:
+    from cifa_ingest import report
+    from cifa_ingest.preserve import Outcome
+
+    if args.json:
+        print(report.as_json(str(archive), reports))
+    else:
+        print(f"\nArchive: {archive}\n")
+        print(report.table(reports))
+    return EXIT_FAILED if any(r.outcome is Outcome.FAILED for r in reports) else EXIT_OK
+
+
+def _reports_from_state(state: object) -> list[WorkReport]:
+    from cifa_ingest.errors import CifaError
+    from cifa_ingest.preserve import WorkReport
+
+    data = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
+    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
+        return data
+    if isinstance(data, InputError):
+        raise data
+    raise CifaError(f"the flow ended {state.type.value}: {data}")  # type: ignore[attr-defined]
+
+
+def run_ingest(
+    manifests: list[str],
+    archive: Path,
+    settings: Settings,
+    *,
+    only: list[str] | None,
+    allow_private_sources: bool,
+) -> list[WorkReport]:
+    """Validate the catalogues, then run the nightly-ingest flow over them."""
+    catalogues = load_catalogues(manifests)
+    known = {work.id for _path, catalogue in catalogues for work in catalogue.works}
+    unknown = sorted(set(only or []) - known)
+    if unknown:
+        raise InputError(f"--only: no such work in the catalogues: {', '.join(unknown)}")
+    _check_sources(catalogues, set(only) if only else None, allow_private_sources)
+    from pipelines.flows import nightly_ingest
+
+    state = nightly_ingest(
+        [str(Path(m).absolute()) for m in manifests],
+        str(archive),
+        only=only,
+        allow_private_sources=allow_private_sources,
+        settings=settings,
+        return_state=True,
+    )
+    return _reports_from_state(state)
+
+
+def _cmd_ingest(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    reports = run_ingest(
+        args.manifests,
+        archive,
+        settings,
+        only=args.only,
+        allow_private_sources=args.allow_private_sources,
+    )
+    return _emit(args, archive, reports)
+
+
+def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    from pydantic import ValidationError
+
+    raw = {
+        "id": args.id,
+        "title": {"en": args.title, "zh": args.title_zh},
+        "director": {"en": args.director, "zh": args.director_zh} if args.director else None,
+        "year": args.year,
+        "source": {"url": args.url, "platform": args.platform},
+        "permission": {"status": "granted", "granted_by": args.granted_by, "basis": args.basis},
+    }
+    try:
+        work = Work.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg']).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+        raise InputError("invalid job: " + "; ".join(problems)) from None
+    if not args.allow_private_sources and (problem := literal_address_problem(args.url)):
+        raise SourcePolicyError(f"{args.url}: {problem}; refused (--allow-private-sources)")
+    from pipelines.flows import preserve_film
+
+    state = preserve_film(
+        work,
+        str(archive),
+        allow_private_sources=args.allow_private_sources,
+        settings=settings,
+        return_state=True,
+    )
+    return _emit(args, archive, _reports_from_state(state))
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    from cifa_ingest import demo
+    from cifa_ingest.localserver import LocalFileServer
+
+    workdir = Path(args.workdir).absolute()
+    logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")
+    demo.make_films(workdir / "films")
+    with LocalFileServer(workdir) as server:
+        catalogue = demo.write_catalogue(workdir / "demo-catalogue.yaml", server.base_url)
+        logging.getLogger("cifa_ingest").info("serving them at %s", server.base_url)
+        reports = run_ingest(
+            [str(catalogue)], archive, settings, only=None, allow_private_sources=True
+        )
+    status = _emit(args, archive, reports)
+    if not args.json:
+        print("\nRun it again: nothing is preserved twice. Inspect a bag under", archive / "bags")
+    return status
+
+
+COMMANDS = {"ingest": _cmd_ingest, "preserve": _cmd_preserve, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.quiet, args.verbose)
+    started = time.monotonic()
+    try:
+        settings = load_settings()
+        archive = resolve_archive(args.archive, settings)
+        status = COMMANDS[args.command](args, settings, archive)
+    except InputError as exc:
+        print(f"cifa: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("cifa: interrupted; the archive holds only complete bags", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the user gets a message; --verbose shows the traceback
+        logging.getLogger("cifa_ingest").debug("unexpected error", exc_info=True)
+        print(f"cifa: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    logging.getLogger("cifa_ingest").info("done in %.1f s", time.monotonic() - started)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

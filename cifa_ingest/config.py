@@ -1,0 +1,92 @@
+"""Settings: ``config/cifa.toml``, validated, with defaults for every key.
+
+Resolution order for the archive path (highest first): ``--archive`` on the command line,
+the ``CIFA_ARCHIVE`` environment variable, ``[archive] path`` in the config file, ``./archive``.
+The config file is ``CIFA_CONFIG`` if set, else ``config/cifa.toml`` in the working directory if it
+exists, else the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cifa_ingest.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/cifa.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArchiveSettings(_Section):
+    path: str = "archive"
+
+
+class OrganisationSettings(_Section):
+    name: str = "Chinese Independent Film Archive"
+    address: str = ""
+    contact_email: str = ""
+
+
+class CatalogueSettings(_Section):
+    manifests: list[str] = Field(default_factory=lambda: ["manifests/cifa.yaml"])
+
+
+class FetchSettings(_Section):
+    format: str = "best"
+    socket_timeout_seconds: float = Field(default=30, gt=0)
+    retries: int = Field(default=3, ge=0, le=20)
+
+
+class NormaliseSettings(_Section):
+    access_crf: int = Field(default=23, ge=0, le=51)
+    access_preset: str = "veryfast"
+    access_audio_bitrate: str = "160k"
+    threads: int = Field(default=0, ge=0, le=256)
+
+
+class Settings(_Section):
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    organisation: OrganisationSettings = Field(default_factory=OrganisationSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    normalise: NormaliseSettings = Field(default_factory=NormaliseSettings)
+
+
+def config_path() -> Path | None:
+    """The config file in force, or None for the built-in defaults."""
+    explicit = os.environ.get("CIFA_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and validate the settings file (see the module docstring for which one)."""
+    path = path or config_path()
+    if path is None:
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def resolve_archive(cli_value: str | None, settings: Settings) -> Path:
+    """The archive root, by the precedence in the module docstring."""
+    chosen = cli_value or os.environ.get("CIFA_ARCHIVE") or settings.archive.path
+    return Path(chosen).expanduser().absolute()

@@ -1,0 +1,54 @@
+"""The exceptions the CLI turns into clear messages and exit codes (never a traceback).
+
+Exit codes: 2 for bad input or usage (``InputError`` and its children), 1 for a work that
+failed (``WorkFailed`` and its children).
+"""
+
+from __future__ import annotations
+
+
+class CifaError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(CifaError):
+    """The user's input (catalogue, arguments, configuration) is wrong: exit code 2."""
+
+
+class CatalogueError(InputError):
+    """A catalogue file is invalid. The message names the file, the entry and the field."""
+
+
+class ConfigError(InputError):
+    """``config/cifa.toml`` is invalid."""
+
+
+class SourcePolicyError(InputError):
+    """A source address the archive must not fetch (scheme, private address, …)."""
+
+
+class WorkFailed(CifaError):
+    """One work could not be preserved; the others go on. Exit code 1."""
+
+
+class FetchError(WorkFailed):
+    """The source could not be fetched."""
+
+
+class FFmpegError(WorkFailed):
+    """ffmpeg or ffprobe failed; the message carries the command line and ffmpeg's stderr."""
+
+    def __init__(self, command: str, returncode: int, stderr: str) -> None:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        super().__init__(f"ffmpeg exited with {returncode}: {command}\n{tail}")
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class PackagingError(WorkFailed):
+    """The bag could not be built or did not validate."""
+
+
+class ArchiveStateError(WorkFailed):
+    """The archive holds something unexpected for this work (e.g. an invalid bag in place)."""

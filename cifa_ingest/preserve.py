@@ -1,0 +1,298 @@
+"""One work's way through the pipeline, as data: triage, then the steps in order.
+
+    triage  → (nothing to do: not permitted, awaiting a source, already preserved)
+    fetch → normalise → package (bag + validation) → place (atomic move + ledger)
+
+Every step takes and returns a :class:`Job` (the work in staging) and is a plain function, so the
+pipeline runs without Prefect (:func:`preserve_work`) and the Prefect flows in ``pipelines/``
+wrap the very same steps as tasks. Whatever fails, the staging folder is removed and the archive
+is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from cifa_ingest import __version__, fetch, ffmpeg_runner, normalise, package
+from cifa_ingest.archive import Archive
+from cifa_ingest.catalogue import Work
+from cifa_ingest.config import Settings
+from cifa_ingest.errors import CifaError, PackagingError
+from cifa_ingest.ledger import BagRecord, Ledger, now
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    PRESERVED = "preserved"
+    ALREADY_PRESERVED = "already-preserved"
+    FAILED = "failed"
+    NOT_PERMITTED = "not-permitted"
+    AWAITING_SOURCE = "awaiting-source"
+
+
+@dataclass
+class WorkReport:
+    """What happened to one work in one run: the line of the summary table."""
+
+    id: str
+    title: str
+    outcome: Outcome
+    bag: str | None = None
+    error: str | None = None
+    bytes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "outcome": str(self.outcome),
+            "bag": self.bag,
+            "error": self.error,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass
+class Job:
+    """A work in progress in its staging folder, passed from step to step."""
+
+    work: Work
+    archive: Archive
+    settings: Settings
+    collection: str | None
+    allow_private_sources: bool
+    staging: Path
+    capture: fetch.Capture | None = None
+    normalised: normalise.Normalised | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def bag_dir(self) -> Path:
+        return self.staging / "bag"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.staging / "metadata"
+
+
+def _report(work: Work, outcome: Outcome, **kwargs: object) -> WorkReport:
+    return WorkReport(id=work.id, title=work.display_title, outcome=outcome, **kwargs)  # type: ignore[arg-type]
+
+
+def _bag_report(work: Work, archive: Archive, outcome: Outcome, seconds: float) -> WorkReport:
+    bag_dir = archive.bag_path(work.id)
+    summary = package.summarise_bag(bag_dir)
+    return _report(
+        work, outcome, bag=archive.relative(bag_dir), bytes=summary.bytes_by_role, seconds=seconds
+    )
+
+
+def catalogue_triage(work: Work) -> WorkReport | None:
+    """The report for a work the catalogue does not let us fetch (no permission, no address),
+    or None. Nothing is asked of the archive or the network."""
+    if not work.is_permitted:
+        return _report(work, Outcome.NOT_PERMITTED, error=f"permission {work.permission.status}")
+    if not work.has_source_address:
+        return _report(work, Outcome.AWAITING_SOURCE, error="no source address in the catalogue")
+    return None
+
+
+def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
+    """Decide, without any network request, whether ``work`` needs preserving.
+
+    Returns the report when there is nothing to do, None when the work must be fetched. A bag
+    found in place but unknown to the ledger (a crash between placement and registration) is
+    validated and registered, never fetched again."""
+    decided = catalogue_triage(work)
+    if decided is not None:
+        return decided
+    bag_dir = archive.bag_path(work.id)
+    record = ledger.bag(work.id)
+    if record is not None:
+        if not bag_dir.is_dir():
+            return _report(
+                work,
+                Outcome.FAILED,
+                error=f"registered in the ledger but {record.bag_path} is missing; run an audit",
+            )
+        return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, 0.0)
+    if bag_dir.exists():
+        started = time.monotonic()
+        try:
+            package.validate_bag(bag_dir)
+        except PackagingError as exc:
+            return _report(work, Outcome.FAILED, error=f"unregistered bag in place: {exc}")
+        _register(work, archive, ledger, source_keys=[])
+        log.info("%s: registered a complete bag left by an interrupted run", work.id)
+        return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, time.monotonic() - started)
+    return None
+
+
+def start(
+    work: Work,
+    archive: Archive,
+    settings: Settings,
+    collection: str | None,
+    *,
+    allow_private_sources: bool,
+) -> Job:
+    """A fresh staging folder for ``work`` (debris of an interrupted run is cleared)."""
+    archive.ensure()
+    return Job(
+        work=work,
+        archive=archive,
+        settings=settings,
+        collection=collection,
+        allow_private_sources=allow_private_sources,
+        staging=archive.new_staging(work.id),
+    )
+
+
+def fetch_step(job: Job) -> Job:
+    """Fetch the original bytes and the source's metadata into staging."""
+    job.capture = fetch.fetch_work(
+        job.work,
+        job.bag_dir / "original",
+        job.metadata_dir,
+        job.settings.fetch,
+        allow_private_sources=job.allow_private_sources,
+    )
+    return job
+
+
+def normalise_step(job: Job) -> Job:
+    """Make the preservation master and the access copy of every original."""
+    assert job.capture is not None, "fetch_step runs first"
+    originals, stems = [], []
+    for source in job.capture.sources:
+        for index, received in enumerate(source.files):
+            originals.append(job.bag_dir / "original" / received.name)
+            stem = Path(received.name).stem
+            stems.append(stem if len(source.files) == 1 else f"{stem}-{index + 1}")
+    job.normalised = normalise.normalise_work(originals, job.bag_dir, stems, job.settings.normalise)
+    return job
+
+
+def package_step(job: Job) -> Job:
+    """Write the metadata, make the bag, and validate it in full with bagit-python."""
+    assert job.capture is not None and job.normalised is not None
+    log.info("%s: packaging and validating the bag", job.work.id)
+    technical = {
+        path.relative_to(job.bag_dir).as_posix(): ffmpeg_runner.probe(path)
+        for folder in ("original", "master", "access")
+        for path in sorted((job.bag_dir / folder).glob("*"))
+    }
+    documents = {
+        "descriptive.json": package.descriptive_record(job.work, job.collection),
+        "permission.json": job.work.permission.model_dump(mode="json"),
+        "capture.json": job.capture.as_dict(),
+        "normalisation.json": {
+            "software": f"cifa-ingest {__version__}",
+            "ffmpeg": job.normalised.ffmpeg_version,
+            "renditions": [vars(r) for r in job.normalised.renditions],
+        },
+        "technical.json": technical,
+    }
+    info = package.bag_info(job.work, job.settings.organisation, job.collection)
+    package.make_bag(job.bag_dir, info, job.metadata_dir, documents)
+    package.validate_bag(job.bag_dir)
+    return job
+
+
+def place_step(job: Job) -> WorkReport:
+    """Move the validated bag into ``bags/`` atomically and register it in the ledger."""
+    assert job.capture is not None
+    job.archive.place(job.bag_dir, job.work.id)
+    source_keys = [source.source_key for source in job.capture.sources]
+    _register(job.work, job.archive, Ledger(job.archive.ledger_path), source_keys)
+    job.archive.discard_staging(job.work.id)
+    log.info("%s: preserved", job.work.id)
+    return _bag_report(job.work, job.archive, Outcome.PRESERVED, time.monotonic() - job.started)
+
+
+def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[str]) -> None:
+    bag_dir = archive.bag_path(work.id)
+    summary = package.summarise_bag(bag_dir)
+    ledger.register_bag(
+        BagRecord(
+            work_id=work.id,
+            bag_path=archive.relative(bag_dir),
+            placed_at=now(),
+            payload_oxum=summary.payload_oxum,
+            manifest_digests=summary.manifest_digests,
+            source_keys=source_keys,
+            software=package.SOFTWARE_AGENT,
+        )
+    )
+
+
+#: The steps after triage, in order; each takes the Job the previous one returned.
+STEPS: tuple[Callable[[Job], Job], ...] = (fetch_step, normalise_step, package_step)
+
+#: How a step is run: directly, or (in pipelines/) as a Prefect task.
+StepRunner = Callable[[Callable[[Job], object], Job], object]
+
+
+def _run_directly(step: Callable[[Job], object], job: Job) -> object:
+    return step(job)
+
+
+def preserve_work(
+    work: Work,
+    archive: Archive,
+    settings: Settings,
+    collection: str | None = None,
+    *,
+    allow_private_sources: bool = False,
+    run_step: StepRunner = _run_directly,
+    run_id: str | None = None,
+) -> WorkReport:
+    """Preserve one work, or say why not. Never raises for a failure of the work itself: the
+    report carries the error, and the staging folder is cleared. Every attempt's outcome is
+    recorded in the ledger under ``run_id``."""
+    archive.ensure()
+    ledger = Ledger(archive.ledger_path)
+    report = triage(work, archive, ledger) or _attempt(
+        work, archive, settings, collection, allow_private_sources, run_step
+    )
+    if report.outcome not in {Outcome.NOT_PERMITTED, Outcome.AWAITING_SOURCE}:
+        ledger.record_outcome(
+            run_id or uuid.uuid4().hex, work.id, report.outcome, report.error, report.seconds
+        )
+    return report
+
+
+def _attempt(
+    work: Work,
+    archive: Archive,
+    settings: Settings,
+    collection: str | None,
+    allow_private_sources: bool,
+    run_step: StepRunner,
+) -> WorkReport:
+    started = time.monotonic()
+    job = start(work, archive, settings, collection, allow_private_sources=allow_private_sources)
+    try:
+        for step in STEPS:
+            job = run_step(step, job)  # type: ignore[assignment]
+        report = run_step(place_step, job)
+        assert isinstance(report, WorkReport)
+        return report
+    except CifaError as exc:
+        log.warning("%s: failed: %s", work.id, str(exc).splitlines()[0])
+        return _report(work, Outcome.FAILED, error=str(exc), seconds=time.monotonic() - started)
+    except Exception as exc:  # a bug or a library's surprise must not stop the other works
+        log.warning("%s: failed unexpectedly", work.id, exc_info=True)
+        error = f"unexpected {type(exc).__name__}: {exc}"
+        return _report(work, Outcome.FAILED, error=error, seconds=time.monotonic() - started)
+    finally:
+        archive.discard_staging(work.id)

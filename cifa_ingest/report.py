@@ -1,0 +1,95 @@
+"""The run's summary: a table for people, a JSON document for programs."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+
+from cifa_ingest.preserve import Outcome, WorkReport
+
+_OUTCOME_TEXT = {
+    Outcome.PRESERVED: "preserved",
+    Outcome.ALREADY_PRESERVED: "already preserved",
+    Outcome.FAILED: "FAILED",
+    Outcome.NOT_PERMITTED: "not permitted",
+    Outcome.AWAITING_SOURCE: "awaiting source address",
+}
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _fit(text: str, columns: int) -> str:
+    out, used = "", 0
+    for ch in text:
+        w = _width(ch)
+        if used + w > columns - (1 if _width(text) > columns else 0):
+            return out + "…" + " " * (columns - used - 1)
+        out, used = out + ch, used + w
+    return out + " " * (columns - used)
+
+
+def human_bytes(count: int | None) -> str:
+    if not count:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"  # pragma: no cover
+
+
+def table(reports: Sequence[WorkReport]) -> str:
+    """The summary table: film, outcome, bag path, sizes, time; then counts and errors."""
+    columns = [
+        ("film", 44),
+        ("outcome", 24),
+        ("bag", 26),
+        ("original", 10),
+        ("master", 10),
+        ("access", 10),
+        ("time", 7),
+    ]
+    lines = ["  ".join(_fit(name, width) for name, width in columns).rstrip()]
+    lines.append("  ".join("-" * width for _name, width in columns))
+    for report in reports:
+        cells = [
+            f"{report.id} {report.title}",
+            _OUTCOME_TEXT[report.outcome],
+            report.bag or "-",
+            human_bytes(report.bytes.get("original")),
+            human_bytes(report.bytes.get("master")),
+            human_bytes(report.bytes.get("access")),
+            f"{report.seconds:.1f} s" if report.seconds else "-",
+        ]
+        lines.append(
+            "  ".join(_fit(c, w) for c, (_n, w) in zip(cells, columns, strict=True)).rstrip()
+        )
+    lines.append("")
+    lines.append(summary_line(reports))
+    for report in reports:
+        if report.outcome is Outcome.FAILED:
+            lines.append(f"  {report.id}: {report.error}")
+    return "\n".join(lines)
+
+
+def summary_line(reports: Sequence[WorkReport]) -> str:
+    counts = Counter(report.outcome for report in reports)
+    parts = [f"{counts.get(outcome, 0)} {_OUTCOME_TEXT[outcome].lower()}" for outcome in Outcome]
+    return f"{len(reports)} works: " + ", ".join(parts)
+
+
+def as_json(archive: str, reports: Sequence[WorkReport]) -> str:
+    counts = Counter(str(report.outcome) for report in reports)
+    document = {
+        "archive": archive,
+        "works": [report.as_dict() for report in reports],
+        "counts": dict(sorted(counts.items())),
+        "ok": not any(report.outcome is Outcome.FAILED for report in reports),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)

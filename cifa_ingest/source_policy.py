@@ -1,0 +1,85 @@
+"""Which source addresses the archive may contact.
+
+Only http and https. Loopback, private, link-local and other non-public addresses are refused
+unless explicitly allowed (the demo and tests serve films from 127.0.0.1): a catalogue entry
+must never turn the pipeline into a probe of the archive's own network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from cifa_ingest.errors import SourcePolicyError
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def check_url_syntax(url: str) -> None:
+    """Refuse anything that is not an absolute http(s) URL with a host."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("URL contains white space or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise ValueError(f"only http and https URLs are accepted, not {parts.scheme or 'none'}:")
+    if not parts.hostname:
+        raise ValueError("URL has no host")
+    if parts.username or parts.password:
+        raise ValueError("URL must not carry a user name or password")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def literal_address_problem(url: str) -> str | None:
+    """Why ``url`` names a non-public host by itself (an IP literal or localhost), or None.
+
+    This needs no DNS, so a catalogue can be checked before any network request."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return f"host {host} is the local machine"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not _is_public(address):
+        return f"address {address} is not a public address"
+    return None
+
+
+def check_source_allowed(url: str, *, allow_private: bool, resolve: bool = True) -> None:
+    """Raise SourcePolicyError when the archive must not contact ``url``.
+
+    With ``resolve``, the host name is looked up too, so that a public-looking name that points
+    at a private address is refused as well."""
+    try:
+        check_url_syntax(url)
+    except ValueError as exc:
+        raise SourcePolicyError(f"{url}: {exc}") from None
+    if allow_private:
+        return
+    problem = literal_address_problem(url)
+    if problem is None and resolve:
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise SourcePolicyError(f"{url}: cannot resolve host {host}: {exc}") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if not _is_public(address):
+                problem = f"host {host} resolves to non-public address {address}"
+                break
+    if problem:
+        raise SourcePolicyError(
+            f"{url}: {problem}; refused (pass --allow-private-sources to fetch from it)"
+        )
