@@ -34,9 +34,12 @@ WORK_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 #: A catalogue is a hand-edited text file; anything larger than this is not one.
 MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
 
+ONE_LINE_PATTERN = r"^[^\r\n]*$"
 ShortText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=r"^[^\r\n]*$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=500, pattern=ONE_LINE_PATTERN
+    ),
 ]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -165,6 +168,12 @@ class Catalogue(_Strict):
         return self
 
 
+_FRIENDLY_PATTERN_MESSAGES = {
+    WORK_ID_PATTERN: "must be lowercase letters a-z, digits and single hyphens, e.g. cifa-0001",
+    ONE_LINE_PATTERN: "must be a single line (no line breaks)",
+}
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """A safe loader that refuses anchors and aliases: a catalogue never needs them, and they are
     how a few lines of YAML expand into gigabytes (the "billion laughs")."""
@@ -205,12 +214,20 @@ def parse_catalogue(text: str, origin: str) -> Catalogue:
     try:
         return Catalogue.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = _describe_location(raw, tuple(error["loc"]))
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{origin}: {where}: {message}")
-        raise CatalogueError("\n".join(problems)) from None
+        raise CatalogueError("\n".join(validation_problems(exc, raw, origin))) from None
+
+
+def validation_problems(exc: ValidationError, raw: Any, origin: str) -> list[str]:
+    """One ``origin: entry: field: message`` line per problem pydantic found."""
+    problems = []
+    for error in exc.errors():
+        where = _describe_location(raw, tuple(error["loc"]))
+        message = _FRIENDLY_PATTERN_MESSAGES.get(
+            (error.get("ctx") or {}).get("pattern", ""),
+            str(error["msg"]).removeprefix("Value error, "),
+        )
+        problems.append(f"{origin}: {where}: {message}")
+    return problems
 
 
 def load_catalogue(path: Path | str) -> Catalogue:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cifa_ingest import __version__
-from cifa_ingest.catalogue import Catalogue, Work, load_catalogues
+from cifa_ingest.catalogue import Catalogue, Work, load_catalogues, validation_problems
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import InputError, SourcePolicyError
 from cifa_ingest.source_policy import literal_address_problem
@@ -205,11 +205,7 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
     try:
         work = Work.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg']).removeprefix('Value error, ')}"
-            for err in exc.errors()
-        ]
-        raise InputError("invalid job: " + "; ".join(problems)) from None
+        raise InputError("\n".join(validation_problems(exc, raw, "preserve"))) from None
     if not args.allow_private_sources and (problem := literal_address_problem(args.url)):
         raise SourcePolicyError(f"{args.url}: {problem}; refused (--allow-private-sources)")
     from pipelines.flows import preserve_film

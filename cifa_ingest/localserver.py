@@ -88,7 +88,7 @@ class _RecordingServer(ThreadingHTTPServer):
 
 
 class LocalFileServer:
-    """Serve ``root`` on 127.0.0.1 (a free port) in a background thread; use as a context manager."""
+    """Serve ``root`` on 127.0.0.1 (a free port) in a background thread (a context manager)."""
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         handler = partial(_Handler, directory=os.fspath(root))

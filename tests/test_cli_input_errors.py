@@ -1,0 +1,97 @@
+"""Bad input: exit code 2, a message naming file, entry and field, no traceback, nothing fetched,
+nothing written, and Prefect never started. Run as real processes, as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cifa_ingest.localserver import LocalFileServer
+from tests.conftest import REPO
+
+DATA = Path(__file__).parent / "data" / "catalogues"
+
+_RUN_CLI = (
+    "import sys; from cifa_ingest import cli; status = cli.main(sys.argv[1:]);"
+    "print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported',"
+    " file=sys.stderr); sys.exit(status)"
+)
+
+
+def _cifa(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(cwd)},
+    )
+
+
+def test_malformed_catalogue_exits_2_naming_the_field(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    result = _cifa(
+        "ingest", str(DATA / "invalid" / "granted-without-granted-by.yaml"),
+        "--archive", str(archive), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "granted-without-granted-by.yaml: works[0] (cifa-0001): permission" in result.stderr
+    assert "granted_by is required" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "prefect not imported" in result.stderr
+    assert not archive.exists()
+
+
+def test_private_source_without_flag_exits_2_before_any_request(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    catalogue = tmp_path / "c.yaml"
+    catalogue.write_text(
+        "works:\n- id: cifa-0001\n  title: {en: A}\n"
+        f"  source: {{url: '{film_server.base_url}/films/colour-bars.mkv'}}\n"
+        "  permission: {status: granted, granted_by: X}\n",
+        "utf-8",
+    )
+    result = _cifa("ingest", str(catalogue), "--archive", str(tmp_path / "a"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "works[0] (cifa-0001): source.url: address 127.0.0.1 is not a public address" in (
+        result.stderr
+    )
+    assert film_server.requests == []
+    assert not (tmp_path / "a").exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert _cifa("ingest", cwd=tmp_path).returncode == 2
+    assert _cifa("no-such-command", cwd=tmp_path).returncode == 2
+    result = _cifa("ingest", str(DATA / "valid" / "full.yaml"), "--only", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--only: no such work" in result.stderr
+
+
+def test_bad_config_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "cifa.toml").write_text("[fetch]\nretries = 'many'\n")
+    result = _cifa("ingest", str(DATA / "valid" / "minimal.yaml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "fetch.retries" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_real_catalogue_runs_cleanly_without_internet(tmp_path: Path) -> None:
+    """No work of the real catalogue has an address yet: nothing is fetched, each is reported."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cifa_ingest.cli", "ingest", str(REPO / "manifests" / "cifa.yaml"),
+         "--archive", str(tmp_path / "archive")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+             "PREFECT_HOME": str(tmp_path / "prefect")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Bumming in Beijing" in result.stdout
+    assert "awaiting source address" in result.stdout
+    assert "not permitted" in result.stdout
+    assert "13 works: 0 preserved" in result.stdout
+    assert "Traceback" not in result.stderr
