@@ -91,10 +91,20 @@ class Source(_Strict):
         return value
 
 
+class Use(StrEnum):
+    """What a permission may cover. Fetching needs ``preservation``."""
+
+    PRESERVATION = "preservation"
+    ACCESS = "access"
+    PUBLIC_ACCESS = "public-access"
+    RESEARCH = "research"
+
+
 class Permission(_Strict):
-    """The permission record: who agreed, on what basis, when."""
+    """The permission record: who agreed, to what, on what basis, when."""
 
     status: PermissionStatus
+    covers: list[Use] = Field(default_factory=lambda: [Use.PRESERVATION], min_length=1)
     granted_by: ShortText | None = None
     basis: LongText | None = None
     date: dt.date | None = None
@@ -136,7 +146,15 @@ class Work(_Strict):
 
     @property
     def is_permitted(self) -> bool:
-        return self.permission.status is PermissionStatus.GRANTED
+        """Permission is granted, and it covers preservation (what fetching is for)."""
+        return (
+            self.permission.status is PermissionStatus.GRANTED
+            and Use.PRESERVATION in self.permission.covers
+        )
+
+    @property
+    def may_be_fetched(self) -> bool:
+        return self.is_permitted and self.has_source_address
 
     @property
     def has_source_address(self) -> bool:

@@ -23,7 +23,7 @@ from cifa_ingest import __version__
 from cifa_ingest.catalogue import Catalogue, Work, load_catalogues, validation_problems
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import InputError, SourcePolicyError
-from cifa_ingest.source_policy import literal_address_problem
+from cifa_ingest.source_policy import SourcePolicy
 
 if TYPE_CHECKING:
     from cifa_ingest.preserve import WorkReport
@@ -104,22 +104,25 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
 
 
 def _check_sources(
-    catalogues: Sequence[tuple[Path, Catalogue]], only: set[str] | None, allow_private: bool
+    catalogues: Sequence[tuple[Path, Catalogue]],
+    only: set[str] | None,
+    policy: SourcePolicy,
 ) -> None:
-    """Refuse, before any request, sources on non-public addresses (unless allowed)."""
-    if allow_private:
-        return
+    """Refuse, before any request, sources the policy forbids: hosts off the allow-list,
+    non-public addresses (unless allowed). No DNS: names are resolved when fetched."""
     for path, catalogue in catalogues:
         for index, work in enumerate(catalogue.works):
             if (only and work.id not in only) or not work.is_permitted:
                 continue
-            for field, source in _source_fields(work):
-                problem = source and literal_address_problem(source)
-                if problem:
+            for field, url in _source_fields(work):
+                if url is None:
+                    continue
+                try:
+                    policy.check(url)
+                except SourcePolicyError as exc:
                     raise SourcePolicyError(
-                        f"{path}: works[{index}] ({work.id}): {field}: {problem}; refused"
-                        " (pass --allow-private-sources to fetch from it)"
-                    )
+                        f"{path}: works[{index}] ({work.id}): {field}: {exc}"
+                    ) from None
 
 
 def _source_fields(work: Work) -> list[tuple[str, str | None]]:
@@ -166,7 +169,10 @@ def run_ingest(
     unknown = sorted(set(only or []) - known)
     if unknown:
         raise InputError(f"--only: no such work in the catalogues: {', '.join(unknown)}")
-    _check_sources(catalogues, set(only) if only else None, allow_private_sources)
+    policy = SourcePolicy(
+        tuple(settings.fetch.allowed_hosts), allow_private=allow_private_sources, resolve=False
+    )
+    _check_sources(catalogues, set(only) if only else None, policy)
     from pipelines.flows import nightly_ingest
 
     state = nightly_ingest(
@@ -206,8 +212,10 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
         work = Work.model_validate(raw)
     except ValidationError as exc:
         raise InputError("\n".join(validation_problems(exc, raw, "preserve"))) from None
-    if not args.allow_private_sources and (problem := literal_address_problem(args.url)):
-        raise SourcePolicyError(f"{args.url}: {problem}; refused (--allow-private-sources)")
+    policy = SourcePolicy(
+        tuple(settings.fetch.allowed_hosts), allow_private=args.allow_private_sources, resolve=False
+    )
+    policy.check(args.url)
     from pipelines.flows import preserve_film
 
     state = preserve_film(

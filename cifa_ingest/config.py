@@ -37,10 +37,39 @@ class CatalogueSettings(_Section):
     manifests: list[str] = Field(default_factory=lambda: ["manifests/cifa.yaml"])
 
 
+#: Hosts of the platforms in the catalogue and the hosts they serve media and images from.
+DEFAULT_ALLOWED_HOSTS = [
+    "youtube.com",
+    "youtu.be",
+    "youtube-nocookie.com",
+    "googlevideo.com",
+    "ytimg.com",
+    "ggpht.com",
+    "dafilms.com",
+    "vimeo.com",
+    "vimeocdn.com",
+    "bilibili.com",
+]
+
+
 class FetchSettings(_Section):
-    format: str = "best"
+    """How films are fetched (see config/cifa.toml for the meaning of each key)."""
+
+    format: str = "bv*+ba/b"
+    format_sort: list[str] = Field(default_factory=list)
+    subtitles: bool = True
+    auto_subtitles: bool = False
+    thumbnails: bool = True
+    allowed_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
     socket_timeout_seconds: float = Field(default=30, gt=0)
-    retries: int = Field(default=3, ge=0, le=20)
+    retries: int = Field(default=10, ge=0, le=100)
+    fragment_retries: int = Field(default=10, ge=0, le=100)
+    transient_attempts: int = Field(default=4, ge=1, le=20)
+    backoff_seconds: float = Field(default=5, ge=0, le=3600)
+    max_wait_seconds: float = Field(default=300, ge=0, le=86400)
+    pause_seconds: float = Field(default=0, ge=0, le=3600)
+    rate_limit: str | None = None
+    progress_interval_seconds: float = Field(default=5, gt=0)
 
 
 class NormaliseSettings(_Section):

@@ -32,7 +32,13 @@ class WorkFailed(CifaError):
 
 
 class FetchError(WorkFailed):
-    """The source could not be fetched."""
+    """The source could not be fetched. ``kind`` classifies why (see cifa_ingest.fetch.KINDS);
+    it is stored in the ledger with the work's outcome."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
 
 
 class FFmpegError(WorkFailed):

@@ -1,43 +1,99 @@
-"""Fetching: the film's bytes exactly as the source sends them, with the source's own metadata.
+"""Fetching: the film's bytes exactly as the source sends them, with everything the source says
+about it (info JSON, description, chapters, thumbnails, every subtitle track).
 
-yt-dlp is used as a library (``yt_dlp.YoutubeDL``), never through a shell. Nothing is re-encoded
-or remuxed on the way in (``fixup: never``); file names are ours (``<id>.<ext>``), never the
-source's title, so untrusted text cannot become a path.
+yt-dlp is used as a library, never through a shell, in two phases: first the metadata only
+(no media byte is requested), so that the archive can refuse a source it already holds under
+another URL and rename anything remote before it could become a file name; then the download of
+the chosen formats, each as received: a progressive file as downloaded, separate video and audio
+streams (DASH) each kept unmerged, an HLS stream as the received MPEG-TS (``fixup: never``).
+
+Every request, redirects included, passes the archive's source policy
+(:class:`cifa_ingest.source_policy.SourcePolicy`) before a connection is made, and is logged in
+the capture record with the server's ``Date``. Transient failures (connection reset, 5xx, 429 with
+Retry-After) are retried with bounded backoff; permanent ones are classified (:data:`KINDS`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
 import re
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import yt_dlp
+from yt_dlp.networking._urllib import UrllibRH
+from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
+from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import FetchSettings
-from cifa_ingest.errors import FetchError
-from cifa_ingest.source_policy import check_source_allowed
+from cifa_ingest.errors import FetchError, SourcePolicyError
+from cifa_ingest.source_policy import SourcePolicy
 
 log = logging.getLogger(__name__)
 
 _SAFE_EXT = re.compile(r"^[a-z0-9]{1,10}$")
+_SAFE_LANG = re.compile(r"^[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8}){0,3}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _HASH_CHUNK = 1024 * 1024
+_MAX_LOGGED_EXCHANGES = 200
+
+#: How a failed fetch is classified (stored in the ledger with the outcome).
+KINDS = {
+    "not-found": "the source answers 404: no such page or file",
+    "gone": "the source answers 410, or says the video was removed",
+    "private": "the video is private or needs a login",
+    "forbidden": "the source answers 401/403",
+    "geo-blocked": "not available from the archive's country",
+    "unsupported": "yt-dlp finds no film at this address",
+    "refused": "the archive's source policy refused an address (host, scheme, private range)",
+    "duplicate": "the same source video is already preserved under another work",
+    "rate-limited": "429 Too Many Requests, still after every retry",
+    "server-error": "5xx, still after every retry",
+    "network": "connection failures, still after every retry",
+    "error": "anything else",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The records
 
 
 @dataclass
 class ReceivedFile:
-    """One file as received: its place in the bag's ``original/`` folder, size and digests."""
+    """One file as received: its name in the bag's ``original/`` folder, role, size, digests."""
 
     name: str
+    role: str  # video+audio | video | audio | subtitle | thumbnail
     bytes: int
     sha256: str
     sha512: str
+    format_id: str | None = None
+    language: str | None = None
+    source_url: str | None = None
+
+
+@dataclass
+class HttpExchange:
+    """One HTTP request of the capture and what the server said (its Date is the capture date)."""
+
+    url: str
+    status: int
+    date: str | None
+    last_modified: str | None
+    content_type: str | None
+    content_length: str | None
+    final_url: str | None = None
 
 
 @dataclass
@@ -51,19 +107,34 @@ class FetchedSource:
     extractor: str
     source_id: str
     title: str | None
-    format_id: str | None
+    duration: float | None
+    formats_chosen: list[str]
+    formats_available: list[dict[str, Any]]
     files: list[ReceivedFile]
-    info_json_name: str
+    metadata_files: list[str]
+    http: list[HttpExchange]
+    requests_made: int = 0
+    attempts: int = 1
+    stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
 
     @property
     def source_key(self) -> str:
         """What identifies the video at its source, whatever URL reached it."""
         return f"{self.extractor}:{self.source_id}"
 
+    @property
+    def media(self) -> list[ReceivedFile]:
+        return [f for f in self.files if f.role in {"video+audio", "video", "audio"}]
+
+    @property
+    def http_date(self) -> str | None:
+        dates = [x.date for x in self.http if x.date and x.status < 400]
+        return dates[-1] if dates else None
+
 
 @dataclass
 class Capture:
-    """The capture record: what was fetched, from where, when and with what."""
+    """The capture record: what was fetched, from where, when, with what, and the event."""
 
     work_id: str
     started: str
@@ -73,11 +144,246 @@ class Capture:
     sources: list[FetchedSource] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        record["event"] = {
+            "type": "capture",
+            "date_time": self.finished,
+            "outcome": "success",
+            "detail": f"{len(self.sources)} source(s) fetched with {self.tool}, kept as received",
+            "agent": self.tool,
+        }
+        return record
 
     @property
-    def media_names(self) -> list[str]:
-        return [f.name for source in self.sources for f in source.files]
+    def source_keys(self) -> list[str]:
+        return [source.source_key for source in self.sources]
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy on every request, redirects included
+
+
+class SourceRefused(RequestError):
+    """A request the source policy refused; raised before any connection is made."""
+
+
+class _RedirectGuard(urllib.request.BaseHandler):
+    """Checks a redirect's target against the policy before yt-dlp's redirect handler follows
+    it (a lower handler_order runs first; returning None hands the redirect on)."""
+
+    handler_order = 400
+
+    def __init__(self, policy: SourcePolicy) -> None:
+        self.policy = policy
+
+    def _check(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> None:
+        location = headers.get("Location") or headers.get("URI")
+        if location:
+            target = urljoin(req.full_url, location)
+            try:
+                self.policy.check(target)
+            except SourcePolicyError as exc:
+                raise SourceRefused(f"redirect from {req.full_url} refused: {exc}") from None
+
+    http_error_301 = http_error_302 = http_error_303 = http_error_307 = http_error_308 = _check
+
+
+def _policy_handler(policy: SourcePolicy) -> type[UrllibRH]:
+    """yt-dlp's urllib request handler, with the policy applied to each request and redirect."""
+
+    class CifaPolicyRH(UrllibRH):
+        def _send(self, request: Any) -> Any:
+            try:
+                policy.check(request.url)
+            except SourcePolicyError as exc:
+                raise SourceRefused(str(exc)) from None
+            return super()._send(request)
+
+        def _create_instance(self, *args: Any, **kwargs: Any) -> Any:
+            opener = super()._create_instance(*args, **kwargs)
+            opener.add_handler(_RedirectGuard(policy))
+            return opener
+
+    return CifaPolicyRH
+
+
+class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
+    """YoutubeDL whose only network path is the policy-checked handler, and which logs every
+    HTTP exchange for the capture record."""
+
+    def __init__(self, params: dict[str, Any], policy: SourcePolicy) -> None:
+        self._cifa_policy = policy
+        self.exchanges: list[HttpExchange] = []
+        self.requests_made = 0
+        super().__init__(params)
+
+    def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+        # Only our handler: yt-dlp would otherwise prefer `requests`, which we do not police.
+        return super().build_request_director([_policy_handler(self._cifa_policy)], None)
+
+    def urlopen(self, req: Any) -> Any:
+        self.requests_made += 1
+        try:
+            response = super().urlopen(req)
+        except HTTPError as exc:
+            self._log_exchange(req, exc.response)
+            raise
+        self._log_exchange(req, response)
+        return response
+
+    def _log_exchange(self, req: Any, response: Any) -> None:
+        if len(self.exchanges) >= _MAX_LOGGED_EXCHANGES:
+            return
+        url = req if isinstance(req, str) else getattr(req, "url", str(req))
+        headers = response.headers
+        final = getattr(response, "url", None)
+        self.exchanges.append(
+            HttpExchange(
+                url=url,
+                status=int(getattr(response, "status", 0) or 0),
+                date=headers.get("Date"),
+                last_modified=headers.get("Last-Modified"),
+                content_type=headers.get("Content-Type"),
+                content_length=headers.get("Content-Length"),
+                final_url=final if final and final != url else None,
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    transient: bool
+    retry_after: float | None = None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (yt-dlp nests errors several levels deep)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            stack.append(exc_info[1])
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException):
+            stack.append(cause)
+        stack.extend([current.__cause__, current.__context__])
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+_MESSAGE_KINDS = [
+    (re.compile(r"private video|sign in to confirm|members-only|login required", re.I), "private"),
+    (re.compile(r"not available in your country|geo.?restrict|geo.?block", re.I), "geo-blocked"),
+    (
+        re.compile(
+            r"has been removed|video unavailable|account .* terminated|no longer available", re.I
+        ),
+        "gone",
+    ),
+    (re.compile(r"unsupported url", re.I), "unsupported"),
+]
+
+
+def classify(exc: BaseException) -> Problem:
+    """Which kind of failure ``exc`` is, and whether trying again may help."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, SourceRefused | SourcePolicyError):
+            return Problem("refused", transient=False)
+        if isinstance(cause, FetchError) and cause.kind != "error":
+            return Problem(cause.kind, transient=False)
+    for cause in causes:
+        if isinstance(cause, HTTPError):
+            status = cause.status
+            if status == 404:
+                return Problem("not-found", transient=False)
+            if status == 410:
+                return Problem("gone", transient=False)
+            if status in (401, 403):
+                return Problem("forbidden", transient=False)
+            if status == 429:
+                retry_after = _retry_after(cause.response.headers.get("Retry-After"))
+                return Problem("rate-limited", transient=True, retry_after=retry_after)
+            if 500 <= status < 600:
+                retry_after = _retry_after(cause.response.headers.get("Retry-After"))
+                return Problem("server-error", transient=True, retry_after=retry_after)
+    for cause in causes:
+        if isinstance(cause, GeoRestrictedError):
+            return Problem("geo-blocked", transient=False)
+        if isinstance(cause, UnsupportedError):
+            return Problem("unsupported", transient=False)
+    text = " ".join(str(cause) for cause in causes)
+    for pattern, kind in _MESSAGE_KINDS:
+        if pattern.search(text):
+            return Problem(kind, transient=False)
+    for cause in causes:
+        if isinstance(cause, TransportError | ConnectionError | TimeoutError):
+            return Problem("network", transient=True)
+    return Problem("error", transient=False)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    return text.removeprefix("ERROR: ").strip() or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Politeness: one download per host at a time, a pause between downloads
+
+
+class _HostSlots:
+    """Per host: a lock (one download at a time) and when its last download ended."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._last_end: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def slot(self, host: str, pause_seconds: float) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(host, threading.Lock())
+        with lock:
+            wait = self._last_end.get(host, 0.0) + pause_seconds - time.monotonic()
+            if wait > 0:
+                log.debug("pausing %.1f s before the next download from %s", wait, host)
+                time.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_end[host] = time.monotonic()
+
+
+HOST_SLOTS = _HostSlots()
+
+
+# ---------------------------------------------------------------------------------------------
+# yt-dlp, in two phases
 
 
 class _YtdlpLogger:
@@ -96,6 +402,123 @@ class _YtdlpLogger:
         log.debug("yt-dlp error: %s", _ANSI.sub("", msg))
 
 
+class _Progress:
+    """A progress hook that shows bytes, speed and ETA every few seconds."""
+
+    def __init__(self, label: str, interval: float) -> None:
+        self.label, self.interval, self._last = label, interval, 0.0
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if status.get("status") == "finished":
+            log.info("%s: received %s", self.label, _human(status.get("total_bytes")))
+            return
+        if status.get("status") != "downloading" or now - self._last < self.interval:
+            return
+        self._last = now
+        done = status.get("downloaded_bytes") or 0
+        total = status.get("total_bytes") or status.get("total_bytes_estimate")
+        speed, eta = status.get("speed"), status.get("eta")
+        parts = [_human(done) + (f" of {_human(total)}" if total else "")]
+        if total:
+            parts[0] += f" ({100 * done / total:.0f}%)"
+        if speed:
+            parts.append(f"{_human(speed)}/s")
+        if eta is not None:
+            parts.append(f"ETA {dt.timedelta(seconds=int(eta))}")
+        log.info("%s: %s", self.label, ", ".join(parts))
+
+
+def _human(count: float | None) -> str:
+    if not count:
+        return "0 B"
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}" if unit != "B" else f"{value:.0f} B"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def ytdlp_params(settings: FetchSettings, directory: Path, stem: str) -> dict[str, Any]:
+    """The YoutubeDL options for one source; recorded in the capture record too."""
+    params: dict[str, Any] = {
+        "format": settings.format,
+        "format_sort": list(settings.format_sort),
+        "outtmpl": {
+            "default": f"{stem}.%(ext)s",
+            "infojson": stem,
+            "description": stem,
+            "subtitle": f"{stem}.%(ext)s",
+            "thumbnail": f"{stem}.%(ext)s",
+        },
+        "paths": {"home": str(directory), "temp": str(directory)},
+        "writeinfojson": True,
+        "writedescription": True,
+        "writesubtitles": settings.subtitles,
+        "writeautomaticsub": settings.auto_subtitles,
+        "subtitleslangs": ["all"],
+        "write_all_thumbnails": settings.thumbnails,
+        "noplaylist": True,
+        "fixup": "never",
+        "restrictfilenames": True,
+        "updatetime": False,
+        "continuedl": True,
+        "nopart": False,
+        "socket_timeout": settings.socket_timeout_seconds,
+        "retries": settings.retries,
+        "fragment_retries": settings.fragment_retries,
+        "skip_unavailable_fragments": False,
+        "cachedir": False,
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "logger": _YtdlpLogger(),
+    }
+    if settings.rate_limit:
+        from yt_dlp.utils import parse_bytes
+
+        params["ratelimit"] = parse_bytes(settings.rate_limit)
+    return params
+
+
+def _make_remote_names_safe(info: dict[str, Any]) -> dict[str, str]:
+    """Rename subtitle languages and thumbnail ids that are not plain codes, since yt-dlp puts
+    them into file names; returns {name used: name the source gave}."""
+    renamed: dict[str, str] = {}
+    for key in ("subtitles", "automatic_captions"):
+        tracks = info.get(key) or {}
+        safe: dict[str, Any] = {}
+        for index, (lang, formats) in enumerate(tracks.items()):
+            name = lang if _SAFE_LANG.match(str(lang)) else f"lang{index:02d}"
+            renamed[name] = str(lang)
+            for fmt in formats:
+                if not _SAFE_EXT.match(str(fmt.get("ext", ""))):
+                    fmt["ext"] = "sub"
+            safe[name] = formats
+        info[key] = safe
+    for index, thumbnail in enumerate(info.get("thumbnails") or []):
+        thumbnail["id"] = str(index)
+    return renamed
+
+
+def _stream_role(fmt: dict[str, Any]) -> str:
+    has_video = fmt.get("vcodec") not in (None, "none")
+    has_audio = fmt.get("acodec") not in (None, "none")
+    if has_video and not has_audio and fmt.get("acodec") == "none":
+        return "video"
+    if has_audio and not has_video and fmt.get("vcodec") == "none":
+        return "audio"
+    return "video+audio"
+
+
+def _available_formats(info: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("format_id", "ext", "protocol", "vcodec", "acodec", "width", "height", "fps", "tbr")
+    return [
+        {k: fmt.get(k) for k in keys if fmt.get(k) is not None} for fmt in info.get("formats") or []
+    ]
+
+
 def _digests(path: Path) -> tuple[int, str, str]:
     sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
     with path.open("rb") as fh:
@@ -106,64 +529,138 @@ def _digests(path: Path) -> tuple[int, str, str]:
     return size, sha256.hexdigest(), sha512.hexdigest()
 
 
-def _stem(work: Work, index: int) -> str:
-    return work.id if len(work.sources) == 1 else f"{work.id}-part-{index:02d}"
+def _is_mpeg_ts(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(188 * 2 + 1)
+    return len(head) > 188 and head[0] == 0x47 and head[188] == 0x47
 
 
-def ytdlp_params(settings: FetchSettings, directory: Path, stem: str) -> dict[str, Any]:
-    """The YoutubeDL options for one source; recorded in the capture record too."""
-    return {
-        "format": settings.format,
-        "outtmpl": {"default": f"{stem}.%(ext)s", "infojson": f"{stem}"},
-        "paths": {"home": str(directory), "temp": str(directory)},
-        "writeinfojson": True,
-        "noplaylist": True,
-        "fixup": "never",
-        "restrictfilenames": True,
-        "updatetime": False,
-        "continuedl": True,
-        "socket_timeout": settings.socket_timeout_seconds,
-        "retries": settings.retries,
-        "cachedir": False,
-        "quiet": True,
-        "no_warnings": False,
-        "noprogress": True,
-        "logger": _YtdlpLogger(),
-    }
+def _received(path: Path, role: str, **extra: Any) -> ReceivedFile:
+    size, sha256, sha512 = _digests(path)
+    return ReceivedFile(
+        name=path.name, role=role, bytes=size, sha256=sha256, sha512=sha512, **extra
+    )
 
 
-def _error_text(exc: BaseException) -> str:
-    text = _ANSI.sub("", str(exc)).strip()
-    return text.removeprefix("ERROR: ").strip() or type(exc).__name__
+def _inside(path: Path, directory: Path) -> Path:
+    resolved = path.resolve()
+    if resolved.parent != directory.resolve():
+        raise FetchError(f"refusing unexpected download path {path.name!r}")
+    return resolved
+
+
+def _download_once(
+    url: str,
+    directory: Path,
+    stem: str,
+    settings: FetchSettings,
+    policy: SourcePolicy,
+    check_source: Callable[[str], None],
+    label: str,
+) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
+    params = ytdlp_params(settings, directory, stem)
+    params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds)]
+    ydl = _ArchivalYoutubeDL(params, policy)
+    with ydl:
+        info = ydl.extract_info(url, download=False)  # metadata only: no media byte yet
+        if info is None or info.get("_type", "video") != "video":
+            kind = (info or {}).get("_type", "nothing")
+            raise FetchError(f"{url}: is a {kind}, not a single video", kind="unsupported")
+        check_source(f"{info.get('extractor_key') or info.get('extractor')}:{info.get('id')}")
+        renamed_languages = _make_remote_names_safe(info)
+        chosen = info.get("requested_formats") or [info]
+        if len(chosen) > 1:
+            # Download each stream as its own file, as received; merging is a derived step.
+            ydl.params["format"] = ",".join(str(f["format_id"]) for f in chosen)
+            ydl.format_selector = ydl.build_format_selector(ydl.params["format"])
+            ydl.params["outtmpl"]["default"] = f"{stem}.f%(format_id)s.%(ext)s"
+            for key in ("requested_formats", "format_id", "requested_downloads"):
+                info.pop(key, None)
+        info = ydl.process_ie_result(info, download=True)
+        info = ydl.sanitize_info(info)
+    files: list[ReceivedFile] = []
+    for download in info.get("requested_downloads") or []:
+        path = _inside(Path(download["filepath"]), directory)
+        role = _stream_role(download)
+        ext = (
+            "ts"
+            if str(download.get("protocol", "")).startswith("m3u8") and _is_mpeg_ts(path)
+            else path.suffix[1:]
+        )
+        if not _SAFE_EXT.match(ext):
+            raise FetchError(f"{url}: refusing unexpected file type {ext!r}")
+        name = (
+            f"{stem}.{ext}"
+            if len(info["requested_downloads"]) == 1
+            else f"{stem}.{role.replace('+', '-')}.{ext}"
+        )
+        target = directory / name
+        path.rename(target)
+        files.append(
+            _received(
+                target,
+                role,
+                format_id=str(download.get("format_id")),
+                source_url=download.get("url"),
+            )
+        )
+    for lang, track in (info.get("requested_subtitles") or {}).items():
+        if track.get("filepath"):
+            path = _inside(Path(track["filepath"]), directory)
+            files.append(
+                _received(
+                    path,
+                    "subtitle",
+                    language=renamed_languages.get(lang, lang),
+                    source_url=track.get("url"),
+                )
+            )
+    for thumbnail in info.get("thumbnails") or []:
+        if thumbnail.get("filepath"):
+            path = _inside(Path(thumbnail["filepath"]), directory)
+            files.append(_received(path, "thumbnail", source_url=thumbnail.get("url")))
+    if not any(f.role in {"video+audio", "video", "audio"} for f in files):
+        raise FetchError(f"{url}: nothing was downloaded")
+    return info, files, ydl.exchanges, ydl.requests_made
 
 
 def fetch_source(
-    url: str, directory: Path, stem: str, settings: FetchSettings
-) -> tuple[dict[str, Any], list[Path], Path]:
-    """Download one URL into ``directory`` as ``<stem>.<ext>``; returns (info, media, info json)."""
-    params = ytdlp_params(settings, directory, stem)
-    try:
-        with yt_dlp.YoutubeDL(params) as ydl:
-            info = ydl.extract_info(url, download=True)
-            if info is None:
-                raise FetchError(f"{url}: yt-dlp returned nothing")
-            info = ydl.sanitize_info(info)
-    except yt_dlp.utils.YoutubeDLError as exc:
-        raise FetchError(f"{url}: {_error_text(exc)}") from None
-    if info.get("_type", "video") != "video":
-        raise FetchError(f"{url}: is a {info.get('_type')}, not a single video")
-    downloads = info.get("requested_downloads") or []
-    media = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
-    if not media:
-        raise FetchError(f"{url}: nothing was downloaded")
-    for path in media:
-        resolved = path.resolve()
-        if resolved.parent != directory.resolve() or not _SAFE_EXT.match(resolved.suffix[1:]):
-            raise FetchError(f"{url}: refusing unexpected download name {path.name!r}")
-    info_json = directory / f"{stem}.info.json"
-    if not info_json.is_file():
-        raise FetchError(f"{url}: yt-dlp wrote no info JSON")
-    return info, media, info_json
+    url: str,
+    directory: Path,
+    stem: str,
+    settings: FetchSettings,
+    policy: SourcePolicy,
+    check_source: Callable[[str], None] = lambda key: None,
+    label: str = "",
+) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int]:
+    """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
+
+    ``check_source(extractor:id)`` runs after the metadata is known and before any media byte is
+    requested; it raises to refuse the source. Returns (info, files, HTTP log, requests, attempts).
+    """
+    host = urlsplit(url).hostname or ""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with HOST_SLOTS.slot(host, settings.pause_seconds):
+                info, files, exchanges, requests = _download_once(
+                    url, directory, stem, settings, policy, check_source, label or stem
+                )
+            return info, files, exchanges, requests, attempt
+        except (yt_dlp.utils.YoutubeDLError, RequestError, FetchError, OSError) as exc:
+            problem = classify(exc)
+            message = exc.message if isinstance(exc, FetchError) else f"{url}: {_error_text(exc)}"
+            if not problem.transient or attempt >= settings.transient_attempts:
+                raise FetchError(message, kind=problem.kind) from None
+            wait = settings.backoff_seconds * 2 ** (attempt - 1)
+            if problem.retry_after is not None:
+                wait = problem.retry_after
+            wait = min(wait, settings.max_wait_seconds)
+            log.info(
+                "%s: %s (%s); trying again in %.0f s", label or stem, problem.kind, message, wait
+            )
+            time.sleep(wait)
 
 
 def fetch_work(
@@ -173,32 +670,53 @@ def fetch_work(
     settings: FetchSettings,
     *,
     allow_private_sources: bool,
+    check_source: Callable[[str], None] = lambda key: None,
 ) -> Capture:
-    """Fetch every source of ``work``: media into ``original_dir``, info JSON into
-    ``metadata_dir``. Permission and address policy are checked before any request."""
-    if not work.is_permitted:
-        raise FetchError(f"{work.id}: permission is {work.permission.status}, not granted")
-    if not work.has_source_address:
-        raise FetchError(f"{work.id}: no source address")
+    """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
+    ``original_dir``, the info JSON and description into ``metadata_dir``. Permission and the
+    source policy are checked before any request."""
+    if not work.may_be_fetched:
+        raise FetchError(f"{work.id}: permission does not allow fetching", kind="refused")
+    policy = SourcePolicy(tuple(settings.allowed_hosts), allow_private=allow_private_sources)
     urls = [source.url for source in work.sources if source.url]
     for url in urls:
-        check_source_allowed(url, allow_private=allow_private_sources)
+        try:
+            policy.check(url)
+        except SourcePolicyError as exc:
+            raise FetchError(str(exc), kind="refused") from None
 
     original_dir.mkdir(parents=True, exist_ok=True)
     metadata_dir.mkdir(parents=True, exist_ok=True)
     capture = Capture(work_id=work.id, started=_utc_now())
+    seen: dict[str, int] = {}
     for index, source in enumerate(work.sources, start=1):
-        stem = _stem(work, index)
-        params = ytdlp_params(settings, original_dir, stem)
-        capture.options = {k: v for k, v in params.items() if k not in {"logger", "paths"}}
+        assert source.url is not None
+        stem = work.id if len(work.sources) == 1 else f"{work.id}-part-{index:02d}"
+
+        def check(key: str, index: int = index) -> None:
+            if key in seen:
+                raise FetchError(
+                    f"{work.id}: part {index} is the same video as part {seen[key]} ({key})",
+                    kind="duplicate",
+                )
+            check_source(key)
+            seen[key] = index
+
+        capture.options = {
+            k: v
+            for k, v in ytdlp_params(settings, original_dir, stem).items()
+            if k not in {"logger", "paths"}
+        }
         log.info("%s: fetching %s", work.id, source.url)
-        info, media, info_json = fetch_source(source.url, original_dir, stem, settings)
-        info_json_name = f"{stem}.info.json"
-        info_json.replace(metadata_dir / info_json_name)
-        files = []
-        for path in media:
-            size, sha256, sha512 = _digests(path)
-            files.append(ReceivedFile(name=path.name, bytes=size, sha256=sha256, sha512=sha512))
+        info, files, exchanges, requests, attempts = fetch_source(
+            source.url, original_dir, stem, settings, policy, check, label=stem
+        )
+        metadata_files = []
+        for suffix in (".info.json", ".description"):
+            written = original_dir / f"{stem}{suffix}"
+            if written.is_file():
+                written.replace(metadata_dir / written.name)
+                metadata_files.append(written.name)
         capture.sources.append(
             FetchedSource(
                 index=index,
@@ -208,9 +726,15 @@ def fetch_work(
                 extractor=str(info.get("extractor_key") or info.get("extractor") or "unknown"),
                 source_id=str(info.get("id") or ""),
                 title=info.get("title"),
-                format_id=info.get("format_id"),
+                duration=info.get("duration"),
+                formats_chosen=[f.format_id for f in files if f.format_id],
+                formats_available=_available_formats(info),
                 files=files,
-                info_json_name=info_json_name,
+                metadata_files=metadata_files,
+                http=exchanges,
+                requests_made=requests,
+                attempts=attempts,
+                stem=stem,
             )
         )
     capture.finished = _utc_now()

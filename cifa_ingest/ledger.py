@@ -25,14 +25,19 @@ CREATE TABLE IF NOT EXISTS bags (
     source_keys      TEXT NOT NULL,
     software         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS source_keys (
+    source_key TEXT PRIMARY KEY,
+    work_id    TEXT NOT NULL REFERENCES bags (work_id)
+);
 CREATE TABLE IF NOT EXISTS work_outcomes (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id    TEXT NOT NULL,
-    work_id   TEXT NOT NULL,
-    outcome   TEXT NOT NULL,
-    error     TEXT,
-    seconds   REAL,
-    at        TEXT NOT NULL
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id     TEXT NOT NULL,
+    work_id    TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    error      TEXT,
+    error_kind TEXT,
+    seconds    REAL,
+    at         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS work_outcomes_work ON work_outcomes (work_id, at);
 """
@@ -86,6 +91,18 @@ class Ledger:
                     record.software,
                 ),
             )
+            conn.executemany(
+                "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
+                [(key, record.work_id) for key in record.source_keys],
+            )
+
+    def work_for_source(self, source_key: str) -> str | None:
+        """The work that holds the source video ``extractor:id``, if any."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT work_id FROM source_keys WHERE source_key = ?", (source_key,)
+            ).fetchone()
+        return row[0] if row else None
 
     def bag(self, work_id: str) -> BagRecord | None:
         with self._connect() as conn:
@@ -98,20 +115,28 @@ class Ledger:
         return [_bag_record(row) for row in rows]
 
     def record_outcome(
-        self, run_id: str, work_id: str, outcome: str, error: str | None, seconds: float | None
+        self,
+        run_id: str,
+        work_id: str,
+        outcome: str,
+        error: str | None,
+        seconds: float | None,
+        error_kind: str | None = None,
     ) -> None:
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO work_outcomes (run_id, work_id, outcome, error, seconds, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, work_id, outcome, error, seconds, _now()),
+                "INSERT INTO work_outcomes"
+                " (run_id, work_id, outcome, error, error_kind, seconds, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, work_id, outcome, error, error_kind, seconds, _now()),
             )
 
-    def outcomes(self, work_id: str) -> list[tuple[str, str, str | None]]:
-        """(at, outcome, error) of every run of one work, oldest first."""
+    def outcomes(self, work_id: str) -> list[tuple[str, str, str | None, str | None]]:
+        """(at, outcome, error kind, error) of every run of one work, oldest first."""
         with self._connect() as conn:
             return conn.execute(
-                "SELECT at, outcome, error FROM work_outcomes WHERE work_id = ? ORDER BY id",
+                "SELECT at, outcome, error_kind, error FROM work_outcomes"
+                " WHERE work_id = ? ORDER BY id",
                 (work_id,),
             ).fetchall()
 

@@ -68,10 +68,13 @@ def ffv1_slices(width: int, height: int) -> int:
     return 24
 
 
-def master_options(probe: dict[str, Any], threads: int) -> dict[str, Any]:
-    """The ffmpeg output options of the preservation master for a probed source."""
-    streams = probe.get("streams", [])
-    video = [s for s in streams if s.get("codec_type") == "video"]
+def _streams(probes: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Streams of one kind across the inputs, in the order the outputs will hold them."""
+    return [s for probe in probes for s in probe.get("streams", []) if s.get("codec_type") == kind]
+
+
+def master_options(probes: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """The ffmpeg output options of the preservation master for probed inputs."""
     options: dict[str, Any] = {
         "map_metadata": 0,
         "map_chapters": 0,
@@ -82,12 +85,14 @@ def master_options(probe: dict[str, Any], threads: int) -> dict[str, Any]:
         "slicecrc": 1,
         "threads": threads,
     }
+    video = [
+        s for s in _streams(probes, "video") if not s.get("disposition", {}).get("attached_pic")
+    ]
     if video:
         options["slices"] = ffv1_slices(
             int(video[0].get("width", 0)), int(video[0].get("height", 0))
         )
-    audio = [s for s in streams if s.get("codec_type") == "audio"]
-    for index, stream in enumerate(audio):
+    for index, stream in enumerate(_streams(probes, "audio")):
         sample_fmt = stream.get("sample_fmt", "")
         codec = LOSSLESS_AUDIO.get(sample_fmt)
         if codec is None:
@@ -95,15 +100,13 @@ def master_options(probe: dict[str, Any], threads: int) -> dict[str, Any]:
                 "ffprobe", 0, f"audio stream {index}: unknown sample format {sample_fmt!r}"
             )
         options[f"c:a:{index}"] = codec
-    subtitles = [s for s in streams if s.get("codec_type") == "subtitle"]
-    for index, stream in enumerate(subtitles):
+    for index, stream in enumerate(_streams(probes, "subtitle")):
         options[f"c:s:{index}"] = SUBTITLE_CONVERSION.get(stream.get("codec_name", ""), "copy")
     return options
 
 
-def access_options(probe: dict[str, Any], settings: NormaliseSettings) -> dict[str, Any]:
+def access_options(probes: list[dict[str, Any]], settings: NormaliseSettings) -> dict[str, Any]:
     """The ffmpeg output options of the access copy: widely playable H.264/AAC in MP4."""
-    has_audio = any(s.get("codec_type") == "audio" for s in probe.get("streams", []))
     options: dict[str, Any] = {
         "map_metadata": -1,
         "c:v": "libx264",
@@ -114,46 +117,63 @@ def access_options(probe: dict[str, Any], settings: NormaliseSettings) -> dict[s
         "movflags": "+faststart",
         "threads": settings.threads,
     }
-    if has_audio:
+    if _streams(probes, "audio"):
         options.update({"c:a": "aac", "b:a": settings.access_audio_bitrate})
     return options
 
 
-#: Streams of the source each output keeps (``-map``): the master every picture (not cover
-#: art), sound and subtitle stream; the access copy the first picture and sound streams.
-MASTER_STREAMS = ("V?", "a?", "s?")
-ACCESS_STREAMS = ("V:0?", "a:0?")
+def _master_selection(inputs: list[Any], probes: list[dict[str, Any]]) -> list[Any]:
+    """Every picture (not cover art), sound and subtitle stream of every input."""
+    return [node[spec] for node in inputs for spec in ("V?", "a?", "s?")]
+
+
+def _access_selection(inputs: list[Any], probes: list[dict[str, Any]]) -> list[Any]:
+    """The first picture stream and the first sound stream, from whichever input has them."""
+    selected = []
+    for kind, spec in (("video", "V:0"), ("audio", "a:0")):
+        for node, probe in zip(inputs, probes, strict=True):
+            if any(s.get("codec_type") == kind for s in probe.get("streams", [])):
+                selected.append(node[spec])
+                break
+    return selected
 
 
 def _encode(
-    source: Path, target: Path, streams: tuple[str, ...], options: dict[str, Any]
+    sources: list[Path],
+    probes: list[dict[str, Any]],
+    target: Path,
+    select: Any,
+    options: dict[str, Any],
 ) -> list[str]:
     target.parent.mkdir(parents=True, exist_ok=True)
-    source_node = ffmpeg.input(str(source))
-    selected = [source_node[specifier] for specifier in streams]
-    return ffmpeg_runner.run_ffmpeg(ffmpeg.output(*selected, str(target), **options))
+    inputs = [ffmpeg.input(str(source)) for source in sources]
+    stream = ffmpeg.output(*select(inputs, probes), str(target), **options)
+    return ffmpeg_runner.run_ffmpeg(stream)
 
 
 def normalise_work(
-    originals: list[Path], bag_root: Path, stems: list[str], settings: NormaliseSettings
+    groups: list[tuple[str, list[Path]]], bag_root: Path, settings: NormaliseSettings
 ) -> Normalised:
-    """Make ``master/<stem>.mkv`` and ``access/<stem>.mp4`` under ``bag_root`` for each original.
+    """Make ``master/<stem>.mkv`` and ``access/<stem>.mp4`` under ``bag_root`` for each group.
 
-    ``stems`` names the outputs, one per original, in order (``<id>`` or ``<id>-part-NN``)."""
+    A group is one film or one part: its stem (``<id>`` or ``<id>-part-NN``) and its original
+    media files: one progressive file, or the separately received video and audio streams."""
     result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version())
-    for original, stem in zip(originals, stems, strict=True):
-        probe = ffmpeg_runner.probe(original)
-        source_name = original.relative_to(bag_root).as_posix()
+    for stem, originals in groups:
+        probes = [ffmpeg_runner.probe(original) for original in originals]
+        source_names = ", ".join(o.relative_to(bag_root).as_posix() for o in originals)
         master = bag_root / "master" / f"{stem}.mkv"
         log.info("%s: encoding preservation master (FFV1/Matroska)", stem)
-        command = _encode(original, master, MASTER_STREAMS, master_options(probe, settings.threads))
+        options = master_options(probes, settings.threads)
+        command = _encode(originals, probes, master, _master_selection, options)
         result.renditions.append(
-            Rendition(f"master/{master.name}", "preservation master", source_name, command)
+            Rendition(f"master/{master.name}", "preservation master", source_names, command)
         )
         access = bag_root / "access" / f"{stem}.mp4"
         log.info("%s: encoding access copy (H.264/AAC MP4)", stem)
-        command = _encode(original, access, ACCESS_STREAMS, access_options(probe, settings))
+        options = access_options(probes, settings)
+        command = _encode(originals, probes, access, _access_selection, options)
         result.renditions.append(
-            Rendition(f"access/{access.name}", "access copy", source_name, command)
+            Rendition(f"access/{access.name}", "access copy", source_names, command)
         )
     return result

@@ -23,7 +23,13 @@ from cifa_ingest import __version__, fetch, ffmpeg_runner, normalise, package
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import Settings
-from cifa_ingest.errors import CifaError, PackagingError
+from cifa_ingest.errors import (
+    ArchiveStateError,
+    CifaError,
+    FetchError,
+    FFmpegError,
+    PackagingError,
+)
 from cifa_ingest.ledger import BagRecord, Ledger, now
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ class WorkReport:
     outcome: Outcome
     bag: str | None = None
     error: str | None = None
+    error_kind: str | None = None
     bytes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -56,6 +63,7 @@ class WorkReport:
             "outcome": str(self.outcome),
             "bag": self.bag,
             "error": self.error,
+            "error_kind": self.error_kind,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 2),
         }
@@ -100,7 +108,11 @@ def catalogue_triage(work: Work) -> WorkReport | None:
     """The report for a work the catalogue does not let us fetch (no permission, no address),
     or None. Nothing is asked of the archive or the network."""
     if not work.is_permitted:
-        return _report(work, Outcome.NOT_PERMITTED, error=f"permission {work.permission.status}")
+        status = work.permission.status
+        reason = f"permission {status}"
+        if status == "granted":
+            reason = "permission granted, but it does not cover preservation"
+        return _report(work, Outcome.NOT_PERMITTED, error=reason)
     if not work.has_source_address:
         return _report(work, Outcome.AWAITING_SOURCE, error="no source address in the catalogue")
     return None
@@ -158,27 +170,39 @@ def start(
 
 
 def fetch_step(job: Job) -> Job:
-    """Fetch the original bytes and the source's metadata into staging."""
+    """Fetch the original bytes and the source's metadata into staging. A source video the
+    archive already holds under another work (another URL of the same video) is refused before
+    its media is requested."""
+    ledger = Ledger(job.archive.ledger_path)
+
+    def refuse_known_source(source_key: str) -> None:
+        holder = ledger.work_for_source(source_key)
+        if holder is not None and holder != job.work.id:
+            raise FetchError(
+                f"{job.work.id}: the same source video ({source_key}) is already preserved"
+                f" as {holder}",
+                kind="duplicate",
+            )
+
     job.capture = fetch.fetch_work(
         job.work,
         job.bag_dir / "original",
         job.metadata_dir,
         job.settings.fetch,
         allow_private_sources=job.allow_private_sources,
+        check_source=refuse_known_source,
     )
     return job
 
 
 def normalise_step(job: Job) -> Job:
-    """Make the preservation master and the access copy of every original."""
+    """Make the preservation master and the access copy of every film or part."""
     assert job.capture is not None, "fetch_step runs first"
-    originals, stems = [], []
-    for source in job.capture.sources:
-        for index, received in enumerate(source.files):
-            originals.append(job.bag_dir / "original" / received.name)
-            stem = Path(received.name).stem
-            stems.append(stem if len(source.files) == 1 else f"{stem}-{index + 1}")
-    job.normalised = normalise.normalise_work(originals, job.bag_dir, stems, job.settings.normalise)
+    groups = [
+        (source.stem, [job.bag_dir / "original" / f.name for f in source.media])
+        for source in job.capture.sources
+    ]
+    job.normalised = normalise.normalise_work(groups, job.bag_dir, job.settings.normalise)
     return job
 
 
@@ -212,8 +236,7 @@ def place_step(job: Job) -> WorkReport:
     """Move the validated bag into ``bags/`` atomically and register it in the ledger."""
     assert job.capture is not None
     job.archive.place(job.bag_dir, job.work.id)
-    source_keys = [source.source_key for source in job.capture.sources]
-    _register(job.work, job.archive, Ledger(job.archive.ledger_path), source_keys)
+    _register(job.work, job.archive, Ledger(job.archive.ledger_path), job.capture.source_keys)
     job.archive.discard_staging(job.work.id)
     log.info("%s: preserved", job.work.id)
     return _bag_report(job.work, job.archive, Outcome.PRESERVED, time.monotonic() - job.started)
@@ -234,6 +257,13 @@ def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[st
         )
     )
 
+
+#: How failures of the later steps are classified in the ledger (fetch failures carry their own).
+_STEP_ERROR_KINDS = {
+    FFmpegError: "normalisation",
+    PackagingError: "packaging",
+    ArchiveStateError: "archive",
+}
 
 #: The steps after triage, in order; each takes the Job the previous one returned.
 STEPS: tuple[Callable[[Job], Job], ...] = (fetch_step, normalise_step, package_step)
@@ -266,7 +296,12 @@ def preserve_work(
     )
     if report.outcome not in {Outcome.NOT_PERMITTED, Outcome.AWAITING_SOURCE}:
         ledger.record_outcome(
-            run_id or uuid.uuid4().hex, work.id, report.outcome, report.error, report.seconds
+            run_id or uuid.uuid4().hex,
+            work.id,
+            report.outcome,
+            report.error,
+            report.seconds,
+            error_kind=report.error_kind,
         )
     return report
 
@@ -289,10 +324,25 @@ def _attempt(
         return report
     except CifaError as exc:
         log.warning("%s: failed: %s", work.id, str(exc).splitlines()[0])
-        return _report(work, Outcome.FAILED, error=str(exc), seconds=time.monotonic() - started)
+        kind = (
+            exc.kind if isinstance(exc, FetchError) else _STEP_ERROR_KINDS.get(type(exc), "error")
+        )
+        return _report(
+            work,
+            Outcome.FAILED,
+            error=str(exc),
+            error_kind=kind,
+            seconds=time.monotonic() - started,
+        )
     except Exception as exc:  # a bug or a library's surprise must not stop the other works
         log.warning("%s: failed unexpectedly", work.id, exc_info=True)
         error = f"unexpected {type(exc).__name__}: {exc}"
-        return _report(work, Outcome.FAILED, error=error, seconds=time.monotonic() - started)
+        return _report(
+            work,
+            Outcome.FAILED,
+            error=error,
+            error_kind="error",
+            seconds=time.monotonic() - started,
+        )
     finally:
         archive.discard_staging(work.id)

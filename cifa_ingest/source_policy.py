@@ -1,14 +1,19 @@
 """Which source addresses the archive may contact.
 
-Only http and https. Loopback, private, link-local and other non-public addresses are refused
-unless explicitly allowed (the demo and tests serve films from 127.0.0.1): a catalogue entry
-must never turn the pipeline into a probe of the archive's own network.
+Only http and https; host names only from an allow-list (``[fetch] allowed_hosts`` in
+``config/cifa.toml``: the platforms of the catalogue and the hosts they serve media from).
+Loopback, private, link-local and other non-public addresses are refused unless explicitly allowed
+(the demo and tests serve films from 127.0.0.1): a catalogue entry, or a redirect sent by a source,
+must never turn the pipeline into a probe of the archive's own network. The policy is applied to
+every request yt-dlp makes, redirects included (``cifa_ingest.fetch``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cifa_ingest.errors import SourcePolicyError
@@ -83,3 +88,45 @@ def check_source_allowed(url: str, *, allow_private: bool, resolve: bool = True)
         raise SourcePolicyError(
             f"{url}: {problem}; refused (pass --allow-private-sources to fetch from it)"
         )
+
+
+def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
+    """Whether ``host`` is one of ``allowed_hosts`` or a subdomain of one."""
+    host = host.rstrip(".").lower()
+    return any(host == entry or host.endswith("." + entry) for entry in allowed_hosts)
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """The rules for every request of a fetch: scheme, host allow-list, address ranges.
+
+    With ``allow_private``, IP literals and names on non-public addresses are allowed (the demo
+    and tests); host names must still be on the allow-list."""
+
+    allowed_hosts: tuple[str, ...]
+    allow_private: bool = False
+    resolve: bool = True
+
+    def check(self, url: str) -> None:
+        """Raise SourcePolicyError when ``url`` must not be requested."""
+        try:
+            check_url_syntax(url)
+        except ValueError as exc:
+            raise SourcePolicyError(f"{url}: {exc}") from None
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+        is_literal = _is_ip_literal(host)
+        if self.allow_private and (is_literal or host in _LOCAL_NAMES):
+            return
+        if not is_literal and not host_allowed(host, self.allowed_hosts):
+            raise SourcePolicyError(
+                f"{url}: host {host} is not on the allow-list ([fetch] allowed_hosts); refused"
+            )
+        check_source_allowed(url, allow_private=self.allow_private, resolve=self.resolve)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -90,7 +90,7 @@ def nightly_ingest(
         for work in catalogue.works:
             if only and work.id not in only:
                 continue
-            if work.is_permitted and work.has_source_address:
+            if work.may_be_fetched:
                 state = preserve_film(
                     work,
                     archive,

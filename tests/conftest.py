@@ -18,9 +18,10 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-# Tests must not pick up a developer's archive or configuration.
+# Tests must not pick up a developer's archive or configuration: they use their own.
 os.environ.pop("CIFA_ARCHIVE", None)
-os.environ.pop("CIFA_CONFIG", None)
+TEST_CONFIG = Path(__file__).parent / "data" / "test-config.toml"
+os.environ["CIFA_CONFIG"] = str(TEST_CONFIG)
 
 from cifa_ingest import demo  # noqa: E402
 from cifa_ingest.localserver import LocalFileServer  # noqa: E402

@@ -56,9 +56,8 @@ def test_private_source_without_flag_exits_2_before_any_request(
     )
     result = _cifa("ingest", str(catalogue), "--archive", str(tmp_path / "a"), cwd=tmp_path)
     assert result.returncode == 2
-    assert "works[0] (cifa-0001): source.url: address 127.0.0.1 is not a public address" in (
-        result.stderr
-    )
+    assert "c.yaml: works[0] (cifa-0001): source.url: " in result.stderr
+    assert "address 127.0.0.1 is not a public address" in result.stderr
     assert film_server.requests == []
     assert not (tmp_path / "a").exists()
 
