@@ -624,6 +624,30 @@ def _download_once(
     return info, files, ydl.exchanges, ydl.requests_made
 
 
+def _with_retries(
+    url: str, label: str, settings: FetchSettings, attempt_once: Callable[[], Any]
+) -> tuple[Any, int]:
+    """Run ``attempt_once`` until it succeeds, retrying transient failures with bounded
+    backoff (or the server's Retry-After); permanent failures raise a classified FetchError.
+    Returns (result, attempts)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return attempt_once(), attempt
+        except (yt_dlp.utils.YoutubeDLError, RequestError, FetchError, OSError) as exc:
+            problem = classify(exc)
+            message = exc.message if isinstance(exc, FetchError) else f"{url}: {_error_text(exc)}"
+            if not problem.transient or attempt >= settings.transient_attempts:
+                raise FetchError(message, kind=problem.kind) from None
+            wait = settings.backoff_seconds * 2 ** (attempt - 1)
+            if problem.retry_after is not None:
+                wait = problem.retry_after
+            wait = min(wait, settings.max_wait_seconds)
+            log.info("%s: %s (%s); trying again in %.0f s", label, problem.kind, message, wait)
+            time.sleep(wait)
+
+
 def fetch_source(
     url: str,
     directory: Path,
@@ -639,28 +663,35 @@ def fetch_source(
     requested; it raises to refuse the source. Returns (info, files, HTTP log, requests, attempts).
     """
     host = urlsplit(url).hostname or ""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            with HOST_SLOTS.slot(host, settings.pause_seconds):
-                info, files, exchanges, requests = _download_once(
-                    url, directory, stem, settings, policy, check_source, label or stem
-                )
-            return info, files, exchanges, requests, attempt
-        except (yt_dlp.utils.YoutubeDLError, RequestError, FetchError, OSError) as exc:
-            problem = classify(exc)
-            message = exc.message if isinstance(exc, FetchError) else f"{url}: {_error_text(exc)}"
-            if not problem.transient or attempt >= settings.transient_attempts:
-                raise FetchError(message, kind=problem.kind) from None
-            wait = settings.backoff_seconds * 2 ** (attempt - 1)
-            if problem.retry_after is not None:
-                wait = problem.retry_after
-            wait = min(wait, settings.max_wait_seconds)
-            log.info(
-                "%s: %s (%s); trying again in %.0f s", label or stem, problem.kind, message, wait
+
+    def attempt_once() -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
+        with HOST_SLOTS.slot(host, settings.pause_seconds):
+            return _download_once(
+                url, directory, stem, settings, policy, check_source, label or stem
             )
-            time.sleep(wait)
+
+    (info, files, exchanges, requests), attempts = _with_retries(
+        url, label or stem, settings, attempt_once
+    )
+    return info, files, exchanges, requests, attempts
+
+
+def probe_source(url: str, settings: FetchSettings, policy: SourcePolicy) -> dict[str, Any]:
+    """What the source says about ``url`` now, metadata only: no media byte is requested and
+    nothing is written. Raises a classified FetchError (gone, private, geo-blocked, …)."""
+    params = ytdlp_params(settings, Path("."), "probe")
+    for key in ("writeinfojson", "writedescription", "writesubtitles", "write_all_thumbnails"):
+        params[key] = False
+
+    def attempt_once() -> dict[str, Any]:
+        with _ArchivalYoutubeDL(params, policy) as ydl:
+            info = ydl.extract_info(url, download=False)
+            if info is None or info.get("_type", "video") != "video":
+                raise FetchError(f"{url}: no single video here any more", kind="unsupported")
+            return ydl.sanitize_info(info)
+
+    info, _attempts = _with_retries(url, url, settings, attempt_once)
+    return info
 
 
 def fetch_work(
