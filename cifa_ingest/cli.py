@@ -234,7 +234,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
 
     workdir = Path(args.workdir).absolute()
     logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")
-    demo.make_films(workdir / "films")
+    demo.make_site(workdir)
     with LocalFileServer(workdir) as server:
         catalogue = demo.write_catalogue(workdir / "demo-catalogue.yaml", server.base_url)
         logging.getLogger("cifa_ingest").info("serving them at %s", server.base_url)

@@ -35,6 +35,7 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
+from cifa_ingest import ffmpeg_runner
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
@@ -115,6 +116,7 @@ class FetchedSource:
     http: list[HttpExchange]
     requests_made: int = 0
     attempts: int = 1
+    http_date: str | None = None  # the server's Date when the media was sent: the capture date
     stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
 
     @property
@@ -125,11 +127,6 @@ class FetchedSource:
     @property
     def media(self) -> list[ReceivedFile]:
         return [f for f in self.files if f.role in {"video+audio", "video", "audio"}]
-
-    @property
-    def http_date(self) -> str | None:
-        dates = [x.date for x in self.http if x.date and x.status < 400]
-        return dates[-1] if dates else None
 
 
 @dataclass
@@ -349,6 +346,7 @@ def classify(exc: BaseException) -> Problem:
 
 def _error_text(exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc)).strip()
+    text = re.sub(r" \(caused by .*\)$", "", text)
     return text.removeprefix("ERROR: ").strip() or type(exc).__name__
 
 
@@ -396,7 +394,14 @@ class _YtdlpLogger:
         log.debug("yt-dlp: %s", msg)
 
     def warning(self, msg: str) -> None:
-        log.info("yt-dlp warning: %s", _ANSI.sub("", msg))
+        text = _ANSI.sub("", msg)
+        # Expected for filmmakers' own sites, which have no extractor of their own.
+        level = (
+            logging.DEBUG
+            if "Falling back on generic information extractor" in text
+            else logging.INFO
+        )
+        log.log(level, "yt-dlp warning: %s", text)
 
     def error(self, msg: str) -> None:
         log.debug("yt-dlp error: %s", _ANSI.sub("", msg))
@@ -502,14 +507,17 @@ def _make_remote_names_safe(info: dict[str, Any]) -> dict[str, str]:
     return renamed
 
 
-def _stream_role(fmt: dict[str, Any]) -> str:
-    has_video = fmt.get("vcodec") not in (None, "none")
-    has_audio = fmt.get("acodec") not in (None, "none")
-    if has_video and not has_audio and fmt.get("acodec") == "none":
+def _media_role(path: Path) -> str:
+    """What a received media file holds, read from the file itself (a source's own labels of
+    its formats are often wrong: an HLS variant lists the codecs of its audio group too)."""
+    kinds = {s.get("codec_type") for s in ffmpeg_runner.probe(path).get("streams", [])}
+    if "video" in kinds and "audio" in kinds:
+        return "video+audio"
+    if "video" in kinds:
         return "video"
-    if has_audio and not has_video and fmt.get("vcodec") == "none":
+    if "audio" in kinds:
         return "audio"
-    return "video+audio"
+    raise FetchError(f"{path.name}: the received file holds neither picture nor sound")
 
 
 def _available_formats(info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -558,6 +566,7 @@ def _download_once(
     check_source: Callable[[str], None],
     label: str,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
+    directory = directory.absolute()
     params = ytdlp_params(settings, directory, stem)
     params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds)]
     ydl = _ArchivalYoutubeDL(params, policy)
@@ -579,28 +588,21 @@ def _download_once(
         info = ydl.process_ie_result(info, download=True)
         info = ydl.sanitize_info(info)
     files: list[ReceivedFile] = []
-    for download in info.get("requested_downloads") or []:
+    downloads = info.get("requested_downloads") or []
+    for number, download in enumerate(downloads, start=1):
         path = _inside(Path(download["filepath"]), directory)
-        role = _stream_role(download)
-        ext = (
-            "ts"
-            if str(download.get("protocol", "")).startswith("m3u8") and _is_mpeg_ts(path)
-            else path.suffix[1:]
-        )
+        # Named by content: HLS received as MPEG-TS is kept, and named, as .ts.
+        ext = "ts" if _is_mpeg_ts(path) else path.suffix[1:]
         if not _SAFE_EXT.match(ext):
             raise FetchError(f"{url}: refusing unexpected file type {ext!r}")
-        name = (
-            f"{stem}.{ext}"
-            if len(info["requested_downloads"]) == 1
-            else f"{stem}.{role.replace('+', '-')}.{ext}"
-        )
+        name = f"{stem}.{ext}" if len(downloads) == 1 else f"{stem}.stream-{number}.{ext}"
         target = directory / name
         path.rename(target)
         files.append(
             _received(
                 target,
-                role,
-                format_id=str(download.get("format_id")),
+                _media_role(target),
+                format_id=download.get("format_id") or info.get("format_id"),
                 source_url=download.get("url"),
             )
         )
@@ -765,6 +767,9 @@ def fetch_work(
                 http=exchanges,
                 requests_made=requests,
                 attempts=attempts,
+                http_date=next(
+                    (x.date for x in reversed(exchanges) if x.date and x.status < 400), None
+                ),
                 stem=stem,
             )
         )

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the demo films under films/, generated once per test session."""
     root = tmp_path_factory.mktemp("served")
-    demo.make_films(root / "films")
+    demo.make_site(root)
     return root
 
 

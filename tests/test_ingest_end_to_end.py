@@ -25,7 +25,7 @@ def _ingest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
 
 
 def _film_requests(server: LocalFileServer) -> list[str]:
-    return [path for method, path in server.requests if path.startswith("/films/")]
+    return [r.path for r in server.requests if r.path.startswith("/films/")]
 
 
 def test_demo_catalogue_is_preserved_once_and_only_what_is_permitted(
