@@ -43,6 +43,7 @@ class Request:
 
 class _Handler(SimpleHTTPRequestHandler):
     server: _RecordingServer
+    requested_path = ""
     extensions_map = {  # noqa: RUF012 - the stdlib's own class attribute, extended
         **SimpleHTTPRequestHandler.extensions_map,
         ".m3u8": "application/vnd.apple.mpegurl",
@@ -60,7 +61,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         with self.server.lock:
             self.server.requests.append(
-                Request(self.command, self.path, self.headers.get("Range"), int(code))
+                Request(self.command, self.requested_path, self.headers.get("Range"), int(code))
             )
         super().send_response(code, message)
 
@@ -73,6 +74,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def _route(self) -> bool:
         """Answer the fault and redirect prefixes; True when the request was answered."""
+        self.requested_path = self.path  # as asked for, before a fault prefix is taken off
         if match := _STATUS.match(self.path):
             self.send_error(int(match.group(1)))
             return True

@@ -14,12 +14,14 @@ def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     args = ["demo", "--archive", str(tmp_path / "archive"), "--workdir", str(tmp_path / "demo")]
     assert cli.main([*args, "--quiet"]) == 0
     first = capsys.readouterr().out
-    assert "3 preserved, 0 already preserved, 0 failed, 1 not permitted, 1 awaiting" in first
-    assert first.count("bags/cifa-demo-000") == 3
+    assert "10 works: 8 preserved, 0 already preserved, 0 failed, 1 not permitted, 1 awaiting" in (
+        first
+    )
     bags = sorted(p.name for p in (tmp_path / "archive" / "bags").iterdir())
-    assert bags == ["cifa-demo-0001", "cifa-demo-0002", "cifa-demo-0003"]
+    assert bags == [f"cifa-demo-{n:04d}" for n in (1, 2, 3, 6, 7, 8, 9, 10)]
+    assert all(f"bags/{bag}" in first for bag in bags)
 
     assert cli.main([*args, "--quiet"]) == 0
     second = capsys.readouterr().out
-    assert "0 preserved, 3 already preserved, 0 failed" in second
-    assert second.count("already preserved  ") == 3
+    assert "0 preserved, 8 already preserved, 0 failed" in second
+    assert second.count("already preserved  ") == 8

@@ -1,0 +1,283 @@
+"""Fetching with the real yt-dlp from the real test server on 127.0.0.1: what is kept, exactly as
+received; resilience (resume, retry, classified failures); the source policy on every request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cifa_ingest.archive import Archive
+from cifa_ingest.catalogue import Work
+from cifa_ingest.config import FetchSettings, load_settings
+from cifa_ingest.errors import FetchError
+from cifa_ingest.fetch import classify, fetch_work
+from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.preserve import Outcome, preserve_work
+from tests.helpers import assert_valid_preserved_bag, ffprobe, sha256
+
+SETTINGS = load_settings().fetch
+
+
+def _work(*urls: str, work_id: str = "cifa-f-0001") -> Work:
+    sources = [{"url": url} for url in urls]
+    source = {"source": sources[0]} if len(sources) == 1 else {"parts": sources}
+    return Work.model_validate(
+        {
+            "id": work_id,
+            "title": {"en": "Fetch test", "zh": "抓取测试"},
+            "permission": {"status": "granted", "granted_by": "Test"},
+            **source,
+        }
+    )
+
+
+def _fetch(tmp_path: Path, *urls: str, settings: FetchSettings = SETTINGS):
+    return fetch_work(
+        _work(*urls),
+        tmp_path / "original",
+        tmp_path / "metadata",
+        settings,
+        allow_private_sources=True,
+    )
+
+
+def test_direct_mp4_is_kept_byte_for_byte_with_its_http_record(
+    tmp_path: Path,
+    film_server: LocalFileServer,
+    served_root: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="cifa_ingest.fetch")
+    capture = _fetch(tmp_path, f"{film_server.base_url}/films/test-card-beijing.mp4")
+    (source,) = capture.sources
+    (received,) = source.files
+    kept = tmp_path / "original" / received.name
+    assert received.name == "cifa-f-0001.mp4"
+    assert sha256(kept) == sha256(served_root / "films" / "test-card-beijing.mp4")
+    assert received.sha256 == sha256(kept)
+    assert received.sha512 == hashlib.sha512(kept.read_bytes()).hexdigest()
+    assert received.bytes == kept.stat().st_size
+    assert received.role == "video+audio"
+    assert source.extractor == "Generic" and source.source_id == "test-card-beijing"
+    assert source.http_date is not None  # the server's Date header
+    assert source.formats_chosen and source.formats_available
+    assert (tmp_path / "metadata" / "cifa-f-0001.info.json").is_file()
+    record = capture.as_dict()
+    assert record["event"]["type"] == "capture"
+    assert record["tool"].startswith("yt-dlp ")
+    assert record["options"]["fixup"] == "never"
+    assert "received 1.2 MB" in caplog.text  # progress on the terminal
+
+
+def test_web_page_video_keeps_every_subtitle_track_and_the_poster(
+    tmp_path: Path, film_server: LocalFileServer, served_root: Path
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/pages/subtitled.html")
+    files = {f.name: f for f in capture.sources[0].files}
+    subtitles = {f.language: f for f in files.values() if f.role == "subtitle"}
+    assert set(subtitles) == {"zh-Hans", "zh-Hant", "en"}
+    for language, received in subtitles.items():
+        served = served_root / "films" / f"subtitled.{language}.vtt"
+        assert sha256(tmp_path / "original" / received.name) == sha256(served)
+    assert "北京" in (tmp_path / "original" / subtitles["zh-Hans"].name).read_text("utf-8")
+    thumbnails = [f for f in files.values() if f.role == "thumbnail"]
+    assert len(thumbnails) == 1
+    assert sha256(tmp_path / "original" / thumbnails[0].name) == sha256(
+        served_root / "films" / "subtitled-poster.jpg"
+    )
+    assert sha256(tmp_path / "original" / "cifa-f-0001.mp4") == sha256(
+        served_root / "films" / "subtitled.mp4"
+    )
+
+
+def test_hls_is_kept_as_the_received_mpeg_ts(
+    tmp_path: Path, film_server: LocalFileServer, served_root: Path
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/films/hls/stream.m3u8")
+    (received,) = capture.sources[0].media
+    assert received.name == "cifa-f-0001.ts"
+    segments = sorted((served_root / "films" / "hls").glob("seg-*.ts"))
+    served = b"".join(segment.read_bytes() for segment in segments)
+    assert (tmp_path / "original" / received.name).read_bytes() == served
+    assert ffprobe(tmp_path / "original" / received.name)["format"]["format_name"] == "mpegts"
+
+
+def test_separate_video_and_audio_streams_are_both_kept_unmerged(
+    tmp_path: Path, film_server: LocalFileServer, served_root: Path
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/films/hls-split/master.m3u8")
+    media = capture.sources[0].media
+    assert sorted(f.role for f in media) == ["audio", "video"]
+    assert len(capture.sources[0].formats_chosen) == 2
+    hls = served_root / "films" / "hls-split"
+    for received in media:
+        prefix = "s0" if received.role == "video" else "s1"
+        served = b"".join(p.read_bytes() for p in sorted(hls.glob(f"{prefix}-*.ts")))
+        assert (tmp_path / "original" / received.name).read_bytes() == served
+    # Nothing merged on the way in: only the two received files.
+    assert sorted(p.suffix for p in (tmp_path / "original").iterdir()) == [".ts", ".ts"]
+
+
+def test_separate_streams_become_one_master_with_picture_and_sound(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    work = _work(f"{film_server.base_url}/films/hls-split/master.m3u8")
+    report = preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.PRESERVED, report.error
+    assert_valid_preserved_bag(archive_dir / "bags" / work.id, work.id)
+    master = ffprobe(archive_dir / "bags" / work.id / "data" / "master" / f"{work.id}.mkv")
+    assert sorted(s["codec_type"] for s in master["streams"]) == ["audio", "video"]
+
+
+def test_cut_off_download_resumes_with_range_and_ends_byte_identical(
+    tmp_path: Path, film_server: LocalFileServer, served_root: Path
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/pages/flaky.html")
+    ((path, sent),) = film_server.dropped
+    assert path == "/films/test-card-beijing.mp4"
+    film = [r for r in film_server.requests if r.path.endswith("test-card-beijing.mp4")]
+    assert [(r.status, r.range) for r in film] == [(200, None), (206, f"bytes={sent}-")]
+    kept = tmp_path / "original" / capture.sources[0].media[0].name
+    assert sha256(kept) == sha256(served_root / "films" / "test-card-beijing.mp4")
+
+
+def test_429_with_retry_after_is_retried_then_succeeds(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/busy-once/pages/busy.html")
+    assert capture.sources[0].attempts == 2
+    page = [r.status for r in film_server.requests if r.path == "/busy-once/pages/busy.html"]
+    assert page[:2] == [429, 200]
+
+
+def test_a_5xx_is_retried(tmp_path: Path, film_server: LocalFileServer) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/error-once/films/colour-bars.mkv")
+    assert capture.sources[0].attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/status/404/films/colour-bars.mkv", "not-found"),
+        ("/status/410/films/colour-bars.mkv", "gone"),
+        ("/status/403/films/colour-bars.mkv", "forbidden"),
+    ],
+)
+def test_permanent_failures_are_classified_and_not_retried(
+    tmp_path: Path, film_server: LocalFileServer, path: str, kind: str
+) -> None:
+    with pytest.raises(FetchError) as caught:
+        _fetch(tmp_path, film_server.base_url + path)
+    assert caught.value.kind == kind
+    assert len([r for r in film_server.requests if r.path == path]) == 1
+
+
+def test_redirect_to_a_refused_host_is_refused_before_connecting(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    url = f"{film_server.base_url}/redirect/films.not-allowed.example/film.mp4"
+    with pytest.raises(FetchError) as caught:
+        _fetch(tmp_path, url)
+    assert caught.value.kind == "refused"
+    assert "films.not-allowed.example" in str(caught.value)
+    assert "allow-list" in str(caught.value)
+    assert not (tmp_path / "original").exists() or not any((tmp_path / "original").iterdir())
+
+
+def test_transient_failures_give_up_after_the_bounded_attempts(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    settings = SETTINGS.model_copy(update={"transient_attempts": 2})
+    with pytest.raises(FetchError) as caught:
+        _fetch(
+            tmp_path, f"{film_server.base_url}/status/503/films/colour-bars.mkv", settings=settings
+        )
+    assert caught.value.kind == "server-error"
+    assert len([r for r in film_server.requests if r.path.startswith("/status/503/")]) == 2
+
+
+def test_failure_kind_is_stored_in_the_ledger(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    work = _work(f"{film_server.base_url}/status/410/films/colour-bars.mkv")
+    report = preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.FAILED and report.error_kind == "gone"
+    with sqlite3.connect(archive_dir / "ledger.sqlite") as conn:
+        rows = conn.execute("SELECT outcome, error_kind FROM work_outcomes").fetchall()
+    assert rows == [("failed", "gone")]
+
+
+def test_the_same_video_under_two_urls_is_preserved_once(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    archive, settings = Archive(archive_dir), load_settings()
+    first = _work(f"{film_server.base_url}/films/colour-bars.mkv", work_id="cifa-f-0001")
+    again = _work(
+        f"{film_server.base_url}/films/colour-bars.mkv?from=playlist", work_id="cifa-f-0002"
+    )
+    assert preserve_work(first, archive, settings, allow_private_sources=True).outcome is (
+        Outcome.PRESERVED
+    )
+    report = preserve_work(again, archive, settings, allow_private_sources=True)
+    assert report.outcome is Outcome.FAILED and report.error_kind == "duplicate"
+    assert "already preserved as cifa-f-0001" in (report.error or "")
+    assert not archive.bag_path("cifa-f-0002").exists()
+
+
+def test_parts_of_a_work_are_fetched_in_order(tmp_path: Path, film_server: LocalFileServer) -> None:
+    base = f"{film_server.base_url}/films"
+    capture = _fetch(tmp_path, f"{base}/three-days-day-2.mp4", f"{base}/three-days-day-1.mp4")
+    names = [source.media[0].name for source in capture.sources]
+    assert names == ["cifa-f-0001-part-01.mp4", "cifa-f-0001-part-02.mp4"]
+    assert capture.sources[0].url.endswith("day-2.mp4")  # catalogue order, not name order
+
+
+def test_the_same_video_twice_in_one_work_is_refused(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    url = f"{film_server.base_url}/films/colour-bars.mkv"
+    with pytest.raises(FetchError) as caught:
+        _fetch(tmp_path, url, url + "?again")
+    assert caught.value.kind == "duplicate"
+
+
+def test_capture_record_in_the_bag(archive_dir: Path, film_server: LocalFileServer) -> None:
+    work = _work(f"{film_server.base_url}/pages/subtitled.html")
+    preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    bag = archive_dir / "bags" / work.id
+    capture = json.loads((bag / "metadata" / "capture.json").read_text("utf-8"))
+    (source,) = capture["sources"]
+    assert source["url"].endswith("/pages/subtitled.html")
+    assert source["extractor"] and source["source_id"]
+    assert source["http_date"]
+    manifest = (bag / "manifest-sha256.txt").read_text()
+    for received in source["files"]:
+        assert f"{received['sha256']}  data/original/{received['name']}" in manifest
+
+
+def test_a_permission_that_does_not_cover_preservation_fetches_nothing(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    work = Work.model_validate(
+        {
+            "id": "cifa-f-0003",
+            "title": {"en": "Access only"},
+            "source": {"url": f"{film_server.base_url}/films/colour-bars.mkv"},
+            "permission": {"status": "granted", "granted_by": "X", "covers": ["access"]},
+        }
+    )
+    report = preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.NOT_PERMITTED
+    assert "does not cover preservation" in (report.error or "")
+    assert film_server.requests == []
+
+
+def test_classify_reads_through_yt_dlp_wrapping() -> None:
+    assert classify(FetchError("x", kind="duplicate")).kind == "duplicate"
+    assert classify(ConnectionResetError()).transient
+    assert not classify(ValueError("something else")).transient
