@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -39,6 +40,7 @@ class Request:
     path: str
     range: str | None
     status: int
+    at: float  # time.monotonic() when the response started
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -61,7 +63,13 @@ class _Handler(SimpleHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         with self.server.lock:
             self.server.requests.append(
-                Request(self.command, self.requested_path, self.headers.get("Range"), int(code))
+                Request(
+                    self.command,
+                    self.requested_path,
+                    self.headers.get("Range"),
+                    int(code),
+                    time.monotonic(),
+                )
             )
         super().send_response(code, message)
 

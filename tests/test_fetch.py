@@ -281,3 +281,41 @@ def test_classify_reads_through_yt_dlp_wrapping() -> None:
     assert classify(FetchError("x", kind="duplicate")).kind == "duplicate"
     assert classify(ConnectionResetError()).transient
     assert not classify(ValueError("something else")).transient
+
+
+def test_hls_fragments_that_fail_are_retried(
+    tmp_path: Path, film_server: LocalFileServer, served_root: Path
+) -> None:
+    capture = _fetch(tmp_path, f"{film_server.base_url}/error-once/films/hls/stream.m3u8")
+    segments = sorted((served_root / "films" / "hls").glob("seg-*.ts"))
+    kept = tmp_path / "original" / capture.sources[0].media[0].name
+    assert kept.read_bytes() == b"".join(segment.read_bytes() for segment in segments)
+    first_segment = [r.status for r in film_server.requests if r.path.endswith("/seg-000.ts")]
+    assert first_segment == [503, 200]
+
+
+def test_downloads_from_one_host_pause_between_them(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    settings = SETTINGS.model_copy(update={"pause_seconds": 1.0})
+    base = f"{film_server.base_url}/films"
+    _fetch(
+        tmp_path, f"{base}/three-days-day-1.mp4", f"{base}/three-days-day-2.mp4", settings=settings
+    )
+    day1 = [r.at for r in film_server.requests if r.path.endswith("day-1.mp4")]
+    day2 = [r.at for r in film_server.requests if r.path.endswith("day-2.mp4")]
+    assert min(day2) - max(day1) >= 1.0
+
+
+def test_bandwidth_limit_is_applied(tmp_path: Path, film_server: LocalFileServer) -> None:
+    import time
+
+    settings = SETTINGS.model_copy(update={"rate_limit": "400K"})
+    started = time.monotonic()
+    capture = _fetch(
+        tmp_path, f"{film_server.base_url}/films/test-card-beijing.mp4", settings=settings
+    )
+    elapsed = time.monotonic() - started
+    assert capture.options["ratelimit"] == 400 * 1024
+    # 1.2 MB at 400 KiB/s cannot arrive in less than about 2.5 s.
+    assert elapsed >= capture.sources[0].media[0].bytes / (400 * 1024) * 0.8
