@@ -319,3 +319,27 @@ def test_bandwidth_limit_is_applied(tmp_path: Path, film_server: LocalFileServer
     assert capture.options["ratelimit"] == 400 * 1024
     # 1.2 MB at 400 KiB/s cannot arrive in less than about 2.5 s.
     assert elapsed >= capture.sources[0].media[0].bytes / (400 * 1024) * 0.8
+
+
+def test_nothing_remote_becomes_a_file_name(tmp_path: Path, served_root: Path) -> None:
+    """A page whose title, track languages and labels are hostile: every file is named by us."""
+    site = tmp_path / "site"
+    (site / "films").mkdir(parents=True)
+    (site / "films" / "f.mp4").write_bytes((served_root / "films" / "subtitled.mp4").read_bytes())
+    (site / "films" / "s.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n", "utf-8")
+    (site / "page.html").write_text(
+        "<html><head><title>../../etc/passwd; rm -rf / $(reboot)</title></head><body>"
+        '<video src="/films/f.mp4">'
+        '<track kind="subtitles" srclang="../../../tmp/evil" src="/films/s.vtt">'
+        '<track kind="subtitles" srclang="en\nX-Forged: 1" src="/films/s.vtt">'
+        "</video></body></html>",
+        "utf-8",
+    )
+    with LocalFileServer(site) as server:
+        capture = _fetch(tmp_path / "out", f"{server.base_url}/page.html")
+    names = sorted(p.name for p in (tmp_path / "out" / "original").iterdir())
+    assert all(name.startswith("cifa-f-0001.") for name in names), names
+    assert all("/" not in name and "\n" not in name and ".." not in name for name in names)
+    languages = sorted(f.language or "" for f in capture.sources[0].files if f.role == "subtitle")
+    assert "../../../tmp/evil" in languages  # recorded as the source gave it, in the record only
+    assert not Path("/tmp/evil.vtt").exists()
