@@ -73,10 +73,21 @@ class FetchSettings(_Section):
 
 
 class NormaliseSettings(_Section):
+    """How masters and access copies are made (see config/cifa.toml)."""
+
+    profile: str = "default"
+    policy_file: str = "format-policy.toml"
     access_crf: int = Field(default=23, ge=0, le=51)
     access_preset: str = "veryfast"
     access_audio_bitrate: str = "160k"
     threads: int = Field(default=0, ge=0, le=256)
+    contact_sheet_tiles: int = Field(default=4, ge=1, le=10)
+    estimate_sample_seconds: float = Field(default=5, gt=0)
+    free_space_margin_bytes: int = Field(default=1_000_000_000, ge=0)
+    stall_seconds: float = Field(default=600, gt=0)
+    timeout_base_seconds: float = Field(default=600, gt=0)
+    timeout_per_film_second: float = Field(default=20, gt=0)
+    progress_interval_seconds: float = Field(default=10, gt=0)
 
 
 class Settings(_Section):
@@ -113,6 +124,17 @@ def load_settings(path: Path | None = None) -> Settings:
             f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         ]
         raise ConfigError("\n".join(problems)) from None
+
+
+def format_policy_path(settings: Settings) -> Path | None:
+    """The format policy file: ``[normalise] policy_file``, relative to the config file's folder.
+    None (the built-in policy: everything to FFV1) when the default file is absent."""
+    configured = Path(settings.normalise.policy_file)
+    base = (config_path() or DEFAULT_CONFIG_PATH).parent
+    path = configured if configured.is_absolute() else base / configured
+    if not path.is_file() and settings.normalise.policy_file == "format-policy.toml":
+        return None
+    return path
 
 
 def resolve_archive(cli_value: str | None, settings: Settings) -> Path:

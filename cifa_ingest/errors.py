@@ -52,6 +52,14 @@ class FFmpegError(WorkFailed):
         self.stderr = stderr
 
 
+class ProofFailed(WorkFailed):
+    """The master is not lossless against its source; the message names the first difference."""
+
+
+class InsufficientSpace(WorkFailed):
+    """The archive's disk cannot hold the master (estimated from a sample before encoding)."""
+
+
 class PackagingError(WorkFailed):
     """The bag could not be built or did not validate."""
 

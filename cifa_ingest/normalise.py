@@ -1,24 +1,30 @@
-"""Normalisation: a lossless preservation master (FFV1 in Matroska) and an access copy
-(H.264 + AAC in MP4) from each original file.
+"""Normalisation: a preservation master (by the format policy: FFV1 in Matroska, a bit-for-bit
+remux, or the original kept), an access copy (H.264 + AAC in MP4, WebVTT subtitles, a poster and a
+contact sheet), and the proof that the master is lossless (:mod:`cifa_ingest.proof`).
 
-The master changes nothing about the picture or the sound: FFV1 version 3, intra-only, with slice
-CRCs (RFC 9043), the source's pixel format and timestamps kept, and audio stored so that the
-decoded samples are identical: FLAC only where the source decodes to 16-bit integers, PCM of the
-decoded sample format otherwise (FLAC from a float decode would not be lossless).
+One decode of the source feeds every output: the master, the access copy, the poster, the contact
+sheet and the source's frame hashes come out of a single ffmpeg run; a second run decodes the
+master for its hashes. The master changes nothing about the picture or the sound: FFV1 version 3,
+intra-only, slice CRCs (RFC 9043), the source's pixel format, timestamps (``-fps_mode
+passthrough``), orientation (``-noautorotate``) and colour properties; audio as FLAC only where the
+source decodes to 16-bit integers, otherwise PCM in the decoded sample format (FLAC from a float
+decode would not be lossless, and the proof would catch it).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ffmpeg
 
-from cifa_ingest import ffmpeg_runner
+from cifa_ingest import ffmpeg_runner, proof
 from cifa_ingest.config import NormaliseSettings
-from cifa_ingest.errors import FFmpegError
+from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
+from cifa_ingest.format_policy import Action, Profile
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ LOSSLESS_AUDIO = {
 }
 #: Text subtitle codecs that Matroska cannot hold as they are, and what they become.
 SUBTITLE_CONVERSION = {"mov_text": "srt"}
+#: Subtitle codecs that can become WebVTT (text); bitmap subtitles cannot.
+TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 
 
 @dataclass
@@ -50,11 +58,36 @@ class Rendition:
 
 
 @dataclass
+class GroupResult:
+    """What normalisation did with one film (or one part)."""
+
+    stem: str
+    action: str
+    reason: str
+    originals: list[str]
+    original_bytes: int
+    master_bytes: int = 0
+    renditions: list[Rendition] = field(default_factory=list)
+    proof: proof.Proof | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def storage_factor(self) -> float | None:
+        """Master bytes / original bytes: what this choice of master costs in storage."""
+        return self.master_bytes / self.original_bytes if self.master_bytes else None
+
+
+@dataclass
 class Normalised:
     """What normalisation made from one work's originals."""
 
     ffmpeg_version: str
-    renditions: list[Rendition] = field(default_factory=list)
+    profile: str
+    groups: list[GroupResult] = field(default_factory=list)
+
+    @property
+    def renditions(self) -> list[Rendition]:
+        return [r for group in self.groups for r in group.renditions]
 
 
 def ffv1_slices(width: int, height: int) -> int:
@@ -69,12 +102,31 @@ def ffv1_slices(width: int, height: int) -> int:
 
 
 def _streams(probes: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Streams of one kind across the inputs, in the order the outputs will hold them."""
-    return [s for probe in probes for s in probe.get("streams", []) if s.get("codec_type") == kind]
+    """Streams of one kind across the inputs, in the order the outputs hold them (cover art,
+    an attached picture, is not a video stream here)."""
+    return [
+        s
+        for probe in probes
+        for s in probe.get("streams", [])
+        if s.get("codec_type") == kind and not s.get("disposition", {}).get("attached_pic")
+    ]
 
 
-def master_options(probes: list[dict[str, Any]], threads: int) -> dict[str, Any]:
-    """The ffmpeg output options of the preservation master for probed inputs."""
+def _duration(probes: list[dict[str, Any]]) -> float | None:
+    durations = [float(p.get("format", {}).get("duration") or 0) for p in probes]
+    return max(durations) or None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """The display rotation of a video stream (a phone's), in degrees clockwise, 0/90/180/270."""
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return int(-float(side["rotation"])) % 360
+    return int(stream.get("tags", {}).get("rotate", 0)) % 360
+
+
+def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) -> dict[str, Any]:
+    """The ffmpeg output options of an FFV1 preservation master."""
     options: dict[str, Any] = {
         "map_metadata": 0,
         "map_chapters": 0,
@@ -83,21 +135,23 @@ def master_options(probes: list[dict[str, Any]], threads: int) -> dict[str, Any]
         "level": 3,
         "g": 1,
         "slicecrc": 1,
-        "threads": threads,
+        "threads": settings.threads,
     }
-    video = [
-        s for s in _streams(probes, "video") if not s.get("disposition", {}).get("attached_pic")
-    ]
+    video = _streams(probes, "video")
     if video:
         options["slices"] = ffv1_slices(
             int(video[0].get("width", 0)), int(video[0].get("height", 0))
         )
+        rotation = _rotation(video[0])
+        if rotation:
+            # Kept as the legacy tag (Matroska has no display matrix in our ffmpeg); the pixels
+            # themselves are never turned.
+            options["metadata:s:v:0"] = f"rotate={rotation}"
     for index, stream in enumerate(_streams(probes, "audio")):
-        sample_fmt = stream.get("sample_fmt", "")
-        codec = LOSSLESS_AUDIO.get(sample_fmt)
+        codec = LOSSLESS_AUDIO.get(stream.get("sample_fmt", ""))
         if codec is None:
             raise FFmpegError(
-                "ffprobe", 0, f"audio stream {index}: unknown sample format {sample_fmt!r}"
+                "ffprobe", 0, f"audio {index}: unknown sample format {stream.get('sample_fmt')!r}"
             )
         options[f"c:a:{index}"] = codec
     for index, stream in enumerate(_streams(probes, "subtitle")):
@@ -105,75 +159,286 @@ def master_options(probes: list[dict[str, Any]], threads: int) -> dict[str, Any]
     return options
 
 
+def remux_options() -> dict[str, Any]:
+    """A bit-for-bit copy of every stream into Matroska."""
+    return {"map_metadata": 0, "map_chapters": 0, "c": "copy", "fps_mode": "passthrough"}
+
+
 def access_options(probes: list[dict[str, Any]], settings: NormaliseSettings) -> dict[str, Any]:
-    """The ffmpeg output options of the access copy: widely playable H.264/AAC in MP4."""
+    """The access copy: widely playable H.264 (yuv420p, even dimensions, square pixels with the
+    right display aspect ratio, deinterlaced, upright) and AAC for every audio track, in MP4."""
     options: dict[str, Any] = {
         "map_metadata": -1,
-        "c:v": "libx264",
-        "preset": settings.access_preset,
-        "crf": settings.access_crf,
-        "pix_fmt": "yuv420p",
-        "vf": "scale=trunc(iw/2)*2:trunc(ih/2)*2",
         "movflags": "+faststart",
         "threads": settings.threads,
     }
+    video = _streams(probes, "video")
+    if video:
+        filters = []
+        if video[0].get("field_order") not in (None, "progressive", "unknown"):
+            filters.append("yadif")
+        filters += {90: ["transpose=1"], 180: ["hflip", "vflip"], 270: ["transpose=2"]}.get(
+            _rotation(video[0]), []
+        )
+        filters += ["scale=trunc(iw*sar/2)*2:trunc(ih/2)*2", "setsar=1"]
+        options.update(
+            {
+                "c:v": "libx264",
+                "preset": settings.access_preset,
+                "crf": settings.access_crf,
+                "pix_fmt": "yuv420p",
+                "filter:v": ",".join(filters),
+            }
+        )
     if _streams(probes, "audio"):
         options.update({"c:a": "aac", "b:a": settings.access_audio_bitrate})
     return options
 
 
-def _master_selection(inputs: list[Any], probes: list[dict[str, Any]]) -> list[Any]:
-    """Every picture (not cover art), sound and subtitle stream of every input."""
-    return [node[spec] for node in inputs for spec in ("V?", "a?", "s?")]
-
-
-def _access_selection(inputs: list[Any], probes: list[dict[str, Any]]) -> list[Any]:
-    """The first picture stream and the first sound stream, from whichever input has them."""
+def _select(
+    inputs: list[Any], probes: list[dict[str, Any]], kinds: str, first_only: bool = False
+) -> list[Any]:
+    """Stream selections (``-map``) of the given kinds ('V', 'a', 's') across the inputs."""
     selected = []
-    for kind, spec in (("video", "V:0"), ("audio", "a:0")):
+    for kind in kinds:
         for node, probe in zip(inputs, probes, strict=True):
-            if any(s.get("codec_type") == kind for s in probe.get("streams", [])):
-                selected.append(node[spec])
+            codec_type = {"V": "video", "a": "audio", "s": "subtitle"}[kind]
+            if not _streams([probe], codec_type):
+                continue
+            selected.append(node[f"{kind}:0" if first_only else kind])
+            if first_only:
                 break
     return selected
 
 
-def _encode(
-    sources: list[Path],
-    probes: list[dict[str, Any]],
-    target: Path,
-    select: Any,
-    options: dict[str, Any],
-) -> list[str]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    inputs = [ffmpeg.input(str(source)) for source in sources]
-    stream = ffmpeg.output(*select(inputs, probes), str(target), **options)
-    return ffmpeg_runner.run_ffmpeg(stream)
+def _picture_outputs(
+    inputs: list[Any], probes: list[dict[str, Any]], access_dir: Path, stem: str, tiles: int
+) -> list[Any]:
+    """A poster (a frame a tenth of the way in) and a contact sheet (tiles x tiles frames across
+    the whole film), fed by the same decode as everything else."""
+    video = _select(inputs, probes, "V", first_only=True)
+    if not video:
+        return []
+    duration = _duration(probes) or 1.0
+    poster = ffmpeg.output(
+        video[0],
+        str(access_dir / f"{stem}.poster.jpg"),
+        **{"filter:v": f"select='gte(t,{duration / 10:.3f})',scale=trunc(iw*sar/2)*2:-2,setsar=1"},
+        frames="1",
+        fps_mode="passthrough",
+    )
+    frames = tiles * tiles
+    sheet = ffmpeg.output(
+        video[0],
+        str(access_dir / f"{stem}.contact-sheet.jpg"),
+        **{"filter:v": f"fps={frames}/{duration:.3f},scale=320:-2,tile={tiles}x{tiles}"},
+        frames="1",
+    )
+    return [poster, sheet]
+
+
+def estimate_master_bytes(
+    originals: list[Path], probes: list[dict[str, Any]], scratch: Path, settings: NormaliseSettings
+) -> int | None:
+    """The FFV1 master's size, estimated by encoding a short sample: None for films shorter than
+    two samples (they are small, and the sample would cost more than it saves)."""
+    duration = _duration(probes)
+    sample_seconds = settings.estimate_sample_seconds
+    if not duration or duration < 2 * sample_seconds:
+        return None
+    sample = scratch / ".sample.mkv"
+    inputs = [ffmpeg.input(str(o), t=sample_seconds) for o in originals]
+    options = master_options(probes, settings)
+    ffmpeg_runner.run_ffmpeg(
+        ffmpeg.output(*_select(inputs, probes, "Vas"), str(sample), **options),
+        input_args=["-noautorotate"],
+    )
+    size = sample.stat().st_size
+    sample.unlink()
+    return int(size * duration / sample_seconds * 1.05)
+
+
+def _check_space(
+    estimate: int | None, target: Path, settings: NormaliseSettings, stem: str
+) -> None:
+    if estimate is None:
+        return
+    free = shutil.disk_usage(target).free
+    if estimate + settings.free_space_margin_bytes > free:
+        raise InsufficientSpace(
+            f"{stem}: the master would take about {estimate / 1e9:.1f} GB and the archive's disk"
+            f" has {free / 1e9:.1f} GB free (margin {settings.free_space_margin_bytes / 1e9:.1f} GB)"
+        )
+
+
+def _progress(
+    label: str, probes: list[dict[str, Any]], settings: NormaliseSettings
+) -> ffmpeg_runner.Progress:
+    return ffmpeg_runner.Progress(
+        label, _duration(probes), settings.stall_seconds, settings.progress_interval_seconds
+    )
+
+
+def _timeout(probes: list[dict[str, Any]], settings: NormaliseSettings) -> float:
+    return settings.timeout_base_seconds + settings.timeout_per_film_second * (
+        _duration(probes) or 0
+    )
+
+
+def normalise_group(
+    stem: str,
+    originals: list[Path],
+    bag_root: Path,
+    proof_dir: Path,
+    settings: NormaliseSettings,
+    profile: Profile,
+) -> GroupResult:
+    """Make the master, the access copy and the proof for one film (or part): ``originals`` is
+    one progressive file, or the separately received video and audio streams."""
+    probes = [ffmpeg_runner.probe(original) for original in originals]
+    action, reason = profile.decide(probes)
+    result = GroupResult(
+        stem=stem,
+        action=str(action),
+        reason=reason,
+        originals=[o.relative_to(bag_root).as_posix() for o in originals],
+        original_bytes=sum(o.stat().st_size for o in originals),
+    )
+    master = bag_root / "master" / f"{stem}.mkv"
+    access_dir = bag_root / "access"
+    master.parent.mkdir(parents=True, exist_ok=True)
+    access_dir.mkdir(parents=True, exist_ok=True)
+    proof_dir.mkdir(parents=True, exist_ok=True)
+    if action is Action.FFV1:
+        _check_space(
+            estimate_master_bytes(originals, probes, master.parent, settings),
+            bag_root,
+            settings,
+            stem,
+        )
+
+    inputs = [ffmpeg.input(str(o)) for o in originals]
+    outputs = []
+    hashes = proof.HashPlan.for_action(action, probes)
+    if action is not Action.KEEP:
+        options = master_options(probes, settings) if action is Action.FFV1 else remux_options()
+        outputs.append(ffmpeg.output(*_select(inputs, probes, "Vas"), str(master), **options))
+        source_hashes = proof_dir / f"{stem}.source.framemd5"
+        outputs.append(hashes.output(_select(inputs, probes, "Va"), source_hashes))
+    if profile.access:
+        access = access_dir / f"{stem}.mp4"
+        outputs.append(
+            ffmpeg.output(
+                *_select(inputs, probes, "V", first_only=True),
+                *_select(inputs, probes, "a"),
+                str(access),
+                **access_options(probes, settings),
+            )
+        )
+        outputs += _picture_outputs(inputs, probes, access_dir, stem, settings.contact_sheet_tiles)
+    if not outputs:
+        result.notes.append("format policy: keep, and no access copy")
+        return result
+    log.info(
+        "%s: %s (%s): one decode for master, access copy and source hashes", stem, action, reason
+    )
+    command = ffmpeg_runner.run_ffmpeg(
+        ffmpeg.merge_outputs(*outputs),
+        input_args=["-noautorotate"],
+        progress=_progress(stem, probes, settings),
+        timeout=_timeout(probes, settings),
+    )
+    sources = ", ".join(result.originals)
+    if action is not Action.KEEP:
+        result.master_bytes = master.stat().st_size
+        result.renditions.append(
+            Rendition(f"master/{master.name}", f"preservation master ({action})", sources, command)
+        )
+    for path in sorted(access_dir.glob(f"{stem}.*")):
+        result.renditions.append(
+            Rendition(f"access/{path.name}", _access_role(path), sources, command)
+        )
+    if action is not Action.KEEP:
+        log.info("%s: decoding the master for the proof", stem)
+        master_hashes = proof_dir / f"{stem}.master.framemd5"
+        master_probe = ffmpeg_runner.probe(master)
+        master_input = ffmpeg.input(str(master))
+        verify = hashes.output(_select([master_input], [master_probe], "Va"), master_hashes)
+        ffmpeg_runner.run_ffmpeg(
+            verify,
+            input_args=["-noautorotate"],
+            progress=_progress(f"{stem} proof", probes, settings),
+            timeout=_timeout(probes, settings),
+        )
+        result.proof = proof.compare(source_hashes, master_hashes, hashes.method)
+        if not result.proof.passed:
+            raise ProofFailed(
+                f"{stem}: the master is not lossless: {result.proof.first_difference}"
+            )
+        log.info("%s: proof passed (%s)", stem, result.proof.summary)
+    return result
+
+
+def _access_role(path: Path) -> str:
+    if path.name.endswith(".contact-sheet.jpg"):
+        return "contact sheet"
+    if path.name.endswith(".poster.jpg"):
+        return "poster"
+    if path.suffix == ".vtt":
+        return "subtitles (WebVTT)"
+    return "access copy"
+
+
+def subtitles_to_webvtt(
+    subtitle_files: list[tuple[Path, str | None]], access_dir: Path, stem: str
+) -> list[Rendition]:
+    """WebVTT beside the access copy for every received subtitle file (the originals stay
+    untouched). A file that is not a subtitle is noted and skipped, not fatal."""
+    renditions = []
+    for index, (path, language) in enumerate(subtitle_files, start=1):
+        label = language if language and language.replace("-", "").isalnum() else f"track{index}"
+        target = access_dir / f"{stem}.{label}.vtt"
+        try:
+            command = ffmpeg_runner.run_ffmpeg(
+                ffmpeg.input(str(path)).output(str(target), f="webvtt")
+            )
+        except FFmpegError as exc:
+            log.warning(
+                "%s: subtitle %s is not usable: %s", stem, path.name, str(exc).splitlines()[-1]
+            )
+            continue
+        renditions.append(
+            Rendition(
+                f"access/{target.name}", "subtitles (WebVTT)", f"original/{path.name}", command
+            )
+        )
+    return renditions
+
+
+@dataclass(frozen=True)
+class Group:
+    """One film or one part to normalise: its stem (``<id>`` or ``<id>-part-NN``), its received
+    media (one progressive file, or separate video and audio streams) and subtitle files with
+    their languages."""
+
+    stem: str
+    media: list[Path]
+    subtitles: list[tuple[Path, str | None]] = field(default_factory=list)
 
 
 def normalise_work(
-    groups: list[tuple[str, list[Path]]], bag_root: Path, settings: NormaliseSettings
+    groups: list[Group],
+    bag_root: Path,
+    proof_dir: Path,
+    settings: NormaliseSettings,
+    profile_name: str,
+    profile: Profile,
 ) -> Normalised:
-    """Make ``master/<stem>.mkv`` and ``access/<stem>.mp4`` under ``bag_root`` for each group.
-
-    A group is one film or one part: its stem (``<id>`` or ``<id>-part-NN``) and its original
-    media files: one progressive file, or the separately received video and audio streams."""
-    result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version())
-    for stem, originals in groups:
-        probes = [ffmpeg_runner.probe(original) for original in originals]
-        source_names = ", ".join(o.relative_to(bag_root).as_posix() for o in originals)
-        master = bag_root / "master" / f"{stem}.mkv"
-        log.info("%s: encoding preservation master (FFV1/Matroska)", stem)
-        options = master_options(probes, settings.threads)
-        command = _encode(originals, probes, master, _master_selection, options)
-        result.renditions.append(
-            Rendition(f"master/{master.name}", "preservation master", source_names, command)
-        )
-        access = bag_root / "access" / f"{stem}.mp4"
-        log.info("%s: encoding access copy (H.264/AAC MP4)", stem)
-        options = access_options(probes, settings)
-        command = _encode(originals, probes, access, _access_selection, options)
-        result.renditions.append(
-            Rendition(f"access/{access.name}", "access copy", source_names, command)
-        )
+    """Normalise every film or part of a work (see :func:`normalise_group`)."""
+    result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version(), profile=profile_name)
+    for group in groups:
+        done = normalise_group(group.stem, group.media, bag_root, proof_dir, settings, profile)
+        if profile.access and group.subtitles:
+            done.renditions += subtitles_to_webvtt(group.subtitles, bag_root / "access", group.stem)
+        result.groups.append(done)
     return result

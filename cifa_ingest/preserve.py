@@ -22,14 +22,17 @@ from pathlib import Path
 from cifa_ingest import __version__, fetch, ffmpeg_runner, normalise, package
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
-from cifa_ingest.config import Settings
+from cifa_ingest.config import Settings, format_policy_path
 from cifa_ingest.errors import (
     ArchiveStateError,
     CifaError,
     FetchError,
     FFmpegError,
+    InsufficientSpace,
     PackagingError,
+    ProofFailed,
 )
+from cifa_ingest.format_policy import load_policy
 from cifa_ingest.ledger import BagRecord, Ledger, now
 
 log = logging.getLogger(__name__)
@@ -196,13 +199,25 @@ def fetch_step(job: Job) -> Job:
 
 
 def normalise_step(job: Job) -> Job:
-    """Make the preservation master and the access copy of every film or part."""
+    """Make the preservation master (by the format policy), the access copy and the proof of
+    every film or part."""
     assert job.capture is not None, "fetch_step runs first"
+    original = job.bag_dir / "original"
     groups = [
-        (source.stem, [job.bag_dir / "original" / f.name for f in source.media])
+        normalise.Group(
+            stem=source.stem,
+            media=[original / f.name for f in source.media],
+            subtitles=[
+                (original / f.name, f.language) for f in source.files if f.role == "subtitle"
+            ],
+        )
         for source in job.capture.sources
     ]
-    job.normalised = normalise.normalise_work(groups, job.bag_dir, job.settings.normalise)
+    settings = job.settings.normalise
+    profile = load_policy(format_policy_path(job.settings)).profile(settings.profile)
+    job.normalised = normalise.normalise_work(
+        groups, job.bag_dir, job.metadata_dir / "proof", settings, settings.profile, profile
+    )
     return job
 
 
@@ -219,17 +234,57 @@ def package_step(job: Job) -> Job:
         "descriptive.json": package.descriptive_record(job.work, job.collection),
         "permission.json": job.work.permission.model_dump(mode="json"),
         "capture.json": job.capture.as_dict(),
-        "normalisation.json": {
-            "software": f"cifa-ingest {__version__}",
-            "ffmpeg": job.normalised.ffmpeg_version,
-            "renditions": [vars(r) for r in job.normalised.renditions],
-        },
+        "normalisation.json": normalisation_record(job.normalised),
         "technical.json": technical,
     }
     info = package.bag_info(job.work, job.settings.organisation, job.collection)
     package.make_bag(job.bag_dir, info, job.metadata_dir, documents)
     package.validate_bag(job.bag_dir)
     return job
+
+
+def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
+    """metadata/normalisation.json: per film or part, the policy's decision, every file made with
+    the exact ffmpeg command, the storage factor, the proof, and the events for PREMIS."""
+    events = []
+    for group in normalised.groups:
+        events.append(
+            {
+                "type": "normalization",
+                "detail": f"{group.stem}: {group.action} ({group.reason}) with {normalised.ffmpeg_version}",
+                "outcome": "success",
+            }
+        )
+        if group.proof is not None:
+            events.append(
+                {
+                    "type": "validation",
+                    "detail": f"{group.stem}: lossless proof by {group.proof.method}",
+                    "outcome": "pass" if group.proof.passed else "fail",
+                    "outcome_detail": group.proof.summary,
+                }
+            )
+    return {
+        "software": f"cifa-ingest {__version__}",
+        "ffmpeg": normalised.ffmpeg_version,
+        "profile": normalised.profile,
+        "groups": [
+            {
+                "stem": g.stem,
+                "action": g.action,
+                "reason": g.reason,
+                "originals": g.originals,
+                "original_bytes": g.original_bytes,
+                "master_bytes": g.master_bytes,
+                "storage_factor": round(g.storage_factor, 3) if g.storage_factor else None,
+                "proof": vars(g.proof) if g.proof else None,
+                "renditions": [vars(r) for r in g.renditions],
+                "notes": g.notes,
+            }
+            for g in normalised.groups
+        ],
+        "events": events,
+    }
 
 
 def place_step(job: Job) -> WorkReport:
@@ -261,6 +316,8 @@ def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[st
 #: How failures of the later steps are classified in the ledger (fetch failures carry their own).
 _STEP_ERROR_KINDS = {
     FFmpegError: "normalisation",
+    ProofFailed: "proof-failed",
+    InsufficientSpace: "disk-space",
     PackagingError: "packaging",
     ArchiveStateError: "archive",
 }

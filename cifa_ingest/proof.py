@@ -1,0 +1,167 @@
+"""The proof that a master is lossless: frame-by-frame hashes of the decoded source and of the
+decoded master, video and audio, compared in full.
+
+ffmpeg's ``framemd5`` muxer writes one line per frame: stream, dts, pts, duration, size, MD5 of the
+frame's bytes. Video is hashed as raw frames in the source's pixel format; audio as PCM in the
+source's decoded sample format, re-chunked into blocks of 1024 samples (``asetnsamples``), since a
+decoder's frame sizes depend on the codec, not on the sound. For a remux the packets themselves are
+hashed. The whole lists are compared, lengths included: comparing with ``zip()`` would miss frames
+lost at the end. Both lists are stored in the bag as the certificate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from cifa_ingest.errors import ProofFailed
+from cifa_ingest.format_policy import Action
+
+__all__ = ["HashPlan", "Proof", "ProofFailed", "compare"]
+
+#: Decoded sample format -> the PCM codec that holds those samples unchanged.
+PCM_OF = {
+    "s16": "pcm_s16le",
+    "s16p": "pcm_s16le",
+    "s32": "pcm_s32le",
+    "s32p": "pcm_s32le",
+    "flt": "pcm_f32le",
+    "fltp": "pcm_f32le",
+    "dbl": "pcm_f64le",
+    "dblp": "pcm_f64le",
+    "u8": "pcm_u8",
+    "u8p": "pcm_u8",
+}
+AUDIO_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class HashPlan:
+    """How both sides are hashed, fixed by the *source*, so that the master's decode is turned
+    into exactly the representation the source's was."""
+
+    method: str
+    options: dict[str, Any]
+
+    @classmethod
+    def for_action(cls, action: Action, probes: list[dict[str, Any]]) -> HashPlan:
+        if action is Action.REMUX:
+            return cls("packets (framemd5 of the copied streams)", {"c": "copy"})
+        streams = [s for p in probes for s in p.get("streams", [])]
+        video = [
+            s
+            for s in streams
+            if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+        ]
+        audio = [s for s in streams if s.get("codec_type") == "audio"]
+        options: dict[str, Any] = {"fps_mode": "passthrough"}
+        for index, stream in enumerate(video):
+            options[f"c:v:{index}"] = "rawvideo"
+            options[f"pix_fmt:v:{index}"] = stream.get("pix_fmt")
+        for index, stream in enumerate(audio):
+            options[f"c:a:{index}"] = PCM_OF.get(stream.get("sample_fmt", ""), "pcm_f64le")
+        if audio:
+            options["filter:a"] = f"asetnsamples=n={AUDIO_BLOCK}:p=0"
+        return cls("decoded frames (framemd5: raw video, PCM audio in 1024-sample blocks)", options)
+
+    def output(self, streams: list[Any], target: Path) -> Any:
+        return ffmpeg.output(*streams, str(target), f="framemd5", **self.options)
+
+
+@dataclass
+class StreamHashes:
+    kind: str
+    time_base: Fraction
+    frames: list[tuple[int, int, str]] = field(default_factory=list)  # pts, size, md5
+
+
+def read_framemd5(path: Path) -> dict[int, StreamHashes]:
+    """Parse a framemd5 file into its streams."""
+    streams: dict[int, StreamHashes] = {}
+    kinds: dict[int, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#tb "):
+            index, value = line[4:].split(":", 1)
+            streams[int(index)] = StreamHashes("", Fraction(value.strip()))
+        elif line.startswith("#media_type "):
+            index, value = line[12:].split(":", 1)
+            kinds[int(index)] = value.strip()
+        elif line and not line.startswith("#"):
+            fields = [part.strip() for part in line.split(",")]
+            streams[int(fields[0])].frames.append((int(fields[2]), int(fields[4]), fields[5]))
+    for index, kind in kinds.items():
+        streams[index].kind = kind
+    return streams
+
+
+@dataclass
+class Proof:
+    """The outcome of a comparison, stored in the bag's normalisation record."""
+
+    method: str
+    passed: bool
+    streams: list[dict[str, Any]]
+    first_difference: str | None
+    source_hashes: str
+    master_hashes: str
+
+    @property
+    def summary(self) -> str:
+        counts = ", ".join(f"{s['kind']} {s['source_frames']}" for s in self.streams)
+        return f"{counts} frames identical" if self.passed else str(self.first_difference)
+
+
+def _difference(index: int, source: StreamHashes, master: StreamHashes) -> str | None:
+    """The first frame at which two streams differ, described for a conservator."""
+    unit = "block" if source.kind == "audio" else "frame"
+    tolerance = max(Fraction(3, 2000), source.time_base, master.time_base)
+    for number, (ours, theirs) in enumerate(zip(source.frames, master.frames, strict=False)):
+        at = float(ours[0] * source.time_base)
+        if ours[1:] != theirs[1:]:
+            return f"stream {index} ({source.kind}) {unit} {number} at {at:.3f} s: content differs"
+        if abs(ours[0] * source.time_base - theirs[0] * master.time_base) > tolerance:
+            later = float(theirs[0] * master.time_base)
+            return f"stream {index} ({source.kind}) {unit} {number}: at {at:.3f} s in the source, {later:.3f} s in the master"
+    if len(source.frames) != len(master.frames):
+        first_missing = min(len(source.frames), len(master.frames))
+        return (
+            f"stream {index} ({source.kind}): the source has {len(source.frames)} {unit}s, the"
+            f" master {len(master.frames)}; they differ from {unit} {first_missing}"
+        )
+    return None
+
+
+def compare(source_path: Path, master_path: Path, method: str) -> Proof:
+    """Compare the full hash lists of source and master, stream by stream, lengths included."""
+    source, master = read_framemd5(source_path), read_framemd5(master_path)
+    first = None
+    if sorted(source) != sorted(master):
+        first = f"the source has {len(source)} streams, the master {len(master)}"
+    streams = []
+    for index in sorted(source):
+        ours = source[index]
+        theirs = master.get(index, StreamHashes(ours.kind, ours.time_base))
+        streams.append(
+            {
+                "index": index,
+                "kind": ours.kind,
+                "source_frames": len(ours.frames),
+                "master_frames": len(theirs.frames),
+            }
+        )
+        if first is None:
+            first = _difference(index, ours, theirs)
+    if first is None and not any(s["source_frames"] for s in streams):
+        first = "no frame was hashed"
+    return Proof(
+        method=method,
+        passed=first is None,
+        streams=streams,
+        first_difference=first,
+        source_hashes=source_path.name,
+        master_hashes=master_path.name,
+    )
