@@ -2,7 +2,8 @@
 
 Exit codes: 0 when everything asked for is preserved (or already was), 1 when any work failed,
 2 for bad input or usage (a catalogue, an argument, the configuration). Input is validated before
-any network request, and errors are printed as messages, never as tracebacks.
+any network request, and errors are printed as messages, never as tracebacks. ``watch`` exits 0
+when every source it asked is present and unchanged, 1 otherwise.
 
 Prefect is imported only by the commands that run flows: starting its embedded server costs
 seconds, and commands that need no orchestration must stay instant.
@@ -82,6 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     preserve.add_argument("--basis", help="what the permission rests on")
     preserve.add_argument("--allow-private-sources", action="store_true")
     common(preserve)
+
+    watch = commands.add_parser(
+        "watch", help="ask the sources of preserved works whether they are still there"
+    )
+    watch.add_argument(
+        "manifests",
+        nargs="*",
+        metavar="MANIFEST",
+        help="only the works of these catalogues (default: every preserved work)",
+    )
+    watch.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
+    watch.add_argument(
+        "--allow-private-sources",
+        action="store_true",
+        help="allow sources on loopback and private addresses (demo, tests)",
+    )
+    common(watch)
 
     demo = commands.add_parser("demo", help="preserve the built-in demo films (no internet)")
     demo.add_argument("--workdir", default="demo", help="where demo films are made (./demo)")
@@ -247,7 +265,68 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
     return status
 
 
-COMMANDS = {"ingest": _cmd_ingest, "preserve": _cmd_preserve, "demo": _cmd_demo}
+def _watched_ids(
+    only: list[str] | None,
+    catalogues: Sequence[tuple[Path, Catalogue]] | None,
+    ledger_path: Path,
+) -> list[str]:
+    """The works to watch: those of the catalogues, or every preserved work; ``--only`` must
+    name one of them."""
+    from cifa_ingest.ledger import Ledger
+
+    if catalogues is not None:
+        known = [work.id for _path, catalogue in catalogues for work in catalogue.works]
+        where = "in the catalogues"
+    else:
+        known = [record.work_id for record in Ledger(ledger_path).bags()]
+        where = "preserved in the archive"
+    unknown = sorted(set(only or []) - set(known))
+    if unknown:
+        raise InputError(f"--only: no such work {where}: {', '.join(unknown)}")
+    return [work_id for work_id in known if not only or work_id in only]
+
+
+def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Ask the sources of preserved works, metadata only, whether they are still there and
+    unchanged; record each answer in the ledger. Runs without Prefect: nothing to orchestrate."""
+    import json
+
+    from cifa_ingest import watch
+    from cifa_ingest.archive import Archive
+
+    # Catalogues are validated as a whole first, as by ingest.
+    catalogues = load_catalogues(args.manifests) if args.manifests else None
+    store = Archive(archive)
+    if not store.ledger_path.is_file():
+        raise InputError(f"{archive}: no ledger.sqlite: nothing is preserved in this archive")
+    work_ids = _watched_ids(args.only, catalogues, store.ledger_path)
+    works, notes = watch.plan(store, work_ids)
+    policy = SourcePolicy(
+        tuple(settings.fetch.allowed_hosts), allow_private=args.allow_private_sources, resolve=False
+    )
+    for work in works:  # every address is checked before the first request
+        for source in work.sources:
+            try:
+                policy.check(source.url)
+            except SourcePolicyError as exc:
+                raise SourcePolicyError(f"{work.work_id}: source {source.index}: {exc}") from None
+    report = watch.run(
+        works, store, settings, allow_private_sources=args.allow_private_sources, notes=notes
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(str(archive)), indent=2, ensure_ascii=False))
+    else:
+        print(f"\nArchive: {archive}\n")
+        print(watch.table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+COMMANDS = {
+    "ingest": _cmd_ingest,
+    "preserve": _cmd_preserve,
+    "demo": _cmd_demo,
+    "watch": _cmd_watch,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

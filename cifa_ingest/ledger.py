@@ -2,7 +2,8 @@
 
 SQLite, in ``ARCHIVE/ledger.sqlite``. One row per placed bag with the digests of its manifests
 (so that a bag whose files *and* manifests were rewritten can still be told apart from what was
-ingested), and one row per work per run. Paths are stored relative to the archive root.
+ingested), one row per work per run, and one row per check of a preserved work's source (the
+source watch, :mod:`cifa_ingest.watch`). Paths are stored relative to the archive root.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bags (
@@ -40,6 +42,17 @@ CREATE TABLE IF NOT EXISTS work_outcomes (
     at         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS work_outcomes_work ON work_outcomes (work_id, at);
+CREATE TABLE IF NOT EXISTS source_checks (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    work_id      TEXT NOT NULL,
+    source_index INTEGER NOT NULL,
+    url          TEXT NOT NULL,
+    checked_at   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    details      TEXT NOT NULL,
+    software     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS source_checks_source ON source_checks (work_id, source_index, id);
 """
 
 
@@ -56,6 +69,29 @@ class BagRecord:
     manifest_digests: dict[str, str]
     source_keys: list[str]
     software: str
+
+
+@dataclass(frozen=True)
+class SourceCheckRecord:
+    """One check of a preserved work's source (:mod:`cifa_ingest.watch`), as stored.
+
+    ``previous_status`` is the status of the check before it for the same source (None for the
+    first); a check whose status differs from it is a *change*, e.g. the day a film vanished.
+    ``since`` is when the source entered the status this check found."""
+
+    work_id: str
+    source_index: int
+    url: str
+    checked_at: str
+    status: str
+    details: dict[str, Any] = field(default_factory=dict)
+    software: str = ""
+    previous_status: str | None = None
+    since: str | None = None
+
+    @property
+    def is_change(self) -> bool:
+        return self.status != self.previous_status
 
 
 class Ledger:
@@ -140,6 +176,102 @@ class Ledger:
                 (work_id,),
             ).fetchall()
 
+    def record_source_check(
+        self,
+        work_id: str,
+        source_index: int,
+        url: str,
+        status: str,
+        details: dict[str, Any],
+        software: str,
+        checked_at: str | None = None,
+    ) -> SourceCheckRecord:
+        """Store one check of a source. Returns it with the status it follows and since when the
+        source is in its status, read in the same (immediate) transaction as the insert, so that
+        two watches at once cannot both claim the same change."""
+        checked_at = checked_at or _now()
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                _LATEST_SOURCE_CHECKS.format(where="WHERE work_id = ? AND source_index = ?"),
+                (work_id, source_index),
+            ).fetchall()
+            conn.execute(
+                "INSERT INTO source_checks"
+                " (work_id, source_index, url, checked_at, status, details, software)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    work_id,
+                    source_index,
+                    url,
+                    checked_at,
+                    status,
+                    json.dumps(details, sort_keys=True, ensure_ascii=False),
+                    software,
+                ),
+            )
+        latest = _source_check_record(rows[0]) if rows else None
+        previous = latest.status if latest else None
+        return SourceCheckRecord(
+            work_id=work_id,
+            source_index=source_index,
+            url=url,
+            checked_at=checked_at,
+            status=status,
+            details=details,
+            software=software,
+            previous_status=previous,
+            since=latest.since if latest and previous == status else checked_at,
+        )
+
+    def source_history(
+        self, work_id: str, source_index: int | None = None
+    ) -> list[SourceCheckRecord]:
+        """Every check of one work's sources (or of one source), oldest first, each with the
+        status it follows and since when the source was in its status."""
+        where, params = "WHERE work_id = ?", [work_id]
+        if source_index is not None:
+            where, params = where + " AND source_index = ?", [*params, source_index]
+        with self._connect() as conn:
+            rows = conn.execute(
+                _MARKED_SOURCE_CHECKS.format(where=where)
+                + " SELECT *, NULL FROM marked ORDER BY source_index, id",
+                params,
+            ).fetchall()
+        records, since = [], None
+        for row in rows:
+            record = _source_check_record(row)
+            since = record.checked_at if record.is_change else since
+            records.append(replace(record, since=since))
+        return records
+
+    def latest_source_checks(
+        self, work_ids: Iterable[str] | None = None
+    ) -> list[SourceCheckRecord]:
+        """The latest check of every source (of ``work_ids``, or of every work), with since when
+        each source is in that status; ordered by work and source."""
+        with self._connect() as conn:
+            rows = conn.execute(_LATEST_SOURCE_CHECKS.format(where="")).fetchall()
+        wanted = set(work_ids) if work_ids is not None else None
+        records = [_source_check_record(row) for row in rows]
+        return [r for r in records if wanted is None or r.work_id in wanted]
+
+    def source_changes(
+        self, since: str | None = None, work_id: str | None = None
+    ) -> list[SourceCheckRecord]:
+        """The checks that changed a source's status (the first check of a source counts, from
+        nothing known), at or after ``since`` (an ISO 8601 date or time, UTC), oldest first:
+        when each film vanished, came back, changed or became private."""
+        where, params = ("WHERE work_id = ?", [work_id]) if work_id else ("", [])
+        with self._connect() as conn:
+            rows = conn.execute(
+                _MARKED_SOURCE_CHECKS.format(where=where) + " SELECT *, checked_at FROM marked"
+                " WHERE previous_status IS NOT status AND checked_at >= ?"
+                " ORDER BY checked_at, id",
+                [*params, since or ""],
+            ).fetchall()
+        return [_source_check_record(row) for row in rows]
+
 
 def _bag_record(row: tuple) -> BagRecord:
     work_id, bag_path, placed_at, oxum, digests, source_keys, software = row
@@ -157,3 +289,45 @@ def _bag_record(row: tuple) -> BagRecord:
 def now() -> str:
     """The ledger's timestamp format (UTC, ISO 8601, seconds)."""
     return _now()
+
+
+#: Every check (optionally of some works) with the status of the check before it for its source.
+_MARKED_SOURCE_CHECKS = """
+WITH marked AS (
+    SELECT work_id, source_index, url, checked_at, status, details, software, id,
+           LAG(status) OVER (PARTITION BY work_id, source_index ORDER BY id) AS previous_status
+    FROM source_checks {where}
+)
+"""
+
+#: The latest check of each source, with when its current status began (its latest change).
+_LATEST_SOURCE_CHECKS = (
+    _MARKED_SOURCE_CHECKS
+    + """
+, ranked AS (
+    SELECT *,
+           MAX(CASE WHEN previous_status IS NOT status THEN id END)
+               OVER (PARTITION BY work_id, source_index) AS change_id,
+           ROW_NUMBER() OVER (PARTITION BY work_id, source_index ORDER BY id DESC) AS recency
+    FROM marked
+)
+SELECT work_id, source_index, url, checked_at, status, details, software, id, previous_status,
+       (SELECT checked_at FROM source_checks WHERE id = ranked.change_id)
+FROM ranked WHERE recency = 1 ORDER BY work_id, source_index
+"""
+)
+
+
+def _source_check_record(row: tuple) -> SourceCheckRecord:
+    work_id, index, url, checked_at, status, details, software, _id, previous, since = row
+    return SourceCheckRecord(
+        work_id=work_id,
+        source_index=index,
+        url=url,
+        checked_at=checked_at,
+        status=status,
+        details=json.loads(details),
+        software=software,
+        previous_status=previous,
+        since=since,
+    )

@@ -117,12 +117,18 @@ def _duration(probes: list[dict[str, Any]]) -> float | None:
     return max(durations) or None
 
 
-def _rotation(stream: dict[str, Any]) -> int:
-    """The display rotation of a video stream (a phone's), in degrees clockwise, 0/90/180/270."""
+def _display_rotation(stream: dict[str, Any]) -> int:
+    """The display matrix's rotation of a video stream (a phone's), as ffprobe reports it:
+    degrees counter-clockwise (ffmpeg's convention, as ``-display_rotation`` takes it)."""
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
-            return int(-float(side["rotation"])) % 360
-    return int(stream.get("tags", {}).get("rotate", 0)) % 360
+            return round(float(side["rotation"])) % 360
+    return 0
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """How far to turn the picture clockwise to show it upright: 0, 90, 180 or 270."""
+    return -_display_rotation(stream) % 360
 
 
 def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) -> dict[str, Any]:
@@ -131,6 +137,8 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         "map_metadata": 0,
         "map_chapters": 0,
         "fps_mode": "passthrough",
+        # The input's time base: a variable frame rate would be rounded to 1/fps otherwise.
+        "enc_time_base:v": "-1",
         "c:v": "ffv1",
         "level": 3,
         "g": 1,
@@ -142,11 +150,13 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         options["slices"] = ffv1_slices(
             int(video[0].get("width", 0)), int(video[0].get("height", 0))
         )
-        rotation = _rotation(video[0])
+        if video[0].get("field_order") not in (None, "progressive", "unknown"):
+            options["field_order"] = video[0]["field_order"]
+        rotation = _display_rotation(video[0])
         if rotation:
-            # Kept as the legacy tag (Matroska has no display matrix in our ffmpeg); the pixels
-            # themselves are never turned.
-            options["metadata:s:v:0"] = f"rotate={rotation}"
+            # Our ffmpeg's Matroska muxer has no display matrix: the rotation is kept as a tag
+            # (and in normalisation.json); the pixels themselves are never turned.
+            options["metadata:s:v:0"] = f"ROTATION={rotation}"
     for index, stream in enumerate(_streams(probes, "audio")):
         codec = LOSSLESS_AUDIO.get(stream.get("sample_fmt", ""))
         if codec is None:
@@ -267,7 +277,8 @@ def _check_space(
     if estimate + settings.free_space_margin_bytes > free:
         raise InsufficientSpace(
             f"{stem}: the master would take about {estimate / 1e9:.1f} GB and the archive's disk"
-            f" has {free / 1e9:.1f} GB free (margin {settings.free_space_margin_bytes / 1e9:.1f} GB)"
+            f" has {free / 1e9:.1f} GB free"
+            f" (margin {settings.free_space_margin_bytes / 1e9:.1f} GB)"
         )
 
 
@@ -370,7 +381,8 @@ def normalise_group(
             progress=_progress(f"{stem} proof", probes, settings),
             timeout=_timeout(probes, settings),
         )
-        result.proof = proof.compare(source_hashes, master_hashes, hashes.method)
+        shift_allowed = action is Action.REMUX
+        result.proof = proof.compare(source_hashes, master_hashes, hashes.method, shift_allowed)
         if not result.proof.passed:
             raise ProofFailed(
                 f"{stem}: the master is not lossless: {result.proof.first_difference}"

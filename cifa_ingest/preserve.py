@@ -251,7 +251,8 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
         events.append(
             {
                 "type": "normalization",
-                "detail": f"{group.stem}: {group.action} ({group.reason}) with {normalised.ffmpeg_version}",
+                "detail": f"{group.stem}: {group.action} ({group.reason})",
+                "agent": normalised.ffmpeg_version,
                 "outcome": "success",
             }
         )

@@ -58,7 +58,8 @@ class HashPlan:
             if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
         ]
         audio = [s for s in streams if s.get("codec_type") == "audio"]
-        options: dict[str, Any] = {"fps_mode": "passthrough"}
+        # The input's time base, not 1/frame rate: variable frame rates stay exact in the lists.
+        options: dict[str, Any] = {"fps_mode": "passthrough", "enc_time_base:v": "-1"}
         for index, stream in enumerate(video):
             options[f"c:v:{index}"] = "rawvideo"
             options[f"pix_fmt:v:{index}"] = stream.get("pix_fmt")
@@ -115,17 +116,29 @@ class Proof:
         return f"{counts} frames identical" if self.passed else str(self.first_difference)
 
 
-def _difference(index: int, source: StreamHashes, master: StreamHashes) -> str | None:
-    """The first frame at which two streams differ, described for a conservator."""
+def _difference(
+    index: int, source: StreamHashes, master: StreamHashes, shift_allowed: bool
+) -> str | None:
+    """The first frame at which two streams differ, described for a conservator.
+
+    With ``shift_allowed`` (a remux), a constant offset of every timestamp is not a difference:
+    Matroska's muxer moves a stream that starts before zero (B-frames) so that it starts at zero.
+    """
     unit = "block" if source.kind == "audio" else "frame"
     tolerance = max(Fraction(3, 2000), source.time_base, master.time_base)
+    shift = Fraction(0)
+    if shift_allowed and source.frames and master.frames:
+        shift = master.frames[0][0] * master.time_base - source.frames[0][0] * source.time_base
     for number, (ours, theirs) in enumerate(zip(source.frames, master.frames, strict=False)):
         at = float(ours[0] * source.time_base)
         if ours[1:] != theirs[1:]:
             return f"stream {index} ({source.kind}) {unit} {number} at {at:.3f} s: content differs"
-        if abs(ours[0] * source.time_base - theirs[0] * master.time_base) > tolerance:
+        if abs(ours[0] * source.time_base + shift - theirs[0] * master.time_base) > tolerance:
             later = float(theirs[0] * master.time_base)
-            return f"stream {index} ({source.kind}) {unit} {number}: at {at:.3f} s in the source, {later:.3f} s in the master"
+            return (
+                f"stream {index} ({source.kind}) {unit} {number}:"
+                f" at {at:.3f} s in the source, {later:.3f} s in the master"
+            )
     if len(source.frames) != len(master.frames):
         first_missing = min(len(source.frames), len(master.frames))
         return (
@@ -135,7 +148,9 @@ def _difference(index: int, source: StreamHashes, master: StreamHashes) -> str |
     return None
 
 
-def compare(source_path: Path, master_path: Path, method: str) -> Proof:
+def compare(
+    source_path: Path, master_path: Path, method: str, shift_allowed: bool = False
+) -> Proof:
     """Compare the full hash lists of source and master, stream by stream, lengths included."""
     source, master = read_framemd5(source_path), read_framemd5(master_path)
     first = None
@@ -154,7 +169,7 @@ def compare(source_path: Path, master_path: Path, method: str) -> Proof:
             }
         )
         if first is None:
-            first = _difference(index, ours, theirs)
+            first = _difference(index, ours, theirs, shift_allowed)
     if first is None and not any(s["source_frames"] for s in streams):
         first = "no frame was hashed"
     return Proof(

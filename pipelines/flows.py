@@ -1,4 +1,5 @@
-"""The Prefect flows: ``preserve-film`` (one work) and ``nightly-ingest`` (catalogues).
+"""The Prefect flows: ``preserve-film`` (one work), ``nightly-ingest`` (catalogues) and
+``source-watch`` (are the preserved films still where they came from; the nightly run's last step).
 
 They compose the library's steps (``cifa_ingest.preserve.STEPS``) as Prefect tasks; the order of
 the steps and what each does live in the library, so the pipeline also runs without Prefect.
@@ -9,14 +10,16 @@ reports as its data), so that a scheduler, not only the summary table, sees the 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from cifa_ingest import watch
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work, load_catalogues
 from cifa_ingest.config import Settings, load_settings
@@ -78,8 +81,11 @@ def nightly_ingest(
     only: list[str] | None = None,
     allow_private_sources: bool = False,
     settings: Settings | None = None,
+    watch_sources: bool = True,
 ) -> State:
-    """Preserve every permitted work of the catalogues that is not preserved yet.
+    """Preserve every permitted work of the catalogues that is not preserved yet; then, as the
+    last step (``watch_sources``), ask the sources of the catalogues' preserved works whether
+    they are still there (``source-watch``).
 
     Works without permission or without a source address are reported and never contacted. A
     work that fails does not stop the others."""
@@ -102,6 +108,13 @@ def nightly_ingest(
                 reports.extend(_reports_of(state, work))
             else:
                 reports.extend(_reports_of(None, work))
+    preserved = [
+        report.id
+        for report in reports
+        if report.outcome in {Outcome.PRESERVED, Outcome.ALREADY_PRESERVED}
+    ]
+    if watch_sources and preserved:
+        _watch_after_ingest(archive, preserved, allow_private_sources, settings)
     return _final_state(reports)
 
 
@@ -122,3 +135,94 @@ def _reports_of(state: State | None, work: Work) -> list[WorkReport]:
             error=f"preserve-film ended {state.type.value}: {state.message or data}",
         )
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The source watch
+
+#: The nightly run asks a source again only when its last check is older than this: a run started
+#: again the same night leaves the sources alone.
+NIGHTLY_WATCH_INTERVAL_HOURS = 20.0
+
+
+@task(name="plan-watch", cache_policy=NO_CACHE, persist_result=False)
+def _plan_watch(
+    archive: Archive, work_ids: list[str] | None, min_interval: dt.timedelta | None
+) -> tuple[list[watch.WatchedWork], list[watch.Note]]:
+    return watch.plan(archive, work_ids, min_interval=min_interval)
+
+
+_watch_work = task(watch.watch_work, name="watch-work", cache_policy=NO_CACHE, persist_result=False)
+
+
+@flow(name="source-watch", persist_result=False, validate_parameters=False)
+def source_watch(
+    archive: str,
+    work_ids: list[str] | None = None,
+    allow_private_sources: bool = False,
+    settings: Settings | None = None,
+    min_interval_hours: float | None = None,
+) -> State:
+    """Ask the sources of preserved works (``work_ids``, or every one), metadata only, whether
+    they are still there and unchanged; every check is recorded in the ledger.
+
+    Ends Completed with the :class:`cifa_ingest.watch.WatchReport` as its data whatever the
+    sources said, its message naming those not present: a film that vanished is a finding of the
+    run, not a failure of it (Failed is kept for a watch that could not run)."""
+    settings = settings or load_settings()
+    store = Archive(archive)
+    interval = dt.timedelta(hours=min_interval_hours) if min_interval_hours is not None else None
+    works, notes = _plan_watch(store, work_ids, interval)
+
+    def as_task(work: watch.WatchedWork) -> list[watch.SourceCheck]:
+        return _watch_work.with_options(task_run_name=f"watch-{work.work_id}")(
+            work, archive, settings, allow_private_sources=allow_private_sources
+        )
+
+    report = watch.run(
+        works,
+        store,
+        settings,
+        allow_private_sources=allow_private_sources,
+        notes=notes,
+        run_work=as_task,
+    )
+    logger = get_run_logger()
+    findings = [check for check in report.checks if check.status != "present"]
+    for check in findings:
+        logger.warning(
+            "%s source %d %s since %s: %s",
+            check.work_id,
+            check.source_index,
+            check.status,
+            check.since,
+            check.summary(),
+        )
+    named = ", ".join(f"{c.work_id}/{c.source_index} {c.status}" for c in findings)
+    return Completed(message=report.summary_line() + (f" ({named})" if named else ""), data=report)
+
+
+def _watch_after_ingest(
+    archive: str, work_ids: list[str], allow_private_sources: bool, settings: Settings
+) -> None:
+    """The nightly run's last step: the source watch of the works it covers that are preserved.
+
+    Its findings go to the ledger and to its own flow run; it never changes the ingest's state or
+    reports, and a watch that fails is logged, never raised."""
+    logger = get_run_logger()
+    try:
+        state = source_watch(
+            archive,
+            work_ids,
+            allow_private_sources=allow_private_sources,
+            settings=settings,
+            min_interval_hours=NIGHTLY_WATCH_INTERVAL_HOURS,
+            return_state=True,
+        )
+    except Exception as exc:  # the watch is an addition to the night's work, never its failure
+        logger.warning("source-watch could not run: %s", exc, exc_info=True)
+        watch.log.warning("source watch could not run: %s: %s", type(exc).__name__, exc)
+        return
+    if not state.is_completed():
+        logger.warning("source-watch ended %s: %s", state.type.value, state.message)
+        watch.log.warning("source watch ended %s: %s", state.type.value, state.message)

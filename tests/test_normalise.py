@@ -1,0 +1,296 @@
+"""Normalisation with the real ffmpeg on odd sources made with ffmpeg: the master keeps every
+picture and sound exactly (proved frame by frame), the access copy is playable, and what cannot be
+normalised fails clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cifa_ingest import ffmpeg_runner, normalise
+from cifa_ingest.config import format_policy_path, load_settings
+from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
+from cifa_ingest.format_policy import Action, Profile, Rule, load_policy
+from cifa_ingest.proof import compare, read_framemd5
+from tests.helpers import ffprobe
+
+SETTINGS = load_settings().normalise
+POLICY = load_policy(format_policy_path(load_settings()))
+DEFAULT = POLICY.profile("default")
+
+TONE = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+
+
+def _make(path: Path, *args: str, seconds: float = 1.5) -> Path:
+    """A source film made by ffmpeg from the arguments (inputs, filters, codecs)."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args,
+         "-t", str(seconds), str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def _pattern(size: str = "160x120", rate: str = "25") -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+
+
+def _normalise(tmp_path: Path, *sources: Path, profile: Profile = DEFAULT) -> normalise.GroupResult:
+    bag = tmp_path / "bag"
+    (bag / "original").mkdir(parents=True, exist_ok=True)
+    placed = []
+    for source in sources:
+        target = bag / "original" / source.name
+        os.replace(source, target)
+        placed.append(target)
+    return normalise.normalise_group("film", placed, bag, tmp_path / "proof", SETTINGS, profile)
+
+
+def _master(tmp_path: Path) -> dict:
+    return ffprobe(tmp_path / "bag" / "master" / "film.mkv")
+
+
+def _access(tmp_path: Path) -> dict:
+    return ffprobe(tmp_path / "bag" / "access" / "film.mp4")
+
+
+def _video(probe: dict) -> dict:
+    return next(s for s in probe["streams"] if s["codec_type"] == "video")
+
+
+def test_aac_float_audio_is_kept_exactly_and_proved(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    result = _normalise(tmp_path, source)
+    assert result.action == "ffv1"
+    assert result.proof is not None and result.proof.passed, result.proof
+    assert {s["kind"] for s in result.proof.streams} == {"video", "audio"}
+    master = _master(tmp_path)
+    video = _video(master)
+    assert video["codec_name"] == "ffv1" and video["pix_fmt"] == "yuv420p"
+    audio = next(s for s in master["streams"] if s["codec_type"] == "audio")
+    assert audio["codec_name"] == "pcm_f32le"
+    assert result.storage_factor and result.storage_factor > 1
+    access = _access(tmp_path)
+    assert {s["codec_name"] for s in access["streams"]} == {"h264", "aac"}
+    assert (tmp_path / "bag" / "access" / "film.poster.jpg").stat().st_size > 0
+    assert (tmp_path / "bag" / "access" / "film.contact-sheet.jpg").stat().st_size > 0
+    certificate = read_framemd5(tmp_path / "proof" / "film.master.framemd5")
+    assert len(certificate[0].frames) == 37 or len(certificate[0].frames) == 38
+
+
+def test_flac_from_a_float_decode_is_caught_by_the_proof(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mistake the proof exists for: FLAC cannot hold float samples, so the master's sound
+    differs from the source's, and the work must fail naming the first differing block."""
+    monkeypatch.setitem(normalise.LOSSLESS_AUDIO, "fltp", "flac")
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    with pytest.raises(
+        ProofFailed, match=r"stream 1 \(audio\) block 0 at 0\.\d+ s: content differs"
+    ):
+        _normalise(tmp_path, source)
+
+
+def test_integer_audio_becomes_flac(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.mkv", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "pcm_s16le")
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed
+    codecs = {s["codec_type"]: s["codec_name"] for s in _master(tmp_path)["streams"]}
+    assert codecs["audio"] == "flac"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "check"),
+    [
+        ("no audio", [*_pattern(), "-c:v", "libx264"], lambda m: len(m["streams"]) == 1),
+        ("29.97 fps", [*_pattern(rate="30000/1001"), "-c:v", "libx264"],
+         lambda m: _video(m)["r_frame_rate"] == "30000/1001"),
+        ("odd dimensions", [*_pattern(), "-vf", "scale=175:143,format=yuv444p", "-c:v", "ffv1"],
+         lambda m: (_video(m)["width"], _video(m)["height"]) == (175, 143)),
+        ("10-bit 4:2:2", [*_pattern(), "-pix_fmt", "yuv422p10le", "-c:v", "ffv1"],
+         lambda m: _video(m)["pix_fmt"] == "yuv422p10le"),
+        ("two audio tracks",
+         [*_pattern(), *TONE, "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100",
+          "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac"],
+         lambda m: [s["sample_rate"] for s in m["streams"] if s["codec_type"] == "audio"]
+         == ["48000", "44100"]),
+        ("one frame", [*_pattern(), "-frames:v", "1", "-c:v", "libx264"],
+         lambda m: _video(m)["codec_name"] == "ffv1"),
+    ],
+)  # fmt: skip
+def test_odd_sources_are_kept_exactly(tmp_path: Path, name: str, args: list[str], check) -> None:
+    suffix = ".mkv" if "ffv1" in args else ".mp4"
+    source = _make(tmp_path / f"s{suffix}", *args)
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed, result.proof.first_difference
+    assert check(_master(tmp_path)), name
+
+
+def test_audio_only(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.m4a", *TONE, "-c:a", "aac")
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed
+    assert [s["codec_type"] for s in _master(tmp_path)["streams"]] == ["audio"]
+    assert [s["codec_name"] for s in _access(tmp_path)["streams"]] == ["aac"]
+    assert not (tmp_path / "bag" / "access" / "film.poster.jpg").exists()
+
+
+def test_variable_frame_rate_keeps_its_timestamps(tmp_path: Path) -> None:
+    source = _make(
+        tmp_path / "s.mkv",
+        *_pattern(),
+        "-vf", "settb=1/1000,setpts='if(lt(N,10),N*0.04/TB,0.4/TB+(N-10)*0.1/TB)'",
+        "-fps_mode", "vfr", "-enc_time_base:v", "1:1000", "-c:v", "libx264",
+        seconds=3,
+    )  # fmt: skip
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed, result.proof.first_difference
+    hashes = read_framemd5(tmp_path / "proof" / "film.master.framemd5")[0]
+    gaps = {round(float((b - a) * hashes.time_base), 2) for (a, *_), (b, *_) in
+            zip(hashes.frames, hashes.frames[1:], strict=False)}  # fmt: skip
+    assert {0.04, 0.1} <= gaps
+
+
+def test_interlaced_source_keeps_its_fields_and_the_access_copy_is_deinterlaced(
+    tmp_path: Path,
+) -> None:
+    source = _make(
+        tmp_path / "s.mp4",
+        *_pattern(size="320x240"),
+        "-vf", "tinterlace=mode=interleave_top,setfield=tff",
+        "-c:v", "libx264", "-flags", "+ildct+ilme", "-x264opts", "tff=1",
+    )  # fmt: skip
+    assert _video(ffprobe(source))["field_order"] == "tt"
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed
+    assert _video(_master(tmp_path))["field_order"] == "tt"
+    assert _video(_access(tmp_path)).get("field_order", "progressive") == "progressive"
+
+
+def test_rotated_phone_video_keeps_its_pixels_and_the_access_copy_stands_upright(
+    tmp_path: Path,
+) -> None:
+    shot = _make(tmp_path / "shot.mp4", *_pattern(size="320x180"), "-c:v", "libx264")
+    # As a phone writes it: landscape pixels, and a display matrix saying "turn 90 degrees".
+    source = _make(
+        tmp_path / "s.mp4", "-i", str(shot), "-c", "copy", "-metadata:s:v:0", "rotate=90"
+    )
+    assert _video(ffprobe(source))["side_data_list"][0]["rotation"] == 90
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed
+    master = _video(_master(tmp_path))
+    assert (master["width"], master["height"]) == (320, 180)
+    assert master["tags"].get("ROTATION") == "90"  # ffmpeg's convention: counter-clockwise
+    access = _video(_access(tmp_path))
+    assert (access["width"], access["height"]) == (180, 320)
+
+
+def test_anamorphic_source_gets_square_pixels_in_the_access_copy(tmp_path: Path) -> None:
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(size="720x576"), "-vf", "setsar=16/15", "-c:v", "libx264"
+    )
+    _normalise(tmp_path, source)
+    assert _video(_master(tmp_path))["sample_aspect_ratio"] == "16:15"
+    access = _video(_access(tmp_path))
+    assert access["width"] == 768 and access["sample_aspect_ratio"] in {"1:1", "N/A"}
+
+
+def test_embedded_subtitles_are_kept_in_the_master(tmp_path: Path) -> None:
+    srt = tmp_path / "sub.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\n你好\n", "utf-8")
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(), "-i", str(srt), "-map", "0", "-map", "1",
+        "-c:v", "libx264", "-c:s", "mov_text",
+    )  # fmt: skip
+    result = _normalise(tmp_path, source)
+    assert result.proof is not None and result.proof.passed
+    kinds = [s["codec_type"] for s in _master(tmp_path)["streams"]]
+    assert kinds == ["video", "subtitle"]
+
+
+def test_storage_saving_profile_remuxes_h264_bit_for_bit(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    result = _normalise(tmp_path, source, profile=POLICY.profile("storage-saving"))
+    assert result.action == "remux" and "sustainable" in result.reason
+    assert result.proof is not None and result.proof.passed
+    assert result.proof.method.startswith("packets")
+    assert {s["codec_name"] for s in _master(tmp_path)["streams"]} == {"h264", "aac"}
+    assert result.storage_factor is not None and result.storage_factor < 1.2
+
+
+def test_storage_saving_profile_decodes_at_risk_codecs_to_ffv1(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.avi", *_pattern(), "-c:v", "mpeg4")
+    result = _normalise(tmp_path, source, profile=POLICY.profile("storage-saving"))
+    assert result.action == "ffv1" and "at-risk" in result.reason
+    assert _video(_master(tmp_path))["codec_name"] == "ffv1"
+
+
+def test_keep_makes_no_master(tmp_path: Path) -> None:
+    keep = Profile(rules=[Rule(name="keep all", codecs=["h264"], action=Action.KEEP)])
+    source = _make(tmp_path / "s.mp4", *_pattern(), "-c:v", "libx264")
+    result = _normalise(tmp_path, source, profile=keep)
+    assert result.action == "keep" and result.proof is None
+    assert not (tmp_path / "bag" / "master" / "film.mkv").exists()
+    assert _access(tmp_path)["streams"][0]["codec_name"] == "h264"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_unreadable_source_fails_clearly(tmp_path: Path, damage: str) -> None:
+    source = _make(tmp_path / "s.mp4", *_pattern(), "-c:v", "libx264")
+    data = source.read_bytes()
+    source.write_bytes(data[: len(data) // 2] if damage == "truncated" else os.urandom(len(data)))
+    with pytest.raises(FFmpegError) as caught:
+        _normalise(tmp_path, source)
+    assert "ffprobe" in str(caught.value) or "ffmpeg" in str(caught.value)
+
+
+def test_a_master_the_disk_cannot_hold_is_refused_before_encoding(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.mp4", *_pattern(), "-c:v", "libx264", seconds=3)
+    bag = tmp_path / "bag"
+    (bag / "original").mkdir(parents=True)
+    os.replace(source, bag / "original" / "s.mp4")
+    settings = SETTINGS.model_copy(
+        update={"estimate_sample_seconds": 0.5, "free_space_margin_bytes": 10**18}
+    )
+    with pytest.raises(InsufficientSpace, match="the master would take about"):
+        normalise.normalise_group(
+            "film", [bag / "original" / "s.mp4"], bag, tmp_path / "proof", settings, DEFAULT
+        )
+    assert not (bag / "master" / "film.mkv").exists()
+
+
+def test_proof_names_frames_lost_at_the_end(tmp_path: Path) -> None:
+    """The failure a zip()-based comparison misses: the master lost its last frame."""
+    source = _make(tmp_path / "s.mkv", *_pattern(), "-c:v", "ffv1", seconds=1)
+
+    def hashes(name: str, *extra: str) -> Path:
+        target = tmp_path / name
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), *extra,
+             "-c:v", "rawvideo", "-f", "framemd5", str(target)],
+            check=True,
+        )  # fmt: skip
+        return target
+
+    full, short = hashes("full.framemd5"), hashes("short.framemd5", "-frames:v", "24")
+    result = compare(full, short, "test")
+    assert not result.passed
+    assert result.first_difference == (
+        "stream 0 (video): the source has 25 frames, the master 24; they differ from frame 24"
+    )
+    assert compare(full, full, "test").passed
+
+
+def test_a_hung_ffmpeg_is_killed_and_reported(tmp_path: Path) -> None:
+    """ffmpeg reading a pipe nobody writes to: it makes no progress and is killed."""
+    import ffmpeg
+
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    progress = ffmpeg_runner.Progress("hung", None, stall_seconds=1.5, interval=60)
+    stream = ffmpeg.input(str(fifo), f="mpegts").output(str(tmp_path / "out.mkv"))
+    with pytest.raises(FFmpegError, match="ffmpeg killed: no progress for 2 s"):
+        ffmpeg_runner.run_ffmpeg(stream, progress=progress)
