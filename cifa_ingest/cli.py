@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from cifa_ingest.preserve import WorkReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The demo serves its films on a fixed port where it can, so that the addresses recorded in its
+#: bags stay valid from one run to the next (the source watch asks them again).
+DEMO_PORT = 47291
 
 #: Prefect settings for a quiet, offline, embedded run; the user's own settings win.
 PREFECT_DEFAULTS = {
@@ -103,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="preserve the built-in demo films (no internet)")
     demo.add_argument("--workdir", default="demo", help="where demo films are made (./demo)")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=DEMO_PORT,
+        help=f"port of the demo server on 127.0.0.1 ({DEMO_PORT}; 0 for any free port)",
+    )
     common(demo)
     return parser
 
@@ -253,7 +262,11 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
     workdir = Path(args.workdir).absolute()
     logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")
     demo.make_site(workdir)
-    with LocalFileServer(workdir) as server:
+    try:
+        server = LocalFileServer(workdir, port=args.port)
+    except OSError:  # taken: any free port will do, only the source watch prefers a fixed one
+        server = LocalFileServer(workdir, port=0)
+    with server:
         catalogue = demo.write_catalogue(workdir / "demo-catalogue.yaml", server.base_url)
         logging.getLogger("cifa_ingest").info("serving them at %s", server.base_url)
         reports = run_ingest(

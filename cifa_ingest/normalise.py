@@ -250,11 +250,12 @@ def _picture_outputs(
 def estimate_master_bytes(
     originals: list[Path], probes: list[dict[str, Any]], scratch: Path, settings: NormaliseSettings
 ) -> int | None:
-    """The FFV1 master's size, estimated by encoding a short sample: None for films shorter than
-    two samples (they are small, and the sample would cost more than it saves)."""
+    """The FFV1 master's size, estimated by encoding a short sample. None for films shorter than
+    twenty samples: the sample would cost more than 5% of the encode, and such a film's master is
+    small."""
     duration = _duration(probes)
     sample_seconds = settings.estimate_sample_seconds
-    if not duration or duration < 2 * sample_seconds:
+    if not duration or duration < 20 * sample_seconds:
         return None
     sample = scratch / ".sample.mkv"
     inputs = [ffmpeg.input(str(o), t=sample_seconds) for o in originals]

@@ -12,6 +12,7 @@ from cifa_ingest import cli
 
 def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     args = ["demo", "--archive", str(tmp_path / "archive"), "--workdir", str(tmp_path / "demo")]
+    args += ["--port", "0"]
     assert cli.main([*args, "--quiet"]) == 0
     first = capsys.readouterr().out
     assert "10 works: 8 preserved, 0 already preserved, 0 failed, 1 not permitted, 1 awaiting" in (

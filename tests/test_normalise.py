@@ -253,7 +253,7 @@ def test_a_master_the_disk_cannot_hold_is_refused_before_encoding(tmp_path: Path
     (bag / "original").mkdir(parents=True)
     os.replace(source, bag / "original" / "s.mp4")
     settings = SETTINGS.model_copy(
-        update={"estimate_sample_seconds": 0.5, "free_space_margin_bytes": 10**18}
+        update={"estimate_sample_seconds": 0.1, "free_space_margin_bytes": 10**18}
     )
     with pytest.raises(InsufficientSpace, match="the master would take about"):
         normalise.normalise_group(
