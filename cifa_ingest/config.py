@@ -77,6 +77,7 @@ class NormaliseSettings(_Section):
 
     profile: str = "default"
     policy_file: str = "format-policy.toml"
+    mediaconch_policy: str = "mediaconch-master-policy.xml"
     access_crf: int = Field(default=23, ge=0, le=51)
     access_preset: str = "veryfast"
     access_audio_bitrate: str = "160k"
@@ -126,15 +127,26 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError("\n".join(problems)) from None
 
 
-def format_policy_path(settings: Settings) -> Path | None:
-    """The format policy file: ``[normalise] policy_file``, relative to the config file's folder.
-    None (the built-in policy: everything to FFV1) when the default file is absent."""
-    configured = Path(settings.normalise.policy_file)
-    base = (config_path() or DEFAULT_CONFIG_PATH).parent
-    path = configured if configured.is_absolute() else base / configured
-    if not path.is_file() and settings.normalise.policy_file == "format-policy.toml":
+def beside_config(configured: str, default: str) -> Path | None:
+    """A file named in the settings, relative to the config file's folder. None when it is the
+    default name and absent (the built-in behaviour applies); a configured file that is absent
+    is the caller's error to report."""
+    path = Path(configured)
+    if not path.is_absolute():
+        path = (config_path() or DEFAULT_CONFIG_PATH).parent / path
+    if not path.is_file() and configured == default:
         return None
     return path
+
+
+def format_policy_path(settings: Settings) -> Path | None:
+    """The format policy file; None for the built-in policy (everything to FFV1)."""
+    return beside_config(settings.normalise.policy_file, "format-policy.toml")
+
+
+def mediaconch_policy_path(settings: Settings) -> Path | None:
+    """The MediaConch policy for masters; None where none ships (the check is then not run)."""
+    return beside_config(settings.normalise.mediaconch_policy, "mediaconch-master-policy.xml")
 
 
 def resolve_archive(cli_value: str | None, settings: Settings) -> Path:

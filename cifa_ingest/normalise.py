@@ -21,7 +21,7 @@ from typing import Any
 
 import ffmpeg
 
-from cifa_ingest import ffmpeg_runner, proof
+from cifa_ingest import conformance, ffmpeg_runner, proof
 from cifa_ingest.config import NormaliseSettings
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
 from cifa_ingest.format_policy import Action, Profile
@@ -69,6 +69,7 @@ class GroupResult:
     master_bytes: int = 0
     renditions: list[Rendition] = field(default_factory=list)
     proof: proof.Proof | None = None
+    conformance: conformance.PolicyCheck | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -304,9 +305,11 @@ def normalise_group(
     proof_dir: Path,
     settings: NormaliseSettings,
     profile: Profile,
+    mediaconch_policy: Path | None = None,
 ) -> GroupResult:
     """Make the master, the access copy and the proof for one film (or part): ``originals`` is
-    one progressive file, or the separately received video and audio streams."""
+    one progressive file, or the separately received video and audio streams. An FFV1 master is
+    then checked against ``mediaconch_policy`` (not run without one)."""
     probes = [ffmpeg_runner.probe(original) for original in originals]
     action, reason = profile.decide(probes)
     result = GroupResult(
@@ -389,6 +392,10 @@ def normalise_group(
                 f"{stem}: the master is not lossless: {result.proof.first_difference}"
             )
         log.info("%s: proof passed (%s)", stem, result.proof.summary)
+    if action is Action.FFV1:
+        result.conformance = conformance.check_master(master, mediaconch_policy)
+        if result.conformance.outcome == "fail":
+            log.warning("%s: MediaConch policy failed: %s", stem, result.conformance.failed_rules)
     return result
 
 
@@ -446,11 +453,14 @@ def normalise_work(
     settings: NormaliseSettings,
     profile_name: str,
     profile: Profile,
+    mediaconch_policy: Path | None = None,
 ) -> Normalised:
     """Normalise every film or part of a work (see :func:`normalise_group`)."""
     result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version(), profile=profile_name)
     for group in groups:
-        done = normalise_group(group.stem, group.media, bag_root, proof_dir, settings, profile)
+        done = normalise_group(
+            group.stem, group.media, bag_root, proof_dir, settings, profile, mediaconch_policy
+        )
         if profile.access and group.subtitles:
             done.renditions += subtitles_to_webvtt(group.subtitles, bag_root / "access", group.stem)
         result.groups.append(done)

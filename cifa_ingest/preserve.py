@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from cifa_ingest import __version__, fetch, ffmpeg_runner, normalise, package
+from cifa_ingest import __version__, conformance, fetch, ffmpeg_runner, normalise, package
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
-from cifa_ingest.config import Settings, format_policy_path
+from cifa_ingest.config import Settings, format_policy_path, mediaconch_policy_path
 from cifa_ingest.errors import (
     ArchiveStateError,
     CifaError,
@@ -68,8 +68,15 @@ class WorkReport:
             "error": self.error,
             "error_kind": self.error_kind,
             "bytes": self.bytes,
+            "storage_factor": round(self.storage_factor, 3) if self.storage_factor else None,
             "seconds": round(self.seconds, 2),
         }
+
+    @property
+    def storage_factor(self) -> float | None:
+        """Master bytes / original bytes: what the format policy's choice costs in storage."""
+        original, master = self.bytes.get("original"), self.bytes.get("master")
+        return master / original if original and master else None
 
 
 @dataclass
@@ -216,7 +223,13 @@ def normalise_step(job: Job) -> Job:
     settings = job.settings.normalise
     profile = load_policy(format_policy_path(job.settings)).profile(settings.profile)
     job.normalised = normalise.normalise_work(
-        groups, job.bag_dir, job.metadata_dir / "proof", settings, settings.profile, profile
+        groups,
+        job.bag_dir,
+        job.metadata_dir / "proof",
+        settings,
+        settings.profile,
+        profile,
+        mediaconch_policy_path(job.settings),
     )
     return job
 
@@ -225,17 +238,20 @@ def package_step(job: Job) -> Job:
     """Write the metadata, make the bag, and validate it in full with bagit-python."""
     assert job.capture is not None and job.normalised is not None
     log.info("%s: packaging and validating the bag", job.work.id)
-    technical = {
-        path.relative_to(job.bag_dir).as_posix(): ffmpeg_runner.probe(path)
+    payload = [
+        path
         for folder in ("original", "master", "access")
         for path in sorted((job.bag_dir / folder).glob("*"))
-    }
+    ]
+    technical = {p.relative_to(job.bag_dir).as_posix(): ffmpeg_runner.probe(p) for p in payload}
+    described = {p.relative_to(job.bag_dir).as_posix(): conformance.mediainfo(p) for p in payload}
     documents = {
         "descriptive.json": package.descriptive_record(job.work, job.collection),
         "permission.json": job.work.permission.model_dump(mode="json"),
         "capture.json": job.capture.as_dict(),
         "normalisation.json": normalisation_record(job.normalised),
         "technical.json": technical,
+        **({"technical.mediainfo.json": described} if any(described.values()) else {}),
     }
     info = package.bag_info(job.work, job.settings.organisation, job.collection)
     package.make_bag(job.bag_dir, info, job.metadata_dir, documents)
@@ -256,6 +272,15 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                 "outcome": "success",
             }
         )
+        if group.conformance is not None and group.conformance.outcome != "not-run":
+            events.append(
+                {
+                    "type": "validation",
+                    "detail": f"{group.stem}: MediaConch policy {group.conformance.policy}",
+                    "outcome": group.conformance.outcome,
+                    "agent": group.conformance.tool,
+                }
+            )
         if group.proof is not None:
             events.append(
                 {
@@ -279,6 +304,7 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                 "master_bytes": g.master_bytes,
                 "storage_factor": round(g.storage_factor, 3) if g.storage_factor else None,
                 "proof": vars(g.proof) if g.proof else None,
+                "mediaconch": vars(g.conformance) if g.conformance else None,
                 "renditions": [vars(r) for r in g.renditions],
                 "notes": g.notes,
             }

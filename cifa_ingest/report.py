@@ -53,6 +53,7 @@ def table(reports: Sequence[WorkReport]) -> str:
         ("original", 10),
         ("master", 10),
         ("access", 10),
+        ("factor", 6),
         ("time", 7),
     ]
     lines = ["  ".join(_fit(name, width) for name, width in columns).rstrip()]
@@ -65,6 +66,7 @@ def table(reports: Sequence[WorkReport]) -> str:
             human_bytes(report.bytes.get("original")),
             human_bytes(report.bytes.get("master")),
             human_bytes(report.bytes.get("access")),
+            f"{report.storage_factor:.1f}x" if report.storage_factor else "-",
             f"{report.seconds:.1f} s" if report.seconds else "-",
         ]
         lines.append(
@@ -72,6 +74,8 @@ def table(reports: Sequence[WorkReport]) -> str:
         )
     lines.append("")
     lines.append(summary_line(reports))
+    if storage := storage_line(reports):
+        lines.append(storage)
     for report in reports:
         if report.outcome is Outcome.FAILED:
             lines.append(f"  {report.id}: {report.error}")
@@ -84,12 +88,28 @@ def summary_line(reports: Sequence[WorkReport]) -> str:
     return f"{len(reports)} works: " + ", ".join(parts)
 
 
+def storage_line(reports: Sequence[WorkReport]) -> str | None:
+    """The storage factor over every bag in the report: master bytes / original bytes."""
+    original = sum(r.bytes.get("original", 0) for r in reports if r.storage_factor)
+    master = sum(r.bytes.get("master", 0) for r in reports if r.storage_factor)
+    if not original:
+        return None
+    return (
+        f"Storage: {human_bytes(master)} of masters for {human_bytes(original)} of originals"
+        f" (storage factor {master / original:.1f}x)"
+    )
+
+
 def as_json(archive: str, reports: Sequence[WorkReport]) -> str:
     counts = Counter(str(report.outcome) for report in reports)
     document = {
         "archive": archive,
         "works": [report.as_dict() for report in reports],
         "counts": dict(sorted(counts.items())),
+        "storage": {
+            "original_bytes": sum(r.bytes.get("original", 0) for r in reports if r.storage_factor),
+            "master_bytes": sum(r.bytes.get("master", 0) for r in reports if r.storage_factor),
+        },
         "ok": not any(report.outcome is Outcome.FAILED for report in reports),
     }
     return json.dumps(document, indent=2, ensure_ascii=False)

@@ -55,4 +55,11 @@ def assert_valid_preserved_bag(bag_dir: Path, work_id: str) -> None:
         assert codecs.get("audio") == "aac"
     tag_files = {p.name for p in (bag_dir / "metadata").iterdir()}
     assert {"descriptive.json", "permission.json", "capture.json", "technical.json"} <= tag_files
+    assert "technical.mediainfo.json" in tag_files  # MediaInfo is installed by `make setup`
     assert any(name.endswith(".info.json") for name in tag_files)
+    record = json.loads((bag_dir / "metadata" / "normalisation.json").read_text("utf-8"))
+    for group in record["groups"]:
+        assert group["proof"]["passed"], group["proof"]
+        assert (bag_dir / "metadata" / "proof" / group["proof"]["master_hashes"]).is_file()
+        if group["action"] == "ffv1":
+            assert group["mediaconch"]["outcome"] == "pass", group["mediaconch"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cifa_ingest import ffmpeg_runner, normalise
-from cifa_ingest.config import format_policy_path, load_settings
+from cifa_ingest.config import format_policy_path, load_settings, mediaconch_policy_path
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
 from cifa_ingest.format_policy import Action, Profile, Rule, load_policy
 from cifa_ingest.proof import compare, read_framemd5
@@ -20,6 +20,7 @@ from tests.helpers import ffprobe
 SETTINGS = load_settings().normalise
 POLICY = load_policy(format_policy_path(load_settings()))
 DEFAULT = POLICY.profile("default")
+MEDIACONCH_POLICY = mediaconch_policy_path(load_settings())
 
 TONE = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
 
@@ -46,7 +47,9 @@ def _normalise(tmp_path: Path, *sources: Path, profile: Profile = DEFAULT) -> no
         target = bag / "original" / source.name
         os.replace(source, target)
         placed.append(target)
-    return normalise.normalise_group("film", placed, bag, tmp_path / "proof", SETTINGS, profile)
+    return normalise.normalise_group(
+        "film", placed, bag, tmp_path / "proof", SETTINGS, profile, MEDIACONCH_POLICY
+    )
 
 
 def _master(tmp_path: Path) -> dict:
@@ -294,3 +297,23 @@ def test_a_hung_ffmpeg_is_killed_and_reported(tmp_path: Path) -> None:
     stream = ffmpeg.input(str(fifo), f="mpegts").output(str(tmp_path / "out.mkv"))
     with pytest.raises(FFmpegError, match="ffmpeg killed: no progress for 2 s"):
         ffmpeg_runner.run_ffmpeg(stream, progress=progress)
+
+
+def test_every_ffv1_master_is_checked_against_the_mediaconch_policy(tmp_path: Path) -> None:
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    result = _normalise(tmp_path, source)
+    assert result.conformance is not None
+    assert result.conformance.outcome == "pass", result.conformance
+    assert result.conformance.tool and "MediaConch" in result.conformance.tool
+
+
+def test_mediaconch_outcome_is_read_from_its_report_not_its_exit_code(tmp_path: Path) -> None:
+    """An H.264 file fails our FFV1 policy, though mediaconch exits 0 for it."""
+    from cifa_ingest.conformance import check_master
+
+    source = _make(tmp_path / "s.mkv", *_pattern(), "-c:v", "libx264")
+    check = check_master(source, MEDIACONCH_POLICY)
+    assert check.outcome == "fail"
+    assert (
+        "Video is FFV1" in check.failed_rules and "Container is Matroska" not in check.failed_rules
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
-from cifa_ingest.config import Settings
+from cifa_ingest.config import load_settings
 from cifa_ingest.ledger import Ledger
 from cifa_ingest.localserver import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
@@ -33,7 +33,7 @@ def _work(url: str | None, work_id: str = "cifa-lib-0001", status: str = "grante
 
 def test_library_preserves_without_prefect(archive_dir: Path, film_server: LocalFileServer) -> None:
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    report = preserve_work(work, Archive(archive_dir), Settings(), allow_private_sources=True)
+    report = preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
     assert report.outcome is Outcome.PRESERVED, report.error
     assert report.bag == "bags/cifa-lib-0001"
     assert report.bytes["master"] > 0 and report.bytes["original"] > 0
@@ -58,7 +58,7 @@ def test_crash_debris_in_staging_is_cleared(
     debris.mkdir(parents=True)
     (debris / "half-written.mp4").write_bytes(b"\0" * 100)
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    report = preserve_work(work, archive, Settings(), allow_private_sources=True)
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
     assert report.outcome is Outcome.PRESERVED
     originals = list((archive_dir / "bags" / work.id / "data" / "original").iterdir())
     assert [p.name for p in originals] == ["cifa-lib-0001.mkv"]
@@ -70,7 +70,7 @@ def test_a_bag_placed_but_not_registered_is_registered_not_fetched_again(
 ) -> None:
     archive = Archive(archive_dir)
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    assert preserve_work(work, archive, Settings(), allow_private_sources=True).outcome is (
+    assert preserve_work(work, archive, load_settings(), allow_private_sources=True).outcome is (
         Outcome.PRESERVED
     )
     # Simulate a crash between placement and registration: forget the ledger row.
@@ -79,7 +79,7 @@ def test_a_bag_placed_but_not_registered_is_registered_not_fetched_again(
     with sqlite3.connect(archive.ledger_path) as conn:
         conn.execute("DELETE FROM bags")
     requests_before = len(film_server.requests)
-    report = preserve_work(work, archive, Settings(), allow_private_sources=True)
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
     assert report.outcome is Outcome.ALREADY_PRESERVED
     assert len(film_server.requests) == requests_before
     assert Ledger(archive.ledger_path).bag(work.id) is not None
@@ -94,7 +94,7 @@ def test_a_damaged_unregistered_bag_is_reported_not_overwritten(
     intruder.mkdir()
     (intruder / "something.txt").write_text("not a bag")
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    report = preserve_work(work, archive, Settings(), allow_private_sources=True)
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
     assert report.outcome is Outcome.FAILED
     assert "unregistered bag" in (report.error or "")
     assert (intruder / "something.txt").read_text() == "not a bag"
@@ -107,9 +107,9 @@ def test_a_registered_bag_missing_from_disk_is_a_failure(
 
     archive = Archive(archive_dir)
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    preserve_work(work, archive, Settings(), allow_private_sources=True)
+    preserve_work(work, archive, load_settings(), allow_private_sources=True)
     shutil.rmtree(archive.bag_path(work.id))
-    report = preserve_work(work, archive, Settings(), allow_private_sources=True)
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
     assert report.outcome is Outcome.FAILED
     assert "missing" in (report.error or "")
 
@@ -125,7 +125,7 @@ def test_a_registered_bag_missing_from_disk_is_a_failure(
 def test_works_that_may_not_be_fetched_are_reported(
     archive_dir: Path, url: str | None, status: str, expected: Outcome
 ) -> None:
-    report = preserve_work(_work(url, status=status), Archive(archive_dir), Settings())
+    report = preserve_work(_work(url, status=status), Archive(archive_dir), load_settings())
     assert report.outcome is expected
     assert not Archive(archive_dir).bag_path("cifa-lib-0001").exists()
 
@@ -134,7 +134,7 @@ def test_private_source_is_refused_by_default(
     archive_dir: Path, film_server: LocalFileServer
 ) -> None:
     work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
-    report = preserve_work(work, Archive(archive_dir), Settings())
+    report = preserve_work(work, Archive(archive_dir), load_settings())
     assert report.outcome is Outcome.FAILED
     assert "--allow-private-sources" in (report.error or "")
     assert film_server.requests == []
