@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"port of the demo server on 127.0.0.1 ({DEMO_PORT}; 0 for any free port)",
     )
     common(demo)
+
+    inspect = commands.add_parser(
+        "inspect", help="which frames of a bag's FFV1 masters are damaged (slice CRCs)"
+    )
+    inspect.add_argument("bag", metavar="BAG", help="a bag directory")
+    common(inspect)
     return parser
 
 
@@ -334,7 +340,30 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_inspect(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every master decodes with every slice CRC matching, 1 when damaged."""
+    import json
+
+    from cifa_ingest.inspect import inspect_bag
+
+    bag = Path(args.bag)
+    if not (bag / "bagit.txt").is_file():
+        raise InputError(f"{bag}: not a bag (no bagit.txt)")
+    inspections = inspect_bag(bag)
+    if not inspections:
+        raise InputError(f"{bag}: no master in data/master/")
+    if args.json:
+        print(
+            json.dumps({"bag": str(bag), "masters": [i.as_dict() for i in inspections]}, indent=2)
+        )
+    else:
+        for inspection in inspections:
+            print(inspection.summary())
+    return EXIT_OK if all(i.intact for i in inspections) else EXIT_FAILED
+
+
 COMMANDS = {
+    "inspect": _cmd_inspect,
     "ingest": _cmd_ingest,
     "preserve": _cmd_preserve,
     "demo": _cmd_demo,

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "warning", "-y"]
 
 
-def _executable(name: str) -> str:
+def executable(name: str) -> str:
+    """The path of ffmpeg or ffprobe, or FFmpegError saying how to install it."""
     found = shutil.which(name)
     if not found:
         raise FFmpegError(name, 127, f"{name} not found: install ffmpeg (make setup does)")
@@ -66,7 +67,7 @@ def run_ffmpeg(
 
     ``input_args`` go before the first input (e.g. ``-noautorotate``). With ``progress``, ffmpeg
     reports through ``-progress`` and a run that stops making progress is killed."""
-    compiled = ffmpeg.compile(stream, cmd=_executable("ffmpeg"))
+    compiled = ffmpeg.compile(stream, cmd=executable("ffmpeg"))
     args = [compiled[0], *GLOBAL_ARGS, *(input_args or []), *compiled[1:]]
     if progress is None:
         run(args, timeout=timeout)
@@ -164,7 +165,7 @@ def _run_with_progress(args: list[str], progress: Progress, timeout: float | Non
 def probe(path: Path, *, timeout: float | None = 300) -> dict[str, Any]:
     """ffprobe's description of a media file (format, streams, chapters) as a dict."""
     args = [
-        _executable("ffprobe"),
+        executable("ffprobe"),
         "-v", "error",
         "-print_format", "json",
         "-show_format", "-show_streams", "-show_chapters",
@@ -176,5 +177,5 @@ def probe(path: Path, *, timeout: float | None = 300) -> dict[str, Any]:
 
 def ffmpeg_version() -> str:
     """ffmpeg's version line, for the record of what made a file."""
-    completed = run([_executable("ffmpeg"), "-hide_banner", "-version"])
+    completed = run([executable("ffmpeg"), "-hide_banner", "-version"])
     return completed.stdout.decode("utf-8", "replace").splitlines()[0].strip()
