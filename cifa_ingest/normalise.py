@@ -25,6 +25,7 @@ from cifa_ingest import conformance, ffmpeg_runner, proof
 from cifa_ingest.config import NormaliseSettings
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
 from cifa_ingest.format_policy import Action, Profile
+from cifa_ingest.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         )
         if video[0].get("field_order") not in (None, "progressive", "unknown"):
             options["field_order"] = video[0]["field_order"]
+        plain = FULL_RANGE_FORMATS.get(video[0].get("pix_fmt", ""))
+        if plain:
+            options["filter:v"] = KEEP_FULL_RANGE.format(plain)
+            options["color_range"] = "pc"
         rotation = _display_rotation(video[0])
         if rotation:
             # Our ffmpeg's Matroska muxer has no display matrix: the rotation is kept as a tag
@@ -246,6 +251,25 @@ def _picture_outputs(
         frames="1",
     )
     return [poster, sheet]
+
+
+def _subtitle_outputs(
+    inputs: list[Any], probes: list[dict[str, Any]], access_dir: Path, stem: str
+) -> list[Any]:
+    """Every embedded text subtitle stream as WebVTT beside the access copy (``<stem>.sN.vtt``,
+    with its language where the source names one). Bitmap subtitles cannot become text."""
+    outputs = []
+    for node, probe in zip(inputs, probes, strict=True):
+        subtitles = [s for s in probe.get("streams", []) if s.get("codec_type") == "subtitle"]
+        for index, stream in enumerate(subtitles):
+            if stream.get("codec_name") not in TEXT_SUBTITLES:
+                continue
+            language = str(stream.get("tags", {}).get("language", ""))
+            named = language.isalpha() and language != "und"
+            suffix = f"s{len(outputs)}" + (f"-{language}" if named else "")
+            target = access_dir / f"{stem}.{suffix}.vtt"
+            outputs.append(ffmpeg.output(node[f"s:{index}"], str(target), f="webvtt"))
+    return outputs
 
 
 def estimate_master_bytes(
@@ -351,6 +375,7 @@ def normalise_group(
             )
         )
         outputs += _picture_outputs(inputs, probes, access_dir, stem, settings.contact_sheet_tiles)
+        outputs += _subtitle_outputs(inputs, probes, access_dir, stem)
     if not outputs:
         result.notes.append("format policy: keep, and no access copy")
         return result

@@ -21,6 +21,19 @@ import ffmpeg
 from cifa_ingest.errors import ProofFailed
 from cifa_ingest.format_policy import Action
 
+#: "JPEG" pixel formats (full range, common in phones' videos), which FFV1 does not take: the same
+#: bytes as the plain format with full range. Without care ffmpeg converts them to limited range,
+#: changing every pixel (the proof caught that); normalise keeps them, and hashes see the same.
+FULL_RANGE_FORMATS = {
+    "yuvj420p": "yuv420p",
+    "yuvj422p": "yuv422p",
+    "yuvj444p": "yuv444p",
+    "yuvj440p": "yuv440p",
+    "yuvj411p": "yuv411p",
+}
+#: Reinterpret a full-range "JPEG" format as its plain twin, without touching a value.
+KEEP_FULL_RANGE = "scale=in_range=pc:out_range=pc,format={}"
+
 __all__ = ["HashPlan", "Proof", "ProofFailed", "compare"]
 
 #: Decoded sample format -> the PCM codec that holds those samples unchanged.
@@ -63,6 +76,10 @@ class HashPlan:
         for index, stream in enumerate(video):
             options[f"c:v:{index}"] = "rawvideo"
             options[f"pix_fmt:v:{index}"] = stream.get("pix_fmt")
+            plain = FULL_RANGE_FORMATS.get(stream.get("pix_fmt", ""))
+            if plain:  # the same bytes, named as the master names them (see normalise)
+                options[f"pix_fmt:v:{index}"] = plain
+                options[f"filter:v:{index}"] = KEEP_FULL_RANGE.format(plain)
         for index, stream in enumerate(audio):
             options[f"c:a:{index}"] = PCM_OF.get(stream.get("sample_fmt", ""), "pcm_f64le")
         if audio:

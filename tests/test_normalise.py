@@ -120,6 +120,12 @@ def test_integer_audio_becomes_flac(tmp_path: Path) -> None:
           "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac"],
          lambda m: [s["sample_rate"] for s in m["streams"] if s["codec_type"] == "audio"]
          == ["48000", "44100"]),
+        ("colour properties",
+         [*_pattern(), "-vf", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+          ":range=pc", "-pix_fmt", "yuvj420p", "-c:v", "libx264"],
+         lambda m: (_video(m).get("color_primaries"), _video(m).get("color_transfer"),
+                    _video(m).get("color_space"), _video(m).get("color_range"))
+         == ("bt709", "bt709", "bt709", "pc")),
         ("one frame", [*_pattern(), "-frames:v", "1", "-c:v", "libx264"],
          lambda m: _video(m)["codec_name"] == "ffv1"),
     ],
@@ -212,6 +218,9 @@ def test_embedded_subtitles_are_kept_in_the_master(tmp_path: Path) -> None:
     assert result.proof is not None and result.proof.passed
     kinds = [s["codec_type"] for s in _master(tmp_path)["streams"]]
     assert kinds == ["video", "subtitle"]
+    webvtt = tmp_path / "bag" / "access" / "film.s0.vtt"
+    assert "你好" in webvtt.read_text("utf-8")
+    assert any(r.name == "access/film.s0.vtt" for r in result.renditions)
 
 
 def test_storage_saving_profile_remuxes_h264_bit_for_bit(tmp_path: Path) -> None:
