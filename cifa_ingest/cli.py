@@ -114,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(demo)
 
+    validate = commands.add_parser("validate", help="validate a bag (RFC 8493), every checksum")
+    validate.add_argument("bag", metavar="BAG", help="a bag directory")
+    validate.add_argument("--fast", action="store_true", help="completeness and Payload-Oxum only")
+    common(validate)
+
+    bag = commands.add_parser("bag", help="make a BagIt 1.0 bag of a directory, in place")
+    bag.add_argument("directory", metavar="DIR")
+    common(bag)
+
     inspect = commands.add_parser(
         "inspect", help="which frames of a bag's FFV1 masters are damaged (slice CRCs)"
     )
@@ -362,7 +371,44 @@ def _cmd_inspect(args: argparse.Namespace, settings: Settings, archive: Path) ->
     return EXIT_OK if all(i.intact for i in inspections) else EXIT_FAILED
 
 
+def _cmd_validate(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when valid (warnings on stderr), 1 when invalid, with every reason."""
+    import json
+
+    from cifa_ingest.bagcheck import validate
+
+    report = validate(Path(args.bag), fast=args.fast)
+    if any(f.code == "E000" for f in report.errors):
+        raise InputError(f"{args.bag}: not a directory")
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for finding in report.warnings:
+            print(f"warning: {finding.message}", file=sys.stderr)
+        for finding in report.errors:
+            print(f"invalid: {finding.message}")
+        state = "valid" if report.valid else "INVALID"
+        print(f"{args.bag}: {state} ({report.files_checked} files, {report.bytes_checked} bytes)")
+    return EXIT_OK if report.valid else EXIT_FAILED
+
+
+def _cmd_bag(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    from cifa_ingest.bagwrite import make_bag_in_place
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    if (directory / "bagit.txt").exists():
+        raise InputError(f"{directory}: is a bag already")
+    digests = make_bag_in_place(directory)
+    size = sum(d.size for d in digests.values())
+    print(f"{directory}: bagged {len(digests)} files, {size} bytes (sha256, sha512)")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "validate": _cmd_validate,
+    "bag": _cmd_bag,
     "inspect": _cmd_inspect,
     "ingest": _cmd_ingest,
     "preserve": _cmd_preserve,
