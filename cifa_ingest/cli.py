@@ -63,14 +63,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
         sub.add_argument("--verbose", action="store_true", help="debug output, Prefect's logs too")
 
+    def allow_private(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--allow-private-sources",
+            action="store_true",
+            help="allow sources on loopback and private addresses (demo, tests)",
+        )
+
     ingest = commands.add_parser("ingest", help="run the nightly-ingest flow over catalogues")
     ingest.add_argument("manifests", nargs="+", metavar="MANIFEST", help="catalogue YAML files")
     ingest.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
-    ingest.add_argument(
-        "--allow-private-sources",
-        action="store_true",
-        help="allow sources on loopback and private addresses (demo, tests)",
-    )
+    allow_private(ingest)
     common(ingest)
 
     preserve = commands.add_parser("preserve", help="a one-off preservation job for one film")
@@ -84,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     preserve.add_argument("--platform", help="where the film is published")
     preserve.add_argument("--granted-by", required=True, help="who granted permission")
     preserve.add_argument("--basis", help="what the permission rests on")
-    preserve.add_argument("--allow-private-sources", action="store_true")
+    allow_private(preserve)
     common(preserve)
 
     watch = commands.add_parser(
@@ -97,11 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help="only the works of these catalogues (default: every preserved work)",
     )
     watch.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
-    watch.add_argument(
-        "--allow-private-sources",
-        action="store_true",
-        help="allow sources on loopback and private addresses (demo, tests)",
-    )
+    allow_private(watch)
     common(watch)
 
     demo = commands.add_parser("demo", help="preserve the built-in demo films (no internet)")

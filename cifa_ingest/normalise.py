@@ -25,22 +25,15 @@ from cifa_ingest import conformance, ffmpeg_runner, proof
 from cifa_ingest.config import NormaliseSettings
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
 from cifa_ingest.format_policy import Action, Profile
-from cifa_ingest.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE
+from cifa_ingest.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE, PCM_OF
 
 log = logging.getLogger(__name__)
 
-#: Decoded sample format -> lossless audio codec in the master.
+#: Decoded sample format -> lossless audio codec in the master: FLAC for 16-bit integers, else
+#: PCM holding the decoded samples unchanged (the same table the proof hashes them with).
 LOSSLESS_AUDIO = {
-    "s16": "flac",
-    "s16p": "flac",
-    "s32": "pcm_s32le",
-    "s32p": "pcm_s32le",
-    "flt": "pcm_f32le",
-    "fltp": "pcm_f32le",
-    "dbl": "pcm_f64le",
-    "dblp": "pcm_f64le",
-    "u8": "pcm_u8",
-    "u8p": "pcm_u8",
+    sample_fmt: "flac" if sample_fmt in ("s16", "s16p") else pcm
+    for sample_fmt, pcm in PCM_OF.items()
 }
 #: Text subtitle codecs that Matroska cannot hold as they are, and what they become.
 SUBTITLE_CONVERSION = {"mov_text": "srt"}
