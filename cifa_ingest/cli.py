@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -112,6 +113,22 @@ def _parser() -> argparse.ArgumentParser:
         help=f"port of the demo server on 127.0.0.1 ({DEMO_PORT}; 0 for any free port)",
     )
     common(demo)
+
+    audit = commands.add_parser("audit", help="re-verify the fixity of every bag of the archive")
+    audit.add_argument("archive_dir", nargs="?", metavar="ARCHIVE", help="archive root")
+    scope = audit.add_mutually_exclusive_group()
+    scope.add_argument("--full", action="store_true", help="every bag (the default)")
+    scope.add_argument(
+        "--max-age", type=float, metavar="DAYS", help="only bags not verified in DAYS, oldest first"
+    )
+    audit.add_argument(
+        "--budget", metavar="DURATION|SIZE", help="stop after e.g. 2h, 30m or 500GB of reading"
+    )
+    common(audit)
+
+    ledger = commands.add_parser("ledger", help="the ledger: verify the audit log's hash chain")
+    ledger.add_argument("action", choices=["verify"])
+    common(ledger)
 
     validate = commands.add_parser("validate", help="validate a bag (RFC 8493), every checksum")
     validate.add_argument("bag", metavar="BAG", help="a bag directory")
@@ -405,7 +422,58 @@ def _cmd_bag(args: argparse.Namespace, settings: Settings, archive: Path) -> int
     return EXIT_OK
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)$", re.IGNORECASE)
+
+
+def parse_budget(text: str) -> tuple[float | None, int | None]:
+    """'2h', '30m', '90' (seconds) or '500GB' as (seconds, bytes)."""
+    if match := _DURATION.match(text.strip()):
+        factor = {"s": 1, "m": 60, "h": 3600, "d": 86400}[(match.group(2) or "s").lower()]
+        return float(match.group(1)) * factor, None
+    if match := _SIZE.match(text.strip()):
+        factor = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}[match.group(2).lower()]
+        return None, int(float(match.group(1)) * factor)
+    raise InputError(f"--budget: {text!r} is neither a duration (2h, 30m) nor a size (500GB)")
+
+
+def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every bag is intact, 1 when any problem was found."""
+    import json
+
+    from cifa_ingest import audit
+    from cifa_ingest.archive import Archive
+
+    root = Path(args.archive_dir).absolute() if args.archive_dir else archive
+    if not (root / "ledger.sqlite").is_file():
+        raise InputError(f"{root}: no archive here (no ledger.sqlite)")
+    seconds, size = parse_budget(args.budget) if args.budget else (None, None)
+    report = audit.audit_archive(
+        Archive(root), max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(audit.table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    from cifa_ingest.audit_log import AuditLog
+
+    if not (archive / "ledger.sqlite").is_file():
+        raise InputError(f"{archive}: no archive here (no ledger.sqlite)")
+    problems = AuditLog(archive / "ledger.sqlite").verify()
+    for problem in problems:
+        print(f"audit log: {problem}")
+    if not problems:
+        print(f"{archive / 'ledger.sqlite'}: the audit log's hash chain is intact")
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
 COMMANDS = {
+    "audit": _cmd_audit,
+    "ledger": _cmd_ledger,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,

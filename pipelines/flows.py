@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from cifa_ingest import watch
+from cifa_ingest import audit, watch
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work, load_catalogues
 from cifa_ingest.config import Settings, load_settings
@@ -226,3 +226,37 @@ def _watch_after_ingest(
     if not state.is_completed():
         logger.warning("source-watch ended %s: %s", state.type.value, state.message)
         watch.log.warning("source watch ended %s: %s", state.type.value, state.message)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fixity audit
+
+_audit_bag = task(audit.audit_bag, name="audit-bag", cache_policy=NO_CACHE, persist_result=False)
+
+
+@flow(name="fixity-audit", persist_result=False, validate_parameters=False)
+def fixity_audit(
+    archive: str,
+    max_age_days: float | None = None,
+    budget_seconds: float | None = None,
+    budget_bytes: int | None = None,
+) -> State:
+    """Re-read and re-hash every bag (or, with ``max_age_days``, the bags not verified in that
+    many days, oldest first, within a budget). Every file is read: the tasks never use Prefect's
+    cache. Ends Failed when any problem was found, so that notifications and automations act."""
+
+    def check(store: Archive, record: object) -> audit.BagAudit:
+        return _audit_bag.with_options(task_run_name=f"audit-{record.work_id}")(store, record)  # type: ignore[attr-defined]
+
+    report = audit.audit_archive(
+        Archive(archive),
+        max_age_days=max_age_days,
+        budget_seconds=budget_seconds,
+        budget_bytes=budget_bytes,
+        check=check,
+    )
+    summary = audit.table(report).splitlines()[-1]
+    if not report.ok:
+        kinds = sorted({p.kind for p in report.problems})
+        return Failed(message=f"{summary}; problems: {', '.join(kinds)}", data=report)
+    return Completed(message=summary, data=report)

@@ -1,0 +1,237 @@
+"""The fixity audit: re-read and re-hash every file of every bag, and say, with evidence, which
+files are not the files the archive ingested.
+
+Nothing is trusted: not sizes, not modification times, not an earlier result; every byte is read
+(:mod:`cifa_ingest.fixity`, flat memory). Each problem is one of :data:`KINDS`. A bag that is valid
+on its own but whose manifests differ from those the ledger recorded at ingest was rewritten with
+its manifests (a forgery, or an unrecorded change): ``ledger_mismatch``. A damaged FFV1 master is
+decoded with slice CRC checks to name the damaged frames (:mod:`cifa_ingest.inspect`). Every check
+of every bag goes into the hash-chained audit log (:mod:`cifa_ingest.audit_log`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cifa_ingest import __version__, bagcheck, inspect
+from cifa_ingest.archive import Archive
+from cifa_ingest.audit_log import AuditLog
+from cifa_ingest.ledger import BagRecord, Ledger
+
+KINDS = (
+    "checksum_mismatch",
+    "missing_file",
+    "unexpected_file",
+    "tag_checksum_mismatch",
+    "oxum_mismatch",
+    "invalid_structure",
+    "ledger_mismatch",
+    "missing_bag",
+    "unregistered_bag",
+)
+#: Validator codes (cifa_ingest.bagcheck) -> audit kinds; every other error is invalid_structure.
+_KIND_OF_CODE = {
+    "E011": "checksum_mismatch",
+    "E009": "missing_file",
+    "E010": "unexpected_file",
+    "E013": "tag_checksum_mismatch",
+    "E014": "oxum_mismatch",
+}
+SOFTWARE = f"cifa-ingest {__version__}"
+
+
+@dataclass
+class Problem:
+    bag: str
+    kind: str
+    path: str | None = None
+    detail: str | None = None
+    damaged_frames: list[int] | None = None
+
+
+@dataclass
+class BagAudit:
+    bag: str
+    problems: list[Problem] = field(default_factory=list)
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class AuditReport:
+    archive: str
+    mode: str
+    started: str
+    finished: str = ""
+    bags: list[BagAudit] = field(default_factory=list)
+    unregistered: list[Problem] = field(default_factory=list)
+    not_reached: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for bag in self.bags for p in bag.problems] + self.unregistered
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "archive": self.archive,
+            "mode": self.mode,
+            "started": self.started,
+            "finished": self.finished,
+            "checked": len(self.bags),
+            "intact": sum(1 for bag in self.bags if bag.intact),
+            "problems": [asdict(p) for p in self.problems],
+            "not_reached": self.not_reached,
+            "bytes_read": sum(bag.bytes_read for bag in self.bags),
+            "seconds": round(sum(bag.seconds for bag in self.bags), 2),
+            "ok": self.ok,
+        }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
+    """Check one registered bag: structure, completeness, every checksum, and the ledger."""
+    started = time.monotonic()
+    result = BagAudit(bag=record.work_id)
+    bag_dir = archive.root / record.bag_path
+    if not bag_dir.is_dir():
+        result.problems.append(Problem(record.work_id, "missing_bag", record.bag_path))
+        return result
+    report = bagcheck.validate(bag_dir)
+    result.bytes_read = report.bytes_checked
+    seen: set[tuple[str, str | None]] = set()
+    for finding in report.errors:  # one problem per file, though each manifest names it
+        kind = _KIND_OF_CODE.get(finding.code, "invalid_structure")
+        if (kind, finding.path) not in seen:
+            seen.add((kind, finding.path))
+            result.problems.append(Problem(record.work_id, kind, finding.path, finding.message))
+    if {k for k, _ in seen} & {"missing_file", "unexpected_file"}:
+        # A file gone or added changes the Payload-Oxum too: that is not a problem of its own.
+        result.problems = [p for p in result.problems if p.kind != "oxum_mismatch"]
+    if report.valid:
+        result.problems += _ledger_mismatches(bag_dir, record)
+    for problem in result.problems:
+        if problem.kind == "checksum_mismatch" and (problem.path or "").startswith("data/master/"):
+            master = bag_dir / str(problem.path)
+            if master.suffix == ".mkv" and master.is_file():
+                problem.damaged_frames = [d.frame for d in inspect.inspect_master(master).damaged]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _ledger_mismatches(bag_dir: Path, record: BagRecord) -> list[Problem]:
+    """A self-consistent bag whose manifests are not the ones registered at ingest."""
+    problems = []
+    present = {p.name for p in bag_dir.glob("*manifest-*.txt")}
+    for name in sorted(present | set(record.manifest_digests)):
+        path = bag_dir / name
+        expected = record.manifest_digests.get(name)
+        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if expected != actual:
+            detail = "not registered at ingest" if expected is None else "differs from ingest"
+            problems.append(Problem(record.work_id, "ledger_mismatch", name, detail))
+    return problems
+
+
+def plan(
+    records: list[BagRecord], last_verified: dict[str, str], max_age_days: float | None, now: str
+) -> list[BagRecord]:
+    """The bags to check, oldest verification first (never verified: by placement time). With
+    ``max_age_days``, only those not verified within that many days."""
+
+    def verified(record: BagRecord) -> str:
+        return last_verified.get(record.work_id, record.placed_at)
+
+    ordered = sorted(records, key=lambda r: (verified(r), r.work_id))
+    if max_age_days is None:
+        return ordered
+    cutoff = (dt.datetime.fromisoformat(now) - dt.timedelta(days=max_age_days)).isoformat()
+    return [r for r in ordered if verified(r) < cutoff or r.work_id not in last_verified]
+
+
+def unregistered_bags(archive: Archive, records: list[BagRecord]) -> list[Problem]:
+    known = {Path(r.bag_path).name for r in records}
+    if not archive.bags_dir.is_dir():
+        return []
+    return [
+        Problem(entry.name, "unregistered_bag", archive.relative(entry))
+        for entry in sorted(archive.bags_dir.iterdir())
+        if entry.name not in known
+    ]
+
+
+def audit_archive(
+    archive: Archive,
+    *,
+    max_age_days: float | None = None,
+    budget_seconds: float | None = None,
+    budget_bytes: int | None = None,
+    check: Callable[[Archive, BagRecord], BagAudit] = audit_bag,
+) -> AuditReport:
+    """Audit the archive: every bag (full), or the bags not verified in ``max_age_days``
+    (rolling), oldest first, within an optional time or byte budget. Every check is logged.
+    ``check`` audits one bag (pipelines/ passes it as a Prefect task)."""
+    ledger, log = Ledger(archive.ledger_path), AuditLog(archive.ledger_path)
+    records = ledger.bags()
+    mode = "full" if max_age_days is None else f"rolling (max age {max_age_days:g} days)"
+    report = AuditReport(archive=str(archive.root), mode=mode, started=_now())
+    todo = plan(records, log.last_verified(), max_age_days, report.started)
+    started, read = time.monotonic(), 0
+    for index, record in enumerate(todo):
+        over_time = budget_seconds is not None and time.monotonic() - started >= budget_seconds
+        over_bytes = budget_bytes is not None and read >= budget_bytes
+        if over_time or over_bytes:
+            report.not_reached = [r.work_id for r in todo[index:]]
+            break
+        checked = check(archive, record)
+        read += checked.bytes_read
+        report.bags.append(checked)
+        log.record(
+            record.work_id,
+            _now(),
+            SOFTWARE,
+            "intact" if checked.intact else "damaged",
+            [asdict(p) for p in checked.problems],
+            checked.bytes_read,
+            checked.seconds,
+        )
+    report.unregistered = unregistered_bags(archive, records)
+    report.finished = _now()
+    return report
+
+
+def table(report: AuditReport) -> str:
+    """The audit for people: problems first, then the counts."""
+    lines = []
+    for problem in report.problems:
+        where = f" {problem.path}" if problem.path else ""
+        frames = ""
+        if problem.damaged_frames:
+            shown = ", ".join(map(str, problem.damaged_frames[:20]))
+            frames = f" (damaged frames: {shown}{' …' if len(problem.damaged_frames) > 20 else ''})"
+        lines.append(f"{problem.bag}: {problem.kind}{where}{frames}")
+    summary = report.as_dict()
+    lines.append(
+        f"{summary['mode']} audit: {summary['checked']} bags checked, {summary['intact']} intact,"
+        f" {len(report.problems)} problems, {summary['bytes_read'] / 1e6:.1f} MB read"
+        f" in {summary['seconds']:.1f} s"
+    )
+    if report.not_reached:
+        lines.append(f"not reached within the budget: {len(report.not_reached)} bags")
+    return "\n".join(lines)
