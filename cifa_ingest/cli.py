@@ -448,9 +448,13 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     if not (root / "ledger.sqlite").is_file():
         raise InputError(f"{root}: no archive here (no ledger.sqlite)")
     seconds, size = parse_budget(args.budget) if args.budget else (None, None)
+    from cifa_ingest.audit_report import write_reports
+
     report = audit.audit_archive(
         Archive(root), max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
     )
+    json_path, html_path = write_reports(report, Archive(root))
+    logging.getLogger("cifa_ingest").info("reports: %s, %s", json_path, html_path)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:

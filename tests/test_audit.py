@@ -213,3 +213,17 @@ def test_fixity_audit_flow_fails_when_a_bag_is_damaged(archive: Path) -> None:
     (_bag(archive, "cifa-a-0002") / "metadata" / "permission.json").write_text("{}", "utf-8")
     state = fixity_audit(str(archive), return_state=True)
     assert state.is_failed() and "tag_checksum_mismatch" in (state.message or "")
+
+
+def test_html_report_puts_problems_first_and_escapes_everything(archive: Path) -> None:
+    from cifa_ingest.audit_report import write_reports
+
+    (archive / "bags" / "<img src=x onerror=alert(1)>").mkdir()  # an unregistered "bag"
+    next((_bag(archive) / "data" / "access").glob("*.mp4")).unlink()
+    report = audit_archive(Archive(archive))
+    json_path, html_path = write_reports(report, Archive(archive))
+    page = html_path.read_text("utf-8")
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.index("Problems") < page.index("Bags and their history")
+    assert "missing_file" in page and "poster" in page
+    assert json.loads(json_path.read_text("utf-8"))["ok"] is False
