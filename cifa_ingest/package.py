@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ CHECKSUMS = ["sha256", "sha512"]
 BAGIT_DECLARATION = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 SOFTWARE_AGENT = f"cifa-ingest {__version__} (bagit-python {bagit.VERSION})"
 _MAX_TAG_VALUE = 1000
+#: The CIFA BagIt profile (config/cifa-bagit-profile.json) every bag declares it follows.
+PROFILE_IDENTIFIER = "urn:cifa:bagit-profile:1.0"
+#: What a field the profile requires says when the catalogue or the settings do not record it:
+#: "unknown" would claim a fact (a director may be anonymous), an invented value would be false.
+NOT_RECORDED = "not recorded"
+#: Bag-Group-Identifier of a work that belongs to no named collection.
+DEFAULT_GROUP = "CIFA"
 
 
 def tag_value(text: str) -> str:
@@ -46,29 +54,37 @@ def tag_value(text: str) -> str:
 def bag_info(
     work: Work, organisation: OrganisationSettings, collection: str | None
 ) -> dict[str, str]:
-    """bag-info.txt fields for a work (Payload-Oxum and Bagging-Date are added by bagit)."""
+    """bag-info.txt fields for a work: every field the CIFA BagIt profile requires, with
+    NOT_RECORDED where nothing is known (Payload-Oxum and Bagging-Date are added by bagit,
+    Bag-Size by :func:`make_bag`)."""
     info = {
         "Source-Organization": organisation.name,
+        "Organization-Address": organisation.address,
+        "Contact-Email": organisation.contact_email,
         "External-Identifier": work.id,
         "External-Description": _description(work),
         "Bag-Software-Agent": SOFTWARE_AGENT,
+        "Bag-Group-Identifier": collection or DEFAULT_GROUP,
+        "BagIt-Profile-Identifier": PROFILE_IDENTIFIER,
         "Title": work.title.en,
+        "Title-Zh": work.title.zh or "",
+        "Director": work.director.en if work.director else "",
+        "Year": str(work.year) if work.year else "",
     }
-    if organisation.address:
-        info["Organization-Address"] = organisation.address
-    if organisation.contact_email:
-        info["Contact-Email"] = organisation.contact_email
-    if work.title.zh:
-        info["Title-Zh"] = work.title.zh
-    if work.director:
-        info["Director"] = work.director.en
-        if work.director.zh:
-            info["Director-Zh"] = work.director.zh
-    if work.year:
-        info["Year"] = str(work.year)
-    if collection:
-        info["Bag-Group-Identifier"] = collection
-    return {key: tag_value(value) for key, value in info.items() if tag_value(value)}
+    if work.director and work.director.zh:
+        info["Director-Zh"] = work.director.zh
+    cleaned = {key: tag_value(value) for key, value in info.items()}
+    return {key: value or NOT_RECORDED for key, value in cleaned.items()}
+
+
+def human_size(size: int) -> str:
+    """Bag-Size as people read it (RFC 8493 suggests e.g. "260 GB"); decimal units."""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
 
 
 def _description(work: Work) -> str:
@@ -102,13 +118,21 @@ def write_json(path: Path, document: Any) -> None:
 
 
 def make_bag(
-    bag_dir: Path, info: dict[str, str], metadata_dir: Path, tag_documents: dict[str, Any]
+    bag_dir: Path,
+    info: dict[str, str],
+    metadata_dir: Path,
+    tag_documents: dict[str, Any],
+    derived_tag_files: Callable[[Path], dict[str, bytes]] | None = None,
 ) -> bagit.Bag:
     """Turn ``bag_dir`` (holding original/, master/ and access/) into a bag.
 
     The payload folders move under ``data/``; ``metadata_dir`` (files gathered by the earlier
     steps) becomes the bag's ``metadata/`` tag directory, with ``tag_documents`` (a path under
-    metadata/ to a JSON-able document) written beside them, all listed in the tag manifests."""
+    metadata/ to a JSON-able document) written beside them. ``derived_tag_files`` is then called
+    with the bag's folder, payload manifests and JSON metadata in place, for the tag files made
+    from them (PREMIS); all are listed in the tag manifests, written last."""
+    payload_bytes = sum(p.stat().st_size for p in bag_dir.rglob("*") if p.is_file())
+    info = {**info, "Bag-Size": info.get("Bag-Size") or human_size(payload_bytes)}
     try:
         bag = bagit.make_bag(str(bag_dir), bag_info=info, checksums=CHECKSUMS)
     except (bagit.BagError, OSError) as exc:
@@ -120,6 +144,10 @@ def make_bag(
         metadata_dir.rename(target)
     for name, document in tag_documents.items():
         write_json(target / name, document)
+    if derived_tag_files is not None:
+        target.mkdir(exist_ok=True)
+        for name, content in derived_tag_files(bag_dir).items():
+            (target / name).write_bytes(content)
     try:
         bag.save(manifests=False)  # rewrites the tag manifests so that they cover metadata/
     except (bagit.BagError, OSError) as exc:

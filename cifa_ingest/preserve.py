@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from cifa_ingest import __version__, conformance, fetch, ffmpeg_runner, normalise, package
+from cifa_ingest import (
+    __version__,
+    conformance,
+    dublin_core,
+    fetch,
+    ffmpeg_runner,
+    normalise,
+    package,
+    premis,
+)
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import Settings, format_policy_path, mediaconch_policy_path
@@ -235,9 +244,11 @@ def normalise_step(job: Job) -> Job:
 
 
 def package_step(job: Job) -> Job:
-    """Write the metadata, make the bag, and validate it in full with bagit-python."""
+    """Write the metadata (JSON, Dublin Core, PREMIS), make the bag, and validate it in full
+    with bagit-python."""
     assert job.capture is not None and job.normalised is not None
     log.info("%s: packaging and validating the bag", job.work.id)
+    packaged_at = now()
     payload = [
         path
         for folder in ("original", "master", "access")
@@ -254,7 +265,15 @@ def package_step(job: Job) -> Job:
         **({"technical.mediainfo.json": described} if any(described.values()) else {}),
     }
     info = package.bag_info(job.work, job.settings.organisation, job.collection)
-    package.make_bag(job.bag_dir, info, job.metadata_dir, documents)
+    organisation = job.settings.organisation
+
+    def standard_records(bag_dir: Path) -> dict[str, bytes]:
+        return {
+            "descriptive.xml": dublin_core.descriptive_xml(job.work, job.collection),
+            "premis.xml": premis.write_premis(bag_dir, organisation, packaged_at),
+        }
+
+    package.make_bag(job.bag_dir, info, job.metadata_dir, documents, standard_records)
     package.validate_bag(job.bag_dir)
     return job
 

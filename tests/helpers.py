@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import bagit
+import bagit_profile
+import xmlschema
+
+from cifa_ingest.bagcheck import validate
+from cifa_ingest.package import PROFILE_IDENTIFIER
+
+REPO = Path(__file__).resolve().parent.parent
+#: The official PREMIS 3.0 schema, in the project's shared folder beside the repository.
+PREMIS_XSD = REPO.parent / "shared" / "schemas" / "premis" / "premis-v3-0.xsd"
+BAGIT_PROFILE = REPO / "config" / "cifa-bagit-profile.json"
+DC_NS = "{http://purl.org/dc/elements/1.1/}"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def sha256(path: Path) -> str:
@@ -32,10 +46,46 @@ def ffprobe(path: Path) -> dict:
     return json.loads(out)
 
 
+@functools.cache
+def premis_schema() -> xmlschema.XMLSchema | None:
+    """The PREMIS 3.0 schema, loaded offline; None where shared/ is not beside the repo."""
+    if not PREMIS_XSD.is_file():
+        return None
+    return xmlschema.XMLSchema(str(PREMIS_XSD), allow="local")
+
+
+def assert_premis_valid(bag_dir: Path) -> None:
+    """metadata/premis.xml exists and, where the schema is present, validates against it."""
+    premis = bag_dir / "metadata" / "premis.xml"
+    assert premis.is_file()
+    schema = premis_schema()
+    if schema is not None:
+        schema.validate(str(premis))
+
+
+def assert_follows_profile(bag_dir: Path) -> None:
+    """The bag follows the CIFA BagIt profile, checked with the bagit-profile library."""
+    profile = bagit_profile.Profile(PROFILE_IDENTIFIER, profile=BAGIT_PROFILE.read_text("utf-8"))
+    assert profile.validate_serialization(str(bag_dir))
+    assert profile.validate(bagit.Bag(str(bag_dir))), str(profile.report)
+
+
+def dublin_core(bag_dir: Path) -> dict[tuple[str, str | None], list[str]]:
+    """metadata/descriptive.xml as {(element, xml:lang): [values]}."""
+    root = ET.parse(bag_dir / "metadata" / "descriptive.xml").getroot()
+    found: dict[tuple[str, str | None], list[str]] = {}
+    for element in root:
+        key = (element.tag.removeprefix(DC_NS), element.get(XML_LANG))
+        found.setdefault(key, []).append(element.text or "")
+    return found
+
+
 def assert_valid_preserved_bag(bag_dir: Path, work_id: str) -> None:
     """Valid for bagit-python (all checksums recomputed); FFV1/Matroska master; H.264/MP4 copy."""
     bag = bagit.Bag(str(bag_dir))
     bag.validate()
+    ours = validate(bag_dir)  # our validator agrees with the reference
+    assert ours.valid, ours.errors
     assert bag.version_info == (1, 0)
     assert bag.info["External-Identifier"] == work_id
     assert set(bag.algorithms) == {"sha256", "sha512"}
@@ -55,6 +105,10 @@ def assert_valid_preserved_bag(bag_dir: Path, work_id: str) -> None:
         assert codecs.get("audio") == "aac"
     tag_files = {p.name for p in (bag_dir / "metadata").iterdir()}
     assert {"descriptive.json", "permission.json", "capture.json", "technical.json"} <= tag_files
+    assert {"descriptive.xml", "premis.xml"} <= tag_files
+    assert_premis_valid(bag_dir)
+    assert_follows_profile(bag_dir)
+    assert dublin_core(bag_dir)[("identifier", None)] == [work_id]
     assert "technical.mediainfo.json" in tag_files  # MediaInfo is installed by `make setup`
     assert any(name.endswith(".info.json") for name in tag_files)
     record = json.loads((bag_dir / "metadata" / "normalisation.json").read_text("utf-8"))

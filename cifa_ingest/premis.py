@@ -1,0 +1,579 @@
+"""PREMIS 3.0 (``metadata/premis.xml``): the bag's preservation record in the standard vocabulary.
+
+The JSON tag files say everything the pipeline knows, in our own words; PREMIS says the same in
+words other archives and their tools read: an object per payload file (fixity, size, format,
+which original a derivative comes from), the events of its life (capture, message digest
+calculation, normalization, validation, format identification, metadata extraction, ingestion),
+the agents that carried them out, and the rights statement of the filmmaker's permission.
+
+The record is built from the bag itself (its payload manifests and its ``metadata/*.json``), once
+the payload is under ``data/`` and before the tag manifests are written, so it can only say what
+the bag says. Event types, agent roles and relationship types are the terms of the Library of
+Congress preservation vocabularies (id.loc.gov/vocabulary/preservation), written as plain strings
+(no ``authority`` attributes). It validates against the official schema (premis-v3-0.xsd): the
+tests check it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bagit
+
+from cifa_ingest import __version__
+from cifa_ingest.config import OrganisationSettings
+from cifa_ingest.errors import PackagingError
+
+PREMIS_NS = "http://www.loc.gov/premis/v3"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+SCHEMA_LOCATION = f"{PREMIS_NS} http://www.loc.gov/standards/premis/v3/premis.xsd"
+ET.register_namespace("premis", PREMIS_NS)
+ET.register_namespace("xsi", XSI_NS)
+
+PAYLOAD_FOLDERS = ("original", "master", "access")
+DIGEST_ORIGINATOR = "cifa-ingest"
+CIFA_INGEST = f"cifa-ingest {__version__}"
+
+#: PRONOM identifiers, only those we are sure of; anything else gets a name and no registry key.
+PRONOM = {
+    "Matroska": "fmt/569",
+    "MPEG-4 Media File": "fmt/199",
+    "MPEG-2 Transport Stream": "fmt/585",
+    "JPEG File Interchange Format 1.01": "fmt/43",
+    "JPEG File Interchange Format 1.02": "fmt/44",
+}
+
+#: Codec names as the standards name them (ffprobe's long names are its own, FFV1's is
+#: "FFmpeg video codec #1"); others keep ffprobe's long name.
+CODEC_NAMES = {
+    "ffv1": "FFV1",
+    "h264": "H.264/AVC",
+    "hevc": "H.265/HEVC",
+    "vp8": "VP8",
+    "vp9": "VP9",
+    "av1": "AV1",
+    "aac": "AAC",
+    "flac": "FLAC",
+    "opus": "Opus",
+    "vorbis": "Vorbis",
+    "mp3": "MP3",
+}
+
+#: What each use the catalogue's permission may cover lets the archive do (PREMIS act,
+#: restriction or None, and what it means).
+ACTS = {
+    "preservation": ("preserve", None, "keep, copy and migrate the work for its preservation"),
+    "access": ("disseminate", "not to the public", "show the work to the archive's users"),
+    "public-access": ("disseminate", None, "make the work available to the public"),
+    "research": ("use", "research only", "let researchers study the work"),
+}
+
+
+def _q(name: str) -> str:
+    return f"{{{PREMIS_NS}}}{name}"
+
+
+def _add(parent: ET.Element, name: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, _q(name), attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _identifier(parent: ET.Element, name: str, kind: str, value: str) -> ET.Element:
+    """``<xIdentifier><xIdentifierType/><xIdentifierValue/></xIdentifier>``, PREMIS's pattern."""
+    element = _add(parent, name)
+    _add(element, f"{name}Type", kind)
+    _add(element, f"{name}Value", value)
+    return element
+
+
+@dataclass
+class Agent:
+    """A PREMIS agent: identified by a local identifier that events and rights link to."""
+
+    name: str
+    kind: str  # software | organization | person (LoC agentType), "" when not known
+    version: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.name} {self.version}" if self.version else self.name
+
+
+@dataclass
+class Event:
+    """A PREMIS event, with the agents (and their roles) and the objects (and theirs)."""
+
+    type: str
+    date_time: str
+    detail: str
+    outcome: str
+    agents: list[tuple[Agent, str]]
+    objects: list[tuple[str, str]]  # (bag path, LoC eventRelatedObjectRole: source | outcome)
+    outcome_detail: str | None = None
+    identifier: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def split_tool(tool: str | None, fallback: str) -> tuple[str, str | None]:
+    """``"yt-dlp 2026.10.26"`` → ``("yt-dlp", "2026.10.26")``; ffmpeg's and MediaConch's longer
+    version lines are reduced to name and version too."""
+    if not tool:
+        return fallback, None
+    match = re.match(r"ffmpeg version (\S+)", tool)
+    if match:
+        return "ffmpeg", match.group(1)
+    match = re.match(r"(.*?)\s+v?(\d[\w.+~-]*)$", tool.strip())
+    if match:
+        name = match.group(1)
+        return ("MediaConch" if name.startswith("MediaConch") else name), match.group(2)
+    return tool.strip(), None
+
+
+def _software(tool: str | None, fallback: str) -> Agent:
+    name, version = split_tool(tool, fallback)
+    return Agent(name, "software", version)
+
+
+def _mtime(path: Path, fallback: str) -> str:
+    """A file's modification time (UTC, ISO 8601), or ``fallback`` when it is not there."""
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return fallback
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text("utf-8")) if path.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def _jfif_version(path: Path) -> str | None:
+    """The JFIF version in a JPEG's APP0 segment ("1.02"), which PRONOM's ids depend on."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head[:4] == b"\xff\xd8\xff\xe0" and head[6:11] == b"JFIF\x00":
+        return f"{head[11]}.{head[12]:02d}"
+    return None
+
+
+def file_formats(
+    path: Path, probe: dict[str, Any] | None, mediainfo: dict[str, Any] | None
+) -> list[tuple[str, str | None, str | None]]:
+    """(formatName, formatVersion, PRONOM id) of a file: the container first, then each codec
+    of its streams (a file's format is both: FFV1 in Matroska)."""
+    fmt = (probe or {}).get("format", {})
+    streams = (probe or {}).get("streams", [])
+    names = set(str(fmt.get("format_name", "")).split(","))
+    codecs = [str(s.get("codec_name", "")) for s in streams]
+    tracks = ((mediainfo or {}).get("media") or {}).get("track") or []
+    general = next((t for t in tracks if t.get("@type") == "General"), {})
+    suffix = path.suffix.lower()
+
+    container: tuple[str, str | None]
+    if "matroska" in names and suffix != ".webm":
+        container = ("Matroska", general.get("Format_Version"))
+    elif "webm" in names:
+        container = ("WebM", None)
+    elif "mp4" in names and suffix in {".mp4", ".m4v", ".m4a"}:
+        container = ("MPEG-4 Media File", None)
+    elif "mov" in names:
+        container = ("QuickTime", None)
+    elif "mpegts" in names:
+        container = ("MPEG-2 Transport Stream", None)
+    elif "webvtt" in names or suffix == ".vtt":
+        container = ("WebVTT", None)
+    elif "srt" in names or suffix == ".srt":
+        container = ("SubRip", None)
+    elif codecs == ["mjpeg"] or suffix in {".jpg", ".jpeg"}:
+        version = _jfif_version(path)
+        container = (f"JPEG File Interchange Format {version}" if version else "JPEG", None)
+    elif codecs == ["png"] or suffix == ".png":
+        container = ("Portable Network Graphics", None)
+    elif codecs == ["webp"] or suffix == ".webp":
+        container = ("WebP", None)
+    else:
+        container = (str(fmt.get("format_long_name") or fmt.get("format_name") or "unknown"), None)
+    formats = [(container[0], container[1], PRONOM.get(container[0]))]
+    if container[0] in {
+        "Matroska",
+        "WebM",
+        "MPEG-4 Media File",
+        "QuickTime",
+        "MPEG-2 Transport Stream",
+    }:
+        seen: set[str] = set()
+        for stream in streams:
+            codec = str(stream.get("codec_name") or "")
+            if not codec or codec in seen:
+                continue
+            seen.add(codec)
+            version = None
+            if codec == "ffv1":
+                video = next((t for t in tracks if t.get("@type") == "Video"), {})
+                version = str(video.get("Format_Version", "")).split(".")[0] or None
+            name = CODEC_NAMES.get(codec) or str(stream.get("codec_long_name") or codec)
+            formats.append((name, version, None))
+    return formats
+
+
+# ---------------------------------------------------------------------------------------------
+# The document
+
+
+def build_premis(
+    bag_dir: Path, organisation: OrganisationSettings, *, packaged_at: str | None = None
+) -> ET.ElementTree:
+    """The PREMIS record of a bag whose payload is under ``data/`` (its payload manifests
+    written) and whose ``metadata/`` holds the pipeline's JSON records.
+
+    An original whose digest in the bag differs from the one taken as its bytes arrived is a
+    PackagingError: such a bag must not enter the archive.
+
+    ``packaged_at`` is the time of the packaging step (format identification, metadata
+    extraction, digests, ingestion). normalisation.json holds no times: a normalization is
+    dated by the last file it wrote, the lossless proof by the master's frame hashes, and the
+    MediaConch check, which writes nothing and runs right after the proof, by the proof."""
+    packaged_at = packaged_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    metadata = bag_dir / "metadata"
+    capture = _read_json(metadata / "capture.json") or {}
+    normalisation = _read_json(metadata / "normalisation.json") or {}
+    technical = _read_json(metadata / "technical.json") or {}
+    mediainfo = _read_json(metadata / "technical.mediainfo.json") or {}
+    permission = _read_json(metadata / "permission.json") or {}
+
+    entries = bagit.Bag(str(bag_dir)).payload_entries()
+    payload = sorted(
+        (
+            path
+            for path in entries
+            if path.split("/")[1:2] and path.split("/")[1] in PAYLOAD_FOLDERS
+        ),
+        key=lambda path: (PAYLOAD_FOLDERS.index(path.split("/")[1]), path),
+    )
+
+    cifa = Agent("cifa-ingest", "software", __version__, [f"bagit-python {bagit.VERSION}"])
+    org_notes = [organisation.address] if organisation.address else []
+    org = Agent(organisation.name, "organization", notes=org_notes)
+    fetcher = _software(capture.get("tool"), "yt-dlp")
+    ffmpeg = _software(normalisation.get("ffmpeg"), "ffmpeg")
+    agents = [cifa, org, fetcher, ffmpeg]
+
+    def agent_for(tool: str | None, fallback: str) -> Agent:
+        wanted = _software(tool, fallback)
+        for agent in agents:
+            if agent.identifier == wanted.identifier:
+                return agent
+        agents.append(wanted)
+        return wanted
+
+    events: list[Event] = []
+    events.append(_capture_event(capture, fetcher, org))
+    digests = _digest_event(capture, entries, payload, packaged_at, cifa)
+    if digests.outcome != "success":
+        raise PackagingError(f"{bag_dir.name}: {digests.outcome_detail}")
+    events.append(digests)
+    derivation = _normalisation_events(bag_dir, normalisation, events, ffmpeg, cifa, agent_for)
+    events.append(
+        Event(
+            "format identification",
+            packaged_at,
+            "each payload file's container and streams identified by ffprobe"
+            " (metadata/technical.json)",
+            "success",
+            [(ffmpeg, "executing program")],
+            [(path, "source") for path in payload],
+        )
+    )
+    extractors = [(ffmpeg, "executing program")]
+    library = next((d.get("creatingLibrary") for d in mediainfo.values() if d), None)
+    if library:
+        extractors.append(
+            (agent_for(f"MediaInfo {library.get('version', '')}", "MediaInfo"), "executing program")
+        )
+    events.append(
+        Event(
+            "metadata extraction",
+            packaged_at,
+            "technical metadata of each payload file extracted: ffprobe (metadata/technical.json)"
+            + (", MediaInfo (metadata/technical.mediainfo.json)" if library else ""),
+            "success",
+            extractors,
+            [(path, "source") for path in payload],
+        )
+    )
+    events.append(
+        Event(
+            "ingestion",
+            packaged_at,
+            "packaged as a BagIt 1.0 bag (RFC 8493) with sha256 and sha512 manifests; only a bag"
+            " that bagit-python validates in full is placed in the archive",
+            "success",
+            [(org, "implementer"), (cifa, "executing program")],
+            [(path, "outcome") for path in payload],
+        )
+    )
+
+    root = ET.Element(
+        _q("premis"), {"version": "3.0", f"{{{XSI_NS}}}schemaLocation": SCHEMA_LOCATION}
+    )
+    for path in payload:
+        _object(root, bag_dir, path, entries[path], technical, mediainfo, derivation.get(path, []))
+    for event in events:
+        _event(root, event)
+    grantor = None
+    if permission.get("granted_by"):
+        grantor = Agent(str(permission["granted_by"]), "")
+        agents.append(grantor)
+    for agent in agents:
+        _agent(root, agent)
+    _rights(root, permission, payload, grantor)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_premis(bag_dir: Path, organisation: OrganisationSettings, packaged_at: str) -> bytes:
+    """premis.xml's bytes (UTF-8, with the XML declaration)."""
+    tree = build_premis(bag_dir, organisation, packaged_at=packaged_at)
+    return ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _capture_event(capture: dict[str, Any], fetcher: Agent, org: Agent) -> Event:
+    event = capture.get("event") or {}
+    sources = capture.get("sources") or []
+    details = [str(event.get("detail") or "captured")]
+    originals: list[tuple[str, str]] = []
+    for source in sources:
+        when = source.get("http_date") or "no Date header"
+        details.append(f"source {source.get('index')}: {source.get('url')} (server Date: {when})")
+        originals += [(f"data/original/{f['name']}", "outcome") for f in source.get("files", [])]
+    return Event(
+        "capture",
+        str(event.get("date_time") or capture.get("finished") or capture.get("started") or ""),
+        "; ".join(details),
+        str(event.get("outcome") or "success"),
+        [(fetcher, "executing program"), (org, "implementer")],
+        originals,
+    )
+
+
+def _digest_event(
+    capture: dict[str, Any],
+    entries: dict[str, dict[str, str]],
+    payload: list[str],
+    packaged_at: str,
+    cifa: Agent,
+) -> Event:
+    """sha256 and sha512 of every payload file; the originals' are compared with the digests
+    taken as the bytes arrived, so the record says whether they are still the bytes received."""
+    received = {
+        f"data/original/{f['name']}": f
+        for source in capture.get("sources") or []
+        for f in source.get("files", [])
+    }
+    differ = [
+        path
+        for path, record in received.items()
+        if path in entries
+        and any(entries[path].get(alg) != record.get(alg) for alg in ("sha256", "sha512"))
+    ]
+    compared = sum(1 for path in received if path in entries)
+    return Event(
+        "message digest calculation",
+        packaged_at,
+        f"sha256 and sha512 of {len(payload)} payload file(s), for the bag's manifests",
+        "fail" if differ else "success",
+        [(cifa, "executing program")],
+        [(path, "source") for path in payload],
+        outcome_detail=(
+            f"differs from the digest taken at capture: {', '.join(differ)}"
+            if differ
+            else f"{compared} original(s) identical to the digests taken at capture"
+        ),
+    )
+
+
+def _normalisation_events(
+    bag_dir: Path,
+    normalisation: dict[str, Any],
+    events: list[Event],
+    ffmpeg: Agent,
+    cifa: Agent,
+    agent_for: Any,
+) -> dict[str, list[tuple[str, str]]]:
+    """Append the normalization and validation events of normalisation.json; return, per
+    derivative's bag path, its sources' bag paths and the event that made it."""
+    derivation: dict[str, list[tuple[str, str]]] = {}
+    groups = sorted(normalisation.get("groups") or [], key=lambda g: -len(g["stem"]))
+    data = bag_dir / "data"
+    for recorded in normalisation.get("events") or []:
+        detail = str(recorded.get("detail") or "")
+        group = next((g for g in groups if detail.startswith(f"{g['stem']}: ")), None)
+        if group is None:
+            continue
+        originals = [f"data/{o}" for o in group.get("originals", [])]
+        renditions = [f"data/{r['name']}" for r in group.get("renditions", [])]
+        masters = [r for r in renditions if r.startswith("data/master/")]
+        proof = group.get("proof") or {}
+        proof_file = bag_dir / "metadata" / "proof" / str(proof.get("master_hashes", ""))
+        kind = recorded.get("type")
+        if kind == "normalization":
+            made = [data / r.removeprefix("data/") for r in renditions]
+            latest = max((_mtime(p, "") for p in made), default="") or _mtime(data, "")
+            event = Event(
+                "normalization",
+                latest,
+                detail,
+                str(recorded.get("outcome") or "success"),
+                [
+                    (agent_for(recorded.get("agent"), "ffmpeg"), "executing program"),
+                    (cifa, "executing program"),
+                ],
+                [(o, "source") for o in originals] + [(r, "outcome") for r in renditions],
+            )
+            for rendition in renditions:
+                derivation[rendition] = [(o, event.identifier) for o in originals]
+        elif kind == "validation":
+            is_proof = "lossless proof" in detail
+            agents = (
+                [(cifa, "validator"), (ffmpeg, "executing program")]
+                if is_proof
+                else [(agent_for(recorded.get("agent"), "MediaConch"), "validator")]
+            )
+            event = Event(
+                "validation",
+                _mtime(proof_file, _mtime(data, "")),
+                detail,
+                str(recorded.get("outcome") or ""),
+                agents,
+                ([(o, "source") for o in originals] if is_proof else [])
+                + [(m, "source") for m in masters],
+                outcome_detail=recorded.get("outcome_detail"),
+            )
+        else:
+            continue
+        events.append(event)
+    return derivation
+
+
+def _object(
+    root: ET.Element,
+    bag_dir: Path,
+    path: str,
+    digests: dict[str, str],
+    technical: dict[str, Any],
+    mediainfo: dict[str, Any],
+    sources: list[tuple[str, str]],
+) -> None:
+    file = bag_dir / path
+    key = path.removeprefix("data/")
+    element = _add(root, "object", **{f"{{{XSI_NS}}}type": "premis:file"})
+    _identifier(element, "objectIdentifier", "local", path)
+    characteristics = _add(element, "objectCharacteristics")
+    _add(characteristics, "compositionLevel", "0")
+    for algorithm in ("sha256", "sha512"):
+        if algorithm in digests:
+            fixity = _add(characteristics, "fixity")
+            _add(fixity, "messageDigestAlgorithm", algorithm)
+            _add(fixity, "messageDigest", digests[algorithm])
+            _add(fixity, "messageDigestOriginator", DIGEST_ORIGINATOR)
+    _add(characteristics, "size", str(file.stat().st_size))
+    for name, version, pronom in file_formats(file, technical.get(key), mediainfo.get(key)):
+        fmt = _add(characteristics, "format")
+        designation = _add(fmt, "formatDesignation")
+        _add(designation, "formatName", name)
+        if version:
+            _add(designation, "formatVersion", version)
+        if pronom:
+            registry = _add(fmt, "formatRegistry")
+            _add(registry, "formatRegistryName", "PRONOM")
+            _add(registry, "formatRegistryKey", pronom)
+            _add(registry, "formatRegistryRole", "specification")
+    if sources:
+        relationship = _add(element, "relationship")
+        _add(relationship, "relationshipType", "derivation")
+        _add(relationship, "relationshipSubType", "has source")
+        for source, _ in sources:
+            _identifier(relationship, "relatedObjectIdentifier", "local", source)
+        _identifier(relationship, "relatedEventIdentifier", "UUID", sources[0][1])
+
+
+def _event(root: ET.Element, event: Event) -> None:
+    element = _add(root, "event")
+    _identifier(element, "eventIdentifier", "UUID", event.identifier)
+    _add(element, "eventType", event.type)
+    _add(element, "eventDateTime", event.date_time)
+    _add(_add(element, "eventDetailInformation"), "eventDetail", event.detail)
+    outcome = _add(element, "eventOutcomeInformation")
+    _add(outcome, "eventOutcome", event.outcome)
+    if event.outcome_detail:
+        detail = _add(outcome, "eventOutcomeDetail")
+        _add(detail, "eventOutcomeDetailNote", event.outcome_detail)
+    for agent, role in event.agents:
+        link = _identifier(element, "linkingAgentIdentifier", "local", agent.identifier)
+        _add(link, "linkingAgentRole", role)
+    for path, role in event.objects:
+        link = _identifier(element, "linkingObjectIdentifier", "local", path)
+        _add(link, "linkingObjectRole", role)
+
+
+def _agent(root: ET.Element, agent: Agent) -> None:
+    element = _add(root, "agent")
+    _identifier(element, "agentIdentifier", "local", agent.identifier)
+    _add(element, "agentName", agent.name)
+    if agent.kind:
+        _add(element, "agentType", agent.kind)
+    if agent.version:
+        _add(element, "agentVersion", agent.version)
+    for note in agent.notes:
+        _add(element, "agentNote", note)
+
+
+def _rights(
+    root: ET.Element, permission: dict[str, Any], payload: list[str], grantor: Agent | None
+) -> None:
+    """The permission record as a rights statement. Its basis is a licence: a grant of
+    permission by the rights holder (the filmmaker) to the archive."""
+    if not permission:
+        return
+    statement = _add(_add(root, "rights"), "rightsStatement")
+    _identifier(statement, "rightsStatementIdentifier", "UUID", str(uuid.uuid4()))
+    _add(statement, "rightsBasis", "License")
+    licence = _add(statement, "licenseInformation")
+    terms = f"permission {permission.get('status')}"
+    if permission.get("granted_by"):
+        terms += f" by {permission['granted_by']}"
+    if permission.get("basis"):
+        terms += f": {permission['basis']}"
+    _add(licence, "licenseTerms", terms)
+    if permission.get("notes"):
+        _add(licence, "licenseNote", str(permission["notes"]))
+    if permission.get("date"):
+        _add(_add(licence, "licenseApplicableDates"), "startDate", str(permission["date"]))
+    if permission.get("status") == "granted":
+        for use in permission.get("covers") or []:
+            act, restriction, meaning = ACTS.get(use, (use, None, use))
+            granted = _add(statement, "rightsGranted")
+            _add(granted, "act", act)
+            if restriction:
+                _add(granted, "restriction", restriction)
+            if permission.get("date"):
+                _add(_add(granted, "termOfGrant"), "startDate", str(permission["date"]))
+            _add(granted, "rightsGrantedNote", f"covers {use}: {meaning}")
+    for path in payload:
+        _identifier(statement, "linkingObjectIdentifier", "local", path)
+    if grantor is not None:
+        link = _identifier(statement, "linkingAgentIdentifier", "local", grantor.identifier)
+        _add(link, "linkingAgentRole", "grantor")
