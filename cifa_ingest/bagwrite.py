@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 from cifa_ingest import __version__, fixity
-from cifa_ingest.package import tag_value
 
 ALGORITHMS = ("sha256", "sha512")
+_MAX_TAG_VALUE = 1000
 DECLARATION = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+
+def tag_value(text: str) -> str:
+    """A value safe for one bag-info line: no line breaks or control characters (they could
+    start a forged field), bidi overrides removed, white space folded, length bounded."""
+    cleaned = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in "\r\n\t" or category in {"Cc", "Cf", "Zl", "Zp"}:
+            cleaned.append(" ")
+        else:
+            cleaned.append(ch)
+    folded = re.sub(r"\s+", " ", "".join(cleaned)).strip()
+    return folded[:_MAX_TAG_VALUE]
 
 
 def encode_path(path: str) -> str:

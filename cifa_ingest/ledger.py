@@ -27,6 +27,14 @@ CREATE TABLE IF NOT EXISTS bags (
     source_keys      TEXT NOT NULL,
     software         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bag_files (
+    work_id TEXT NOT NULL REFERENCES bags (work_id),
+    path    TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    sha256  TEXT,
+    sha512  TEXT,
+    PRIMARY KEY (work_id, path)
+);
 CREATE TABLE IF NOT EXISTS source_keys (
     source_key TEXT PRIMARY KEY,
     work_id    TEXT NOT NULL REFERENCES bags (work_id)
@@ -113,7 +121,11 @@ class Ledger:
         finally:
             conn.close()
 
-    def register_bag(self, record: BagRecord) -> None:
+    def register_bag(
+        self, record: BagRecord, files: list[tuple[str, int, str | None, str | None]] = ()
+    ) -> None:
+        """Register a placed bag, with each payload file's (path, size, sha256, sha512) at
+        ingest: what the audit compares the archive with, years later."""
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO bags VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -131,6 +143,18 @@ class Ledger:
                 "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
                 [(key, record.work_id) for key in record.source_keys],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO bag_files VALUES (?, ?, ?, ?, ?)",
+                [(record.work_id, *entry) for entry in files],
+            )
+
+    def bag_files(self, work_id: str) -> list[tuple[str, int, str | None, str | None]]:
+        """(path, size, sha256, sha512) of each payload file of a bag, as ingested."""
+        with self._connect() as conn:
+            return conn.execute(
+                "SELECT path, size, sha256, sha512 FROM bag_files WHERE work_id = ? ORDER BY path",
+                (work_id,),
+            ).fetchall()
 
     def work_for_source(self, source_key: str) -> str | None:
         """The work that holds the source video ``extractor:id``, if any."""

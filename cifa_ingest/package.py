@@ -1,7 +1,8 @@
 """Packaging: a BagIt bag (RFC 8493) per work, with sha256 and sha512 manifests and the work's
 metadata as tag files under ``metadata/``.
 
-bagit-python builds and validates the bag. Values that come from outside (titles, names) are
+Our fixity engine builds and validates the bag (cifa_ingest.bagwrite, cifa_ingest.bagcheck;
+bagit-python checks the same bags in the tests). Values that come from outside (titles, names) are
 sanitised before they reach ``bag-info.txt``: a title with a newline and a colon must not be able
 to forge a field of its own.
 """
@@ -11,23 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bagit
-
-from cifa_ingest import __version__
+from cifa_ingest import __version__, bagcheck, bagwrite
+from cifa_ingest.bagwrite import tag_value
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.errors import PackagingError
 
-CHECKSUMS = ["sha256", "sha512"]
-BAGIT_DECLARATION = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
-SOFTWARE_AGENT = f"cifa-ingest {__version__} (bagit-python {bagit.VERSION})"
-_MAX_TAG_VALUE = 1000
+SOFTWARE_AGENT = f"cifa-ingest {__version__}"
 #: The CIFA BagIt profile (config/cifa-bagit-profile.json) every bag declares it follows.
 PROFILE_IDENTIFIER = "urn:cifa:bagit-profile:1.0"
 #: What a field the profile requires says when the catalogue or the settings do not record it:
@@ -35,20 +31,6 @@ PROFILE_IDENTIFIER = "urn:cifa:bagit-profile:1.0"
 NOT_RECORDED = "not recorded"
 #: Bag-Group-Identifier of a work that belongs to no named collection.
 DEFAULT_GROUP = "CIFA"
-
-
-def tag_value(text: str) -> str:
-    """A value safe for one bag-info line: no line breaks or control characters (they could
-    start a forged field), bidi overrides removed, white space folded, length bounded."""
-    cleaned = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch in "\r\n\t" or category in {"Cc", "Cf", "Zl", "Zp"}:
-            cleaned.append(" ")
-        else:
-            cleaned.append(ch)
-    folded = re.sub(r"\s+", " ", "".join(cleaned)).strip()
-    return folded[:_MAX_TAG_VALUE]
 
 
 def bag_info(
@@ -123,8 +105,8 @@ def make_bag(
     metadata_dir: Path,
     tag_documents: dict[str, Any],
     derived_tag_files: Callable[[Path], dict[str, bytes]] | None = None,
-) -> bagit.Bag:
-    """Turn ``bag_dir`` (holding original/, master/ and access/) into a bag.
+) -> None:
+    """Turn ``bag_dir`` (holding original/, master/ and access/) into a BagIt 1.0 bag.
 
     The payload folders move under ``data/``; ``metadata_dir`` (files gathered by the earlier
     steps) becomes the bag's ``metadata/`` tag directory, with ``tag_documents`` (a path under
@@ -134,11 +116,9 @@ def make_bag(
     payload_bytes = sum(p.stat().st_size for p in bag_dir.rglob("*") if p.is_file())
     info = {**info, "Bag-Size": info.get("Bag-Size") or human_size(payload_bytes)}
     try:
-        bag = bagit.make_bag(str(bag_dir), bag_info=info, checksums=CHECKSUMS)
-    except (bagit.BagError, OSError) as exc:
-        raise PackagingError(f"bagit could not make the bag: {exc}") from None
-    # bagit-python writes version 0.97; our bags follow RFC 8493, BagIt 1.0.
-    (bag_dir / "bagit.txt").write_text(BAGIT_DECLARATION, encoding="utf-8")
+        bagwrite.make_bag_in_place(bag_dir, info)  # our fixity engine: one read, in parallel
+    except OSError as exc:
+        raise PackagingError(f"could not make the bag: {exc}") from None
     target = bag_dir / "metadata"
     if metadata_dir.exists():
         metadata_dir.rename(target)
@@ -149,23 +129,18 @@ def make_bag(
         for name, content in derived_tag_files(bag_dir).items():
             (target / name).write_bytes(content)
     try:
-        bag.save(manifests=False)  # rewrites the tag manifests so that they cover metadata/
-    except (bagit.BagError, OSError) as exc:
-        raise PackagingError(f"bagit could not save the bag: {exc}") from None
-    return bag
+        bagwrite.write_tag_manifests(bag_dir)  # last: they cover metadata/ too
+    except OSError as exc:
+        raise PackagingError(f"could not write the tag manifests: {exc}") from None
 
 
-def validate_bag(bag_dir: Path) -> bagit.Bag:
-    """Full validation with bagit-python (every checksum recomputed), or PackagingError."""
-    try:
-        bag = bagit.Bag(str(bag_dir))
-        bag.validate(processes=1)
-    except bagit.BagValidationError as exc:
-        details = "; ".join(str(d) for d in exc.details[:10]) if exc.details else ""
-        raise PackagingError(f"bag {bag_dir.name} is invalid: {exc.message} {details}") from None
-    except bagit.BagError as exc:
-        raise PackagingError(f"bag {bag_dir.name} is invalid: {exc}") from None
-    return bag
+def validate_bag(bag_dir: Path) -> None:
+    """Full validation (every checksum recomputed, RFC 8493 rules) with our validator, or
+    PackagingError naming every problem. bagit-python checks the same bags in the tests."""
+    report = bagcheck.validate(bag_dir)
+    if not report.valid:
+        problems = "; ".join(f.message for f in report.errors[:10])
+        raise PackagingError(f"bag {bag_dir.name} is invalid: {problems}")
 
 
 @dataclass(frozen=True)
@@ -177,9 +152,27 @@ class BagSummary:
     bytes_by_role: dict[str, int]
 
 
+def payload_files(bag_dir: Path) -> list[tuple[str, int, str | None, str | None]]:
+    """Each payload file's (path, size, sha256, sha512), read from the bag's manifests."""
+    digests: dict[str, dict[str, str]] = {}
+    for algorithm in ("sha256", "sha512"):
+        manifest = bag_dir / f"manifest-{algorithm}.txt"
+        if not manifest.is_file():
+            continue
+        for line in manifest.read_text("utf-8").splitlines():
+            digest, _, raw = line.partition("  ")
+            path = raw.replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")
+            digests.setdefault(path, {})[algorithm] = digest
+    return [
+        (path, (bag_dir / path).stat().st_size, found.get("sha256"), found.get("sha512"))
+        for path, found in sorted(digests.items())
+    ]
+
+
 def summarise_bag(bag_dir: Path) -> BagSummary:
     """Read a bag's Payload-Oxum, the sha256 of its manifests, and its payload size per folder."""
-    bag = bagit.Bag(str(bag_dir))
+    info = (bag_dir / "bag-info.txt").read_text("utf-8")
+    oxum = re.search(r"^Payload-Oxum:\s*(\S+)", info, re.MULTILINE)
     digests = {}
     for manifest in sorted(bag_dir.glob("*manifest-*.txt")):
         digests[manifest.name] = hashlib.sha256(manifest.read_bytes()).hexdigest()
@@ -188,4 +181,4 @@ def summarise_bag(bag_dir: Path) -> BagSummary:
         if path.is_file():
             role = path.relative_to(bag_dir / "data").parts[0]
             by_role[role] = by_role.get(role, 0) + path.stat().st_size
-    return BagSummary(str(bag.info.get("Payload-Oxum", "")), digests, by_role)
+    return BagSummary(oxum.group(1) if oxum else "", digests, by_role)

@@ -355,7 +355,8 @@ def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[st
             manifest_digests=summary.manifest_digests,
             source_keys=source_keys,
             software=package.SOFTWARE_AGENT,
-        )
+        ),
+        files=package.payload_files(bag_dir),
     )
 
 

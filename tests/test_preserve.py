@@ -77,6 +77,7 @@ def test_a_bag_placed_but_not_registered_is_registered_not_fetched_again(
     import sqlite3
 
     with sqlite3.connect(archive.ledger_path) as conn:
+        conn.execute("DELETE FROM bag_files")
         conn.execute("DELETE FROM bags")
     requests_before = len(film_server.requests)
     report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
@@ -138,3 +139,24 @@ def test_private_source_is_refused_by_default(
     assert report.outcome is Outcome.FAILED
     assert "--allow-private-sources" in (report.error or "")
     assert film_server.requests == []
+
+
+def test_the_ledger_keeps_each_file_size_and_digests_at_ingest(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    import hashlib
+
+    work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
+    preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    files = Ledger(archive_dir / "ledger.sqlite").bag_files(work.id)
+    bag = archive_dir / "bags" / work.id
+    assert {path for path, *_ in files} == {
+        p.relative_to(bag).as_posix() for p in (bag / "data").rglob("*") if p.is_file()
+    }
+    for path, size, sha256, sha512 in files:
+        data = (bag / path).read_bytes()
+        assert (size, sha256, sha512) == (
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            hashlib.sha512(data).hexdigest(),
+        )
