@@ -264,7 +264,7 @@ def build_premis(
         key=lambda path: (PAYLOAD_FOLDERS.index(path.split("/")[1]), path),
     )
 
-    cifa = Agent("cifa-ingest", "software", __version__, [f"bagit-python {bagit.VERSION}"])
+    cifa = Agent("cifa-ingest", "software", __version__)
     org_notes = [organisation.address] if organisation.address else []
     org = Agent(organisation.name, "organization", notes=org_notes)
     fetcher = _software(capture.get("tool"), "yt-dlp")
