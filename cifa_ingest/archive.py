@@ -19,12 +19,15 @@ from pathlib import Path
 from cifa_ingest.errors import ArchiveStateError
 
 
-def _fsync_tree(root: Path) -> None:
-    """Flush every file and directory under ``root`` to stable storage before placement, so that
-    a power cut after the rename cannot leave a placed bag with missing blocks."""
+def _seal_tree(root: Path) -> None:
+    """Make every file under ``root`` read-only and flush it, and every directory, to stable
+    storage before placement: a power cut after the rename cannot leave a placed bag with missing
+    blocks, and nothing writes into a placed bag by mistake."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            path = os.path.join(dirpath, name)
+            os.chmod(path, 0o444)
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
@@ -73,13 +76,14 @@ class Archive:
         shutil.rmtree(self.staging_dir / work_id, ignore_errors=True)
 
     def place(self, staged_bag: Path, work_id: str) -> Path:
-        """Move a complete, validated bag from staging into ``bags/`` atomically."""
+        """Seal a complete, validated bag (read-only files, flushed) and move it from staging
+        into ``bags/`` atomically."""
         target = self.bag_path(work_id)
         if target.exists():
             raise ArchiveStateError(f"{self.relative(target)} already exists; not overwritten")
         if staged_bag.stat().st_dev != self.bags_dir.stat().st_dev:
             raise ArchiveStateError("staging and bags are on different file systems")
-        _fsync_tree(staged_bag)
+        _seal_tree(staged_bag)
         os.rename(staged_bag, target)
         _fsync_dir(self.bags_dir)
         return target

@@ -51,6 +51,9 @@ def archive(pristine: Path, tmp_path: Path) -> Iterator[Path]:
     """A fresh copy of the archive for each test to damage."""
     copy = tmp_path / "archive"
     shutil.copytree(pristine, copy)
+    for path in copy.rglob("*"):  # placed bags are read-only: the damage is an insider's
+        if path.is_file():
+            path.chmod(0o644)
     yield copy
 
 

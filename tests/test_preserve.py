@@ -160,3 +160,12 @@ def test_the_ledger_keeps_each_file_size_and_digests_at_ingest(
             hashlib.sha256(data).hexdigest(),
             hashlib.sha512(data).hexdigest(),
         )
+
+
+def test_a_placed_bag_is_read_only(archive_dir: Path, film_server: LocalFileServer) -> None:
+    import stat
+
+    work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
+    preserve_work(work, Archive(archive_dir), load_settings(), allow_private_sources=True)
+    files = [p for p in (archive_dir / "bags" / work.id).rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o444 for p in files)
