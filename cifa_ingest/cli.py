@@ -130,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("action", choices=["verify"])
     common(ledger)
 
+    events = commands.add_parser("events", help="a bag's PREMIS events, fixity checks included")
+    events.add_argument("work_id", metavar="ID")
+    common(events)
+
     validate = commands.add_parser("validate", help="validate a bag (RFC 8493), every checksum")
     validate.add_argument("bag", metavar="BAG", help="a bag directory")
     validate.add_argument("--fast", action="store_true", help="completeness and Payload-Oxum only")
@@ -475,7 +479,29 @@ def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> 
     return EXIT_OK if not problems else EXIT_FAILED
 
 
+def _cmd_events(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Print the bag's PREMIS events and its fixity checks as one PREMIS document."""
+    from cifa_ingest.archive import Archive
+    from cifa_ingest.audit_log import AuditLog
+    from cifa_ingest.events import bag_events, to_bytes
+    from cifa_ingest.ledger import Ledger
+
+    store = Archive(archive)
+    if not store.ledger_path.is_file():
+        raise InputError(f"{archive}: no archive here (no ledger.sqlite)")
+    record = Ledger(store.ledger_path).bag(args.work_id)
+    if record is None:
+        raise InputError(f"{args.work_id}: no such bag in the ledger")
+    bag = store.root / record.bag_path
+    if not (bag / "metadata" / "premis.xml").is_file():
+        raise InputError(f"{record.bag_path}: no metadata/premis.xml (run cifa audit)")
+    sys.stdout.write(to_bytes(bag_events(bag, AuditLog(store.ledger_path), args.work_id)).decode())
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "events": _cmd_events,
     "audit": _cmd_audit,
     "ledger": _cmd_ledger,
     "validate": _cmd_validate,

@@ -230,3 +230,29 @@ def test_html_report_puts_problems_first_and_escapes_everything(archive: Path) -
     assert page.index("Problems") < page.index("Bags and their history")
     assert "missing_file" in page and "poster" in page
     assert json.loads(json_path.read_text("utf-8"))["ok"] is False
+
+
+def test_cifa_events_exports_premis_events_with_the_fixity_checks(archive: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    audit_archive(Archive(archive))
+    next((_bag(archive) / "data" / "access").glob("*.mp4")).unlink()
+    audit_archive(Archive(archive))
+    result = _cifa("events", "cifa-a-0001", "--archive", str(archive))
+    assert result.returncode == 0, result.stderr
+    ns = {"p": "http://www.loc.gov/premis/v3"}
+    root = ET.fromstring(result.stdout.encode())
+    types = [e.findtext("p:eventType", namespaces=ns) for e in root.findall("p:event", ns)]
+    assert "capture" in types and types.count("fixity check") == 2
+    outcomes = [
+        e.findtext("p:eventOutcomeInformation/p:eventOutcome", namespaces=ns)
+        for e in root.findall("p:event", ns)
+        if e.findtext("p:eventType", namespaces=ns) == "fixity check"
+    ]
+    assert outcomes == ["pass", "fail"]
+    schema = REPO.parent / "shared" / "schemas" / "premis" / "premis-v3-0.xsd"
+    if schema.is_file():
+        import xmlschema
+
+        xmlschema.XMLSchema(str(schema), allow="local").validate(result.stdout)
+    assert _cifa("events", "cifa-nobody", "--archive", str(archive)).returncode == 2

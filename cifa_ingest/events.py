@@ -1,0 +1,62 @@
+"""A bag's life as PREMIS events: the objects and events recorded in its ``metadata/premis.xml``
+(capture, message digest calculation, normalization, validation, ingestion …) followed by every
+fixity check the audit log holds for it, as PREMIS ``fixity check`` events. ``cifa events ID``
+prints it; the document validates against the PREMIS 3.0 schema like the bag's own.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from cifa_ingest import premis
+from cifa_ingest.audit_log import AuditLog
+
+
+def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
+    """A PREMIS document of the bag's events and fixity checks, with the agents they name."""
+    ET.register_namespace("premis", premis.PREMIS_NS)
+    ET.register_namespace("xsi", premis.XSI_NS)
+    recorded = ET.parse(bag_dir / "metadata" / "premis.xml").getroot()
+    root = ET.Element(premis._q("premis"), {"version": "3.0"})
+    for element in recorded.findall(premis._q("object")):  # the schema wants the objects first
+        root.append(element)
+    for event in recorded.findall(premis._q("event")):
+        root.append(event)
+    payload = [
+        p.relative_to(bag_dir).as_posix()
+        for p in sorted((bag_dir / "data").rglob("*"))
+        if p.is_file()
+    ]
+    auditors: dict[str, premis.Agent] = {}
+    for check in log.history(work_id):
+        name, version = premis.split_tool(check.software, "cifa-ingest")
+        agent = auditors.setdefault(check.software, premis.Agent(name, "software", version))
+        kinds = sorted({str(p.get("kind")) for p in check.problems})
+        premis._event(
+            root,
+            premis.Event(
+                type="fixity check",
+                date_time=check.checked_at,
+                detail=f"every file re-read and re-hashed: {check.bytes_read} bytes"
+                f" in {check.seconds:.1f} s",
+                outcome="pass" if check.outcome == "intact" else "fail",
+                outcome_detail=", ".join(kinds) if kinds else None,
+                agents=[(agent, "executing program")],
+                objects=[(path, "source") for path in payload],
+            ),
+        )
+    known = set()
+    for agent in recorded.findall(premis._q("agent")):
+        root.append(agent)
+        value = agent.find(f"{premis._q('agentIdentifier')}/{premis._q('agentIdentifierValue')}")
+        known.add(value.text if value is not None else None)
+    for agent in auditors.values():
+        if agent.identifier not in known:
+            premis._agent(root, agent)
+    return root
+
+
+def to_bytes(root: ET.Element) -> bytes:
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
