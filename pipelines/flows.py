@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
@@ -256,7 +257,35 @@ def fixity_audit(
         check=check,
     )
     summary = audit.table(report).splitlines()[-1]
+    _publish_audit(report, summary)
     if not report.ok:
         kinds = sorted({p.kind for p in report.problems})
         return Failed(message=f"{summary}; problems: {', '.join(kinds)}", data=report)
     return Completed(message=summary, data=report)
+
+
+def _publish_audit(report: audit.AuditReport, summary: str) -> None:
+    """The audit in the Prefect UI: a table of every bag (problems first) and a summary."""
+    rows = [
+        {
+            "bag": p.bag,
+            "kind": p.kind,
+            "path": p.path or "",
+            "damaged frames": len(p.damaged_frames or []),
+        }
+        for p in report.problems
+    ] + [
+        {"bag": bag.bag, "kind": "intact", "path": "", "damaged frames": 0}
+        for bag in report.bags
+        if bag.intact
+    ]
+    create_table_artifact(table=rows, key="fixity-audit", description=summary)
+    lines = [
+        f"# Fixity audit: {'every bag intact' if report.ok else 'problems found'}",
+        "",
+        summary,
+    ]
+    if report.problems:
+        lines += ["", "| bag | kind | path |", "| --- | --- | --- |"]
+        lines += [f"| {p.bag} | {p.kind} | {p.path or ''} |" for p in report.problems]
+    create_markdown_artifact(markdown="\n".join(lines), key="fixity-audit-summary")
