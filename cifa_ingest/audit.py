@@ -26,6 +26,7 @@ from cifa_ingest import __version__, bagcheck, inspect
 from cifa_ingest.archive import Archive
 from cifa_ingest.audit_log import AuditLog
 from cifa_ingest.ledger import BagRecord, Ledger
+from cifa_ingest.package import payload_files
 
 KINDS = (
     "checksum_mismatch",
@@ -128,7 +129,8 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
         # A file gone or added changes the Payload-Oxum too: that is not a problem of its own.
         result.problems = [p for p in result.problems if p.kind != "oxum_mismatch"]
     if report.valid:
-        result.problems += _ledger_mismatches(bag_dir, record)
+        ingested = Ledger(archive.ledger_path).bag_files(record.work_id)
+        result.problems += _ledger_mismatches(bag_dir, record, ingested)
     for problem in result.problems:
         if problem.kind == "checksum_mismatch" and (problem.path or "").startswith("data/master/"):
             master = bag_dir / str(problem.path)
@@ -138,9 +140,25 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
     return result
 
 
-def _ledger_mismatches(bag_dir: Path, record: BagRecord) -> list[Problem]:
-    """A self-consistent bag whose manifests are not the ones registered at ingest."""
+def _ledger_mismatches(
+    bag_dir: Path, record: BagRecord, ingested: list[tuple[str, int, str | None, str | None]]
+) -> list[Problem]:
+    """A self-consistent bag whose manifests are not the ones registered at ingest. Where the
+    ledger holds each payload file's digests at ingest, the rewritten files are named too."""
     problems = []
+    if ingested:
+        now = {
+            path: (size, sha256, sha512) for path, size, sha256, sha512 in payload_files(bag_dir)
+        }
+        then = {path: (size, sha256, sha512) for path, size, sha256, sha512 in ingested}
+        for path in sorted(set(now) | set(then)):
+            if now.get(path) != then.get(path):
+                detail = (
+                    "added since ingest" if path not in then
+                    else "removed since ingest" if path not in now
+                    else "differs from ingest"
+                )  # fmt: skip
+                problems.append(Problem(record.work_id, "ledger_mismatch", path, detail))
     present = {p.name for p in bag_dir.glob("*manifest-*.txt")}
     for name in sorted(present | set(record.manifest_digests)):
         path = bag_dir / name

@@ -256,3 +256,37 @@ def test_cifa_events_exports_premis_events_with_the_fixity_checks(archive: Path)
 
         xmlschema.XMLSchema(str(schema), allow="local").validate(result.stdout)
     assert _cifa("events", "cifa-nobody", "--archive", str(archive)).returncode == 2
+
+
+def test_a_consistently_forged_payload_file_is_named(archive: Path) -> None:
+    """An insider rewrites a film and every manifest to match: the bag is valid on its own, and
+    only the ledger, with each file's digests at ingest, names the file."""
+    from cifa_ingest.bagwrite import _write_manifest
+    from cifa_ingest.fixity import digest_file
+
+    bag = _bag(archive)
+    forged = next((bag / "data" / "access").glob("*.mp4"))
+    forged.write_bytes(forged.read_bytes() + b"forged")
+    for algorithm in ("sha256", "sha512"):
+        manifest = bag / f"manifest-{algorithm}.txt"
+        entries = dict(
+            reversed(line.split("  ", 1)) for line in manifest.read_text("utf-8").splitlines()
+        )
+        entries[forged.relative_to(bag).as_posix()] = digest_file(forged, [algorithm]).digests[
+            algorithm
+        ]
+        _write_manifest(manifest, entries)
+    info = bag / "bag-info.txt"
+    size = sum(p.stat().st_size for p in (bag / "data").rglob("*") if p.is_file())
+    count = sum(1 for p in (bag / "data").rglob("*") if p.is_file())
+    info.write_text(
+        "".join(
+            (f"Payload-Oxum: {size}.{count}" if x.startswith("Payload-Oxum") else x) + "\n"
+            for x in info.read_text("utf-8").splitlines()
+        ),
+        "utf-8",
+    )
+    write_tag_manifests(bag)
+    problems = audit_archive(Archive(archive)).problems
+    assert {p.kind for p in problems} == {"ledger_mismatch"}
+    assert forged.relative_to(bag).as_posix() in {p.path for p in problems}
