@@ -12,8 +12,11 @@ A bag is built and validated entirely in ``staging/`` and then moved into ``bags
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cifa_ingest.errors import ArchiveStateError
@@ -74,6 +77,24 @@ class Archive:
 
     def discard_staging(self, work_id: str) -> None:
         shutil.rmtree(self.staging_dir / work_id, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writer_lock(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the archive's writer lock: one ingest at a time, across processes. A second
+        writer waits for the first (``on_wait`` is told once); the lock dies with its process,
+        so a killed ingest never leaves the archive locked."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".writer.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def place(self, staged_bag: Path, work_id: str) -> Path:
         """Seal a complete, validated bag (read-only files, flushed) and move it from staging

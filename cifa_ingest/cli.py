@@ -12,6 +12,7 @@ seconds, and commands that need no orchestration must stay instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -237,15 +238,28 @@ def run_ingest(
     _check_sources(catalogues, set(only) if only else None, policy)
     from pipelines.flows import nightly_ingest
 
-    state = nightly_ingest(
-        [str(Path(m).absolute()) for m in manifests],
-        str(archive),
-        only=only,
-        allow_private_sources=allow_private_sources,
-        settings=settings,
-        return_state=True,
-    )
+    with _writer_lock(archive):
+        state = nightly_ingest(
+            [str(Path(m).absolute()) for m in manifests],
+            str(archive),
+            only=only,
+            allow_private_sources=allow_private_sources,
+            settings=settings,
+            return_state=True,
+        )
     return _reports_from_state(state)
+
+
+def _writer_lock(archive: Path) -> contextlib.AbstractContextManager[None]:
+    """One writer per archive: a second ingest waits, and says so."""
+    from cifa_ingest.archive import Archive
+
+    def waiting() -> None:
+        logging.getLogger("cifa_ingest").warning(
+            "another ingest is writing to %s; waiting for it to finish", archive
+        )
+
+    return Archive(archive).writer_lock(on_wait=waiting)
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
@@ -280,13 +294,14 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
     policy.check(args.url)
     from pipelines.flows import preserve_film
 
-    state = preserve_film(
-        work,
-        str(archive),
-        allow_private_sources=args.allow_private_sources,
-        settings=settings,
-        return_state=True,
-    )
+    with _writer_lock(archive):
+        state = preserve_film(
+            work,
+            str(archive),
+            allow_private_sources=args.allow_private_sources,
+            settings=settings,
+            return_state=True,
+        )
     return _emit(args, archive, _reports_from_state(state))
 
 
