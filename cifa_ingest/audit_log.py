@@ -9,14 +9,15 @@ in tables of its own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cifa_ingest.ledger import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fixity_checks (
@@ -69,14 +70,8 @@ class AuditLog:
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, autocommit=True)  # record() begins its own transaction
 
     def record(
         self,

@@ -8,6 +8,7 @@ source watch, :mod:`cifa_ingest.watch`). Paths are stored relative to the archiv
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -102,6 +103,23 @@ class SourceCheckRecord:
         return self.status != self.previous_status
 
 
+@contextmanager
+def connect(path: Path, *, autocommit: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to the ledger file: WAL (an audit reads while an ingest writes), full sync.
+    Without ``autocommit`` the block is one transaction; with it, the caller begins its own."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None if autocommit else "")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        if autocommit:
+            yield conn
+        else:
+            with conn:
+                yield conn
+    finally:
+        conn.close()
+
+
 class Ledger:
     """Access to one archive's ledger. Each method is its own transaction."""
 
@@ -110,16 +128,8 @@ class Ledger:
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def register_bag(
         self, record: BagRecord, files: list[tuple[str, int, str | None, str | None]] = ()
