@@ -131,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("action", choices=["verify"])
     common(ledger)
 
+    status = commands.add_parser("status", help="the archive at a glance")
+    status.add_argument("manifests", nargs="*", metavar="MANIFEST", help="default: the config's")
+    common(status)
+
     events = commands.add_parser("events", help="a bag's PREMIS events, fixity checks included")
     events.add_argument("work_id", metavar="ID")
     common(events)
@@ -515,7 +519,27 @@ def _cmd_events(args: argparse.Namespace, settings: Settings, archive: Path) -> 
     return EXIT_OK
 
 
+def _cmd_status(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    import json
+
+    from cifa_ingest.archive import Archive
+    from cifa_ingest.status import archive_status, render
+
+    manifests = [Path(m) for m in (args.manifests or settings.catalogue.manifests)]
+    if args.manifests:
+        missing = [str(m) for m in manifests if not m.is_file()]
+        if missing:
+            raise InputError(f"no such catalogue: {', '.join(missing)}")
+    status = archive_status(Archive(archive), [m for m in manifests if m.is_file()])
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render(status))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "status": _cmd_status,
     "events": _cmd_events,
     "audit": _cmd_audit,
     "ledger": _cmd_ledger,
