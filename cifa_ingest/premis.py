@@ -319,7 +319,7 @@ def build_premis(
             "ingestion",
             packaged_at,
             "packaged as a BagIt 1.0 bag (RFC 8493) with sha256 and sha512 manifests; only a bag"
-            " that bagit-python validates in full is placed in the archive",
+            " validated in full (every checksum recomputed) is placed in the archive",
             "success",
             [(org, "implementer"), (cifa, "executing program")],
             [(path, "outcome") for path in payload],

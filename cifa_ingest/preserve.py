@@ -245,7 +245,7 @@ def normalise_step(job: Job) -> Job:
 
 def package_step(job: Job) -> Job:
     """Write the metadata (JSON, Dublin Core, PREMIS), make the bag, and validate it in full
-    with bagit-python."""
+    (every checksum recomputed) with our fixity engine."""
     assert job.capture is not None and job.normalised is not None
     log.info("%s: packaging and validating the bag", job.work.id)
     packaged_at = now()
