@@ -117,6 +117,11 @@ class SourcePolicy:
         is_literal = _is_ip_literal(host)
         if self.allow_private and (is_literal or host in _LOCAL_NAMES):
             return
+        if not self.allow_private and (problem := literal_address_problem(url)):
+            # Said first: "the local machine" is more to the point than "not on the allow-list".
+            raise SourcePolicyError(
+                f"{url}: {problem}; refused (pass --allow-private-sources to fetch from it)"
+            )
         if not is_literal and not host_allowed(host, self.allowed_hosts):
             raise SourcePolicyError(
                 f"{url}: host {host} is not on the allow-list ([fetch] allowed_hosts); refused"
