@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cifa_ingest import fixity
+from cifa_ingest.bagwrite import decode_path
 
 #: code -> (severity, RFC 8493 section, what the rule says)
 CODES: dict[str, tuple[str, str, str]] = {
@@ -168,7 +169,7 @@ def _normalise_path(raw: str, report: Report, manifest: str) -> str | None:
     """A manifest path as a path inside the bag, or None (with a finding) when out of scope."""
     path = raw
     if report.version == "1.0":  # RFC 8493 §2.1.3: CR, LF and % are percent-encoded (only them)
-        path = re.sub(r"%0[aA]", "\n", re.sub(r"%0[dD]", "\r", path)).replace("%25", "%")
+        path = decode_path(path)
     if path.startswith("./"):
         report.findings.append(Finding.of("W102", f"{manifest}: {raw!r}", raw))
         path = path[2:]

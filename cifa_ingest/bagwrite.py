@@ -41,6 +41,16 @@ def encode_path(path: str) -> str:
     return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+_ENCODED = re.compile(r"%(0[aAdD]|25)")
+_DECODED = {"0a": "\n", "0d": "\r", "25": "%"}
+
+
+def decode_path(path: str) -> str:
+    """The inverse of :func:`encode_path`, in one pass (so that a decoded % never starts a new
+    escape): %0A, %0D and %25 only, as RFC 8493 §2.1.3 defines."""
+    return _ENCODED.sub(lambda match: _DECODED[match.group(1).lower()], path)
+
+
 def _write_manifest(target: Path, entries: dict[str, str]) -> None:
     lines = [f"{digest}  {encode_path(name)}\n" for name, digest in sorted(entries.items())]
     target.write_text("".join(lines), encoding="utf-8")

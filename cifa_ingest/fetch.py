@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import re
 import threading
@@ -35,7 +34,7 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
-from cifa_ingest import ffmpeg_runner
+from cifa_ingest import ffmpeg_runner, fixity
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 _SAFE_EXT = re.compile(r"^[a-z0-9]{1,10}$")
 _SAFE_LANG = re.compile(r"^[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8}){0,3}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_HASH_CHUNK = 1024 * 1024
 _MAX_LOGGED_EXCHANGES = 200
 
 #: How a failed fetch is classified (stored in the ledger with the outcome).
@@ -527,16 +525,6 @@ def _available_formats(info: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _digests(path: Path) -> tuple[int, str, str]:
-    sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            sha256.update(chunk)
-            sha512.update(chunk)
-            size += len(chunk)
-    return size, sha256.hexdigest(), sha512.hexdigest()
-
-
 def _is_mpeg_ts(path: Path) -> bool:
     with path.open("rb") as fh:
         head = fh.read(188 * 2 + 1)
@@ -544,9 +532,14 @@ def _is_mpeg_ts(path: Path) -> bool:
 
 
 def _received(path: Path, role: str, **extra: Any) -> ReceivedFile:
-    size, sha256, sha512 = _digests(path)
+    found = fixity.digest_file(path, ["sha256", "sha512"])
     return ReceivedFile(
-        name=path.name, role=role, bytes=size, sha256=sha256, sha512=sha512, **extra
+        name=path.name,
+        role=role,
+        bytes=found.size,
+        sha256=found.digests["sha256"],
+        sha512=found.digests["sha512"],
+        **extra,
     )
 
 

@@ -161,8 +161,7 @@ def payload_files(bag_dir: Path) -> list[tuple[str, int, str | None, str | None]
             continue
         for line in manifest.read_text("utf-8").splitlines():
             digest, _, raw = line.partition("  ")
-            path = raw.replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")
-            digests.setdefault(path, {})[algorithm] = digest
+            digests.setdefault(bagwrite.decode_path(raw), {})[algorithm] = digest
     return [
         (path, (bag_dir / path).stat().st_size, found.get("sha256"), found.get("sha512"))
         for path, found in sorted(digests.items())
