@@ -187,12 +187,19 @@ def plan(
 
 
 def unregistered_bags(archive: Archive, records: list[BagRecord]) -> list[Problem]:
-    known = {Path(r.bag_path).name for r in records}
+    """Folders in bags/ the ledger does not know. bags/ is listed first and the ledger read after
+    it: a bag enters bags/ only once the ledger holds its placement, so an ingest placing bags
+    while the audit runs is never mistaken for an intruder (``records``, read when the audit
+    began, would not know the bags placed since)."""
     if not archive.bags_dir.is_dir():
         return []
+    entries = sorted(archive.bags_dir.iterdir())
+    ledger = Ledger(archive.ledger_path)
+    known = {Path(r.bag_path).name for r in [*records, *ledger.bags()]}
+    known |= set(ledger.pending_placements())
     return [
         Problem(entry.name, "unregistered_bag", archive.relative(entry))
-        for entry in sorted(archive.bags_dir.iterdir())
+        for entry in entries
         if entry.name not in known
     ]
 

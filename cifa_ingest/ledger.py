@@ -62,6 +62,12 @@ CREATE TABLE IF NOT EXISTS source_checks (
     software     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS source_checks_source ON source_checks (work_id, source_index, id);
+CREATE TABLE IF NOT EXISTS placements (
+    work_id    TEXT PRIMARY KEY,
+    record     TEXT NOT NULL,
+    files      TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
 """
 
 
@@ -137,26 +143,64 @@ class Ledger:
         """Register a placed bag, with each payload file's (path, size, sha256, sha512) at
         ingest: what the audit compares the archive with, years later."""
         with self._connect() as conn:
+            _insert_bag(conn, record, files)
+            conn.execute("DELETE FROM placements WHERE work_id = ?", (record.work_id,))
+
+    # A bag's placement is a journal entry in three steps, so that the ledger knows every bag in
+    # bags/ at every instant, even when the process is killed between the rename and the
+    # registration: (1) ``begin_placement`` records the bag (digests, files, source keys) before
+    # it is renamed into bags/; (2) the rename; (3) ``complete_placement`` moves the record into
+    # ``bags`` in one transaction. A run killed after (1) leaves the record here; the next run
+    # completes it (the bag is in bags/ and matches it) or abandons it (the rename never happened).
+
+    def begin_placement(
+        self, record: BagRecord, files: list[tuple[str, int, str | None, str | None]]
+    ) -> None:
+        """Record, before the rename into bags/, the bag about to be placed."""
+        with self._connect() as conn:
             conn.execute(
-                "INSERT INTO bags VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.work_id,
-                    record.bag_path,
-                    record.placed_at,
-                    record.payload_oxum,
-                    json.dumps(record.manifest_digests, sort_keys=True),
-                    json.dumps(record.source_keys),
-                    record.software,
-                ),
+                "INSERT OR REPLACE INTO placements VALUES (?, ?, ?, ?)",
+                (record.work_id, json.dumps(_record_dict(record)), json.dumps(files), _now()),
             )
-            conn.executemany(
-                "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
-                [(key, record.work_id) for key in record.source_keys],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO bag_files VALUES (?, ?, ?, ?, ?)",
-                [(record.work_id, *entry) for entry in files],
-            )
+
+    def pending_placement(
+        self, work_id: str
+    ) -> tuple[BagRecord, list[tuple[str, int, str | None, str | None]]] | None:
+        """The bag record of an unfinished placement of ``work_id`` (and its files), if any."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT record, files FROM placements WHERE work_id = ?", (work_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return BagRecord(**json.loads(row[0])), [tuple(entry) for entry in json.loads(row[1])]
+
+    def pending_placements(self) -> list[str]:
+        """The works whose placement began and was neither completed nor abandoned."""
+        with self._connect() as conn:
+            return [r[0] for r in conn.execute("SELECT work_id FROM placements ORDER BY 1")]
+
+    def complete_placement(self, work_id: str, placed_at: str | None = None) -> BagRecord:
+        """Register the bag of a begun placement (now in bags/), in one transaction with the
+        removal of the journal entry."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT record, files FROM placements WHERE work_id = ?", (work_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no placement of {work_id} was begun")
+            record = BagRecord(**json.loads(row[0]))
+            if placed_at is not None:
+                record = replace(record, placed_at=placed_at)
+            _insert_bag(conn, record, [tuple(entry) for entry in json.loads(row[1])])
+            conn.execute("DELETE FROM placements WHERE work_id = ?", (work_id,))
+        return record
+
+    def abandon_placement(self, work_id: str) -> None:
+        """Forget a begun placement whose bag never reached bags/."""
+        with self._connect() as conn:
+            conn.execute("DELETE FROM placements WHERE work_id = ?", (work_id,))
 
     def bag_files(self, work_id: str) -> list[tuple[str, int, str | None, str | None]]:
         """(path, size, sha256, sha512) of each payload file of a bag, as ingested."""
@@ -305,6 +349,45 @@ class Ledger:
                 [*params, since or ""],
             ).fetchall()
         return [_source_check_record(row) for row in rows]
+
+
+def _insert_bag(
+    conn: sqlite3.Connection,
+    record: BagRecord,
+    files: Iterable[tuple[str, int, str | None, str | None]],
+) -> None:
+    conn.execute(
+        "INSERT INTO bags VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.work_id,
+            record.bag_path,
+            record.placed_at,
+            record.payload_oxum,
+            json.dumps(record.manifest_digests, sort_keys=True),
+            json.dumps(record.source_keys),
+            record.software,
+        ),
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
+        [(key, record.work_id) for key in record.source_keys],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO bag_files VALUES (?, ?, ?, ?, ?)",
+        [(record.work_id, *entry) for entry in files],
+    )
+
+
+def _record_dict(record: BagRecord) -> dict[str, Any]:
+    return {
+        "work_id": record.work_id,
+        "bag_path": record.bag_path,
+        "placed_at": record.placed_at,
+        "payload_oxum": record.payload_oxum,
+        "manifest_digests": record.manifest_digests,
+        "source_keys": record.source_keys,
+        "software": record.software,
+    }
 
 
 def _bag_record(row: tuple) -> BagRecord:
