@@ -4,15 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint setup system-deps clean
+.PHONY: demo test test-slow lint setup system-deps test-deps clean
 
 demo: setup
 	$(VENV)/bin/cifa demo
 
-test: setup
+test: setup test-deps
 	$(VENV)/bin/pytest
 
-test-slow: setup
+test-slow: setup test-deps
 	$(VENV)/bin/pytest -m slow
 
 lint: setup
@@ -23,6 +23,10 @@ setup: system-deps $(STAMP)
 
 system-deps:
 	@scripts/install-system-deps.sh
+
+# Only the tests need these (Chromium and a Chinese font, for the run report's test): not `make demo`.
+test-deps: system-deps
+	@scripts/install-test-deps.sh
 
 $(STAMP): pyproject.toml
 	@scripts/check-python.sh $(PYTHON)
