@@ -11,7 +11,11 @@ is left as it was.
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import re
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -141,13 +145,19 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
     """Decide, without any network request, whether ``work`` needs preserving.
 
     Returns the report when there is nothing to do, None when the work must be fetched. A bag
-    found in place but unknown to the ledger (a crash between placement and registration) is
-    validated and registered, never fetched again."""
+    found in place but not registered yet (a run killed between the rename into bags/ and the
+    registration) is validated and registered, never fetched again: from its placement's journal
+    entry in the ledger (source keys included), else from the bag itself. A journal entry whose
+    bag never reached bags/ (killed before the rename) is dropped."""
     decided = catalogue_triage(work)
     if decided is not None:
         return decided
     bag_dir = archive.bag_path(work.id)
     record = ledger.bag(work.id)
+    pending = ledger.pending_placement(work.id) if record is None else None
+    if pending is not None and not bag_dir.exists():
+        ledger.abandon_placement(work.id)
+        log.info("%s: dropped a placement an interrupted run began but never made", work.id)
     if record is not None:
         if not bag_dir.is_dir():
             return _report(
@@ -162,10 +172,26 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
             package.validate_bag(bag_dir)
         except PackagingError as exc:
             return _report(work, Outcome.FAILED, error=f"unregistered bag in place: {exc}")
-        _register(work, archive, ledger, source_keys=[])
+        digests = package.summarise_bag(bag_dir).manifest_digests
+        if pending is not None and pending[0].manifest_digests == digests:
+            ledger.complete_placement(work.id, placed_at=now())
+        else:
+            if pending is not None:
+                ledger.abandon_placement(work.id)
+            _register(work, archive, ledger, source_keys=_captured_source_keys(bag_dir))
         log.info("%s: registered a complete bag left by an interrupted run", work.id)
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, time.monotonic() - started)
     return None
+
+
+def _captured_source_keys(bag_dir: Path) -> list[str]:
+    """The source keys (``extractor:id``) a bag's capture record names, so that a bag registered
+    after a crash still refuses a second copy of the same video under another URL."""
+    try:
+        capture = json.loads((bag_dir / "metadata" / "capture.json").read_text("utf-8"))
+        return [f"{s['extractor']}:{s['source_id']}" for s in capture.get("sources", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def start(
@@ -334,29 +360,47 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
 
 
 def place_step(job: Job) -> WorkReport:
-    """Move the validated bag into ``bags/`` atomically and register it in the ledger."""
+    """Move the validated bag into ``bags/`` atomically and register it in the ledger.
+
+    The ledger records the placement before the rename and completes it after (see
+    :meth:`Ledger.begin_placement`): killed at any instant, the archive holds no bag the ledger
+    does not know, and the next run finishes the registration (:func:`triage`)."""
     assert job.capture is not None
-    job.archive.place(job.bag_dir, job.work.id)
-    _register(job.work, job.archive, Ledger(job.archive.ledger_path), job.capture.source_keys)
+    ledger = Ledger(job.archive.ledger_path)
+    ledger.begin_placement(
+        _bag_record(job.archive, job.work.id, job.bag_dir, job.capture.source_keys),
+        package.payload_files(job.bag_dir),
+    )
+    try:
+        job.archive.place(job.bag_dir, job.work.id)
+    except BaseException:
+        if not job.archive.bag_path(job.work.id).exists():
+            ledger.abandon_placement(job.work.id)
+        raise
+    ledger.complete_placement(job.work.id, placed_at=now())
     job.archive.discard_staging(job.work.id)
     log.info("%s: preserved", job.work.id)
     return _bag_report(job.work, job.archive, Outcome.PRESERVED, time.monotonic() - job.started)
 
 
+def _bag_record(archive: Archive, work_id: str, bag_dir: Path, source_keys: list[str]) -> BagRecord:
+    """The ledger's record of the bag in ``bag_dir``, to be (or being) placed as ``work_id``."""
+    summary = package.summarise_bag(bag_dir)
+    return BagRecord(
+        work_id=work_id,
+        bag_path=archive.relative(archive.bag_path(work_id)),
+        placed_at=now(),
+        payload_oxum=summary.payload_oxum,
+        manifest_digests=summary.manifest_digests,
+        source_keys=source_keys,
+        software=package.SOFTWARE_AGENT,
+    )
+
+
 def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[str]) -> None:
     bag_dir = archive.bag_path(work.id)
-    summary = package.summarise_bag(bag_dir)
     ledger.register_bag(
-        BagRecord(
-            work_id=work.id,
-            bag_path=archive.relative(bag_dir),
-            placed_at=now(),
-            payload_oxum=summary.payload_oxum,
-            manifest_digests=summary.manifest_digests,
-            source_keys=source_keys,
-            software=package.SOFTWARE_AGENT,
-        ),
-        files=package.payload_files(bag_dir),
+        _bag_record(archive, work.id, bag_dir, source_keys), files=package.payload_files(bag_dir)
     )
 
 
@@ -395,9 +439,13 @@ def preserve_work(
     recorded in the ledger under ``run_id``."""
     archive.ensure()
     ledger = Ledger(archive.ledger_path)
-    report = triage(work, archive, ledger) or _attempt(
-        work, archive, settings, collection, allow_private_sources, run_step
-    )
+    report = triage(work, archive, ledger)
+    if report is not None:
+        # Nothing to fetch; what an interrupted run left in this work's staging is debris
+        # (e.g. killed while clearing it after the placement).
+        archive.discard_staging(work.id)
+    else:
+        report = _attempt(work, archive, settings, collection, allow_private_sources, run_step)
     if report.outcome not in {Outcome.NOT_PERMITTED, Outcome.AWAITING_SOURCE}:
         ledger.record_outcome(
             run_id or uuid.uuid4().hex,
@@ -419,34 +467,79 @@ def _attempt(
     run_step: StepRunner,
 ) -> WorkReport:
     started = time.monotonic()
-    job = start(work, archive, settings, collection, allow_private_sources=allow_private_sources)
+    step_name = "start"
     try:
+        job = start(
+            work, archive, settings, collection, allow_private_sources=allow_private_sources
+        )
         for step in STEPS:
+            step_name = step.__name__.removesuffix("_step")
             job = run_step(step, job)  # type: ignore[assignment]
+        step_name = "place"
         report = run_step(place_step, job)
         assert isinstance(report, WorkReport)
         return report
-    except CifaError as exc:
-        log.warning("%s: failed: %s", work.id, str(exc).splitlines()[0])
-        kind = (
-            exc.kind if isinstance(exc, FetchError) else _STEP_ERROR_KINDS.get(type(exc), "error")
-        )
+    except Exception as exc:  # a failure of this work, or a surprise: the other works go on
+        error, kind = _failure(exc, step_name)
+        log.warning("%s: failed (%s): %s", work.id, kind, error.splitlines()[0])
+        if kind == "unexpected":  # a bug or a library's surprise: the traceback is for debugging
+            log.debug("%s: %s step raised", work.id, step_name, exc_info=True)
         return _report(
-            work,
-            Outcome.FAILED,
-            error=str(exc),
-            error_kind=kind,
-            seconds=time.monotonic() - started,
-        )
-    except Exception as exc:  # a bug or a library's surprise must not stop the other works
-        log.warning("%s: failed unexpectedly", work.id, exc_info=True)
-        error = f"unexpected {type(exc).__name__}: {exc}"
-        return _report(
-            work,
-            Outcome.FAILED,
-            error=error,
-            error_kind="error",
-            seconds=time.monotonic() - started,
+            work, Outcome.FAILED, error=error, error_kind=kind, seconds=time.monotonic() - started
         )
     finally:
         archive.discard_staging(work.id)
+
+
+#: What the system says when a disk (or the file size limit) is full, in the messages that carry
+#: it as text: yt-dlp's "unable to write data", ffmpeg's stderr, SQLite's.
+_DISK_FULL_TEXT = re.compile(
+    r"No space left on device|File too large|Disk quota exceeded|database or disk is full"
+    r"|\[Errno (?:28|27|122)\]"
+)
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a full disk (ENOSPC), a quota, or the file size limit (EFBIG,
+    or ffmpeg killed by SIGXFSZ), in whichever step and whatever the library that saw it."""
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL_ERRNOS:
+            return True
+        if isinstance(cause, FFmpegError):
+            if cause.returncode == -signal.SIGXFSZ or _DISK_FULL_TEXT.search(cause.stderr):
+                return True
+        elif _DISK_FULL_TEXT.search(str(cause)):
+            return True
+    return False
+
+
+def _failure(exc: BaseException, step: str) -> tuple[str, str]:
+    """The error message and kind stored for a work that failed in ``step``: ``disk-full`` for a
+    full disk in any step (the message says in which), the fetch's own classification, the kind
+    of the later steps' errors, else ``unexpected`` (a bug, or a library raising what it does not
+    document), named with the step and the exception's type, never a traceback."""
+    text = str(exc).strip() or type(exc).__name__
+    if _disk_full(exc):
+        return f"disk full during {step}: {text}", "disk-full"
+    if isinstance(exc, FFmpegError) and exc.returncode < 0:
+        try:
+            name = signal.Signals(-exc.returncode).name
+        except ValueError:
+            name = f"signal {-exc.returncode}"
+        return f"ffmpeg was killed by {name} during {step}: {text}", "normalisation"
+    if isinstance(exc, FetchError):
+        return text, exc.kind
+    if isinstance(exc, CifaError):
+        return text, _STEP_ERROR_KINDS.get(type(exc), "error")
+    tool = "yt-dlp" if step == "fetch" else "the pipeline"
+    return f"{step} failed unexpectedly ({tool} raised {type(exc).__name__}): {text}", "unexpected"
