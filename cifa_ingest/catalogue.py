@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,9 +22,11 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
+from pydantic_core import to_jsonable_python
 
 from cifa_ingest.errors import CatalogueError
 from cifa_ingest.source_policy import check_url_syntax
@@ -100,8 +102,19 @@ class Use(StrEnum):
     RESEARCH = "research"
 
 
+#: What a permission record's personal details read as once serialised to JSON (see Permission).
+WITHHELD = "(withheld)"
+
+
 class Permission(_Strict):
-    """The permission record: who agreed, to what, on what basis, when."""
+    """The permission record: who agreed, to what, on what basis, when.
+
+    ``granted_by``, ``basis`` and ``notes`` may name filmmakers and hold their personal details.
+    They belong in the bag's metadata and nowhere else, so a record serialised to JSON (pydantic's
+    JSON mode, which is how Prefect stores a flow run's parameters and how anything leaves this
+    process as data) reads :data:`WITHHELD` in their place; the status, uses and date, which
+    decide what the archive may do, stay. The bag's ``metadata/permission.json`` is written from
+    :meth:`record`, the one way to the full values."""
 
     status: PermissionStatus
     covers: list[Use] = Field(default_factory=lambda: [Use.PRESERVATION], min_length=1)
@@ -109,6 +122,14 @@ class Permission(_Strict):
     basis: LongText | None = None
     date: dt.date | None = None
     notes: LongText | None = None
+
+    @field_serializer("granted_by", "basis", "notes", when_used="json-unless-none")
+    def _withheld(self, _value: str) -> str:
+        return WITHHELD
+
+    def record(self) -> dict[str, Any]:
+        """The full record, JSON-ready, personal details included: for the bag's metadata."""
+        return to_jsonable_python(self.model_dump(mode="python"))
 
     @model_validator(mode="after")
     def _granted_needs_grantor(self) -> Permission:
@@ -192,15 +213,69 @@ _FRIENDLY_PATTERN_MESSAGES = {
 }
 
 
+#: A catalogue is five levels deep (works, a work, permission, covers, a use); much deeper is an
+#: attack on PyYAML's composer, which recurses once per level (a RecursionError, not a message).
+MAX_NESTING = 32
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """A safe loader that refuses anchors and aliases: a catalogue never needs them, and they are
-    how a few lines of YAML expand into gigabytes (the "billion laughs")."""
+    how a few lines of YAML expand into gigabytes (the "billion laughs"). It refuses nesting
+    deeper than :data:`MAX_NESTING`, and makes an impossible date (``2019-02-30``, a bare
+    ValueError in PyYAML) a YAML error with its line."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_NESTING:
+            line = self.peek_event().start_mark.line + 1
+            raise yaml.YAMLError(f"nested more than {MAX_NESTING} levels deep (line {line})")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid date {node.value!r}: {exc}", node.start_mark
+            ) from None
+
+
+_NoAliasLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _NoAliasLoader.construct_yaml_timestamp
+)
+
+
+def _duplicate_keys(
+    node: yaml.Node, loc: tuple[Any, ...] = ()
+) -> Iterator[tuple[tuple[Any, ...], int, int]]:
+    """(where, first line, second line) for every key written twice in one mapping. PyYAML
+    silently keeps the last, so a ``url:`` given twice would fetch whichever came second."""
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and (key.tag, name) in lines:
+                yield (*loc, name), lines[(key.tag, name)], line
+            lines.setdefault((key.tag, name), line)
+            yield from _duplicate_keys(value, (*loc, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
+
+
+def _shown(part: Any) -> str:
+    """A key as it may be printed on a terminal: control characters and bidi overrides spelt as
+    escapes, so that a hostile key in a catalogue cannot rewrite the screen."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(part))
 
 
 def _describe_location(raw: Any, loc: tuple[Any, ...]) -> str:
@@ -214,21 +289,35 @@ def _describe_location(raw: Any, loc: tuple[Any, ...]) -> str:
             if isinstance(candidate, str) and re.fullmatch(WORK_ID_PATTERN, candidate):
                 work_id = candidate
         entry = f"works[{index}]" + (f" ({work_id})" if work_id else "")
-        field = ".".join(str(part) for part in loc[2:])
+        field = ".".join(_shown(part) for part in loc[2:])
         return f"{entry}: {field}" if field else entry
-    return ".".join(str(part) for part in loc) or "(top level)"
+    return ".".join(_shown(part) for part in loc) or "(top level)"
 
 
 def parse_catalogue(text: str, origin: str) -> Catalogue:
     """Parse and validate catalogue text; ``origin`` names it in error messages."""
     try:
-        raw = yaml.load(text, Loader=_NoAliasLoader)
+        loader = _NoAliasLoader(text)  # refuses non-printable characters (NUL, ESC) at once
+        try:
+            node = loader.get_single_node()
+            raw = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{origin}: not valid YAML: {exc}") from None
-    if raw is None:
-        raw = {}
+    if node is None:
+        # Most likely a file emptied by mistake: the register of permissions is not silently
+        # read as "no films".
+        raise CatalogueError(f"{origin}: empty; a catalogue with no works says 'works: []'")
     if not isinstance(raw, dict):
         raise CatalogueError(f"{origin}: a catalogue is a mapping with a 'works:' list")
+    duplicates = [
+        f"{origin}: {_describe_location(raw, loc)}: duplicate key (lines {first} and {second});"
+        " YAML would silently keep only the last"
+        for loc, first, second in _duplicate_keys(node)
+    ]
+    if duplicates:
+        raise CatalogueError("\n".join(duplicates))
     try:
         return Catalogue.model_validate(raw)
     except ValidationError as exc:
@@ -252,10 +341,14 @@ def load_catalogue(path: Path | str) -> Catalogue:
     """Read and validate one catalogue file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_CATALOGUE_BYTES:
-            raise CatalogueError(f"{path}: {size} bytes is too large for a catalogue")
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            # Read at most one byte past the cap: a device or a growing file cannot exhaust memory.
+            data = fh.read(MAX_CATALOGUE_BYTES + 1)
+        if len(data) > MAX_CATALOGUE_BYTES:
+            raise CatalogueError(
+                f"{path}: more than {MAX_CATALOGUE_BYTES // 2**20} MiB, too large for a catalogue"
+            )
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CatalogueError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
