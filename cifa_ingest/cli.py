@@ -199,7 +199,7 @@ def _source_fields(work: Work) -> list[tuple[str, str | None]]:
 
 
 def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) -> int:
-    from cifa_ingest import report
+    from cifa_ingest import report, run_report
     from cifa_ingest.preserve import Outcome
 
     if args.json:
@@ -207,6 +207,8 @@ def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) ->
     else:
         print(f"\nArchive: {archive}\n")
         print(report.table(reports))
+        if args.command in ("ingest", "demo") and (page := run_report.report_of(archive, reports)):
+            print(f"\nReport: {page}")
     return EXIT_FAILED if any(r.outcome is Outcome.FAILED for r in reports) else EXIT_OK
 
 

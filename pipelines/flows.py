@@ -116,6 +116,7 @@ def nightly_ingest(
     ]
     if watch_sources and preserved:
         _watch_after_ingest(archive, preserved, allow_private_sources, settings)
+    _publish_run(reports, archive)
     return _final_state(reports)
 
 
@@ -136,6 +137,42 @@ def _reports_of(state: State | None, work: Work) -> list[WorkReport]:
             error=f"preserve-film ended {state.type.value}: {state.message or data}",
         )
     ]
+
+
+def _publish_run(reports: list[WorkReport], archive: str) -> None:
+    """What people see of a nightly run: the HTML and JSON report in ``ARCHIVE/reports/``
+    (:mod:`cifa_ingest.run_report`), a table artifact (one row per work, problems first) and a
+    markdown summary artifact (counts, problems named, the report's path).
+
+    The report describes the run; it never decides it: a report or an artifact that cannot be
+    written is logged, and the run's state stays what its works made it."""
+    from prefect.context import FlowRunContext
+
+    from cifa_ingest import run_report
+
+    logger = get_run_logger()
+    context = FlowRunContext.get()
+    started = context.flow_run.start_time if context and context.flow_run else None
+    try:
+        run, written = run_report.write_run_report(
+            reports, Archive(archive), started=started, run_name=flow_run.get_name()
+        )
+    except Exception as exc:  # an addition to the night's work, never its failure
+        logger.warning("the run report could not be written: %s", exc, exc_info=True)
+        return
+    logger.info("run report: %s", written.html)
+    try:
+        create_table_artifact(
+            table=run_report.table_rows(run),
+            key="nightly-ingest",
+            description=run_report.summary_line(run),
+        )
+        create_markdown_artifact(
+            markdown=run_report.markdown_summary(run, written.html),
+            key="nightly-ingest-summary",
+        )
+    except Exception as exc:
+        logger.warning("the run's artifacts could not be created: %s", exc, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------
