@@ -127,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(audit)
 
+    serve = commands.add_parser(
+        "serve", help="serve the Prefect deployments: the schedules and one-off jobs (blocks)"
+    )
+    serve.add_argument("--archive", help="archive root (default: CIFA_ARCHIVE, config, ./archive)")
+    serve.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    serve.add_argument("--verbose", action="store_true", help="debug output, Prefect's logs too")
+
     ledger = commands.add_parser("ledger", help="the ledger: verify the audit log's hash chain")
     ledger.add_argument("action", choices=["verify"])
     common(ledger)
@@ -540,7 +547,38 @@ def _cmd_status(args: argparse.Namespace, settings: Settings, archive: Path) -> 
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Serve the deployments of ``pipelines/deployments.py`` until Ctrl-C (exit 0).
+
+    Flow runs are started by this process, each in a subprocess of its own that inherits its
+    working directory and environment: the config file is pinned by absolute path first, so that
+    every run reads the settings this command printed."""
+    from cifa_ingest.config import config_path
+    from pipelines import deployments
+
+    if (path := config_path()) is not None:
+        os.environ["CIFA_CONFIG"] = str(path.absolute())
+    manifests = [Path(m) for m in settings.catalogue.manifests]
+    planned = deployments.plan(settings, archive, manifests)
+    api = os.environ.get("PREFECT_API_URL")
+    where = f"the Prefect server at {api}" if api else "Prefect's embedded server"
+    print(f"Serving {len(planned)} deployments on {where} (archive: {archive}):")
+    print(deployments.describe(planned))
+    print(f"One-off job: {deployments.ONE_OFF_EXAMPLE}")
+    if not api:
+        print(
+            "The embedded server lives and dies with this process and has no UI: set"
+            " PREFECT_API_URL to a `prefect server start` for those (see the README)."
+        )
+    print("Ctrl-C stops.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends, not a failure
+        deployments.serve(planned)
+    print("cifa serve: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS = {
+    "serve": _cmd_serve,
     "status": _cmd_status,
     "events": _cmd_events,
     "audit": _cmd_audit,

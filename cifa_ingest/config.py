@@ -8,11 +8,14 @@ exists, else the built-in defaults.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cifa_ingest.errors import ConfigError
 
@@ -91,12 +94,47 @@ class NormaliseSettings(_Section):
     progress_interval_seconds: float = Field(default=10, gt=0)
 
 
+def _valid_cron(value: str) -> str:
+    """A five-field cron expression (minute hour day month weekday), as Prefect's schedules take
+    it; checked here so that a typo is refused when the settings are read, not at 2 a.m."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(value, dt.datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"not a cron expression ({exc}): {value!r}") from None
+    return value
+
+
+def _valid_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not an IANA time zone, e.g. Europe/London: {value!r}") from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_valid_cron)]
+
+
+class ScheduleSettings(_Section):
+    """When ``cifa serve`` runs the nightly ingest and the fixity audits (see config/cifa.toml)."""
+
+    timezone: Annotated[str, AfterValidator(_valid_timezone)] = "Europe/London"
+    nightly_ingest: Cron = "0 2 * * *"
+    fixity_rolling: Cron = "0 4 * * *"
+    fixity_rolling_max_age_days: float = Field(default=90, gt=0)
+    fixity_rolling_budget_hours: float | None = Field(default=1, gt=0)
+    fixity_full: Cron = "0 5 * * 0"
+
+
 class Settings(_Section):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     organisation: OrganisationSettings = Field(default_factory=OrganisationSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     normalise: NormaliseSettings = Field(default_factory=NormaliseSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
 
 def config_path() -> Path | None:

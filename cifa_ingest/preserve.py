@@ -284,7 +284,7 @@ def package_step(job: Job) -> Job:
     described = {p.relative_to(job.bag_dir).as_posix(): conformance.mediainfo(p) for p in payload}
     documents = {
         "descriptive.json": package.descriptive_record(job.work, job.collection),
-        "permission.json": job.work.permission.model_dump(mode="json"),
+        "permission.json": job.work.permission.record(),  # full: the bag keeps it
         "capture.json": job.capture.as_dict(),
         "normalisation.json": normalisation_record(job.normalised),
         "technical.json": technical,

@@ -23,7 +23,9 @@ from prefect.states import Completed, Failed, State
 from cifa_ingest import audit, watch
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work, load_catalogues
-from cifa_ingest.config import Settings, load_settings
+from cifa_ingest.config import Settings, load_settings, resolve_archive
+from cifa_ingest.errors import InputError
+from cifa_ingest.one_off import work_for_job
 from cifa_ingest.preserve import (
     STEPS,
     Job,
@@ -33,6 +35,7 @@ from cifa_ingest.preserve import (
     place_step,
     preserve_work,
 )
+from cifa_ingest.source_policy import SourcePolicy
 
 
 def _as_task(step: Callable[[Job], object]) -> Callable[[Job], object]:
@@ -62,7 +65,12 @@ def preserve_film(
     collection: str | None = None,
     settings: Settings | None = None,
 ) -> State:
-    """Preserve one work: fetch, normalise, package, validate, place, register."""
+    """Preserve one work: fetch, normalise, package, validate, place, register.
+
+    Called in-process, with the work as the catalogue (``nightly-ingest``) or the command line
+    (``cifa preserve``) gave it. Prefect stores the run's parameters as JSON, where the work's
+    permission record reads its personal details as withheld (:class:`Permission`); the run
+    itself has the full record, and writes it into the bag."""
     report = preserve_work(
         work,
         Archive(archive),
@@ -72,6 +80,73 @@ def preserve_film(
         run_step=_run_as_task,
         run_id=flow_run.get_root_flow_run_id() or flow_run.get_id(),
     )
+    return _final_state([report])
+
+
+@flow(name="preserve-film", persist_result=False)
+def preserve_film_job(
+    id: str,
+    permission: str,
+    url: str | None = None,
+    title: str | None = None,
+    title_zh: str | None = None,
+    director: str | None = None,
+    director_zh: str | None = None,
+    year: int | None = None,
+    platform: str | None = None,
+    archive: str | None = None,
+    allow_private_sources: bool = False,
+) -> State:
+    """A one-off job for one film, started from Prefect: the ``preserve-film`` deployment.
+
+    Its parameters are plain values that anyone may read in Prefect's UI: the film's address,
+    archive id and titles, and ``permission``, the path of the file that holds its permission
+    record (a permission record file, or the catalogue that holds the work ``id``; see
+    :mod:`cifa_ingest.one_off`). The record itself, which may name the filmmaker, is read here and
+    goes into the bag only. It is the same flow as :func:`preserve_film` (its runs are listed
+    together in the UI); only the way the work is given differs. Relative paths are relative to
+    the working directory of ``cifa serve``; ``archive`` defaults to the configured archive.
+
+    The run holds the archive's writer lock, so it never writes beside a ``cifa ingest`` or
+    ``cifa preserve``: it waits for them. Bad parameters end the run Failed, with a message that
+    names the problem and quotes nothing of the permission record."""
+    logger = get_run_logger()
+    settings = load_settings()
+    root = archive or str(resolve_archive(None, settings))
+    try:
+        work, collection = work_for_job(
+            id,
+            permission,
+            url=url,
+            title=title,
+            title_zh=title_zh,
+            director=director,
+            director_zh=director_zh,
+            year=year,
+            platform=platform,
+        )
+        policy = SourcePolicy(
+            tuple(settings.fetch.allowed_hosts), allow_private=allow_private_sources, resolve=False
+        )
+        for source in work.sources:
+            if source.url is not None:
+                policy.check(source.url)
+    except InputError as exc:
+        return Failed(message=f"bad input: {exc}")
+
+    def waiting() -> None:
+        logger.info("another ingest is writing to %s; waiting for it to finish", root)
+
+    with Archive(root).writer_lock(on_wait=waiting):
+        report = preserve_work(
+            work,
+            Archive(root),
+            settings,
+            collection,
+            allow_private_sources=allow_private_sources,
+            run_step=_run_as_task,
+            run_id=flow_run.get_root_flow_run_id() or flow_run.get_id(),
+        )
     return _final_state([report])
 
 

@@ -1,0 +1,204 @@
+"""The deployments ``cifa serve`` serves, in one place, built from the settings.
+
+==============================  =========================  =====================================
+deployment                      schedule ([schedules])     runs
+==============================  =========================  =====================================
+``nightly-ingest/nightly-ingest``  ``nightly_ingest``      ``nightly-ingest`` over
+                                                           ``[catalogue].manifests``, then the
+                                                           source watch; at most one at a time
+``fixity-audit/rolling``        ``fixity_rolling``         the bags not verified in
+                                                           ``fixity_rolling_max_age_days``,
+                                                           within ``fixity_rolling_budget_hours``
+``fixity-audit/full``           ``fixity_full``            every bag, every byte
+``preserve-film/preserve-film``  none                      one-off jobs with parameters
+==============================  =========================  =====================================
+
+Every schedule is a cron expression in ``[schedules].timezone`` (an IANA zone: 02:00 stays 02:00
+across the clocks' change). The catalogues and the archive are made absolute when ``cifa serve``
+starts, so that a run means the same files whatever directory it is later started from.
+
+The rolling and the full audit are two deployments of the one ``fixity-audit`` flow rather than
+one deployment with two parameterised schedules, because that is what reads clearly in Prefect's
+UI: each has its own name, its own run history ("did Sunday's full audit pass?" is one click),
+its parameters shown on its page rather than hidden in a schedule, its own pause switch, and a
+"Quick run" that does what its name says (with one deployment, a quick run takes the
+deployment's defaults, which would be one of the two audits, silently). Each is limited to one
+run at a time, as is the nightly ingest: a night whose run is still going when the next is due
+queues the next one, and two nights never write at once. The rolling audit's budget (one hour by
+default) ends it before Sunday's full audit starts.
+
+:func:`plan` describes the deployments as plain data without importing Prefect (``cifa serve``
+prints it; the tests read it); :func:`to_deployments` turns them into Prefect deployments, which
+:func:`serve` serves with Prefect's ``serve`` (no work pool, no worker: the ``cifa serve`` process
+runs each flow run in a subprocess of its own).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cifa_ingest.config import Settings
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+#: How a one-off job is started from Prefect, for the messages that show it.
+ONE_OFF_EXAMPLE = (
+    "prefect deployment run 'preserve-film/preserve-film' -p url=URL -p id=ID -p title=TITLE"
+    " -p permission=FILE"
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment as data: which flow, when, with which parameters."""
+
+    flow: str  #: the flow's name in Prefect
+    entrypoint: str  #: the flow function in ``pipelines.flows``
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    timezone: str | None = None
+    concurrency_limit: int | None = None
+    tags: tuple[str, ...] = ("cifa",)
+
+    @property
+    def full_name(self) -> str:
+        """As Prefect names it: ``flow/deployment``."""
+        return f"{self.flow}/{self.name}"
+
+    @property
+    def when(self) -> str:
+        return f"{self.cron} ({self.timezone})" if self.cron else "no schedule"
+
+
+def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[Deployment]:
+    """The deployments, from the settings, with absolute paths. No Prefect import."""
+    archive_path = str(Path(archive).expanduser().absolute())
+    catalogues = [str(Path(m).expanduser().absolute()) for m in manifests]
+    when = settings.schedules
+    budget = when.fixity_rolling_budget_hours
+    max_age = when.fixity_rolling_max_age_days
+    rolling: dict[str, Any] = {
+        "archive": archive_path,
+        "max_age_days": max_age,
+    }
+    if budget is not None:
+        rolling["budget_seconds"] = budget * 3600
+    return [
+        Deployment(
+            flow="nightly-ingest",
+            entrypoint="nightly_ingest",
+            name="nightly-ingest",
+            description=(
+                "Every night: preserve the permitted works of the catalogues not preserved yet,"
+                " then ask their sources whether they are still there. One run at a time."
+            ),
+            parameters={"manifests": catalogues, "archive": archive_path},
+            cron=when.nightly_ingest,
+            timezone=when.timezone,
+            concurrency_limit=1,
+        ),
+        Deployment(
+            flow="fixity-audit",
+            entrypoint="fixity_audit",
+            name="rolling",
+            description=(
+                f"Every night: re-verify the bags not verified in {max_age:g} days, oldest first"
+                + (f", within {budget:g} h" if budget is not None else "")
+                + ". Fails when any problem is found."
+            ),
+            parameters=rolling,
+            cron=when.fixity_rolling,
+            timezone=when.timezone,
+            concurrency_limit=1,
+        ),
+        Deployment(
+            flow="fixity-audit",
+            entrypoint="fixity_audit",
+            name="full",
+            description=(
+                "Every week: re-read and re-hash every file of every bag. Fails when any problem"
+                " is found."
+            ),
+            parameters={"archive": archive_path},
+            cron=when.fixity_full,
+            timezone=when.timezone,
+            concurrency_limit=1,
+        ),
+        Deployment(
+            flow="preserve-film",
+            entrypoint="preserve_film_job",
+            name="preserve-film",
+            description=(
+                "A one-off job for one film: url, id, title (title_zh, director, year …) and"
+                " permission, the path of its permission record file or of the catalogue that"
+                " holds the work. The record is never a parameter: it may name the filmmaker."
+            ),
+            parameters={"archive": archive_path},
+        ),
+    ]
+
+
+def describe(deployments: Sequence[Deployment]) -> str:
+    """The lines ``cifa serve`` prints: each deployment, its schedule and its limit."""
+    width = max(len(d.full_name) for d in deployments)
+    lines = []
+    for deployment in deployments:
+        limit = (
+            f"; at most {deployment.concurrency_limit} run at a time"
+            if deployment.concurrency_limit
+            else ""
+        )
+        lines.append(f"  {deployment.full_name:<{width}}  {deployment.when}{limit}")
+    return "\n".join(lines)
+
+
+def to_deployments(deployments: Sequence[Deployment]) -> list[RunnerDeployment]:
+    """Prefect's deployments for :func:`plan`'s (building them contacts no server)."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    from pipelines import flows
+
+    built = []
+    for deployment in deployments:
+        flow = getattr(flows, deployment.entrypoint)
+        schedules = (
+            [Cron(deployment.cron, timezone=deployment.timezone)] if deployment.cron else None
+        )
+        built.append(
+            flow.to_deployment(
+                name=deployment.name,
+                description=deployment.description,
+                schedules=schedules,
+                parameters=deployment.parameters,
+                concurrency_limit=deployment.concurrency_limit,
+                tags=list(deployment.tags),
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
+    return built
+
+
+def serve(deployments: Sequence[Deployment]) -> None:
+    """Serve the deployments until interrupted (Ctrl-C, SIGTERM), then return. Blocks.
+
+    On shutdown Prefect pauses their schedules, so that a server without ``cifa serve`` does not
+    pile up runs that nobody will start; the next ``cifa serve`` resumes them. Prefect 3.8.8's
+    SIGTERM handler stops its runner with ``sys.exit(0)`` and warns of a coroutine it never
+    awaited: both are a clean stop here, as Ctrl-C is."""
+    from prefect import serve as prefect_serve
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+        try:
+            prefect_serve(*to_deployments(deployments), print_starting_message=False)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
