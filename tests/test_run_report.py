@@ -101,6 +101,32 @@ def _screenshot(page: Path, target: Path) -> Path:
     return target
 
 
+def _artifacts_of_run(run_name: str) -> dict[str, dict[str, object]]:
+    """The Prefect artifacts of the flow run named ``run_name``, read back from the server.
+
+    Prefect 3.8.8's ``read_artifacts`` sends ``null`` for the filters it was not given, which
+    this server (with fastapi < 0.155) refuses with 422; the same API, asked with only the
+    filters we mean, answers. So this posts to ``/artifacts/filter`` through Prefect's client."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> dict[str, dict[str, object]]:
+        async with get_client() as client:
+            runs = await client._client.post(
+                "/flow_runs/filter", json={"flow_runs": {"name": {"any_": [run_name]}}}
+            )
+            run_ids = [run["id"] for run in runs.json()]
+            assert len(run_ids) == 1, runs.json()
+            found = await client._client.post(
+                "/artifacts/filter",
+                json={"artifacts": {"flow_run_id": {"any_": run_ids}}, "limit": 50},
+            )
+            return {artifact["key"]: artifact for artifact in found.json()}
+
+    return asyncio.run(read())
+
+
 def _catalogue(path: Path, base_url: str) -> Path:
     """A catalogue of our own: one film that fails (404) under a hostile title, with a grantor
     whose details must never leave the bag."""
@@ -198,9 +224,31 @@ def test_nightly_run_writes_an_html_report_that_chromium_shows_problems_first(
     permission = archive_dir / "bags" / "cifa-kept" / "metadata" / "permission.json"
     assert GRANTOR in permission.read_text("utf-8")  # ... where they are kept
 
+    # The Prefect artifacts of the run: a table (one row per work, problems first), a summary.
+    artifacts = _artifacts_of_run(document["run"])
+    table = json.loads(artifacts["nightly-ingest"]["data"])
+    assert [row["id"] for row in table] == [w["id"] for w in document["works"]]
+    assert table[0]["outcome"] == "failed" and table[0]["error"] == "not-found"
+    summary = artifacts["nightly-ingest-summary"]["data"]
+    assert "1 failed" in summary and "cifa-hostile" in summary and str(page) in summary
+    assert "<script" not in summary
+    published += [json.dumps(table, ensure_ascii=False), summary]
+    for secret in (GRANTOR, "Zhang Xiaoming", BASIS, NOTES, "CIFA Ingest (demo)"):
+        assert not any(secret in text for text in published), secret
+
     shot = _screenshot(page, tmp_path / "run-report.png")
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+    # The next night: a report of its own; the first stays; ingest-latest.html is the new one.
+    assert cli.main(args) == 1
+    newer = [p for p in sorted(reports.glob("ingest-2*.html")) if p != page]
+    assert len(newer) == 1 and page.is_file()
+    assert (reports / run_report.LATEST).read_bytes() == newer[0].read_bytes()
+    again = json.loads(newer[0].with_suffix(".json").read_text("utf-8"))
+    kept_again = next(w for w in again["works"] if w["id"] == "cifa-kept")
+    assert kept_again["outcome"] == "already-preserved" and kept_again["poster"] is True
+    assert kept_again["duration_seconds"] == by_id["cifa-kept"]["duration_seconds"]
 
 
 def _hostile_reports() -> list[WorkReport]:
