@@ -72,9 +72,18 @@ def _parser() -> argparse.ArgumentParser:
             help="allow sources on loopback and private addresses (demo, tests)",
         )
 
+    def dask(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--dask",
+            metavar="ADDRESS",
+            help="preserve the works on the Dask cluster at ADDRESS, e.g. tcp://host:8786"
+            " (default: [execution] dask_address; unset: in this process)",
+        )
+
     ingest = commands.add_parser("ingest", help="run the nightly-ingest flow over catalogues")
     ingest.add_argument("manifests", nargs="+", metavar="MANIFEST", help="catalogue YAML files")
     ingest.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
+    dask(ingest)
     allow_private(ingest)
     common(ingest)
 
@@ -113,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEMO_PORT,
         help=f"port of the demo server on 127.0.0.1 ({DEMO_PORT}; 0 for any free port)",
     )
+    dask(demo)
     common(demo)
 
     audit = commands.add_parser("audit", help="re-verify the fixity of every bag of the archive")
@@ -275,11 +285,30 @@ def _writer_lock(archive: Path) -> contextlib.AbstractContextManager[None]:
     return Archive(archive).writer_lock(on_wait=waiting)
 
 
+def _with_dask(settings: Settings, address: str | None) -> Settings:
+    """The settings with ``--dask ADDRESS`` in force (checked like ``[execution] dask_address``)."""
+    from pydantic import ValidationError
+
+    from cifa_ingest.config import ExecutionSettings
+
+    if address is None:
+        return settings
+    try:
+        execution = ExecutionSettings.model_validate(
+            {**settings.execution.model_dump(), "dask_address": address}
+        )
+    except ValidationError:
+        raise InputError(
+            f"--dask: not a Dask scheduler address (tcp://HOST:PORT, tls://…): {address!r}"
+        ) from None
+    return settings.model_copy(update={"execution": execution})
+
+
 def _cmd_ingest(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     reports = run_ingest(
         args.manifests,
         archive,
-        settings,
+        _with_dask(settings, args.dask),
         only=args.only,
         allow_private_sources=args.allow_private_sources,
     )
@@ -321,6 +350,8 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
 def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     from cifa_ingest import demo
     from cifa_ingest.localserver import LocalFileServer
+
+    settings = _with_dask(settings, args.dask)
 
     workdir = Path(args.workdir).absolute()
     logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")

@@ -128,12 +128,33 @@ class ScheduleSettings(_Section):
     fixity_full: Cron = "0 5 * * 0"
 
 
+#: A Dask scheduler's address, as ``distributed.Client`` takes it.
+DASK_ADDRESS = r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$"
+
+
+class ExecutionSettings(_Section):
+    """Where and how many things run at once (see config/cifa.toml and ``cifa_ingest.slots``)."""
+
+    #: A Dask scheduler (``tcp://host:8786``): the works of a nightly run go to its workers
+    #: (prefect-dask's DaskTaskRunner). None: they run in the ingest's own process.
+    dask_address: str | None = Field(default=None, pattern=DASK_ADDRESS)
+    #: At most this many ffmpeg encodes at once per machine; None: half the machine's cores, at
+    #: least one, counted on the machine that encodes (``slots.default_max_encodes``).
+    max_encodes: int | None = Field(default=None, ge=1, le=256)
+    #: Works preserved side by side by a run without Dask (threads of the ingest's process).
+    max_parallel_works: int = Field(default=1, ge=1, le=64)
+    #: The limits' slot files; relative to the archive root (shared by every machine that
+    #: writes to the archive, so one download per host holds across a cluster).
+    locks_dir: str = "locks"
+
+
 class Settings(_Section):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     organisation: OrganisationSettings = Field(default_factory=OrganisationSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     normalise: NormaliseSettings = Field(default_factory=NormaliseSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
 
@@ -185,6 +206,11 @@ def format_policy_path(settings: Settings) -> Path | None:
 def mediaconch_policy_path(settings: Settings) -> Path | None:
     """The MediaConch policy for masters; None where none ships (the check is then not run)."""
     return beside_config(settings.normalise.mediaconch_policy, "mediaconch-master-policy.xml")
+
+
+def locks_dir(settings: Settings, archive_root: Path) -> Path:
+    """The folder of the limits' slot files (``[execution] locks_dir``, relative to the archive)."""
+    return archive_root / Path(settings.execution.locks_dir).expanduser()
 
 
 def resolve_archive(cli_value: str | None, settings: Settings) -> Path:
