@@ -46,6 +46,16 @@ _SAFE_EXT = re.compile(r"^[a-z0-9]{1,10}$")
 _SAFE_LANG = re.compile(r"^[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8}){0,3}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _MAX_LOGGED_EXCHANGES = 200
+#: The largest page or metadata document (HTML, JSON, XML, a playlist) read from a source. yt-dlp
+#: reads such a document whole into memory (an 8 MB page took 7 s and 200 MB); a film's page is
+#: kilobytes, and what it says (title, description) is kept whole in the info JSON and the capture
+#: record up to this size. Media, subtitles and images are streamed to disk: not limited.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+_DOCUMENT_TYPE = re.compile(
+    r"^\s*(?:text/(?:html|xml|json)|application/(?:xhtml\+xml|json|xml|ld\+json"
+    r"|vnd\.apple\.mpegurl|x-mpegurl|dash\+xml)|[\w.-]+/[\w.-]+\+(?:json|xml))\s*(?:;|$)",
+    re.IGNORECASE,
+)
 
 #: How a failed fetch is classified (stored in the ledger with the outcome).
 KINDS = {
@@ -57,6 +67,7 @@ KINDS = {
     "unsupported": "yt-dlp finds no film at this address",
     "refused": "the archive's source policy refused an address (host, scheme, private range)",
     "duplicate": "the same source video is already preserved under another work",
+    "too-large": f"the source's page or metadata is over {MAX_DOCUMENT_BYTES // 2**20} MiB",
     "rate-limited": "429 Too Many Requests, still after every retry",
     "server-error": "5xx, still after every retry",
     "network": "connection failures, still after every retry",
@@ -204,6 +215,44 @@ def _policy_handler(policy: SourcePolicy) -> type[UrllibRH]:
     return CifaPolicyRH
 
 
+def _limit_document(response: Any) -> Any:
+    """Make reading more than :data:`MAX_DOCUMENT_BYTES` of a page or metadata document raise a
+    FetchError (kind ``too-large``) instead of filling memory. Other responses are untouched."""
+    if not _DOCUMENT_TYPE.match(response.headers.get("Content-Type") or ""):
+        return response
+    url = getattr(response, "url", "")
+    too_large = FetchError(
+        f"{url}: the source's page is larger than {MAX_DOCUMENT_BYTES // 2**20} MiB;"
+        " refused (a film's page is kilobytes)",
+        kind="too-large",
+    )
+    length = response.headers.get("Content-Length") or ""
+    if length.isdigit() and int(length) > MAX_DOCUMENT_BYTES:
+        response.close()
+        raise too_large
+    read = response.read
+    taken = 0
+
+    def limited(amt: int | None = None) -> bytes:
+        nonlocal taken
+        if amt is not None and amt >= 0:
+            data = read(amt)
+            taken += len(data)
+        else:
+            parts = []
+            while taken <= MAX_DOCUMENT_BYTES and (chunk := read(1 << 20)):
+                parts.append(chunk)
+                taken += len(chunk)
+            data = b"".join(parts)
+        if taken > MAX_DOCUMENT_BYTES:
+            response.close()
+            raise too_large
+        return data
+
+    response.read = limited
+    return response
+
+
 class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
     """YoutubeDL whose only network path is the policy-checked handler, and which logs every
     HTTP exchange for the capture record."""
@@ -226,7 +275,7 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
             self._log_exchange(req, exc.response)
             raise
         self._log_exchange(req, response)
-        return response
+        return _limit_document(response)
 
     def _log_exchange(self, req: Any, response: Any) -> None:
         if len(self.exchanges) >= _MAX_LOGGED_EXCHANGES:

@@ -428,10 +428,16 @@ def _access_role(path: Path) -> str:
 
 
 def subtitles_to_webvtt(
-    subtitle_files: list[tuple[Path, str | None]], access_dir: Path, stem: str
+    subtitle_files: list[tuple[Path, str | None]],
+    access_dir: Path,
+    stem: str,
+    notes: list[str] | None = None,
 ) -> list[Rendition]:
     """WebVTT beside the access copy for every received subtitle file (the originals stay
-    untouched). A file that is not a subtitle is noted and skipped, not fatal."""
+    untouched). A file that is not a subtitle (an HTML error page, binary junk) is noted in
+    ``notes`` (normalisation.json) and skipped, not fatal: the original is the source's own, kept
+    as received, and the film is still preserved. ffmpeg reads an HTML page named ``.vtt`` as a
+    WebVTT file without cues: an empty result is dropped and noted too, not offered as subtitles."""
     renditions = []
     for index, (path, language) in enumerate(subtitle_files, start=1):
         label = language if language and language.replace("-", "").isalnum() else f"track{index}"
@@ -440,10 +446,14 @@ def subtitles_to_webvtt(
             command = ffmpeg_runner.run_ffmpeg(
                 ffmpeg.input(str(path)).output(str(target), f="webvtt")
             )
+            if "-->" not in target.read_text("utf-8", "replace"):
+                target.unlink()
+                raise FFmpegError("ffmpeg", 0, "no subtitle cues in it")
         except FFmpegError as exc:
-            log.warning(
-                "%s: subtitle %s is not usable: %s", stem, path.name, str(exc).splitlines()[-1]
-            )
+            reason = str(exc).splitlines()[-1].removeprefix(f"{path}: ")
+            log.warning("%s: subtitle %s is not usable: %s", stem, path.name, reason)
+            if notes is not None:
+                notes.append(f"subtitle original/{path.name} not converted to WebVTT: {reason}")
             continue
         renditions.append(
             Rendition(
@@ -480,6 +490,8 @@ def normalise_work(
             group.stem, group.media, bag_root, proof_dir, settings, profile, mediaconch_policy
         )
         if profile.access and group.subtitles:
-            done.renditions += subtitles_to_webvtt(group.subtitles, bag_root / "access", group.stem)
+            done.renditions += subtitles_to_webvtt(
+                group.subtitles, bag_root / "access", group.stem, done.notes
+            )
         result.groups.append(done)
     return result

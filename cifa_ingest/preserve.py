@@ -269,6 +269,20 @@ def normalise_step(job: Job) -> Job:
     return job
 
 
+def _technical(path: Path) -> dict[str, object]:
+    """ffprobe's description of a payload file. A received file ffprobe cannot read (a
+    "subtitle" track that is an HTML error page or binary junk, as the source sent it) is
+    described by the reason, not a failed work: it is kept as received, and the film with it.
+    A master or access copy that cannot be read still fails the work."""
+    try:
+        return ffmpeg_runner.probe(path)
+    except FFmpegError as exc:
+        if path.parent.name != "original":
+            raise
+        last = (exc.stderr.strip().splitlines() or [str(exc)])[-1]
+        return {"unreadable": last.removeprefix(f"{path}: ")}
+
+
 def package_step(job: Job) -> Job:
     """Write the metadata (JSON, Dublin Core, PREMIS), make the bag, and validate it in full
     (every checksum recomputed) with our fixity engine."""
@@ -280,7 +294,7 @@ def package_step(job: Job) -> Job:
         for folder in ("original", "master", "access")
         for path in sorted((job.bag_dir / folder).glob("*"))
     ]
-    technical = {p.relative_to(job.bag_dir).as_posix(): ffmpeg_runner.probe(p) for p in payload}
+    technical = {p.relative_to(job.bag_dir).as_posix(): _technical(p) for p in payload}
     described = {p.relative_to(job.bag_dir).as_posix(): conformance.mediainfo(p) for p in payload}
     documents = {
         "descriptive.json": package.descriptive_record(job.work, job.collection),
