@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import logging
 import re
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
-from cifa_ingest import ffmpeg_runner, fixity
+from cifa_ingest import ffmpeg_runner, fixity, slots
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
@@ -401,30 +400,17 @@ def _error_text(exc: BaseException) -> str:
 # Politeness: one download per host at a time, a pause between downloads
 
 
-class _HostSlots:
-    """Per host: a lock (one download at a time) and when its last download ended."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._last_end: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def slot(self, host: str, pause_seconds: float) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault(host, threading.Lock())
-        with lock:
-            wait = self._last_end.get(host, 0.0) + pause_seconds - time.monotonic()
-            if wait > 0:
-                log.debug("pausing %.1f s before the next download from %s", wait, host)
-                time.sleep(wait)
-            try:
-                yield
-            finally:
-                self._last_end[host] = time.monotonic()
-
-
-HOST_SLOTS = _HostSlots()
+def host_slot(
+    url: str, settings: FetchSettings, locks_dir: Path | None, holder: str
+) -> contextlib.AbstractContextManager[object]:
+    """The download slot of ``url``'s host: one download at a time from one host, and
+    ``pause_seconds`` between two, over every thread, process and machine sharing ``locks_dir``
+    (the archive's ``locks/``; without an archive, this user's on this machine). See
+    :mod:`cifa_ingest.slots`."""
+    host = urlsplit(url).hostname or ""
+    return slots.download_slot(
+        locks_dir or slots.default_locks_dir(), host, settings.pause_seconds, holder
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,16 +686,17 @@ def fetch_source(
     policy: SourcePolicy,
     check_source: Callable[[str], None] = lambda key: None,
     label: str = "",
+    locks_dir: Path | None = None,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
     ``check_source(extractor:id)`` runs after the metadata is known and before any media byte is
-    requested; it raises to refuse the source. Returns (info, files, HTTP log, requests, attempts).
+    requested; it raises to refuse the source. ``locks_dir`` holds the host's download slot
+    (:func:`host_slot`). Returns (info, files, HTTP log, requests, attempts).
     """
-    host = urlsplit(url).hostname or ""
 
     def attempt_once() -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
-        with HOST_SLOTS.slot(host, settings.pause_seconds):
+        with host_slot(url, settings, locks_dir, label or stem):
             return _download_once(
                 url, directory, stem, settings, policy, check_source, label or stem
             )
@@ -746,10 +733,12 @@ def fetch_work(
     *,
     allow_private_sources: bool,
     check_source: Callable[[str], None] = lambda key: None,
+    locks_dir: Path | None = None,
 ) -> Capture:
     """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
     ``original_dir``, the info JSON and description into ``metadata_dir``. Permission and the
-    source policy are checked before any request."""
+    source policy are checked before any request. ``locks_dir``: where the download slots of the
+    hosts are held (the archive's ``locks/``)."""
     if not work.may_be_fetched:
         raise FetchError(f"{work.id}: permission does not allow fetching", kind="refused")
     policy = SourcePolicy(tuple(settings.allowed_hosts), allow_private=allow_private_sources)
@@ -784,7 +773,7 @@ def fetch_work(
         }
         log.info("%s: fetching %s", work.id, source.url)
         info, files, exchanges, requests, attempts = fetch_source(
-            source.url, original_dir, stem, settings, policy, check, label=stem
+            source.url, original_dir, stem, settings, policy, check, label=stem, locks_dir=locks_dir
         )
         metadata_files = []
         for suffix in (".info.json", ".description"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -482,13 +484,19 @@ def normalise_work(
     profile_name: str,
     profile: Profile,
     mediaconch_policy: Path | None = None,
+    encode_slot: Callable[[str], AbstractContextManager[object]] | None = None,
 ) -> Normalised:
-    """Normalise every film or part of a work (see :func:`normalise_group`)."""
+    """Normalise every film or part of a work (see :func:`normalise_group`).
+
+    ``encode_slot(stem)`` is held around each film's or part's encodes and proof (the machine's
+    limit of encodes at once, :func:`cifa_ingest.slots.encode_slots`); taken per part, so that a
+    long work in parts does not keep a slot between its parts' encodes."""
     result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version(), profile=profile_name)
     for group in groups:
-        done = normalise_group(
-            group.stem, group.media, bag_root, proof_dir, settings, profile, mediaconch_policy
-        )
+        with encode_slot(group.stem) if encode_slot else nullcontext():
+            done = normalise_group(
+                group.stem, group.media, bag_root, proof_dir, settings, profile, mediaconch_policy
+            )
         if profile.access and group.subtitles:
             done.renditions += subtitles_to_webvtt(
                 group.subtitles, bag_root / "access", group.stem, done.notes

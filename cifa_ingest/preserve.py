@@ -32,10 +32,11 @@ from cifa_ingest import (
     normalise,
     package,
     premis,
+    slots,
 )
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work
-from cifa_ingest.config import Settings, format_policy_path, mediaconch_policy_path
+from cifa_ingest.config import Settings, format_policy_path, locks_dir, mediaconch_policy_path
 from cifa_ingest.errors import (
     ArchiveStateError,
     CifaError,
@@ -71,6 +72,9 @@ class WorkReport:
     error_kind: str | None = None
     bytes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Where it was preserved (host and process, and the Dask worker on a cluster): set by the
+    #: nightly run's dispatch, so that a failure on one machine of a cluster can be traced.
+    worker: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -83,6 +87,7 @@ class WorkReport:
             "bytes": self.bytes,
             "storage_factor": round(self.storage_factor, 3) if self.storage_factor else None,
             "seconds": round(self.seconds, 2),
+            "worker": self.worker,
         }
 
     @property
@@ -236,6 +241,7 @@ def fetch_step(job: Job) -> Job:
         job.settings.fetch,
         allow_private_sources=job.allow_private_sources,
         check_source=refuse_known_source,
+        locks_dir=locks_dir(job.settings, job.archive.root),
     )
     return job
 
@@ -257,6 +263,9 @@ def normalise_step(job: Job) -> Job:
     ]
     settings = job.settings.normalise
     profile = load_policy(format_policy_path(job.settings)).profile(settings.profile)
+    encodes = slots.encode_slots(
+        locks_dir(job.settings, job.archive.root), job.settings.execution.max_encodes
+    )
     job.normalised = normalise.normalise_work(
         groups,
         job.bag_dir,
@@ -265,6 +274,7 @@ def normalise_step(job: Job) -> Job:
         settings.profile,
         profile,
         mediaconch_policy_path(job.settings),
+        encode_slot=lambda stem: encodes.hold(stem),
     )
     return job
 

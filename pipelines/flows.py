@@ -10,15 +10,20 @@ reports as its data), so that a scheduler, not only the summary table, sees the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from cifa_ingest import audit, watch
 from cifa_ingest.archive import Archive
@@ -164,26 +169,48 @@ def nightly_ingest(
     they are still there (``source-watch``).
 
     Works without permission or without a source address are reported and never contacted. A
-    work that fails does not stop the others."""
+    work that fails does not stop the others.
+
+    The works to fetch are tasks of a task runner (:func:`_works_runner`): the workers of the
+    Dask cluster at ``[execution] dask_address``, or threads of this process
+    (``max_parallel_works``, one at a time by default). Each is its own ``preserve-film`` flow
+    run, started by its task wherever the task runs; what comes back is the work's report (with
+    where it ran), never an exception: a work whose run or worker failed is a failure report,
+    and the run goes on with the others."""
     settings = settings or load_settings()
-    reports: list[WorkReport] = []
+    logger = get_run_logger()
+    planned: list[list[WorkReport] | tuple[Work, str | None]] = []
     for _path, catalogue in load_catalogues(Path(m) for m in manifests):
         collection = catalogue.collection.name if catalogue.collection else None
         for work in catalogue.works:
             if only and work.id not in only:
                 continue
-            if work.may_be_fetched:
-                state = preserve_film(
-                    work,
-                    archive,
-                    allow_private_sources=allow_private_sources,
-                    collection=collection,
-                    settings=settings,
-                    return_state=True,
-                )
-                reports.extend(_reports_of(state, work))
+            planned.append((work, collection) if work.may_be_fetched else _reports_of(None, work))
+    reports: list[WorkReport] = []
+    to_run = [item for item in planned if isinstance(item, tuple)]
+    with _works_runner(settings) if to_run else contextlib.nullcontext() as runner:
+        futures = [
+            runner.submit(
+                _preserve_work_task.with_options(task_run_name=f"preserve-{work.id}"),
+                parameters={
+                    "work": work,
+                    "archive": archive,
+                    "allow_private_sources": allow_private_sources,
+                    "collection": collection,
+                    "settings": settings,
+                },
+            )
+            for work, collection in to_run
+        ]
+        done = iter(futures)
+        for item in planned:
+            if isinstance(item, tuple):
+                work_reports = _collected(next(done), item[0])
+                for report in work_reports:
+                    logger.info("%s: %s on %s", report.id, report.outcome, report.worker)
+                reports.extend(work_reports)
             else:
-                reports.extend(_reports_of(None, work))
+                reports.extend(item)
     preserved = [
         report.id
         for report in reports
@@ -193,6 +220,79 @@ def nightly_ingest(
         _watch_after_ingest(archive, preserved, allow_private_sources, settings)
     _publish_run(reports, archive)
     return _final_state(reports)
+
+
+def _works_runner(settings: Settings) -> TaskRunner:
+    """Where a nightly run's works are preserved: on the Dask cluster at ``[execution]
+    dask_address`` (prefect-dask's DaskTaskRunner, connected to the existing scheduler, never
+    starting one), or in threads of this process, ``max_parallel_works`` at a time.
+
+    On Dask, every worker needs this project, ffmpeg, the archive at the same path, and the
+    Prefect API: with ``PREFECT_API_URL`` unset, each worker starts Prefect's embedded server on
+    its own ``PREFECT_HOME`` database (which works on one machine, at a few seconds per worker);
+    across machines, a Prefect server (on PostgreSQL) that every machine names (README)."""
+    execution = settings.execution
+    if execution.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=execution.dask_address)
+    return ThreadPoolTaskRunner(max_workers=execution.max_parallel_works)
+
+
+def _where() -> str:
+    """The machine, process and (on Dask) worker that preserves a work: provenance for the run's
+    report, and what an operator needs to find the log of a failure on a cluster."""
+    where = f"{socket.gethostname()} pid {os.getpid()}"
+    try:
+        from distributed import get_worker
+
+        return f"dask worker {get_worker().address} ({where})"
+    except (ImportError, ValueError):  # not in a Dask worker
+        return where
+
+
+@task(name="preserve-work", cache_policy=NO_CACHE, persist_result=False)
+def _preserve_work_task(
+    work: Work,
+    archive: str,
+    allow_private_sources: bool,
+    collection: str | None,
+    settings: Settings,
+) -> list[WorkReport]:
+    """One work of a nightly run, as its own ``preserve-film`` flow run, wherever the task
+    runner put this task. Never raises: whatever happens is the work's report."""
+    where = _where()
+    try:
+        state = preserve_film(
+            work,
+            archive,
+            allow_private_sources=allow_private_sources,
+            collection=collection,
+            settings=settings,
+            return_state=True,
+        )
+        reports = _reports_of(state, work)
+    except Exception as exc:  # a run that could not even start must not stop the others
+        reports = [_failure(work, f"preserve-film could not run: {type(exc).__name__}: {exc}")]
+    for report in reports:
+        report.worker = where
+    return reports
+
+
+def _collected(future: PrefectFuture[list[WorkReport]], work: Work) -> list[WorkReport]:
+    """A work's reports from its task; a task that failed (a worker lost, a result that could
+    not come back) is the work's failure report."""
+    try:
+        data = future.result()
+    except Exception as exc:
+        return [_failure(work, f"its task failed: {type(exc).__name__}: {exc}")]
+    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
+        return data
+    return [_failure(work, f"its task returned {type(data).__name__}, not reports")]
+
+
+def _failure(work: Work, error: str) -> WorkReport:
+    return WorkReport(id=work.id, title=work.display_title, outcome=Outcome.FAILED, error=error)
 
 
 def _reports_of(state: State | None, work: Work) -> list[WorkReport]:

@@ -1,0 +1,116 @@
+"""A nightly run on a Dask cluster: `cifa ingest --dask ADDRESS` against a real
+``distributed.LocalCluster`` of two worker processes, with the real yt-dlp, ffmpeg and Prefect
+(each worker starts Prefect's embedded server on this session's PREFECT_HOME, which the workers
+inherit with CIFA_CONFIG from this process's environment)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifa_ingest import cli, demo
+from cifa_ingest.localserver import LocalFileServer
+from tests.helpers import assert_valid_preserved_bag
+
+GOOD = ["cifa-demo-0002", "cifa-demo-0003"]  # the two smallest demo works (one in two parts)
+MISSING = "cifa-demo-0099"
+
+
+@pytest.fixture
+def dask_address() -> Iterator[str]:
+    distributed = pytest.importorskip("distributed")
+    assert os.environ["PREFECT_HOME"] and os.environ["CIFA_CONFIG"]  # what the workers inherit
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        yield cluster.scheduler_address
+
+
+def _catalogue(tmp_path: Path, server: LocalFileServer) -> Path:
+    """Two demo works, and a third whose film the server does not have (404)."""
+    catalogue = demo.demo_catalogue(server.base_url)
+    works = [w for w in catalogue["works"] if w["id"] in GOOD]  # type: ignore[index]
+    missing = json.loads(json.dumps(works[0]))
+    missing["id"] = MISSING
+    missing["title"] = {"en": "A Film the Server Lost", "zh": "丢失的电影"}
+    missing["source"]["url"] = f"{server.base_url}/films/no-such-film.mp4"
+    catalogue["works"] = [*works, missing]
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(catalogue, allow_unicode=True), "utf-8")
+    return path
+
+
+def test_a_nightly_run_on_a_dask_cluster(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    film_server: LocalFileServer,
+    archive_dir: Path,
+    dask_address: str,
+) -> None:
+    status = cli.main(
+        ["ingest", str(_catalogue(tmp_path, film_server)), "--archive", str(archive_dir),
+         "--allow-private-sources", "--dask", dask_address, "--json", "--quiet"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.out.startswith("{"), captured.err
+    report = {work["id"]: work for work in json.loads(captured.out)["works"]}
+
+    # The failed work failed alone; the others are preserved, in valid bags.
+    assert status == 1
+    assert {i: w["outcome"] for i, w in report.items()} == {
+        **dict.fromkeys(GOOD, "preserved"),
+        MISSING: "failed",
+    }
+    assert "404" in report[MISSING]["error"] or "not" in report[MISSING]["error"].lower()
+    for work_id in GOOD:
+        assert_valid_preserved_bag(archive_dir / "bags" / work_id, work_id)
+
+    # Each work ran on a worker of the cluster, not in this process; the two preserved works
+    # ran in two different worker processes.
+    workers = {i: w["worker"] for i, w in report.items()}
+    assert all(w.startswith("dask worker tcp://127.0.0.1:") for w in workers.values()), workers
+    assert all(f"pid {os.getpid()})" not in w for w in workers.values()), workers
+    assert workers[GOOD[0]] != workers[GOOD[1]], workers
+
+    # In Prefect: the failed work's own preserve-film run is Failed, the others Completed, and
+    # the nightly run is Failed, saying how many works failed and which.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        nightly = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly-ingest"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )[0]
+        films = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[nightly.id])
+            ),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["preserve-film"])),
+            sort=FlowRunSort.START_TIME_ASC,
+            limit=10,
+        )
+    assert nightly.state and nightly.state.is_failed()
+    assert nightly.state.message == f"1 work(s) failed: {MISSING}"
+    states = {run.parameters["work"]["id"]: run.state.type.value for run in films if run.state}
+    assert states == {**dict.fromkeys(GOOD, "COMPLETED"), MISSING: "FAILED"}, states
