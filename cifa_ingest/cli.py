@@ -595,11 +595,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     where = f"the Prefect server at {api}" if api else "Prefect's embedded server"
     print(f"Serving {len(planned)} deployments on {where} (archive: {archive}):")
     print(deployments.describe(planned))
-    print(f"One-off job: {deployments.ONE_OFF_EXAMPLE}")
-    if not api:
+    if api:
+        print(f"One-off job: {deployments.ONE_OFF_EXAMPLE}")
+    else:
         print(
-            "The embedded server lives and dies with this process and has no UI: set"
-            " PREFECT_API_URL to a `prefect server start` for those (see the README)."
+            "The embedded server lives and dies with this process: only the schedules run. For"
+            " Prefect's UI and one-off jobs from Prefect, set PREFECT_API_URL to a `prefect"
+            " server start` (see the README); `cifa preserve` works either way."
         )
     print("Ctrl-C stops.", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends, not a failure

@@ -317,14 +317,23 @@ def _wait_for(what: str, check, timeout: float, processes: list[subprocess.Popen
     raise AssertionError(f"timed out waiting for {what}")
 
 
+#: The server's HTTP basic authentication (``PREFECT_SERVER_API_AUTH_STRING``), as the README
+#: advises for a server others can reach; `cifa serve` sends it as ``PREFECT_API_AUTH_STRING``.
+AUTH = ("cifa", "a-test-password")
+
+
 @pytest.fixture
 def prefect_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real ``prefect server start`` on 127.0.0.1 (SQLite in a temporary home); its API URL
-    and its database."""
+    """A real ``prefect server start`` on 127.0.0.1 (SQLite in a temporary home), requiring
+    :data:`AUTH`; its API URL and its database."""
     home = tmp_path / "server-home"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_API_AUTH_STRING=":".join(AUTH),
+    )
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -354,7 +363,10 @@ def test_cifa_serve_on_a_real_prefect_server(
     permission = _permission_file(tmp_path / "permission.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(
-        PREFECT_API_URL=api, PREFECT_HOME=str(tmp_path / "client-home"), CIFA_CONFIG=str(config)
+        PREFECT_API_URL=api,
+        PREFECT_API_AUTH_STRING=":".join(AUTH),
+        PREFECT_HOME=str(tmp_path / "client-home"),
+        CIFA_CONFIG=str(config),
     )
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -367,7 +379,8 @@ def test_cifa_serve_on_a_real_prefect_server(
             start_new_session=True,
         )
     try:
-        http = httpx.Client(base_url=api, timeout=30)
+        http = httpx.Client(base_url=api, timeout=30, auth=AUTH)
+        assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
 
         def deployment(name: str) -> dict:
             response = http.get(f"/deployments/name/{name}")
