@@ -555,7 +555,9 @@ def _failure(exc: BaseException, step: str) -> tuple[str, str]:
     text = str(exc).strip() or type(exc).__name__
     if _disk_full(exc):
         return f"disk full during {step}: {text}", "disk-full"
-    if isinstance(exc, FFmpegError) and exc.returncode < 0:
+    if isinstance(exc, FFmpegError) and exc.stderr.startswith("ffmpeg killed:"):  # stalled
+        return f"{exc.stderr.splitlines()[0]}, during {step}: {text}", "normalisation"
+    if isinstance(exc, FFmpegError) and exc.returncode < 0:  # a signal from outside: a crash
         try:
             name = signal.Signals(-exc.returncode).name
         except ValueError:
