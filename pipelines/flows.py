@@ -187,30 +187,22 @@ def nightly_ingest(
                 continue
             planned.append((work, collection) if work.may_be_fetched else _reports_of(None, work))
     reports: list[WorkReport] = []
-    to_run = [item for item in planned if isinstance(item, tuple)]
-    with _works_runner(settings) if to_run else contextlib.nullcontext() as runner:
-        futures = [
-            runner.submit(
-                _preserve_work_task.with_options(task_run_name=f"preserve-{work.id}"),
-                parameters={
-                    "work": work,
-                    "archive": archive,
-                    "allow_private_sources": allow_private_sources,
-                    "collection": collection,
-                    "settings": settings,
-                },
-            )
-            for work, collection in to_run
+    runner = _works_runner(settings) if any(isinstance(i, tuple) for i in planned) else None
+    with runner if runner is not None else contextlib.nullcontext():
+        results = [
+            _start(runner, item[0], archive, allow_private_sources, item[1], settings)
+            if isinstance(item, tuple)
+            else item
+            for item in planned
         ]
-        done = iter(futures)
-        for item in planned:
-            if isinstance(item, tuple):
-                work_reports = _collected(next(done), item[0])
+        for result in results:
+            if callable(result):
+                work_reports = result()
                 for report in work_reports:
                     logger.info("%s: %s on %s", report.id, report.outcome, report.worker)
                 reports.extend(work_reports)
             else:
-                reports.extend(item)
+                reports.extend(result)
     preserved = [
         report.id
         for report in reports
@@ -222,10 +214,12 @@ def nightly_ingest(
     return _final_state(reports)
 
 
-def _works_runner(settings: Settings) -> TaskRunner:
+def _works_runner(settings: Settings) -> TaskRunner | None:
     """Where a nightly run's works are preserved: on the Dask cluster at ``[execution]
     dask_address`` (prefect-dask's DaskTaskRunner, connected to the existing scheduler, never
-    starting one), or in threads of this process, ``max_parallel_works`` at a time.
+    starting one), in threads of this process (``max_parallel_works`` above 1), or (None) one
+    after another in the flow's own thread, as a run always did: Ctrl-C then stops the work at
+    once, where a thread would finish its download first.
 
     On Dask, every worker needs this project, ffmpeg, the archive at the same path, and the
     Prefect API: with ``PREFECT_API_URL`` unset, each worker starts Prefect's embedded server on
@@ -236,7 +230,33 @@ def _works_runner(settings: Settings) -> TaskRunner:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=execution.dask_address)
-    return ThreadPoolTaskRunner(max_workers=execution.max_parallel_works)
+    if execution.max_parallel_works > 1:
+        return ThreadPoolTaskRunner(max_workers=execution.max_parallel_works)
+    return None
+
+
+def _start(
+    runner: TaskRunner | None,
+    work: Work,
+    archive: str,
+    allow_private_sources: bool,
+    collection: str | None,
+    settings: Settings,
+) -> Callable[[], list[WorkReport]]:
+    """Submit one work's task to ``runner`` now (or, without one, prepare to run it in this
+    thread); the function returned waits for the work's reports."""
+    named = _preserve_work_task.with_options(task_run_name=f"preserve-{work.id}")
+    parameters = {
+        "work": work,
+        "archive": archive,
+        "allow_private_sources": allow_private_sources,
+        "collection": collection,
+        "settings": settings,
+    }
+    if runner is None:
+        return lambda: _collected(lambda: named(**parameters), work)
+    future: PrefectFuture[list[WorkReport]] = runner.submit(named, parameters=parameters)
+    return lambda: _collected(future.result, work)
 
 
 def _where() -> str:
@@ -279,11 +299,11 @@ def _preserve_work_task(
     return reports
 
 
-def _collected(future: PrefectFuture[list[WorkReport]], work: Work) -> list[WorkReport]:
+def _collected(result: Callable[[], object], work: Work) -> list[WorkReport]:
     """A work's reports from its task; a task that failed (a worker lost, a result that could
     not come back) is the work's failure report."""
     try:
-        data = future.result()
+        data = result()
     except Exception as exc:
         return [_failure(work, f"its task failed: {type(exc).__name__}: {exc}")]
     if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):

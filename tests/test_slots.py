@@ -135,3 +135,75 @@ def test_a_host_name_never_becomes_a_path(tmp_path: Path) -> None:
 
 def test_the_default_encode_limit_is_half_the_cores() -> None:
     assert [slots.default_max_encodes(n) for n in (1, 2, 3, 8, 64)] == [1, 1, 1, 4, 32]
+
+
+def test_parallel_works_wait_for_an_encode_slot_held_elsewhere_and_say_so(
+    demo_catalogue: Path, archive_dir: Path
+) -> None:
+    """A nightly run with two works side by side (``max_parallel_works = 2``) and one encode at a
+    time: while another holder (this test) has the machine's only encode slot, both works wait
+    for it, at the same time, and say so; released, both are preserved."""
+    import logging
+    import threading
+
+    from cifa_ingest.config import Settings, load_settings
+    from cifa_ingest.preserve import Outcome
+    from pipelines.flows import nightly_ingest
+    from tests.helpers import assert_valid_preserved_bag
+
+    base = load_settings()
+    settings = Settings.model_validate(
+        {**base.model_dump(), "execution": {"max_parallel_works": 2, "max_encodes": 1}}
+    )
+    messages: list[str] = []
+
+    class Remember(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("cifa_ingest.slots")
+    handler, level = Remember(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    both_waiting = threading.Event()
+
+    def hold_until_both_wait() -> None:
+        with slots.encode_slots(archive_dir / "locks", 1).hold("test-holder"):
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                waiting = [m for m in messages if "waiting for an encode slot" in m]
+                if {m.split(":")[0] for m in waiting} >= {
+                    "cifa-demo-0002",
+                    "cifa-demo-0003-part-01",
+                }:
+                    both_waiting.set()
+                    return
+                time.sleep(0.05)
+
+    holder = threading.Thread(target=hold_until_both_wait)
+    holder.start()
+    try:
+        while not (archive_dir / "locks").exists():  # the slot is taken before the run starts
+            time.sleep(0.01)
+        state = nightly_ingest(
+            [str(demo_catalogue)],
+            str(archive_dir),
+            only=["cifa-demo-0002", "cifa-demo-0003"],
+            allow_private_sources=True,
+            settings=settings,
+            watch_sources=False,
+            return_state=True,
+        )
+    finally:
+        holder.join()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert both_waiting.is_set(), messages
+    assert "cifa-demo-0002: waiting for an encode slot (1 in use: test-holder on " in "\n".join(
+        messages
+    )
+    reports = state.result()
+    assert [r.outcome for r in reports] == [Outcome.PRESERVED, Outcome.PRESERVED]
+    assert reports[0].worker == reports[1].worker == f"{os.uname().nodename} pid {os.getpid()}"
+    for work_id in ("cifa-demo-0002", "cifa-demo-0003"):
+        assert_valid_preserved_bag(archive_dir / "bags" / work_id, work_id)
