@@ -29,7 +29,7 @@ from cifa_ingest import audit, watch
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work, load_catalogues
 from cifa_ingest.config import Settings, load_settings, resolve_archive
-from cifa_ingest.errors import InputError
+from cifa_ingest.errors import CifaError, InputError
 from cifa_ingest.one_off import work_for_job
 from cifa_ingest.preserve import (
     STEPS,
@@ -255,7 +255,11 @@ def _start(
     }
     if runner is None:
         return lambda: _collected(lambda: named(**parameters), work)
-    future: PrefectFuture[list[WorkReport]] = runner.submit(named, parameters=parameters)
+    try:
+        future: PrefectFuture[list[WorkReport]] = runner.submit(named, parameters=parameters)
+    except OSError as exc:  # the first submission connects to the Dask scheduler
+        address = settings.execution.dask_address
+        raise CifaError(f"the Dask scheduler at {address} cannot be reached: {exc}") from None
     return lambda: _collected(future.result, work)
 
 
