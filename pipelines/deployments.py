@@ -30,11 +30,14 @@ default) ends it before Sunday's full audit starts.
 :func:`plan` describes the deployments as plain data without importing Prefect (``cifa serve``
 prints it; the tests read it); :func:`to_deployments` turns them into Prefect deployments, which
 :func:`serve` serves with Prefect's ``serve`` (no work pool, no worker: the ``cifa serve`` process
-runs each flow run in a subprocess of its own).
+runs each flow run in a subprocess of its own, which imports the deployment's entry point).
+The nightly entry point is ``pipelines.served.nightly_ingest``: the flow of ``pipelines.flows``,
+holding the archive's writer lock, as ``cifa ingest`` holds it around the flow in-process.
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,7 +61,7 @@ class Deployment:
     """One deployment as data: which flow, when, with which parameters."""
 
     flow: str  #: the flow's name in Prefect
-    entrypoint: str  #: the flow function in ``pipelines.flows``
+    entrypoint: str  #: the flow, as a module path (what the served run imports)
     name: str
     description: str
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -93,7 +96,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
     return [
         Deployment(
             flow="nightly-ingest",
-            entrypoint="nightly_ingest",
+            entrypoint="pipelines.served.nightly_ingest",
             name="nightly-ingest",
             description=(
                 "Every night: preserve the permitted works of the catalogues not preserved yet,"
@@ -106,7 +109,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
         ),
         Deployment(
             flow="fixity-audit",
-            entrypoint="fixity_audit",
+            entrypoint="pipelines.flows.fixity_audit",
             name="rolling",
             description=(
                 f"Every night: re-verify the bags not verified in {max_age:g} days, oldest first"
@@ -120,7 +123,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
         ),
         Deployment(
             flow="fixity-audit",
-            entrypoint="fixity_audit",
+            entrypoint="pipelines.flows.fixity_audit",
             name="full",
             description=(
                 "Every week: re-read and re-hash every file of every bag. Fails when any problem"
@@ -133,7 +136,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
         ),
         Deployment(
             flow="preserve-film",
-            entrypoint="preserve_film_job",
+            entrypoint="pipelines.flows.preserve_film_job",
             name="preserve-film",
             description=(
                 "A one-off job for one film: url, id, title (title_zh, director, year …) and"
@@ -164,11 +167,10 @@ def to_deployments(deployments: Sequence[Deployment]) -> list[RunnerDeployment]:
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from pipelines import flows
-
     built = []
     for deployment in deployments:
-        flow = getattr(flows, deployment.entrypoint)
+        module, _, name = deployment.entrypoint.rpartition(".")
+        flow = getattr(importlib.import_module(module), name)
         schedules = (
             [Cron(deployment.cron, timezone=deployment.timezone)] if deployment.cron else None
         )

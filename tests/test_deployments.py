@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cifa_ingest import cli
+from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import WITHHELD, Permission
 from cifa_ingest.config import Settings, load_settings
 from cifa_ingest.errors import ConfigError, InputError
@@ -120,7 +121,9 @@ def test_deployments_are_built_from_the_config(
     [schedule] = prefect_nightly.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 1 * * *", "Asia/Shanghai")
     assert prefect_nightly.concurrency_limit == 1
-    assert prefect_nightly.entrypoint == "pipelines.flows.nightly_ingest"
+    # What a served run imports: the nightly flow holding the writer lock; the others as they are.
+    assert prefect_nightly.entrypoint == "pipelines.served.nightly_ingest"
+    assert built["preserve-film/preserve-film"].entrypoint == "pipelines.flows.preserve_film_job"
     assert built["preserve-film/preserve-film"].schedules == []
     job_schema = built["preserve-film/preserve-film"]._parameter_openapi_schema
     assert set(job_schema.required) == {"id", "permission"}
@@ -420,11 +423,11 @@ def test_cifa_serve_on_a_real_prefect_server(
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
 
-        def finished() -> dict:
-            run = http.get(f"/flow_runs/{run_id}").json()
+        def finished(flow_run_id: str) -> dict:
+            run = http.get(f"/flow_runs/{flow_run_id}").json()
             return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else {}
 
-        run = _wait_for("the one-off job", finished, 180, [serve])
+        run = _wait_for("the one-off job", lambda: finished(run_id), 180, [serve])
         assert run["state"]["type"] == "COMPLETED", run["state"]
         bag = archive / "bags" / "cifa-dep-0002"
         assert_valid_preserved_bag(bag, "cifa-dep-0002")
@@ -442,6 +445,33 @@ def test_cifa_serve_on_a_real_prefect_server(
         assert not [log["message"] for log in logs if "Zhang" in log["message"]]
         assert _db_hits(database, "cifa-dep-0002")
         assert _db_hits(database, "Zhang Xiaoming") == [] and _db_hits(database, "safe") == []
+
+        # The scheduled night, started now through the API: it holds the archive's writer lock,
+        # so it waits while another writer (here, this test) holds it.
+        catalogue.parent.mkdir()
+        catalogue.write_text(
+            "works:\n- id: cifa-dep-0003\n  title: {en: Awaiting permission}\n"
+            "  source: {url: 'https://youtu.be/x'}\n  permission: {status: pending}\n",
+            "utf-8",
+        )
+
+        def run_logs(flow_run_id: str) -> list[str]:
+            body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "offset": 0, "limit": 200}
+            return [log["message"] for log in http.post("/logs/filter", json=body).json()]
+
+        with Archive(archive).writer_lock():
+            night = http.post(f"/deployments/{nightly['id']}/create_flow_run", json={}).json()
+            waiting = _wait_for(
+                "the night to wait for the writer lock",
+                lambda: [m for m in run_logs(night["id"]) if "waiting for it" in m],
+                90,
+                [serve],
+            )
+            assert str(archive) in waiting[0]
+            assert http.get(f"/flow_runs/{night['id']}").json()["state"]["type"] == "RUNNING"
+        night = _wait_for("the night", lambda: finished(night["id"]), 90, [serve])
+        assert night["state"]["type"] == "COMPLETED", night["state"]
+        assert night["parameters"]["manifests"] == [str(catalogue)]
 
         # Ctrl-C stops serving cleanly; the schedules are paused until the next `cifa serve`.
         serve.send_signal(signal.SIGINT)
