@@ -206,7 +206,9 @@ for _path, cat in load_catalogues([catalogue]):
 """
 
 
-@pytest.mark.parametrize("step", ["fetch", "normalise"])
+# Encoding under the file size limit is slow-only: the tmpfs test covers encoding where a tmpfs
+# may be mounted (CI, as root).
+@pytest.mark.parametrize("step", ["fetch", pytest.param("normalise", marks=pytest.mark.slow)])
 def test_the_file_size_limit_fails_the_work_clearly_and_the_next_goes_on(
     step: str,
     reference: dict[str, object],
