@@ -255,3 +255,39 @@ def test_a_page_without_a_length_is_cut_off_at_the_cap(amount: int | None) -> No
         Response(film, "http://films.example/f.mp4", {"Content-Type": "video/mp4"})
     )
     assert len(media.read()) == MAX_DOCUMENT_BYTES + 10  # media is never limited
+
+
+@pytest.mark.slow
+def test_a_50_mb_subtitle_track_of_junk_is_kept_and_noted(
+    tmp_path: Path, served_root: Path
+) -> None:
+    """A "subtitle" of 50 MB of random bytes: streamed to disk like media (not a document, so
+    not capped), kept byte for byte, no WebVTT made of it, a note; the film preserved."""
+    site = tmp_path / "site"
+    (site / "films").mkdir(parents=True)
+    shutil.copyfile(served_root / "films" / "subtitled.mp4", site / "films" / "f.mp4")
+    junk = site / "films" / "huge.vtt"
+    with junk.open("wb") as fh:
+        generator = random.Random(50)
+        for _ in range(50):
+            fh.write(generator.randbytes(1024 * 1024))
+    track = '<track kind="subtitles" srclang="en" src="/films/huge.vtt">'
+    (site / "page.html").write_text(_page("A film with a huge track", "", track), "utf-8")
+    archive = Archive(tmp_path / "archive")
+    with LocalFileServer(site) as server:
+        report = preserve_work(
+            _work(f"{server.base_url}/page.html"),
+            archive,
+            load_settings(),
+            allow_private_sources=True,
+        )
+    assert report.outcome is Outcome.PRESERVED, report.error
+    bag = archive.bags_dir / WORK_ID
+    kept = bag / "data" / "original" / f"{WORK_ID}.en.vtt"
+    assert kept.stat().st_size == junk.stat().st_size
+    assert kept.read_bytes() == junk.read_bytes()
+    assert not (bag / "data" / "access" / f"{WORK_ID}.en.vtt").exists()
+    record = json.loads((bag / "metadata" / "normalisation.json").read_text("utf-8"))
+    notes = [note for group in record["groups"] for note in group["notes"]]
+    assert any(f"original/{WORK_ID}.en.vtt not converted to WebVTT" in note for note in notes)
+    assert_valid_preserved_bag(bag, WORK_ID)
