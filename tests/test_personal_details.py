@@ -154,6 +154,9 @@ def test_personal_details_stay_in_the_bag(
     records = _Records()
     root, prefect = logging.getLogger(), logging.getLogger("prefect")
     levels = (root.level, prefect.level)
+    # cli.main --verbose reconfigures these: put them back as they were for the next tests.
+    ours = [logging.getLogger(name) for name in ("cifa_ingest", "bagit")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in ours]
     root.addHandler(records)  # everything propagates here: prefect.*, yt-dlp, the rest
     root.setLevel(logging.DEBUG)
     prefect.setLevel(logging.DEBUG)
@@ -170,6 +173,10 @@ def test_personal_details_stay_in_the_bag(
         root.removeHandler(records)
         root.setLevel(levels[0])
         prefect.setLevel(levels[1])
+        for logger, (handlers, level, propagate) in zip(ours, saved, strict=True):
+            logger.handlers[:] = handlers
+            logger.setLevel(level)  # (clears the loggers' level cache)
+            logger.propagate = propagate
     out, err = capsys.readouterr()
     assert status == 1, err  # one film failed, as intended
     stdout = out[: out.rindex("}") + 1]  # the ingest's JSON; the audit's table follows
