@@ -124,8 +124,13 @@ def _check(
     assert _holders(archive) == ALLOWED
     kept = json.loads((archive / ALLOWED_PERMISSION).read_text("utf-8"))
     assert (kept["granted_by"], kept["basis"], kept["notes"]) == (GRANTOR, BASIS, NOTES)
-    for page in (archive / "reports").glob("*.html"):
+    # The reports (the run's and the audit's) show the catalogue's title, escaped.
+    pages = sorted((archive / "reports").glob("*.html"))
+    assert pages
+    for page in pages:
         assert "<script>alert(1)</script>" not in page.read_text("utf-8")
+    shown = "A preserved film &lt;script&gt;alert(1)&lt;/script&gt;"
+    assert any(shown in page.read_text("utf-8") for page in pages)
 
 
 class _Records(logging.Handler):
