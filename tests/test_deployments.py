@@ -237,11 +237,24 @@ def _db_hits(database: Path, needle: str) -> list[str]:
     return hits
 
 
+def _private_home(tmp_path: Path) -> Path:
+    """A HOME of the test's own: MediaConch keeps a SQLite database under HOME, and checks run
+    by other processes at the same moment would lock it ("database is locked": no verdict)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return home
+
+
 def test_cifa_preserve_keeps_the_grantor_out_of_prefect(
-    capsys: pytest.CaptureFixture[str], archive_dir: Path, film_server: LocalFileServer
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    archive_dir: Path,
+    film_server: LocalFileServer,
 ) -> None:
     """The everyday path: ``cifa preserve --granted-by`` on the embedded server. Prefect stores
     the run's parameters (the work), its task runs and logs: the grantor is in none of them."""
+    monkeypatch.setenv("HOME", str(_private_home(tmp_path)))
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort, LogSort
@@ -370,6 +383,7 @@ def test_cifa_serve_on_a_real_prefect_server(
         PREFECT_API_AUTH_STRING=":".join(AUTH),
         PREFECT_HOME=str(tmp_path / "client-home"),
         CIFA_CONFIG=str(config),
+        HOME=str(_private_home(tmp_path)),
     )
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
