@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -62,7 +63,20 @@ def _final_state(reports: list[WorkReport]) -> State:
     return Completed(message=f"{len(reports)} work(s) done", data=reports)
 
 
-@flow(name="preserve-film", persist_result=False, validate_parameters=False)
+def _film_run_name() -> str:
+    """``preserve-<work id>``: which film a ``preserve-film`` run is about, in the UI's lists."""
+    parameters = flow_run.parameters
+    work = parameters.get("work")
+    work_id = getattr(work, "id", None) or (work.get("id") if isinstance(work, dict) else None)
+    return f"preserve-{work_id or parameters.get('id') or 'film'}"
+
+
+@flow(
+    name="preserve-film",
+    flow_run_name=_film_run_name,
+    persist_result=False,
+    validate_parameters=False,
+)
 def preserve_film(
     work: Work,
     archive: str,
@@ -88,7 +102,7 @@ def preserve_film(
     return _final_state([report])
 
 
-@flow(name="preserve-film", persist_result=False)
+@flow(name="preserve-film", flow_run_name=_film_run_name, persist_result=False)
 def preserve_film_job(
     id: str,
     permission: str,
@@ -265,14 +279,24 @@ def _start(
 
 def _where() -> str:
     """The machine, process and (on Dask) worker that preserves a work: provenance for the run's
-    report, and what an operator needs to find the log of a failure on a cluster."""
+    report, and what an operator needs to find the log of a failure on a cluster. In a Dask
+    worker whose ``cifa_ingest`` log goes nowhere yet, it is sent to the worker's stderr (its
+    log), as ``cifa`` does on a terminal: progress, waits for a slot, failures."""
     where = f"{socket.gethostname()} pid {os.getpid()}"
     try:
         from distributed import get_worker
 
-        return f"dask worker {get_worker().address} ({where})"
+        address = get_worker().address
     except (ImportError, ValueError):  # not in a Dask worker
         return where
+    ours = logging.getLogger("cifa_ingest")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    return f"dask worker {address} ({where})"
 
 
 @task(name="preserve-work", cache_policy=NO_CACHE, persist_result=False)
