@@ -147,3 +147,23 @@ def test_a_dask_address_that_is_not_one_is_refused(
     )
     assert status == 2
     assert "--dask: not a Dask scheduler address" in capsys.readouterr().err
+
+
+def test_the_execution_settings_are_checked(tmp_path: Path) -> None:
+    from cifa_ingest.config import load_settings
+    from cifa_ingest.errors import ConfigError
+
+    config = tmp_path / "cifa.toml"
+    config.write_text('[execution]\ndask_address = "tcp://10.1.2.3:8786"\nmax_encodes = 3\n')
+    execution = load_settings(config).execution
+    assert (execution.dask_address, execution.max_encodes) == ("tcp://10.1.2.3:8786", 3)
+    assert execution.max_parallel_works == 1  # one work at a time unless asked
+    for bad, key in (
+        ('dask_address = "scheduler:8786 --evil"', "execution.dask_address"),
+        ("max_encodes = 0", "execution.max_encodes"),
+        ("max_parallel_works = 0", "execution.max_parallel_works"),
+        ("workers = 4", "execution.workers"),
+    ):
+        config.write_text(f"[execution]\n{bad}\n")
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_settings(config)
