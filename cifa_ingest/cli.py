@@ -590,6 +590,10 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     if (path := config_path()) is not None:
         os.environ["CIFA_CONFIG"] = str(path.absolute())
     manifests = [Path(m) for m in settings.catalogue.manifests]
+    for missing in [m for m in manifests if not m.is_file()]:  # a night would fail on it
+        logging.getLogger("cifa_ingest").warning(
+            "no catalogue at %s: the nightly runs will fail until there is one", missing.absolute()
+        )
     planned = deployments.plan(settings, archive, manifests)
     api = os.environ.get("PREFECT_API_URL")
     where = f"the Prefect server at {api}" if api else "Prefect's embedded server"

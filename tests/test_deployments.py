@@ -224,6 +224,30 @@ def test_a_one_off_job_reads_its_permission_by_reference(tmp_path: Path) -> None
     assert "granted_by is required" in str(refused.value) and BASIS not in str(refused.value)
 
 
+def test_a_one_off_job_with_bad_input_fails_naming_it_and_nothing_personal(
+    tmp_path: Path, archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    """The deployment's flow, run in-process: bad input ends the run Failed with the problem
+    named (no traceback, nothing fetched), and no message quotes the permission record."""
+    from pipelines.flows import preserve_film_job
+
+    permission = _permission_file(tmp_path / "permission.yaml")
+    url = f"{film_server.base_url}/films/three-days-day-1.mp4"
+    cases = [
+        ({"permission": str(tmp_path / "absent.yaml"), "url": url, "title": "T"}, "cannot read"),
+        ({"permission": str(permission), "url": url}, "title required"),
+        ({"permission": str(permission), "url": url, "title": "T"}, "127.0.0.1"),  # private
+    ]
+    for parameters, named in cases:
+        state = preserve_film_job(
+            id="cifa-dep-0004", archive=str(archive_dir), return_state=True, **parameters
+        )
+        assert state.is_failed() and named in (state.message or ""), state.message
+        assert "Zhang" not in (state.message or "") and "safe" not in (state.message or "")
+    assert film_server.requests == []
+    assert not (archive_dir / "bags" / "cifa-dep-0004").exists()
+
+
 def _db_hits(database: Path, needle: str) -> list[str]:
     """Every ``table.column`` of a Prefect database whose text holds ``needle``."""
     hits = []
@@ -279,13 +303,15 @@ def test_cifa_preserve_keeps_the_grantor_out_of_prefect(
             for run in runs
             if (run.parameters.get("work") or {}).get("id") == "cifa-dep-0001"
         ]
-        stored = client.read_flow_run(run_id).parameters
+        stored_run = client.read_flow_run(run_id)
+        stored = stored_run.parameters
         logs = client.read_logs(
             LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
             limit=200,
             offset=0,
             sort=LogSort.TIMESTAMP_ASC,
         )
+    assert stored_run.name == "preserve-cifa-dep-0001"  # which film, at a glance in the UI
     assert stored["work"]["permission"]["granted_by"] == WITHHELD
     assert stored["work"]["permission"]["status"] == "granted"
     assert GRANTOR not in json.dumps(stored) and BASIS not in json.dumps(stored)
@@ -422,6 +448,7 @@ def test_cifa_serve_on_a_real_prefect_server(
         printed = out.read_text("utf-8")
         assert "nightly-ingest/nightly-ingest  0 2 * * * (Europe/London)" in printed
         assert f"the Prefect server at {api}" in printed
+        assert f"no catalogue at {catalogue}" in err.read_text("utf-8")  # written further down
 
         # A one-off job, through the API, as `prefect deployment run` starts it.
         parameters = {
@@ -450,6 +477,7 @@ def test_cifa_serve_on_a_real_prefect_server(
 
         # The grantor is in the bag, and nowhere in Prefect: parameters, logs, database.
         assert UUID(run_id) and run["parameters"]["permission"] == str(permission)
+        assert run["name"] == "preserve-cifa-dep-0002"
         assert GRANTOR not in json.dumps(run)
         logs = http.post(
             "/logs/filter",
