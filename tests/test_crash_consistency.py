@@ -9,9 +9,10 @@ written, its bag being built, its bag being sealed, its bag in bags/), waits a r
 the phase's usual length, and kills. What the kill actually interrupted is then read from what it
 left (see :func:`phase_at_kill`) and reported: a phase that was missed is never claimed as hit.
 
-After every kill, before anything recovers: every folder in bags/ is a complete bag that passes
-full validation, and the ledger knows it (registered, or recorded by the placement journal with the
-same manifest digests); every bag the ledger registers is in bags/; nothing else is in bags/.
+After every kill, no process of the killed run (ffmpeg, Prefect's server) lives on; and, before
+anything recovers, every folder in bags/ is a complete bag that passes full validation and that
+the ledger knows (registered, or recorded by the placement journal with the same manifest
+digests); every bag the ledger registers is in bags/; nothing else is in bags/.
 The next run (the next trial's, or the final one) must recover: the final run completes every work,
 leaves staging empty and the journal empty, and the ledger's bags are exactly the bag folders, each
 valid for bagit-python, with its source keys (even for a bag registered by recovery). While the
@@ -125,6 +126,7 @@ class Harness:
         if process.returncode != -signal.SIGKILL:
             assert process.returncode == 0, self.stderr.read_text("utf-8", "replace")[-3000:]
             return None
+        assert self.survivors() == [], "a process of the killed ingest lives on"
         hit = phase_at_kill(self.archive)
         entry = {
             "trial": trial,
@@ -135,6 +137,25 @@ class Harness:
         }
         self.log.append(entry)
         return entry
+
+    def survivors(self, wait: float = 10.0) -> list[str]:
+        """Processes of the killed run still alive (ffmpeg, Prefect's server, …), found by the
+        Prefect home in their environment, which every child inherits, whatever its group."""
+        marker = f"PREFECT_HOME={self.prefect_home}".encode()
+        deadline = time.monotonic() + wait
+        while True:
+            alive = []
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if marker in (proc / "environ").read_bytes().split(b"\0"):
+                        status = (proc / "status").read_text()
+                        if "\nState:\tZ" not in status:  # a zombie is dead, awaiting its reaper
+                            alive.append((proc / "cmdline").read_bytes().decode(errors="replace"))
+                except OSError:
+                    continue
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.1)
 
     def complete_run(self) -> None:
         """Run to the end, with fixity audits beside it, and check that everything is done."""
