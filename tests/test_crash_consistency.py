@@ -41,7 +41,11 @@ import yaml
 
 from cifa_ingest import audit, demo, package
 from cifa_ingest.archive import Archive
+from cifa_ingest.catalogue import Work
+from cifa_ingest.config import load_settings
+from cifa_ingest.ledger import BagRecord, Ledger
 from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.preserve import Outcome, preserve_work
 from tests.conftest import REPO, TEST_CONFIG
 from tests.helpers import assert_valid_preserved_bag
 
@@ -280,7 +284,7 @@ def pending(archive: Path) -> dict[str, dict[str, str]]:
     return {work: json.loads(record)["manifest_digests"] for work, record in rows}
 
 
-def assert_consistent(archive: Path) -> None:
+def assert_consistent(archive: Path, works: tuple[str, ...] = WORKS) -> None:
     """The archive as a crash may leave it: only complete, valid bags, each known to the ledger,
     and every bag the ledger registers present."""
     bags_dir = archive / "bags"
@@ -297,7 +301,7 @@ def assert_consistent(archive: Path) -> None:
     registered_digests = {work: json.loads(digests) for work, digests in rows.items()}
     journal = pending(archive)
     for entry in entries:
-        assert entry.is_dir() and entry.name in WORKS, f"unexpected {entry} in bags/"
+        assert entry.is_dir() and entry.name in works, f"unexpected {entry} in bags/"
         package.validate_bag(entry)  # every checksum, RFC 8493 rules
         digests = package.summarise_bag(entry).manifest_digests
         known = registered_digests.get(entry.name) or journal.get(entry.name)
@@ -369,3 +373,69 @@ def test_twenty_killed_ingests(tmp_path: Path, film_server: LocalFileServer) -> 
     print("phases hit:", sorted(hit))
     assert {"download", "encoding"} <= hit, log
     assert hit & {"placement", "ledger-write"}, log
+
+
+# The recovery paths the kills reach by chance, each set up deterministically: the state a kill
+# leaves at that instant, made with the ledger's own API, then the next run of the work.
+
+
+def _library_work(base_url: str) -> Work:
+    return Work.model_validate(
+        {
+            "id": "cifa-crash-0001",
+            "title": {"en": "Recovery test"},
+            "source": {"url": f"{base_url}/films/colour-bars.mkv"},
+            "permission": {"status": "granted", "granted_by": "Test"},
+        }
+    )
+
+
+def test_killed_after_the_rename_the_next_run_registers_the_bag_from_the_journal(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    archive, work = Archive(archive_dir), _library_work(film_server.base_url)
+    settings = load_settings()
+    assert preserve_work(work, archive, settings, allow_private_sources=True).outcome is (
+        Outcome.PRESERVED
+    )
+    ledger = Ledger(archive.ledger_path)
+    record, files = ledger.bag(work.id), ledger.bag_files(work.id)
+    assert record is not None and record.source_keys
+    with sqlite3.connect(archive.ledger_path) as conn:  # back to: renamed, not yet registered
+        for table in ("bag_files", "source_keys", "bags"):
+            conn.execute(f"DELETE FROM {table}")
+    ledger.begin_placement(record, files)
+    (archive.staging_dir / work.id).mkdir()  # staging not cleared yet either
+    assert_consistent(archive_dir, (work.id,))
+    requests = len(film_server.requests)
+
+    report = preserve_work(work, archive, settings, allow_private_sources=True)
+    assert report.outcome is Outcome.ALREADY_PRESERVED
+    assert len(film_server.requests) == requests  # nothing fetched again
+    assert ledger.pending_placements() == []
+    assert ledger.bag(work.id).source_keys == record.source_keys  # type: ignore[union-attr]
+    assert ledger.bag_files(work.id) == files
+    assert list(archive.staging_dir.iterdir()) == []
+
+
+def test_killed_before_the_rename_the_next_run_drops_the_journal_entry_and_preserves(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    archive, work = Archive(archive_dir), _library_work(film_server.base_url)
+    archive.ensure()
+    ledger = Ledger(archive.ledger_path)
+    never_placed = BagRecord(work.id, f"bags/{work.id}", "2026-01-01T00:00:00+00:00", "1.1",
+                             {"manifest-sha256.txt": "0" * 64}, ["Generic:x"], "test")  # fmt: skip
+    ledger.begin_placement(never_placed, [("data/original/x", 1, None, None)])
+    sealed = archive.staging_dir / work.id / "bag"
+    sealed.mkdir(parents=True)
+    (sealed / "bagit.txt").write_text("BagIt-Version: 1.0\n")
+    (sealed / "bagit.txt").chmod(0o444)
+    assert_consistent(archive_dir, (work.id,))
+
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.PRESERVED, report.error
+    assert ledger.pending_placements() == []
+    assert ledger.bag(work.id).manifest_digests != never_placed.manifest_digests  # type: ignore[union-attr]
+    assert_consistent(archive_dir, (work.id,))
+    assert list(archive.staging_dir.iterdir()) == []
