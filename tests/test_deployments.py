@@ -5,7 +5,9 @@ The deployments are checked as built from a config (fast, no server), and then f
 against it in a subprocess, the deployments and their schedules read back from the server's API,
 a one-off ``preserve-film`` job started through the API, its bag validated, and the grantor's name
 looked for everywhere Prefect keeps anything: the run's stored parameters, its logs, and every
-column of every table of the server's database. It is in none of them, and in the bag.
+column of every table of the server's database. It is in none of them, and in the bag. Then two
+nights started at once: the first waits for the archive's writer lock (held by the test), the
+second is held back by the deployment's concurrency limit until the first has ended.
 """
 
 from __future__ import annotations
@@ -375,6 +377,8 @@ def prefect_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_API_AUTH_STRING=":".join(AUTH),
+        # A run held back by a concurrency limit is tried again after 2 s, not 30 (test speed).
+        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="2",
     )
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -410,6 +414,7 @@ def test_cifa_serve_on_a_real_prefect_server(
         PREFECT_HOME=str(tmp_path / "client-home"),
         CIFA_CONFIG=str(config),
         HOME=str(_private_home(tmp_path)),
+        PREFECT_RUNNER_POLL_FREQUENCY="2",  # looks for runs to start every 2 s, not 10
     )
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -501,19 +506,37 @@ def test_cifa_serve_on_a_real_prefect_server(
             body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "offset": 0, "limit": 200}
             return [log["message"] for log in http.post("/logs/filter", json=body).json()]
 
+        def state_of(flow_run_id: str) -> tuple[str, str]:
+            state = http.get(f"/flow_runs/{flow_run_id}").json()["state"]
+            return state["type"], state["name"]
+
+        def start_night() -> str:
+            return http.post(f"/deployments/{nightly['id']}/create_flow_run", json={}).json()["id"]
+
         with Archive(archive).writer_lock():
-            night = http.post(f"/deployments/{nightly['id']}/create_flow_run", json={}).json()
+            night = start_night()
             waiting = _wait_for(
                 "the night to wait for the writer lock",
-                lambda: [m for m in run_logs(night["id"]) if "waiting for it" in m],
+                lambda: [m for m in run_logs(night) if "waiting for it" in m],
                 90,
                 [serve],
             )
             assert str(archive) in waiting[0]
-            assert http.get(f"/flow_runs/{night['id']}").json()["state"]["type"] == "RUNNING"
-        night = _wait_for("the night", lambda: finished(night["id"]), 90, [serve])
-        assert night["state"]["type"] == "COMPLETED", night["state"]
-        assert night["parameters"]["manifests"] == [str(catalogue)]
+            assert state_of(night) == ("RUNNING", "Running")
+            # A second night while the first runs: the deployment's limit of one holds it back.
+            second = start_night()
+            _wait_for(
+                "the second night to be held back",
+                lambda: state_of(second)[1] == "AwaitingConcurrencySlot",
+                90,
+                [serve],
+            )
+        for flow_run_id in (night, second):
+            run = _wait_for("a night", lambda i=flow_run_id: finished(i), 120, [serve])
+            assert run["state"]["type"] == "COMPLETED", run["state"]
+            assert run["parameters"]["manifests"] == [str(catalogue)]
+        first_ended = http.get(f"/flow_runs/{night}").json()["end_time"]
+        assert http.get(f"/flow_runs/{second}").json()["start_time"] >= first_ended  # no overlap
 
         # Ctrl-C stops serving cleanly; the schedules are paused until the next `cifa serve`.
         serve.send_signal(signal.SIGINT)
