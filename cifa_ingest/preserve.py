@@ -388,20 +388,37 @@ def place_step(job: Job) -> WorkReport:
 
     The ledger records the placement before the rename and completes it after (see
     :meth:`Ledger.begin_placement`): killed at any instant, the archive holds no bag the ledger
-    does not know, and the next run finishes the registration (:func:`triage`)."""
+    does not know, and the next run finishes the registration (:func:`triage`).
+
+    Placements are one at a time, across processes and machines (a slot of ``locks/``), and the
+    source videos are checked again inside: works preserved side by side (threads, Dask workers)
+    both passed the fetch's check if neither was registered yet, and the later one must not
+    become a second bag of the same video."""
     assert job.capture is not None
     ledger = Ledger(job.archive.ledger_path)
-    ledger.begin_placement(
-        _bag_record(job.archive, job.work.id, job.bag_dir, job.capture.source_keys),
-        package.payload_files(job.bag_dir),
+    placement = slots.Slots(
+        locks_dir(job.settings, job.archive.root) / "placement", 1, "the placement slot"
     )
-    try:
-        job.archive.place(job.bag_dir, job.work.id)
-    except BaseException:
-        if not job.archive.bag_path(job.work.id).exists():
-            ledger.abandon_placement(job.work.id)
-        raise
-    ledger.complete_placement(job.work.id, placed_at=now())
+    with placement.hold(job.work.id):
+        for key in job.capture.source_keys:
+            holder = ledger.work_for_source(key)
+            if holder is not None and holder != job.work.id:
+                raise FetchError(
+                    f"{job.work.id}: the same source video ({key}) was preserved as {holder}"
+                    " while this work was in progress",
+                    kind="duplicate",
+                )
+        ledger.begin_placement(
+            _bag_record(job.archive, job.work.id, job.bag_dir, job.capture.source_keys),
+            package.payload_files(job.bag_dir),
+        )
+        try:
+            job.archive.place(job.bag_dir, job.work.id)
+        except BaseException:
+            if not job.archive.bag_path(job.work.id).exists():
+                ledger.abandon_placement(job.work.id)
+            raise
+        ledger.complete_placement(job.work.id, placed_at=now())
     job.archive.discard_staging(job.work.id)
     log.info("%s: preserved", job.work.id)
     return _bag_report(job.work, job.archive, Outcome.PRESERVED, time.monotonic() - job.started)

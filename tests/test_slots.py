@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cifa_ingest import slots
+from cifa_ingest.localserver import LocalFileServer
 from tests.conftest import REPO
 
 #: One contender: takes a slot of the limit `size` at `locks` N times, holds it `hold` seconds,
@@ -137,20 +138,31 @@ def test_the_default_encode_limit_is_half_the_cores() -> None:
     assert [slots.default_max_encodes(n) for n in (1, 2, 3, 8, 64)] == [1, 1, 1, 4, 32]
 
 
-def test_parallel_works_wait_for_an_encode_slot_held_elsewhere_and_say_so(
-    demo_catalogue: Path, archive_dir: Path
+def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
+    tmp_path: Path, film_server: LocalFileServer, archive_dir: Path
 ) -> None:
     """A nightly run with two works side by side (``max_parallel_works = 2``) and one encode at a
-    time: while another holder (this test) has the machine's only encode slot, both works wait
-    for it, at the same time, and say so; released, both are preserved."""
+    time. Both works are the same video under two ids (a catalogue mistake). While another holder
+    (this test) has the machine's only encode slot, both works wait for it, at the same time, and
+    say so: both have passed the fetch's duplicate check, as neither is registered yet. Released,
+    the first to be placed is preserved, and the other is refused as a duplicate at placement."""
     import logging
     import threading
 
+    import yaml
+
+    from cifa_ingest import demo
     from cifa_ingest.config import Settings, load_settings
     from cifa_ingest.preserve import Outcome
     from pipelines.flows import nightly_ingest
     from tests.helpers import assert_valid_preserved_bag
 
+    catalogue = demo.demo_catalogue(film_server.base_url)
+    original = next(w for w in catalogue["works"] if w["id"] == "cifa-demo-0002")  # type: ignore[index]
+    again = {**json.loads(json.dumps(original)), "id": "cifa-demo-0098"}  # no YAML alias
+    catalogue["works"] = [original, again]
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(catalogue, allow_unicode=True), "utf-8")
     base = load_settings()
     settings = Settings.model_validate(
         {**base.model_dump(), "execution": {"max_parallel_works": 2, "max_encodes": 1}}
@@ -165,17 +177,15 @@ def test_parallel_works_wait_for_an_encode_slot_held_elsewhere_and_say_so(
     handler, level = Remember(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    both_waiting = threading.Event()
+    held, both_waiting, finished = threading.Event(), threading.Event(), threading.Event()
 
     def hold_until_both_wait() -> None:
         with slots.encode_slots(archive_dir / "locks", 1).hold("test-holder"):
+            held.set()
             deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                waiting = [m for m in messages if "waiting for an encode slot" in m]
-                if {m.split(":")[0] for m in waiting} >= {
-                    "cifa-demo-0002",
-                    "cifa-demo-0003-part-01",
-                }:
+            while time.monotonic() < deadline and not finished.is_set():
+                waiting = {m.split(":")[0] for m in messages if "waiting for an encode slot" in m}
+                if waiting >= {"cifa-demo-0002", "cifa-demo-0098"}:
                     both_waiting.set()
                     return
                 time.sleep(0.05)
@@ -183,18 +193,17 @@ def test_parallel_works_wait_for_an_encode_slot_held_elsewhere_and_say_so(
     holder = threading.Thread(target=hold_until_both_wait)
     holder.start()
     try:
-        while not (archive_dir / "locks").exists():  # the slot is taken before the run starts
-            time.sleep(0.01)
+        assert held.wait(30)
         state = nightly_ingest(
-            [str(demo_catalogue)],
+            [str(path)],
             str(archive_dir),
-            only=["cifa-demo-0002", "cifa-demo-0003"],
             allow_private_sources=True,
             settings=settings,
             watch_sources=False,
             return_state=True,
         )
     finally:
+        finished.set()
         holder.join()
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -202,8 +211,13 @@ def test_parallel_works_wait_for_an_encode_slot_held_elsewhere_and_say_so(
     assert "cifa-demo-0002: waiting for an encode slot (1 in use: test-holder on " in "\n".join(
         messages
     )
-    reports = state.result()
-    assert [r.outcome for r in reports] == [Outcome.PRESERVED, Outcome.PRESERVED]
+    reports = state.result(raise_on_failure=False)
+    assert sorted(r.outcome for r in reports) == [Outcome.FAILED, Outcome.PRESERVED], reports
+    preserved = next(r for r in reports if r.outcome is Outcome.PRESERVED)
+    refused = next(r for r in reports if r.outcome is Outcome.FAILED)
+    assert refused.error_kind == "duplicate", refused
+    assert f"was preserved as {preserved.id} while this work was in progress" in str(refused.error)
+    assert [p.name for p in (archive_dir / "bags").iterdir()] == [preserved.id]
+    assert_valid_preserved_bag(archive_dir / "bags" / preserved.id, preserved.id)
+    assert list((archive_dir / "staging").iterdir()) == []
     assert reports[0].worker == reports[1].worker == f"{os.uname().nodename} pid {os.getpid()}"
-    for work_id in ("cifa-demo-0002", "cifa-demo-0003"):
-        assert_valid_preserved_bag(archive_dir / "bags" / work_id, work_id)
