@@ -11,7 +11,8 @@ is how the pause between two downloads from one host holds across processes too.
 
 Why not Prefect's global concurrency limits (``prefect.concurrency.sync.concurrency``)? They
 exist only on a Prefect server where someone created them: with ``strict=False`` (the default) a
-missing limit is silently skipped, so a typo or a fresh server removes the limit without a word.
+missing limit is skipped with a warning in the run's log (Prefect 3.8.8), so a typo or a fresh
+server removes the limit and the work goes on.
 In embedded mode every process (the CLI, each Dask worker) starts its own ephemeral server on
 the same SQLite database, and Prefect 3.8.8 keeps a limit's leases in that server's memory
 (``PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE`` defaults to ``...lease_storage.memory``): the
