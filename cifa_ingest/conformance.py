@@ -9,8 +9,10 @@ report.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,16 @@ def check_master(master: Path, policy: Path | None) -> PolicyCheck:
     tool = shutil.which("mediaconch")
     if tool is None:
         return PolicyCheck("not-run", policy.name, detail="MediaConch is not installed")
-    completed = subprocess.run(
-        [tool, "-p", str(policy), "-fx", "--", str(master)],
-        capture_output=True, check=False, timeout=3600,
-    )  # fmt: skip
+    # MediaConch keeps a database of every file it has seen in the user's home, shared by every
+    # process: checks running side by side then fail with "database is locked", and a file already
+    # registered there is answered from it rather than read again. Each check gets a home of its
+    # own, thrown away afterwards, so every master is read and judged afresh.
+    with tempfile.TemporaryDirectory(prefix="cifa-mediaconch-") as home:
+        completed = subprocess.run(
+            [tool, "-p", str(policy), "-fx", "--", str(master)],
+            capture_output=True, check=False, timeout=3600,
+            env={**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
+        )  # fmt: skip
     try:
         root = ET.fromstring(completed.stdout)
     except ET.ParseError:

@@ -326,3 +326,22 @@ def test_mediaconch_outcome_is_read_from_its_report_not_its_exit_code(tmp_path: 
     assert (
         "Video is FFV1" in check.failed_rules and "Container is Matroska" not in check.failed_rules
     )
+
+
+def test_mediaconch_checks_side_by_side_neither_lock_nor_hang(tmp_path: Path) -> None:
+    """MediaConch keeps one database per user: with the user's home shared, eight checks at once
+    failed with "database is locked" or hung (seen here: one still waiting after ten minutes).
+    Each check now has a home of its own; sixteen checks of eight masters, eight at a time, all
+    pass within a minute, and a path whose file was replaced is judged on the new file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cifa_ingest.conformance import check_master
+
+    ffv1 = ["-c:v", "ffv1", "-level", "3", "-g", "1"]
+    masters = [_make(tmp_path / f"m{i}.mkv", *_pattern(), *ffv1) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(check_master, m, MEDIACONCH_POLICY) for m in masters * 2]
+        checks = [future.result(timeout=60) for future in futures]
+    assert [check.outcome for check in checks] == ["pass"] * 16, checks
+    _make(tmp_path / "h.mkv", *_pattern(), "-c:v", "libx264").replace(masters[0])
+    assert check_master(masters[0], MEDIACONCH_POLICY).outcome == "fail"
