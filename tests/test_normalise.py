@@ -345,3 +345,22 @@ def test_mediaconch_checks_side_by_side_neither_lock_nor_hang(tmp_path: Path) ->
     assert [check.outcome for check in checks] == ["pass"] * 16, checks
     _make(tmp_path / "h.mkv", *_pattern(), "-c:v", "libx264").replace(masters[0])
     assert check_master(masters[0], MEDIACONCH_POLICY).outcome == "fail"
+
+
+def test_the_poster_is_the_first_frame_a_tenth_of_the_way_in(tmp_path: Path) -> None:
+    """A film black for its first 0.12 s, then white: the poster (from 0.2 s of 2 s) is white,
+    a single frame, and the contact sheet is made from frames across the whole film."""
+    graph = "color=c=black:s=160x120:r=25:d=0.12[a];color=c=white:s=160x120:r=25:d=1.88[b];"
+    source = _make(
+        tmp_path / "s.mkv", "-f", "lavfi", "-i", graph + "[a][b]concat", "-c:v", "ffv1",
+        seconds=2,
+    )  # fmt: skip
+    _normalise(tmp_path, source)
+    poster = tmp_path / "bag" / "access" / "film.poster.jpg"
+    pixels = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(poster),
+         "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert len(pixels) == 160 * 120, "one frame of the film's size"
+    assert min(pixels) > 200, "the poster is white: not the black opening"
