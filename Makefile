@@ -12,8 +12,10 @@ demo: setup
 test: setup test-deps
 	$(VENV)/bin/pytest
 
+# SLOW selects the slow tests: all of them by default; CI leaves out the soak tests (see .ci/run).
+SLOW ?= slow
 test-slow: setup test-deps
-	$(VENV)/bin/pytest -m slow
+	$(VENV)/bin/pytest -m "$(SLOW)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -367,6 +367,7 @@ def test_killed_ingests_leave_only_complete_known_bags_and_the_next_run_finishes
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_twenty_killed_ingests(tmp_path: Path, film_server: LocalFileServer) -> None:
     log = run_trials(tmp_path, film_server.base_url, kills=20, complete_every=5, seed=2026)
     hit = _hit(log)
