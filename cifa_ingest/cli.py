@@ -585,27 +585,38 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     working directory and environment: the config file is pinned by absolute path first, so that
     every run reads the settings this command printed."""
     from cifa_ingest.config import config_path
-    from pipelines import deployments
 
     if (path := config_path()) is not None:
         os.environ["CIFA_CONFIG"] = str(path.absolute())
+    if os.environ.get("PREFECT_API_URL"):
+        return _serve(settings, archive, own_server=False)
+    from pipelines.local_server import local_server
+
+    print("Starting a Prefect server on 127.0.0.1 for this session…", flush=True)
+    with local_server() as api_url:
+        os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: every run uses it
+        return _serve(settings, archive, own_server=True)
+
+
+def _serve(settings: Settings, archive: Path, own_server: bool) -> int:
+    from pipelines import deployments
+
     manifests = [Path(m) for m in settings.catalogue.manifests]
     for missing in [m for m in manifests if not m.is_file()]:  # a night would fail on it
         logging.getLogger("cifa_ingest").warning(
             "no catalogue at %s: the nightly runs will fail until there is one", missing.absolute()
         )
     planned = deployments.plan(settings, archive, manifests)
-    api = os.environ.get("PREFECT_API_URL")
-    where = f"the Prefect server at {api}" if api else "Prefect's embedded server"
-    print(f"Serving {len(planned)} deployments on {where} (archive: {archive}):")
+    api = os.environ["PREFECT_API_URL"]
+    print(
+        f"Serving {len(planned)} deployments on the Prefect server at {api} (archive: {archive}):"
+    )
     print(deployments.describe(planned))
-    if api:
-        print(f"One-off job: {deployments.ONE_OFF_EXAMPLE}")
-    else:
+    print(f"One-off job: {deployments.ONE_OFF_EXAMPLE}")
+    if own_server:
         print(
-            "The embedded server lives and dies with this process: only the schedules run. For"
-            " Prefect's UI and one-off jobs from Prefect, set PREFECT_API_URL to a `prefect"
-            " server start` (see the README); `cifa preserve` works either way."
+            f"That server (UI at {api.removesuffix('/api')}) lives as long as this command; for one"
+            " that outlives it, start `prefect server start` and set PREFECT_API_URL (README)."
         )
     print("Ctrl-C stops.", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends, not a failure

@@ -370,7 +370,7 @@ def write(run: RunReport, archive: Archive) -> WrittenReport:
     second) gets a counter rather than replacing an earlier run's report."""
     folder = archive.root / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "ingest-" + run.finished.replace("-", "").replace(":", "")
+    stem = "ingest-" + run.finished.replace(":", "")  # named like the audit's reports
     candidate, n = stem, 1
     while (folder / f"{candidate}.html").exists() or (folder / f"{candidate}.json").exists():
         n += 1

@@ -546,3 +546,55 @@ def test_cifa_serve_on_a_real_prefect_server(
     finally:
         _stop(serve)
     assert "Zhang" not in out.read_text("utf-8") + err.read_text("utf-8")
+
+
+def test_cifa_serve_on_its_own_server_stops_cleanly_on_a_terminals_ctrl_c(tmp_path: Path) -> None:
+    """Without PREFECT_API_URL, `cifa serve` runs a Prefect server of its own on 127.0.0.1. A
+    terminal's Ctrl-C reaches the whole process group: it used to kill Prefect's temporary server
+    first, and the runner then failed to pause the schedules (tracebacks, a minute of retries).
+    Now: exit 0 at once, no traceback, the schedules paused in the database, no server left."""
+    home = tmp_path / "prefect-home"
+    config = _config(tmp_path / "cifa.toml", tmp_path / "archive", [tmp_path / "films.yaml"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(home), CIFA_CONFIG=str(config), HOME=str(_private_home(tmp_path)))
+    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        serve = subprocess.Popen(
+            [str(BIN / "cifa"), "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # the test is the terminal: SIGINT goes to the whole group
+        )
+    try:
+
+        def api_address() -> str | None:
+            for line in out.read_text("utf-8").splitlines():
+                if line.startswith("Serving ") and "http://127.0.0.1:" in line:
+                    return line.split(" at ", 1)[1].split()[0]
+            return None
+
+        api = _wait_for("the server's address", api_address, 120, [serve])
+        assert api.startswith("http://127.0.0.1:")
+
+        def served() -> bool:
+            names = ["nightly-ingest/nightly-ingest", "fixity-audit/rolling", "fixity-audit/full"]
+            names.append("preserve-film/preserve-film")
+            answers = [httpx.get(f"{api}/deployments/name/{name}") for name in names]
+            return all(a.status_code == 200 and not a.json()["paused"] for a in answers)
+
+        _wait_for("the deployments", served, 90, [serve])
+        started = time.monotonic()
+        os.killpg(serve.pid, signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+        assert time.monotonic() - started < 30, "stopped without a minute of retries"
+    finally:
+        _stop(serve)
+    said = err.read_text("utf-8")
+    assert "Traceback" not in said and "error" not in said.lower(), said
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
+    with sqlite3.connect(home / "prefect.db") as db:
+        paused = dict(db.execute("SELECT name, paused FROM deployment").fetchall())
+    assert paused == {"nightly-ingest": 1, "rolling": 1, "full": 1, "preserve-film": 1}, paused
