@@ -38,6 +38,7 @@ holding the archive's writer lock, as ``cifa ingest`` holds it around the flow i
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -191,8 +192,10 @@ def to_deployments(deployments: Sequence[Deployment]) -> list[RunnerDeployment]:
 def serve(deployments: Sequence[Deployment]) -> None:
     """Serve the deployments until interrupted (Ctrl-C, SIGTERM), then return. Blocks.
 
-    On shutdown Prefect pauses their schedules, so that a server without ``cifa serve`` does not
-    pile up runs that nobody will start; the next ``cifa serve`` resumes them. Prefect 3.8.8's
+    On shutdown their schedules are paused, so that a server without ``cifa serve`` does not
+    pile up runs that nobody will start; the next ``cifa serve`` resumes them. Prefect's runner
+    pauses them only once it has started its loop, so a Ctrl-C in its first seconds left them
+    running (seen in CI): :func:`pause` does it again, whenever the stop came. Prefect 3.8.8's
     SIGTERM handler stops its runner with ``sys.exit(0)`` and warns of a coroutine it never
     awaited: both are a clean stop here, as Ctrl-C is."""
     from prefect import serve as prefect_serve
@@ -204,3 +207,24 @@ def serve(deployments: Sequence[Deployment]) -> None:
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
+        finally:
+            pause(deployments)
+
+
+def pause(deployments: Sequence[Deployment]) -> None:
+    """Pause the deployments' schedules on the server; a server that cannot be reached (or a
+    deployment it does not have yet) is logged, never raised: serving is over either way."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    log = logging.getLogger("cifa_ingest.serve")
+    try:
+        with get_client(sync_client=True) as client:
+            for deployment in deployments:
+                try:
+                    found = client.read_deployment_by_name(deployment.full_name)
+                except ObjectNotFound:
+                    continue
+                client.pause_deployment(found.id)
+    except Exception as exc:  # the server went away first: nothing left to pause it on
+        log.warning("could not pause the schedules: %s: %s", type(exc).__name__, exc)

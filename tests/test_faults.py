@@ -3,10 +3,10 @@ raising what it does not document. That work fails with a clear, classified reas
 tool, its staging is cleared, no traceback reaches the user, and the other works go on.
 
 ffmpeg is found on PATH (:func:`cifa_ingest.ffmpeg_runner.executable`), so the test puts first on
-PATH a wrapper that execs the real ffmpeg and, for one work's encode, has the kernel deliver
-SIGSEGV to it half a second in (a crash), or SIGSTOP (a hang: alive, silent, never finishing,
-until the runner's stall detection kills it). yt-dlp meets an HLS playlist with a malformed
-``#EXT-X-BYTERANGE`` served on 127.0.0.1, on which it raises a bare ``ValueError``.
+PATH a wrapper that execs the real ffmpeg and, for one work's master encode, has the kernel
+deliver SIGSEGV to it half a second in (a crash), or SIGSTOP (a hang: alive, silent, never
+finishing, until the runner's stall detection kills it). yt-dlp meets an HLS playlist with a
+malformed ``#EXT-X-BYTERANGE`` served on 127.0.0.1, on which it raises a bare ``ValueError``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from tests.conftest import REPO
 from tests.helpers import assert_valid_preserved_bag
 
 WRAPPER = """#!/bin/sh
-# ffmpeg, except for the encodes of two works: one crashes, one hangs, half a second in.
+# ffmpeg, except for the master encodes of two works: one crashes, one hangs, in mid-encode.
+# Those encodes read their source at its own speed (-re), so that the signal always finds them
+# working: a demo film encodes in less than the delay otherwise, and other calls (WebVTT
+# conversion) read the same originals.
 case "$*" in
-  *cifa-fault-crash/bag/original/*) (sleep 0.5; kill -SEGV $$) & ;;
-  *cifa-fault-hang/bag/original/*) (sleep 0.3; kill -STOP $$) & ;;
+  *cifa-fault-crash/bag/original/*"-c:v ffv1"*) (sleep 0.5; kill -SEGV $$) & exec {real} -re "$@" ;;
+  *cifa-fault-hang/bag/original/*"-c:v ffv1"*) (sleep 0.3; kill -STOP $$) & exec {real} -re "$@" ;;
 esac
 exec {real} "$@"
 """
