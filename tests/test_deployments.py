@@ -484,11 +484,18 @@ def test_cifa_serve_on_a_real_prefect_server(
         assert UUID(run_id) and run["parameters"]["permission"] == str(permission)
         assert run["name"] == "preserve-cifa-dep-0002"
         assert GRANTOR not in json.dumps(run)
-        logs = http.post(
-            "/logs/filter",
-            json={"logs": {"flow_run_id": {"any_": [run_id]}}, "offset": 0, "limit": 200},
-        ).json()
-        assert any("Finished in state Completed" in log["message"] for log in logs)
+
+        def all_logs() -> list[dict]:
+            """The run's logs once its last line has arrived: the run's process ships them in
+            batches, and the final one can land after the state (seen in CI)."""
+            logs = http.post(
+                "/logs/filter",
+                json={"logs": {"flow_run_id": {"any_": [run_id]}}, "offset": 0, "limit": 200},
+            ).json()
+            done = any("Finished in state Completed" in log["message"] for log in logs)
+            return logs if done else []
+
+        logs = _wait_for("the run's last log line", all_logs, 60, [serve])
         assert not [log["message"] for log in logs if "Zhang" in log["message"]]
         assert _db_hits(database, "cifa-dep-0002")
         assert _db_hits(database, "Zhang Xiaoming") == [] and _db_hits(database, "safe") == []
