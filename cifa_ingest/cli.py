@@ -255,9 +255,7 @@ def run_ingest(
     unknown = sorted(set(only or []) - known)
     if unknown:
         raise InputError(f"--only: no such work in the catalogues: {', '.join(unknown)}")
-    policy = SourcePolicy(
-        tuple(settings.fetch.allowed_hosts), allow_private=allow_private_sources, resolve=False
-    )
+    policy = SourcePolicy.of(settings.fetch, allow_private_sources, resolve=False)
     _check_sources(catalogues, set(only) if only else None, policy)
     from pipelines.flows import nightly_ingest
 
@@ -330,9 +328,7 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
         work = Work.model_validate(raw)
     except ValidationError as exc:
         raise InputError("\n".join(validation_problems(exc, raw, "preserve"))) from None
-    policy = SourcePolicy(
-        tuple(settings.fetch.allowed_hosts), allow_private=args.allow_private_sources, resolve=False
-    )
+    policy = SourcePolicy.of(settings.fetch, args.allow_private_sources, resolve=False)
     policy.check(args.url)
     from pipelines.flows import preserve_film
 
@@ -408,9 +404,7 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
         raise InputError(f"{archive}: no ledger.sqlite: nothing is preserved in this archive")
     work_ids = _watched_ids(args.only, catalogues, store.ledger_path)
     works, notes = watch.plan(store, work_ids)
-    policy = SourcePolicy(
-        tuple(settings.fetch.allowed_hosts), allow_private=args.allow_private_sources, resolve=False
-    )
+    policy = SourcePolicy.of(settings.fetch, args.allow_private_sources, resolve=False)
     for work in works:  # every address is checked before the first request
         for source in work.sources:
             try:

@@ -741,7 +741,7 @@ def fetch_work(
     hosts are held (the archive's ``locks/``)."""
     if not work.may_be_fetched:
         raise FetchError(f"{work.id}: permission does not allow fetching", kind="refused")
-    policy = SourcePolicy(tuple(settings.allowed_hosts), allow_private=allow_private_sources)
+    policy = SourcePolicy.of(settings, allow_private_sources)
     urls = [source.url for source in work.sources if source.url]
     for url in urls:
         try:

@@ -14,9 +14,13 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cifa_ingest.errors import SourcePolicyError
+
+if TYPE_CHECKING:
+    from cifa_ingest.config import FetchSettings
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
@@ -106,6 +110,12 @@ class SourcePolicy:
     allowed_hosts: tuple[str, ...]
     allow_private: bool = False
     resolve: bool = True
+
+    @classmethod
+    def of(cls, fetch: FetchSettings, allow_private: bool, *, resolve: bool = True) -> SourcePolicy:
+        """The policy of the ``[fetch]`` settings. ``resolve=False`` for the checks made before
+        anything is fetched: names are resolved (and judged) when they are requested."""
+        return cls(tuple(fetch.allowed_hosts), allow_private=allow_private, resolve=resolve)
 
     def check(self, url: str) -> None:
         """Raise SourcePolicyError when ``url`` must not be requested."""

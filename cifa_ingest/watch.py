@@ -394,7 +394,7 @@ def watch_work(
     work: WatchedWork, archive: str | Path, settings: Settings, *, allow_private_sources: bool
 ) -> list[SourceCheck]:
     """Check every source of one preserved work and record each check in the ledger."""
-    policy = SourcePolicy(tuple(settings.fetch.allowed_hosts), allow_private=allow_private_sources)
+    policy = SourcePolicy.of(settings.fetch, allow_private_sources)
     ledger = Ledger(Archive(archive).ledger_path)
     return [record(ledger, check_source(source, settings, policy)) for source in work.sources]
 

@@ -144,9 +144,7 @@ def preserve_film_job(
             year=year,
             platform=platform,
         )
-        policy = SourcePolicy(
-            tuple(settings.fetch.allowed_hosts), allow_private=allow_private_sources, resolve=False
-        )
+        policy = SourcePolicy.of(settings.fetch, allow_private_sources, resolve=False)
         for source in work.sources:
             if source.url is not None:
                 policy.check(source.url)
