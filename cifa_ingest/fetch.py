@@ -33,7 +33,7 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
-from cifa_ingest import ffmpeg_runner, fixity, slots
+from cifa_ingest import ffmpeg_runner, fixity, sizes, slots
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
@@ -468,14 +468,7 @@ class _Progress:
 
 
 def _human(count: float | None) -> str:
-    if not count:
-        return "0 B"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}" if unit != "B" else f"{value:.0f} B"
-        value /= 1000
-    return f"{value:.1f} TB"
+    return sizes.decimal(count) if count else "0 B"
 
 
 def ytdlp_params(settings: FetchSettings, directory: Path, stem: str) -> dict[str, Any]:

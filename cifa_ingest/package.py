@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__, bagcheck, bagwrite
+from cifa_ingest import __version__, bagcheck, bagwrite, sizes
 from cifa_ingest.bagwrite import tag_value
 from cifa_ingest.catalogue import Work
 from cifa_ingest.config import OrganisationSettings
@@ -61,12 +61,7 @@ def bag_info(
 
 def human_size(size: int) -> str:
     """Bag-Size as people read it (RFC 8493 suggests e.g. "260 GB"); decimal units."""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
+    return sizes.decimal(size, "bytes")
 
 
 def _description(work: Work) -> str:

@@ -7,6 +7,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
+from cifa_ingest import sizes
 from cifa_ingest.preserve import Outcome, WorkReport
 
 _OUTCOME_TEXT = {
@@ -34,14 +35,8 @@ def _fit(text: str, columns: int) -> str:
 
 
 def human_bytes(count: int | None) -> str:
-    if not count:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{count} B"  # pragma: no cover
+    """A size in the tables, "-" where there is none."""
+    return sizes.decimal(count) if count else "-"
 
 
 def table(reports: Sequence[WorkReport]) -> str:
