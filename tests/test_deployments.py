@@ -361,6 +361,22 @@ def _wait_for(what: str, check, timeout: float, processes: list[subprocess.Popen
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start_serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`cifa serve` in a session of its own (the test is its terminal: a SIGINT to the group is
+    a Ctrl-C); its output goes to ``serve.out`` and ``serve.err``."""
+    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        serve = subprocess.Popen(
+            [str(BIN / "cifa"), "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    return serve, out, err
+
+
 #: The server's HTTP basic authentication (``PREFECT_SERVER_API_AUTH_STRING``), as the README
 #: advises for a server others can reach; `cifa serve` sends it as ``PREFECT_API_AUTH_STRING``.
 AUTH = ("cifa", "a-test-password")
@@ -416,16 +432,7 @@ def test_cifa_serve_on_a_real_prefect_server(
         HOME=str(_private_home(tmp_path)),
         PREFECT_RUNNER_POLL_FREQUENCY="2",  # looks for runs to start every 2 s, not 10
     )
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        serve = subprocess.Popen(
-            [str(BIN / "cifa"), "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
+    serve, out, err = _start_serve(tmp_path, env)
     try:
         http = httpx.Client(base_url=api, timeout=30, auth=AUTH)
         assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
@@ -564,16 +571,7 @@ def test_cifa_serve_on_its_own_server_stops_cleanly_on_a_terminals_ctrl_c(tmp_pa
     config = _config(tmp_path / "cifa.toml", tmp_path / "archive", [tmp_path / "films.yaml"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(home), CIFA_CONFIG=str(config), HOME=str(_private_home(tmp_path)))
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        serve = subprocess.Popen(
-            [str(BIN / "cifa"), "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,  # the test is the terminal: SIGINT goes to the whole group
-        )
+    serve, out, err = _start_serve(tmp_path, env)
     try:
 
         def api_address() -> str | None:
