@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from cifa_ingest.archive import Archive
+from cifa_ingest.archive import Archive, write_atomically
 from cifa_ingest.audit import AuditReport
 from cifa_ingest.audit_log import AuditLog
 
@@ -28,8 +28,9 @@ def write_reports(report: AuditReport, archive: Archive) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = "audit-" + report.started.replace(":", "").replace("+0000", "Z")
     json_path, html_path = folder / f"{stem}.json", folder / f"{stem}.html"
-    json_path.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), "utf-8")
-    html_path.write_text(render_html(report, archive), "utf-8")
+    document = json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+    write_atomically(json_path, document.encode("utf-8"))
+    write_atomically(html_path, render_html(report, archive).encode("utf-8"))
     return json_path, html_path
 
 

@@ -36,8 +36,6 @@ import datetime as dt
 import html
 import json
 import logging
-import os
-import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -45,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifa_ingest import ffmpeg_runner
-from cifa_ingest.archive import Archive
+from cifa_ingest.archive import Archive, write_atomically
 from cifa_ingest.errors import FFmpegError
 from cifa_ingest.preserve import Outcome, WorkReport
 from cifa_ingest.report import human_bytes
@@ -381,25 +379,10 @@ def write(run: RunReport, archive: Archive) -> WrittenReport:
         data = document.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate in a remote title: JSON's \u escapes hold it
         data = json.dumps(run.as_dict(), indent=2, ensure_ascii=True).encode("ascii")
-    json_path = _write_atomically(folder / f"{candidate}.json", data)
-    html_path = _write_atomically(folder / f"{candidate}.html", page)
-    latest = _write_atomically(folder / LATEST, page)
+    json_path = write_atomically(folder / f"{candidate}.json", data)
+    html_path = write_atomically(folder / f"{candidate}.html", page)
+    latest = write_atomically(folder / LATEST, page)
     return WrittenReport(html=html_path, json=json_path, latest=latest)
-
-
-def _write_atomically(target: Path, data: bytes) -> Path:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_run_report(
