@@ -8,8 +8,11 @@ file name can become an option or a shell word.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
 import shlex
 import shutil
@@ -17,6 +20,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +43,40 @@ def executable(name: str) -> str:
     return found
 
 
-def run(args: list[str], *, timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``args`` (program first), log it, and raise FFmpegError on a non-zero exit."""
+def run(
+    args: list[str], *, timeout: float | None = None, hand_over_fds: tuple[int, ...] = ()
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``args`` (program first), log it, and raise FFmpegError on a non-zero exit.
+
+    ``hand_over_fds`` are given to the program and closed here once it has them (see
+    :func:`_spawn`)."""
     command = shlex.join(args)
     log.debug("running: %s", command)
+    process = _spawn(args, hand_over_fds, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        completed = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        stderr = (exc.stderr or b"").decode("utf-8", "replace")
-        raise FFmpegError(command, -1, f"timed out after {timeout} s\n{stderr}") from None
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, late = process.communicate()
+        text = late.decode("utf-8", "replace")
+        raise FFmpegError(command, -1, f"timed out after {timeout} s\n{text}") from None
+    if process.returncode != 0:
+        raise FFmpegError(command, process.returncode, stderr.decode("utf-8", "replace"))
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def _spawn(
+    args: list[str], hand_over_fds: tuple[int, ...], **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` with ``hand_over_fds`` open in it, and close them here whatever happens: a
+    pipe's reader sees its end only once no process but the writer holds the writing end."""
+    try:
+        return subprocess.Popen(args, pass_fds=hand_over_fds, **popen)
     except OSError as exc:
-        raise FFmpegError(command, 127, str(exc)) from None
-    if completed.returncode != 0:
-        raise FFmpegError(
-            command, completed.returncode, completed.stderr.decode("utf-8", "replace")
-        )
-    return completed
+        raise FFmpegError(shlex.join(args), 127, str(exc)) from None
+    finally:
+        for fd in hand_over_fds:
+            os.close(fd)
 
 
 def run_ffmpeg(
@@ -62,19 +85,142 @@ def run_ffmpeg(
     timeout: float | None = None,
     input_args: list[str] | None = None,
     progress: Progress | None = None,
+    hand_over_fds: tuple[int, ...] = (),
 ) -> list[str]:
     """Compile an ffmpeg-python stream graph, run it, and return the command line run.
 
     ``input_args`` go before the first input (e.g. ``-noautorotate``). With ``progress``, ffmpeg
-    reports through ``-progress`` and a run that stops making progress is killed."""
-    compiled = ffmpeg.compile(stream, cmd=executable("ffmpeg"))
-    args = [compiled[0], *GLOBAL_ARGS, *(input_args or []), *compiled[1:]]
+    reports through ``-progress`` and a run that stops making progress is killed.
+    ``hand_over_fds`` (an output ``pipe:N``) are given to ffmpeg and closed here."""
+    try:
+        args = _command(stream, input_args)
+    except BaseException:
+        for fd in hand_over_fds:
+            os.close(fd)
+        raise
     if progress is None:
-        run(args, timeout=timeout)
+        run(args, timeout=timeout, hand_over_fds=hand_over_fds)
         return args
     args = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
-    _run_with_progress(args, progress, timeout)
+    _run_with_progress(args, progress, timeout, hand_over_fds)
     return args
+
+
+def _command(stream: Any, input_args: list[str] | None = None) -> list[str]:
+    compiled = ffmpeg.compile(stream, cmd=executable("ffmpeg"))
+    return [compiled[0], *GLOBAL_ARGS, *(input_args or []), *compiled[1:]]
+
+
+#: How much of the writer's output a pipe holds before the writer waits for its reader: about
+#: six FFV1 frames of 1080p. A larger pipe lets the two share the cores more evenly; Linux's
+#: default (64 KiB) holds less than one frame. 1 MiB is what an unprivileged process may ask.
+PIPE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PipedRun:
+    """The two command lines of :func:`run_ffmpeg_piped`, and the shell line that reproduces
+    them (bash's process substitution gives the reader the writer's ``pipe:N``)."""
+
+    writer: list[str]
+    reader: list[str]
+    fd: int
+
+    @property
+    def shell_line(self) -> str:
+        return f"{shlex.join(self.writer)} {self.fd}> >({shlex.join(self.reader)})"
+
+
+def run_ffmpeg_piped(
+    writer: Callable[[str], Any],
+    reader: Any,
+    *,
+    timeout: float | None = None,
+    input_args: list[str] | None = None,
+    progress: Progress | None = None,
+    reader_grace: float = 600,
+) -> PipedRun:
+    """Run two ffmpegs side by side, joined by a pipe: ``writer(url)`` is the graph of the first,
+    which writes one of its outputs to ``url`` (``pipe:N``); ``reader`` is the graph of the
+    second, whose input is ``pipe:0``, so it reads that output while it is being made.
+
+    Why: the second's work (decoding a master for its proof) then runs beside the first's
+    (encoding it), where it would otherwise follow it, on cores the first leaves idle.
+
+    Failures stay clear: when the writer fails (or stalls, and is killed) the reader sees the end
+    of its input and is reaped; the error is the writer's, with the reader's last words where it
+    failed too (a reader that dies first makes the writer fail on a broken pipe). When the writer
+    succeeds, the reader gets ``reader_grace`` seconds to finish the little the pipe still holds.
+    """
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # a smaller pipe only costs speed
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    try:
+        reader_args = _command(reader)
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    log.debug(
+        "running, reading pipe:%d of the next command: %s", write_end, shlex.join(reader_args)
+    )
+    with tempfile.TemporaryFile() as reader_stderr:
+        try:
+            reading = subprocess.Popen(
+                reader_args, stdin=read_end, stdout=subprocess.DEVNULL, stderr=reader_stderr
+            )
+        except OSError as exc:
+            os.close(write_end)
+            raise FFmpegError(shlex.join(reader_args), 127, str(exc)) from None
+        finally:
+            os.close(read_end)
+        try:
+            try:
+                writer_args = run_ffmpeg(
+                    writer(f"pipe:{write_end}"),
+                    timeout=timeout,
+                    input_args=input_args,
+                    progress=progress,
+                    hand_over_fds=(write_end,),
+                )
+            except FFmpegError as exc:
+                _end(reading, grace=3)  # it sees the end of its input: only for its last words
+                if reading.returncode:
+                    raise FFmpegError(
+                        exc.command,
+                        exc.returncode,
+                        f"{exc.stderr}\nthe command reading its pipe exited with"
+                        f" {reading.returncode}: {_tail(reader_stderr)}",
+                    ) from None
+                raise
+            if not _end(reading, grace=reader_grace):
+                raise FFmpegError(
+                    shlex.join(reader_args),
+                    -9,
+                    f"ffmpeg killed: not done {reader_grace:.0f} s after the command it reads",
+                )
+            if reading.returncode != 0:
+                raise FFmpegError(shlex.join(reader_args), reading.returncode, _tail(reader_stderr))
+        finally:
+            _end(reading, grace=0)
+    return PipedRun(writer_args, reader_args, write_end)
+
+
+def _end(process: subprocess.Popen[bytes], grace: float) -> bool:
+    """Wait up to ``grace`` seconds for ``process`` to end, then kill it. True if it ended
+    by itself."""
+    try:
+        process.wait(timeout=grace)
+        return True
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+
+
+def _tail(stderr: Any) -> str:
+    stderr.seek(0)
+    return stderr.read().decode("utf-8", "replace")
 
 
 class Progress:
@@ -113,16 +259,15 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _run_with_progress(args: list[str], progress: Progress, timeout: float | None) -> None:
+def _run_with_progress(
+    args: list[str], progress: Progress, timeout: float | None, hand_over_fds: tuple[int, ...]
+) -> None:
     command = shlex.join(args)
     log.debug("running: %s", command)
     deadline = time.monotonic() + timeout if timeout else None
     lines: queue.Queue[bytes | None] = queue.Queue()
     with tempfile.TemporaryFile() as stderr:
-        try:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
-        except OSError as exc:
-            raise FFmpegError(command, 127, str(exc)) from None
+        process = _spawn(args, hand_over_fds, stdout=subprocess.PIPE, stderr=stderr)
 
         def read() -> None:
             assert process.stdout is not None

@@ -14,7 +14,9 @@ decode would not be lossless, and the proof would catch it).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -357,12 +359,11 @@ def normalise_group(
         )
 
     inputs = [ffmpeg.input(str(o)) for o in originals]
-    outputs = []
     hashes = proof.HashPlan.for_action(action, probes)
+    source_hashes = proof_dir / f"{stem}.source.framemd5"
+    master_hashes = proof_dir / f"{stem}.master.framemd5"
+    outputs = []
     if action is not Action.KEEP:
-        options = master_options(probes, settings) if action is Action.FFV1 else remux_options()
-        outputs.append(ffmpeg.output(*_select(inputs, probes, "Vas"), str(master), **options))
-        source_hashes = proof_dir / f"{stem}.source.framemd5"
         outputs.append(hashes.output(_select(inputs, probes, "Va"), source_hashes))
     if profile.access:
         access = access_dir / f"{stem}.mp4"
@@ -376,52 +377,165 @@ def normalise_group(
         )
         outputs += _picture_outputs(inputs, probes, access_dir, stem, settings.contact_sheet_tiles)
         outputs += _subtitle_outputs(inputs, probes, access_dir, stem)
-    if not outputs:
+    if action is Action.KEEP and not outputs:
         result.notes.append("format policy: keep, and no access copy")
         return result
-    log.info(
-        "%s: %s (%s): one decode for master, access copy and source hashes", stem, action, reason
-    )
-    command = ffmpeg_runner.run_ffmpeg(
-        ffmpeg.merge_outputs(*outputs),
-        input_args=["-noautorotate"],
-        progress=_progress(stem, probes, settings),
-        timeout=_timeout(probes, settings),
-    )
-    sources = ", ".join(result.originals)
-    if action is not Action.KEEP:
-        result.master_bytes = master.stat().st_size
-        result.renditions.append(
-            Rendition(f"master/{master.name}", f"preservation master ({action})", sources, command)
+
+    options = master_options(probes, settings) if action is Action.FFV1 else remux_options()
+
+    def graph(master_target: str | None = None) -> Any:
+        """The one decode's outputs; the master's to ``master_target`` (a tee list) if given."""
+        if action is Action.KEEP:
+            return ffmpeg.merge_outputs(*outputs)
+        master_output = ffmpeg.output(
+            *_select(inputs, probes, "Vas"),
+            master_target or str(master),
+            **options,
+            **({"f": "tee"} if master_target else {}),
         )
-    for path in sorted(access_dir.glob(f"{stem}.*")):
-        result.renditions.append(
-            Rendition(f"access/{path.name}", _access_role(path), sources, command)
+        return ffmpeg.merge_outputs(master_output, *outputs)
+
+    beside = action is Action.FFV1 and proof_beside_the_encode(probes, options)
+    with tempfile.TemporaryDirectory(prefix="proof-", dir=bag_root.parent) as scratch:
+        decoded_packets = Path(scratch) / f"{stem}.decoded-packets.framemd5"
+        log.info(
+            "%s: %s (%s): one decode for master, access copy and source hashes%s",
+            stem,
+            action,
+            reason,
+            "; the master decoded for its proof as it is written" if beside else "",
         )
-    if action is not Action.KEEP:
-        log.info("%s: decoding the master for the proof", stem)
-        master_hashes = proof_dir / f"{stem}.master.framemd5"
-        master_probe = ffmpeg_runner.probe(master)
-        master_input = ffmpeg.input(str(master))
-        verify = hashes.output(_select([master_input], [master_probe], "Va"), master_hashes)
-        ffmpeg_runner.run_ffmpeg(
-            verify,
-            input_args=["-noautorotate"],
-            progress=_progress(f"{stem} proof", probes, settings),
-            timeout=_timeout(probes, settings),
-        )
-        shift_allowed = action is Action.REMUX
-        result.proof = proof.compare(source_hashes, master_hashes, hashes.method, shift_allowed)
-        if not result.proof.passed:
-            raise ProofFailed(
-                f"{stem}: the master is not lossless: {result.proof.first_difference}"
+        if beside:
+            piped = ffmpeg_runner.run_ffmpeg_piped(
+                lambda url: graph(_tee_list(master, url)),
+                _proof_reader(probes, hashes, master_hashes, decoded_packets),
+                input_args=["-noautorotate"],
+                progress=_progress(stem, probes, settings),
+                timeout=_timeout(probes, settings),
+                reader_grace=settings.stall_seconds,
             )
-        log.info("%s: proof passed (%s)", stem, result.proof.summary)
+            command = piped.writer
+            log.debug("%s: as one shell line: %s", stem, piped.shell_line)
+        else:
+            command = ffmpeg_runner.run_ffmpeg(
+                graph(),
+                input_args=["-noautorotate"],
+                progress=_progress(stem, probes, settings),
+                timeout=_timeout(probes, settings),
+            )
+        sources = ", ".join(result.originals)
+        if action is not Action.KEEP:
+            result.master_bytes = master.stat().st_size
+            result.renditions.append(
+                Rendition(
+                    f"master/{master.name}", f"preservation master ({action})", sources, command
+                )
+            )
+        for path in sorted(access_dir.glob(f"{stem}.*")):
+            result.renditions.append(
+                Rendition(f"access/{path.name}", _access_role(path), sources, command)
+            )
+        if action is Action.KEEP:
+            return result
+        binding = None
+        if beside:
+            binding = _bind(master, decoded_packets, Path(scratch) / "file-packets.framemd5")
+        if binding is None:
+            _decode_master(master, hashes, master_hashes, probes, settings)
+    shift_allowed = action is Action.REMUX
+    result.proof = proof.compare(source_hashes, master_hashes, hashes.method, shift_allowed)
+    result.proof.binding = binding
+    if not result.proof.passed:
+        raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
+    log.info("%s: proof passed (%s)", stem, result.proof.summary)
     if action is Action.FFV1:
         result.conformance = conformance.check_master(master, mediaconch_policy)
         if result.conformance.outcome == "fail":
             log.warning("%s: MediaConch policy failed: %s", stem, result.conformance.failed_rules)
     return result
+
+
+def _tee_list(master: Path, pipe_url: str) -> str:
+    """The tee muxer's outputs: the master file, and the same Matroska stream to the pipe. The
+    file name is escaped as the tee list reads it (a backslash before any character but letters,
+    digits and ``/._-``), so that no character of a path (``|``, ``[``, a quote, a space) is
+    taken for the list's syntax."""
+    escaped = re.sub(r"([^A-Za-z0-9/._-])", r"\\\1", str(master.resolve()))
+    return f"[f=matroska]{escaped}|[f=matroska]{pipe_url}"
+
+
+def _proof_reader(
+    probes: list[dict[str, Any]], hashes: proof.HashPlan, master_hashes: Path, packets: Path
+) -> Any:
+    """The graph that reads the master's Matroska stream from the pipe: its frame hashes (the
+    proof) and its packets' hashes (to bind them to the file, :func:`_bind`)."""
+    piped = ffmpeg.input("pipe:0", f="matroska")
+    # The master holds the source's streams, in the same order: the sources' probes select them.
+    streams = {"streams": [s for probe in probes for s in probe.get("streams", [])]}
+    return ffmpeg.merge_outputs(
+        hashes.output(_select([piped], [streams], "Va"), master_hashes),
+        ffmpeg.output(piped, str(packets), f="framemd5", c="copy"),
+    )
+
+
+def proof_beside_the_encode(probes: list[dict[str, Any]], options: dict[str, Any]) -> bool:
+    """Whether an FFV1 master can be decoded for its proof as it is written, beside the encode,
+    on the cores the encode leaves idle (a tee to a pipe; see the README's benchmark), rather
+    than read back and decoded once it is written.
+
+    Only where the master's headers are final from its first byte, so that the stream decoded
+    is the file's (:func:`_bind` checks it): not with chapters, which the tee muxer of our
+    ffmpeg (5.1) drops; not with FLAC audio, whose header (STREAMINFO: the sample count and the
+    MD5 of the sound) the encoder completes at the end, into the file but not into the pipe."""
+    if any(probe.get("chapters") for probe in probes):
+        return False
+    return not any(
+        value == "flac" for key, value in options.items() if key.split(":")[0] in ("c", "codec")
+    )
+
+
+def _bind(master: Path, decoded_packets: Path, file_packets: Path) -> str | None:
+    """Tie the proof, taken from the master's packets as the encoder wrote them to the pipe, to
+    the master file: the file's packets, read back, must be those same packets, headers and
+    all. Hashing packets costs a read of the file, a fraction of its decode. None, with a
+    warning, if they differ: the master file is then decoded for the proof after all."""
+    ffmpeg_runner.run_ffmpeg(
+        ffmpeg.output(ffmpeg.input(str(master)), str(file_packets), f="framemd5", c="copy")
+    )
+    difference = proof.same_packets(decoded_packets, file_packets)
+    if difference:
+        log.warning(
+            "%s: the file's packets differ from the stream decoded beside the encode (%s);"
+            " decoding the file for the proof",
+            master.name,
+            difference,
+        )
+        return None
+    count = sum(1 for line in file_packets.open(encoding="utf-8") if not line.startswith("#"))
+    return (
+        f"decoded from the encoder's output as it was written; the file's {count} packets,"
+        " read back, are identical to those decoded (framemd5 of the packets)"
+    )
+
+
+def _decode_master(
+    master: Path,
+    hashes: proof.HashPlan,
+    master_hashes: Path,
+    probes: list[dict[str, Any]],
+    settings: NormaliseSettings,
+) -> None:
+    """The master's frame hashes, from the file once it is written (remuxes, and masters with
+    chapters)."""
+    log.info("%s: decoding the master for the proof", master.stem)
+    master_probe = ffmpeg_runner.probe(master)
+    master_input = ffmpeg.input(str(master))
+    ffmpeg_runner.run_ffmpeg(
+        hashes.output(_select([master_input], [master_probe], "Va"), master_hashes),
+        input_args=["-noautorotate"],
+        progress=_progress(f"{master.stem} proof", probes, settings),
+        timeout=_timeout(probes, settings),
+    )
 
 
 def _access_role(path: Path) -> str:

@@ -34,7 +34,7 @@ FULL_RANGE_FORMATS = {
 #: Reinterpret a full-range "JPEG" format as its plain twin, without touching a value.
 KEEP_FULL_RANGE = "scale=in_range=pc:out_range=pc,format={}"
 
-__all__ = ["HashPlan", "Proof", "ProofFailed", "compare"]
+__all__ = ["HashPlan", "Proof", "ProofFailed", "compare", "same_packets"]
 
 #: Decoded sample format -> the PCM codec that holds those samples unchanged.
 PCM_OF = {
@@ -126,6 +126,9 @@ class Proof:
     first_difference: str | None
     source_hashes: str
     master_hashes: str
+    #: How the master's hashes are tied to the master file, where they were taken from the
+    #: encoder's output as it was written (:func:`same_packets`), not from the file read back.
+    binding: str | None = None
 
     @property
     def summary(self) -> str:
@@ -162,6 +165,24 @@ def _difference(
             f"stream {index} ({source.kind}): the source has {len(source.frames)} {unit}s, the"
             f" master {len(master.frames)}; they differ from {unit} {first_missing}"
         )
+    return None
+
+
+def same_packets(decoded: Path, stored: Path) -> str | None:
+    """Compare two packet lists (framemd5 of ``-c copy``): the packets whose decode was hashed
+    for the proof, and the packets read back from the master file. None when they are the same
+    packets, headers included (time bases, codecs, extradata), and every packet's timestamps,
+    size and MD5; otherwise the first difference. Then the proof, taken from the first, holds for
+    the file."""
+    ours = decoded.read_text(encoding="utf-8").splitlines()
+    theirs = stored.read_text(encoding="utf-8").splitlines()
+    for number, (line, other) in enumerate(zip(ours, theirs, strict=False), start=1):
+        if line != other:
+            return f"line {number}: {line!r} as decoded, {other!r} in the file"
+    if len(ours) != len(theirs):
+        return f"{len(ours)} lines as decoded, {len(theirs)} in the file"
+    if not any(line and not line.startswith("#") for line in ours):
+        return "no packet was hashed"
     return None
 
 

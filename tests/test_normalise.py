@@ -364,3 +364,109 @@ def test_the_poster_is_the_first_frame_a_tenth_of_the_way_in(tmp_path: Path) -> 
     ).stdout  # fmt: skip
     assert len(pixels) == 160 * 120, "one frame of the film's size"
     assert min(pixels) > 200, "the poster is white: not the black opening"
+
+
+# The proof beside the encode: an FFV1 master is decoded for its proof as it is written (a tee
+# to a pipe), and the file's packets, read back, are bound to the stream that was decoded.
+
+BESIDE = "the master decoded for its proof as it is written"
+
+
+def test_the_proof_beside_the_encode_is_bound_to_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="cifa_ingest")
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    result = _normalise(tmp_path, source)
+    assert BESIDE in caplog.text
+    assert result.proof is not None and result.proof.passed, result.proof
+    assert result.proof.binding and "packets, read back, are identical" in result.proof.binding
+    # The certificate is what decoding the file itself gives.
+    again = tmp_path / "again.framemd5"
+    master = tmp_path / "bag" / "master" / "film.mkv"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(master), "-map", "0:V",
+         "-map", "0:a", "-c:v", "rawvideo", "-c:a", "pcm_f32le", "-filter:a",
+         "asetnsamples=n=1024:p=0", "-fps_mode", "passthrough", "-enc_time_base:v", "-1",
+         "-f", "framemd5", str(again)],
+        check=True,
+    )  # fmt: skip
+    assert compare(tmp_path / "proof" / "film.master.framemd5", again, "test").passed
+    assert not list(tmp_path.glob("proof-*")), "the packet lists are scratch, not kept"
+
+
+def test_a_lossy_master_is_caught_by_the_proof_beside_the_encode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Float samples squeezed into 16-bit PCM (not FLAC, so the proof runs beside the encode)."""
+    caplog.set_level("INFO", logger="cifa_ingest")
+    monkeypatch.setitem(normalise.LOSSLESS_AUDIO, "fltp", "pcm_s16le")
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    with pytest.raises(ProofFailed, match=r"stream 1 \(audio\) block 0 at 0\.\d+ s"):
+        _normalise(tmp_path, source)
+    assert BESIDE in caplog.text
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["chapters", "FLAC audio"],
+)
+def test_masters_whose_headers_change_at_the_end_are_decoded_from_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, odd: str
+) -> None:
+    """The tee muxer of ffmpeg 5.1 drops chapters, and FLAC's header is completed at the end:
+    these masters are written first, then decoded, and keep everything."""
+    caplog.set_level("INFO", logger="cifa_ingest")
+    if odd == "chapters":
+        chapters = tmp_path / "chapters.txt"
+        chapters.write_text(
+            ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=第一\n"
+            "[CHAPTER]\nTIMEBASE=1/1000\nSTART=500\nEND=1500\ntitle=Two\n",
+            "utf-8",
+        )
+        args = ["-i", str(chapters), "-map", "0", "-map", "1", "-map_chapters", "2",
+                "-c:v", "libx264", "-c:a", "aac"]  # fmt: skip
+    else:
+        args = ["-c:v", "libx264", "-c:a", "pcm_s16le"]
+    source = _make(tmp_path / "s.mkv", *_pattern(), *TONE, *args)
+    result = _normalise(tmp_path, source)
+    assert BESIDE not in caplog.text
+    assert result.proof is not None and result.proof.passed and result.proof.binding is None
+    master = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_chapters", "-show_streams", "-of", "json",
+         str(tmp_path / "bag" / "master" / "film.mkv")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if odd == "chapters":
+        assert "第一" in master and '"Two"' in master
+    else:
+        assert '"codec_name": "flac"' in master
+
+
+def test_a_master_differing_from_the_stream_decoded_is_decoded_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the file's packets are not those decoded beside the encode (here: FLAC's header,
+    completed in the file only, let through on purpose), the proof is taken from the file."""
+    caplog.set_level("INFO", logger="cifa_ingest")
+    monkeypatch.setattr(normalise, "proof_beside_the_encode", lambda probes, options: True)
+    source = _make(tmp_path / "s.mkv", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "pcm_s16le")
+    result = _normalise(tmp_path, source)
+    assert BESIDE in caplog.text
+    assert "the file's packets differ from the stream decoded beside the encode" in caplog.text
+    assert "#extradata 1" in caplog.text  # FLAC's header, as predicted
+    assert result.proof is not None and result.proof.passed and result.proof.binding is None
+
+
+def test_a_master_path_the_tee_list_could_misread_is_written_where_it_belongs(
+    tmp_path: Path,
+) -> None:
+    """The tee muxer reads its outputs as a list with its own syntax (| [ ] quotes, escapes)."""
+    odd = tmp_path / "a [b] | c's \\ 片 "
+    odd.mkdir()
+    source = _make(odd / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
+    result = _normalise(odd, source)
+    assert result.proof is not None and result.proof.passed and result.proof.binding
+    assert _video(_master(odd))["codec_name"] == "ffv1"
+    assert sorted(p.name for p in (odd / "bag" / "master").iterdir()) == ["film.mkv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name]
