@@ -117,3 +117,17 @@ def assert_valid_preserved_bag(bag_dir: Path, work_id: str) -> None:
         assert (bag_dir / "metadata" / "proof" / group["proof"]["master_hashes"]).is_file()
         if group["action"] == "ffv1":
             assert group["mediaconch"]["outcome"] == "pass", group["mediaconch"]
+
+
+def processes_naming(text: str) -> list[str]:
+    """The command lines of running processes that contain ``text`` (a work's id, a test's
+    folder): what a failed or killed run must not leave behind."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found

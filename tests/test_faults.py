@@ -23,7 +23,7 @@ import yaml
 from cifa_ingest import cli
 from cifa_ingest.localserver import LocalFileServer
 from tests.conftest import REPO
-from tests.helpers import assert_valid_preserved_bag
+from tests.helpers import assert_valid_preserved_bag, processes_naming
 
 WRAPPER = """#!/bin/sh
 # ffmpeg, except for the master encodes of two works: one crashes, one hangs, in mid-encode.
@@ -57,18 +57,6 @@ def _work(work_id: str, url: str) -> dict[str, object]:
         "source": {"url": url},
         "permission": {"status": "granted", "granted_by": "Test"},
     }
-
-
-def _processes_naming(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in args:
-            found.append(args)
-    return found
 
 
 @pytest.fixture
@@ -129,7 +117,7 @@ def test_a_crashing_or_hanging_ffmpeg_and_a_raising_yt_dlp_fail_their_work_only(
     assert hang["error"].startswith(f"ffmpeg killed: no progress for {STALL_SECONDS} s, during"), (
         hang
     )
-    assert _processes_naming("cifa-fault-hang") == []  # the stopped ffmpeg was killed, not left
+    assert processes_naming("cifa-fault-hang") == []  # the stopped ffmpeg was killed, not left
 
     raising = report["cifa-fault-yt-dlp"]
     assert (raising["outcome"], raising["error_kind"]) == ("failed", "unexpected")

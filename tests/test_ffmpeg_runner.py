@@ -15,6 +15,7 @@ import pytest
 
 from cifa_ingest import ffmpeg_runner
 from cifa_ingest.errors import FFmpegError
+from tests.helpers import processes_naming
 
 
 def _writer(tmp_path: Path, seconds: float = 2) -> Callable[[str], object]:
@@ -34,18 +35,6 @@ def _reader(tmp_path: Path) -> object:
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def _processes_naming(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in args:
-            found.append(args)
-    return found
 
 
 def test_the_reader_reads_what_the_writer_writes_and_the_shell_line_does_the_same(
@@ -92,7 +81,7 @@ def test_a_reader_that_exits_is_named_in_the_error(tmp_path: Path, reader_fault)
         ffmpeg_runner.run_ffmpeg_piped(_writer(tmp_path, seconds=3), _reader(tmp_path))
     assert "-i pipe:0" in str(caught.value)
     assert _open_fds() == before
-    assert _processes_naming(str(tmp_path)) == []
+    assert processes_naming(str(tmp_path)) == []
 
 
 def test_a_hung_reader_stalls_the_writer_and_both_are_killed(tmp_path: Path, reader_fault) -> None:
@@ -103,7 +92,7 @@ def test_a_hung_reader_stalls_the_writer_and_both_are_killed(tmp_path: Path, rea
         ffmpeg_runner.run_ffmpeg_piped(
             _writer(tmp_path, seconds=30), _reader(tmp_path), progress=progress
         )
-    assert _processes_naming(str(tmp_path)) == []
+    assert processes_naming(str(tmp_path)) == []
 
 
 def test_a_reader_still_busy_after_its_writer_is_killed_after_the_grace(
@@ -115,4 +104,4 @@ def test_a_reader_still_busy_after_its_writer_is_killed_after_the_grace(
         ffmpeg_runner.run_ffmpeg_piped(
             _writer(tmp_path, seconds=0.2), _reader(tmp_path), reader_grace=1
         )
-    assert _processes_naming(str(tmp_path)) == []
+    assert processes_naming(str(tmp_path)) == []
