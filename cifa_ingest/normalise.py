@@ -3,8 +3,12 @@ remux, or the original kept), an access copy (H.264 + AAC in MP4, WebVTT subtitl
 contact sheet), and the proof that the master is lossless (:mod:`cifa_ingest.proof`).
 
 One decode of the source feeds every output: the master, the access copy, the poster, the contact
-sheet and the source's frame hashes come out of a single ffmpeg run; a second run decodes the
-master for its hashes. The master changes nothing about the picture or the sound: FFV1 version 3,
+sheet and the source's frame hashes come out of a single ffmpeg run. A second ffmpeg decodes the
+FFV1 master for its hashes as it is written, fed by a tee to a pipe, so that the proof uses the
+cores the encode leaves idle instead of following it; the file's packets are then bound to the
+stream decoded (:func:`_bind`).
+
+The master changes nothing about the picture or the sound: FFV1 version 3,
 intra-only, slice CRCs (RFC 9043), the source's pixel format, timestamps (``-fps_mode
 passthrough``), orientation (``-noautorotate``) and colour properties; audio as FLAC only where the
 source decodes to 16-bit integers, otherwise PCM in the decoded sample format (FLAC from a float

@@ -356,7 +356,11 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                     "type": "validation",
                     "detail": f"{group.stem}: lossless proof by {group.proof.method}",
                     "outcome": "pass" if group.proof.passed else "fail",
-                    "outcome_detail": group.proof.summary,
+                    # How the master's hashes are tied to the file, where they were taken
+                    # beside the encode (normalise._bind).
+                    "outcome_detail": "; ".join(
+                        filter(None, [group.proof.summary, group.proof.binding])
+                    ),
                 }
             )
     return {
