@@ -474,7 +474,7 @@ def _proof_reader(
 ) -> Any:
     """The graph that reads the master's Matroska stream from the pipe: its frame hashes (the
     proof) and its packets' hashes (to bind them to the file, :func:`_bind`)."""
-    piped = ffmpeg.input("pipe:0", f="matroska", threads=proof_decoder_threads())
+    piped = ffmpeg.input("pipe:0", f="matroska", threads=proof_decoder_threads(), noautorotate=None)
     # The master holds the source's streams, in the same order: the sources' probes select them.
     streams = {"streams": [s for probe in probes for s in probe.get("streams", [])]}
     return ffmpeg.merge_outputs(
@@ -538,8 +538,9 @@ def _decode_master(
     probes: list[dict[str, Any]],
     settings: NormaliseSettings,
 ) -> None:
-    """The master's frame hashes, from the file once it is written (remuxes, and masters with
-    chapters)."""
+    """The master's frame hashes, from the file once it is written: remuxes, masters not decoded
+    beside their encode (:func:`proof_beside_the_encode`), and masters whose file differs from
+    the stream decoded beside it (:func:`_bind`)."""
     log.info("%s: decoding the master for the proof", master.stem)
     master_probe = ffmpeg_runner.probe(master)
     master_input = ffmpeg.input(str(master))
