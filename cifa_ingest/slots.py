@@ -125,6 +125,16 @@ class Slots:
                 )
         return found
 
+    def _holders_once_written(self) -> list[str]:
+        """:meth:`holders`, read again for a moment if no slot names one yet: a holder writes
+        its name just after taking its lock, and a waiter can look in between (seen in CI)."""
+        for _ in range(10):
+            found = self.holders()
+            if found:
+                return found
+            time.sleep(0.02)
+        return []
+
     @contextlib.contextmanager
     def hold(self, holder: str, on_wait: Callable[[str], None] | None = None) -> Iterator[Slot]:
         """Take a free slot (waiting for one, saying so once), hold it for the ``with`` block,
@@ -132,7 +142,7 @@ class Slots:
         self.directory.mkdir(parents=True, exist_ok=True)
         taken = self._take_any()
         if taken is None:
-            busy = "; ".join(self.holders()) or "held by another process"
+            busy = "; ".join(self._holders_once_written()) or "held by another process"
             message = f"{holder}: waiting for {self.what} ({self.size} in use: {busy})"
             (on_wait or log.info)(message)
             started, pause = time.monotonic(), POLL_FIRST
