@@ -348,6 +348,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=15)
 
 
+class _PrefectRetries(httpx.HTTPTransport):
+    """The test's raw API calls handled as Prefect's own client handles them: a 408, 429, 502
+    or 503 (a busy server) is tried again, up to five times a second apart (the retry codes of
+    ``prefect.client.base.PrefectHttpxAsyncClient``). CI once saw a night's ``create_flow_run``
+    answered without a run, its status not recorded: ``start_night`` now says it if it recurs."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(5):
+            response = super().handle_request(request)
+            if response.status_code not in {408, 429, 502, 503}:
+                return response
+            response.close()
+            time.sleep(1)
+        return super().handle_request(request)
+
+
 def _wait_for(what: str, check, timeout: float, processes: list[subprocess.Popen[bytes]]):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -434,7 +450,7 @@ def test_cifa_serve_on_a_real_prefect_server(
     )
     serve, out, err = _start_serve(tmp_path, env)
     try:
-        http = httpx.Client(base_url=api, timeout=30, auth=AUTH)
+        http = httpx.Client(base_url=api, timeout=30, auth=AUTH, transport=_PrefectRetries())
         assert httpx.post(f"{api}/deployments/filter", json={}).status_code == 401
 
         def deployment(name: str) -> dict:
@@ -525,7 +541,9 @@ def test_cifa_serve_on_a_real_prefect_server(
             return state["type"], state["name"]
 
         def start_night() -> str:
-            return http.post(f"/deployments/{nightly['id']}/create_flow_run", json={}).json()["id"]
+            started = http.post(f"/deployments/{nightly['id']}/create_flow_run", json={})
+            assert started.status_code == 201, (started.status_code, started.text)
+            return started.json()["id"]
 
         with Archive(archive).writer_lock():
             night = start_night()
