@@ -419,7 +419,7 @@ def normalise_group(
                 timeout=_timeout(probes, settings),
                 reader_grace=settings.stall_seconds,
             )
-            command = piped.writer
+            command, hashes_command = piped.writer, piped.reader
             log.debug("%s: as one shell line: %s", stem, piped.shell_line)
         else:
             command = ffmpeg_runner.run_ffmpeg(
@@ -446,10 +446,11 @@ def normalise_group(
         if beside:
             binding = _bind(master, decoded_packets, Path(scratch) / "file-packets.framemd5")
         if binding is None:
-            _decode_master(master, hashes, master_hashes, probes, settings)
+            hashes_command = _decode_master(master, hashes, master_hashes, probes, settings)
     shift_allowed = action is Action.REMUX
     result.proof = proof.compare(source_hashes, master_hashes, hashes.method, shift_allowed)
     result.proof.binding = binding
+    result.proof.master_hashes_command = hashes_command
     if not result.proof.passed:
         raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
     log.info("%s: proof passed (%s)", stem, result.proof.summary)
@@ -537,14 +538,14 @@ def _decode_master(
     master_hashes: Path,
     probes: list[dict[str, Any]],
     settings: NormaliseSettings,
-) -> None:
+) -> list[str]:
     """The master's frame hashes, from the file once it is written: remuxes, masters not decoded
     beside their encode (:func:`proof_beside_the_encode`), and masters whose file differs from
     the stream decoded beside it (:func:`_bind`)."""
     log.info("%s: decoding the master for the proof", master.stem)
     master_probe = ffmpeg_runner.probe(master)
     master_input = ffmpeg.input(str(master))
-    ffmpeg_runner.run_ffmpeg(
+    return ffmpeg_runner.run_ffmpeg(
         hashes.output(_select([master_input], [master_probe], "Va"), master_hashes),
         input_args=["-noautorotate"],
         progress=_progress(f"{master.stem} proof", probes, settings),

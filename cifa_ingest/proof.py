@@ -129,6 +129,9 @@ class Proof:
     #: How the master's hashes are tied to the master file, where they were taken from the
     #: encoder's output as it was written (:func:`same_packets`), not from the file read back.
     binding: str | None = None
+    #: The ffmpeg command line that made the master's hashes (the source's are made by the
+    #: command of the master itself, in the renditions).
+    master_hashes_command: list[str] | None = None
 
     @property
     def summary(self) -> str:

@@ -381,6 +381,7 @@ def test_the_proof_beside_the_encode_is_bound_to_the_file(
     assert BESIDE in caplog.text
     assert result.proof is not None and result.proof.passed, result.proof
     assert result.proof.binding and "packets, read back, are identical" in result.proof.binding
+    assert "pipe:0" in (result.proof.master_hashes_command or [])
     # The certificate is what decoding the file itself gives.
     again = tmp_path / "again.framemd5"
     master = tmp_path / "bag" / "master" / "film.mkv"
@@ -432,6 +433,8 @@ def test_masters_whose_headers_change_at_the_end_are_decoded_from_the_file(
     result = _normalise(tmp_path, source)
     assert BESIDE not in caplog.text
     assert result.proof is not None and result.proof.passed and result.proof.binding is None
+    master_file = str(tmp_path / "bag" / "master" / "film.mkv")
+    assert master_file in (result.proof.master_hashes_command or [])
     master = subprocess.run(
         ["ffprobe", "-v", "error", "-show_chapters", "-show_streams", "-of", "json",
          str(tmp_path / "bag" / "master" / "film.mkv")],
