@@ -152,26 +152,21 @@ def run_ffmpeg_piped(
     failed too (a reader that dies first makes the writer fail on a broken pipe). When the writer
     succeeds, the reader gets ``reader_grace`` seconds to finish the little the pipe still holds.
     """
+    reader_args = _command(reader)
     read_end, write_end = os.pipe()
     with contextlib.suppress(OSError):  # a smaller pipe only costs speed
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    try:
-        reader_args = _command(reader)
-    except BaseException:
-        os.close(read_end)
-        os.close(write_end)
-        raise
     log.debug(
         "running, reading pipe:%d of the next command: %s", write_end, shlex.join(reader_args)
     )
     with tempfile.TemporaryFile() as reader_stderr:
         try:
-            reading = subprocess.Popen(
-                reader_args, stdin=read_end, stdout=subprocess.DEVNULL, stderr=reader_stderr
+            reading = _spawn(
+                reader_args, (), stdin=read_end, stdout=subprocess.DEVNULL, stderr=reader_stderr
             )
-        except OSError as exc:
+        except FFmpegError:
             os.close(write_end)
-            raise FFmpegError(shlex.join(reader_args), 127, str(exc)) from None
+            raise
         finally:
             os.close(read_end)
         try:
@@ -190,7 +185,7 @@ def run_ffmpeg_piped(
                         exc.command,
                         exc.returncode,
                         f"{exc.stderr}\nthe command reading its pipe exited with"
-                        f" {reading.returncode}: {_tail(reader_stderr)}",
+                        f" {reading.returncode}: {_read_back(reader_stderr)}",
                     ) from None
                 raise
             if not _end(reading, grace=reader_grace):
@@ -200,7 +195,9 @@ def run_ffmpeg_piped(
                     f"ffmpeg killed: not done {reader_grace:.0f} s after the command it reads",
                 )
             if reading.returncode != 0:
-                raise FFmpegError(shlex.join(reader_args), reading.returncode, _tail(reader_stderr))
+                raise FFmpegError(
+                    shlex.join(reader_args), reading.returncode, _read_back(reader_stderr)
+                )
         finally:
             _end(reading, grace=0)
     return PipedRun(writer_args, reader_args, write_end)
@@ -218,7 +215,8 @@ def _end(process: subprocess.Popen[bytes], grace: float) -> bool:
         return False
 
 
-def _tail(stderr: Any) -> str:
+def _read_back(stderr: Any) -> str:
+    """All a process wrote to ``stderr`` (a temporary file); FFmpegError keeps its tail."""
     stderr.seek(0)
     return stderr.read().decode("utf-8", "replace")
 
