@@ -516,7 +516,7 @@ def _bind(master: Path, decoded_packets: Path, file_packets: Path) -> str | None
     ffmpeg_runner.run_ffmpeg(
         ffmpeg.output(ffmpeg.input(str(master)), str(file_packets), f="framemd5", c="copy")
     )
-    difference = proof.same_packets(decoded_packets, file_packets)
+    difference, count = proof.same_packets(decoded_packets, file_packets)
     if difference:
         log.warning(
             "%s: the file's packets differ from the stream decoded beside the encode (%s);"
@@ -525,7 +525,6 @@ def _bind(master: Path, decoded_packets: Path, file_packets: Path) -> str | None
             difference,
         )
         return None
-    count = sum(1 for line in file_packets.open(encoding="utf-8") if not line.startswith("#"))
     return (
         f"decoded from the encoder's output as it was written; the file's {count} packets,"
         " read back, are identical to those decoded (framemd5 of the packets)"
