@@ -30,11 +30,15 @@ system-deps:
 test-deps: system-deps
 	@scripts/install-test-deps.sh
 
-$(STAMP): pyproject.toml
+# Every package at the exact version of requirements.lock (scripts/lock.sh writes it), then the
+# project itself without resolving anything again: what CI tests is what users install.
+$(STAMP): pyproject.toml requirements.lock
 	@scripts/check-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e '.[dev]'
+	$(VENV)/bin/pip check
 	@touch $(STAMP)
 
 clean:
