@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+#: How a refused private source is allowed, said the same way wherever the refusal is read: on a
+#: terminal (the option) and in a Prefect run's state or log (the run's parameter).
+PRIVATE_SOURCES_HINT = (
+    "to fetch from it, pass --allow-private-sources to cifa, or run the Prefect deployment with"
+    " the parameter allow_private_sources=true"
+)
 
 
 def check_url_syntax(url: str) -> None:
@@ -89,9 +95,7 @@ def check_source_allowed(url: str, *, allow_private: bool, resolve: bool = True)
                 problem = f"host {host} resolves to non-public address {address}"
                 break
     if problem:
-        raise SourcePolicyError(
-            f"{url}: {problem}; refused (pass --allow-private-sources to fetch from it)"
-        )
+        raise SourcePolicyError(f"{url}: {problem}; refused ({PRIVATE_SOURCES_HINT})")
 
 
 def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
@@ -129,9 +133,7 @@ class SourcePolicy:
             return
         if not self.allow_private and (problem := literal_address_problem(url)):
             # Said first: "the local machine" is more to the point than "not on the allow-list".
-            raise SourcePolicyError(
-                f"{url}: {problem}; refused (pass --allow-private-sources to fetch from it)"
-            )
+            raise SourcePolicyError(f"{url}: {problem}; refused ({PRIVATE_SOURCES_HINT})")
         if not is_literal and not host_allowed(host, self.allowed_hosts):
             raise SourcePolicyError(
                 f"{url}: host {host} is not on the allow-list ([fetch] allowed_hosts); refused"
