@@ -80,6 +80,14 @@ class Deployment:
     def when(self) -> str:
         return f"{self.cron} ({self.timezone})" if self.cron else "no schedule"
 
+    @property
+    def full_description(self) -> str:
+        """The description as Prefect shows it, ending with the schedule and its time zone:
+        Prefect stores the zone with the schedule, but its UI shows the times without it."""
+        if not self.cron:
+            return self.description
+        return f"{self.description} Schedule: cron `{self.cron}`, time zone {self.timezone}."
+
 
 def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[Deployment]:
     """The deployments, from the settings, with absolute paths. No Prefect import."""
@@ -178,7 +186,7 @@ def to_deployments(deployments: Sequence[Deployment]) -> list[RunnerDeployment]:
         built.append(
             flow.to_deployment(
                 name=deployment.name,
-                description=deployment.description,
+                description=deployment.full_description,
                 schedules=schedules,
                 parameters=deployment.parameters,
                 concurrency_limit=deployment.concurrency_limit,

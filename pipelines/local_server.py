@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 log = logging.getLogger("cifa_ingest.serve")
@@ -59,6 +59,44 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def server_environment(port: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment of a ``prefect server start --port PORT`` whose UI works.
+
+    The UI asks the server's ``/ui-settings`` where its API is, and the server answers from
+    ``PREFECT_UI_API_URL``, by default ``http://PREFECT_SERVER_API_HOST:PREFECT_SERVER_API_PORT/api``;
+    the ``--port`` option does not change that setting, so on any port but 4200 the UI said
+    "Can't connect to Server API" and showed no deployment. The host and port are set to the
+    ones served, and a ``PREFECT_UI_API_URL`` of the caller's (meant for another server, or a
+    proxy in front of one) is not passed on to this loopback server."""
+    env = {k: v for k, v in environ.items() if k != "PREFECT_UI_API_URL"}
+    env.update(
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return env
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`KeyboardInterrupt` in the main thread for the duration, so that a
+    stop sent by a supervisor (systemd, a container runtime, ``kill``) unwinds every ``finally``
+    (the schedules paused, this server stopped) as a terminal's Ctrl-C does. Python's default
+    SIGTERM ends the process at once; Prefect's runner installs a handler of its own only once
+    its loop runs, so a stop in the first seconds of ``cifa serve`` left its server orphaned.
+    Once raised, later SIGTERMs are ignored while the clean-up runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def local_server() -> Iterator[str]:
     """Run ``prefect server start`` on 127.0.0.1 and a free port for the duration; yields its
@@ -79,7 +117,7 @@ def local_server() -> Iterator[str]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # out of reach of the terminal's Ctrl-C
-            env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+            env=server_environment(port),
         )
         try:
             deadline = time.monotonic() + STARTUP_SECONDS
