@@ -66,3 +66,17 @@ class PackagingError(WorkFailed):
 
 class ArchiveStateError(WorkFailed):
     """The archive holds something unexpected for this work (e.g. an invalid bag in place)."""
+
+
+class RunFailed(CifaError):
+    """A flow run that ended Failed for a reason the pipeline classified (a work that could not be
+    preserved, a damaged bag): the Failed state's data, carrying what the run found (``data``).
+
+    Prefect's engine re-raises a failed run's data when the run ends in a process of its own (a
+    served deployment), and logs it as an "unexpected exception" with a traceback; for this class
+    it does not (``pipelines.flows`` filters those records out): the state's message already says
+    why, and a traceback there reads as a bug in the pipeline."""
+
+    def __init__(self, message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.data = data

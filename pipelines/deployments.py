@@ -89,9 +89,19 @@ class Deployment:
         return f"{self.description} Schedule: cron `{self.cron}`, time zone {self.timezone}."
 
 
-def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[Deployment]:
-    """The deployments, from the settings, with absolute paths. No Prefect import."""
+def plan(
+    settings: Settings,
+    archive: Path,
+    manifests: Sequence[Path],
+    *,
+    allow_private_sources: bool = False,
+) -> list[Deployment]:
+    """The deployments, from the settings, with absolute paths. No Prefect import.
+
+    ``allow_private_sources`` (``cifa serve --allow-private-sources``: the demo's films, a test
+    server) becomes the nightly run's and the one-off job's parameter, shown in the UI."""
     archive_path = str(Path(archive).expanduser().absolute())
+    private = {"allow_private_sources": True} if allow_private_sources else {}
     catalogues = [str(Path(m).expanduser().absolute()) for m in manifests]
     when = settings.schedules
     budget = when.fixity_rolling_budget_hours
@@ -111,7 +121,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
                 "Every night: preserve the permitted works of the catalogues not preserved yet,"
                 " then ask their sources whether they are still there. One run at a time."
             ),
-            parameters={"manifests": catalogues, "archive": archive_path},
+            parameters={"manifests": catalogues, "archive": archive_path, **private},
             cron=when.nightly_ingest,
             timezone=when.timezone,
             concurrency_limit=1,
@@ -152,7 +162,7 @@ def plan(settings: Settings, archive: Path, manifests: Sequence[Path]) -> list[D
                 " permission, the path of its permission record file or of the catalogue that"
                 " holds the work. The record is never a parameter: it may name the filmmaker."
             ),
-            parameters={"archive": archive_path},
+            parameters={"archive": archive_path, **private},
         ),
     ]
 
