@@ -57,6 +57,13 @@ class Problem:
     path: str | None = None
     detail: str | None = None
     damaged_frames: list[int] | None = None
+    #: The evidence, where there is a value to compare: the algorithm (``sha256``, ``sha512``,
+    #: or ``Payload-Oxum``), the value the bag's manifest (or the ledger, at ingest) holds, and
+    #: the value found (None: the file is gone). A file wrong in both manifests is one problem,
+    #: with the first manifest's (sha256's) evidence.
+    algorithm: str | None = None
+    expected: str | None = None
+    found: str | None = None
 
 
 @dataclass
@@ -124,7 +131,17 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
         kind = _KIND_OF_CODE.get(finding.code, "invalid_structure")
         if (kind, finding.path) not in seen:
             seen.add((kind, finding.path))
-            result.problems.append(Problem(record.work_id, kind, finding.path, finding.message))
+            result.problems.append(
+                Problem(
+                    record.work_id,
+                    kind,
+                    finding.path,
+                    finding.message,
+                    algorithm=finding.algorithm,
+                    expected=finding.expected,
+                    found=finding.found,
+                )
+            )
     if {k for k, _ in seen} & {"missing_file", "unexpected_file"}:
         # A file gone or added changes the Payload-Oxum too: that is not a problem of its own.
         result.problems = [p for p in result.problems if p.kind != "oxum_mismatch"]
@@ -152,13 +169,19 @@ def _ledger_mismatches(
         }
         then = {path: (size, sha256, sha512) for path, size, sha256, sha512 in ingested}
         for path in sorted(set(now) | set(then)):
-            if now.get(path) != then.get(path):
+            was, is_ = then.get(path), now.get(path)
+            if is_ != was:
                 detail = (
-                    "added since ingest" if path not in then
-                    else "removed since ingest" if path not in now
+                    "added since ingest" if was is None
+                    else "removed since ingest" if is_ is None
                     else "differs from ingest"
                 )  # fmt: skip
-                problems.append(Problem(record.work_id, "ledger_mismatch", path, detail))
+                problems.append(
+                    Problem(
+                        record.work_id, "ledger_mismatch", path, detail, algorithm="sha256",
+                        expected=was[1] if was else None, found=is_[1] if is_ else None,
+                    )
+                )  # fmt: skip
     present = {p.name for p in bag_dir.glob("*manifest-*.txt")}
     for name in sorted(present | set(record.manifest_digests)):
         path = bag_dir / name
@@ -166,7 +189,12 @@ def _ledger_mismatches(
         actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
         if expected != actual:
             detail = "not registered at ingest" if expected is None else "differs from ingest"
-            problems.append(Problem(record.work_id, "ledger_mismatch", name, detail))
+            problems.append(
+                Problem(
+                    record.work_id, "ledger_mismatch", name, detail,
+                    algorithm="sha256", expected=expected, found=actual,
+                )
+            )  # fmt: skip
     return problems
 
 

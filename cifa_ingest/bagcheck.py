@@ -76,11 +76,27 @@ class Finding:
     severity: str
     message: str
     path: str | None = None
+    #: The evidence of a fixity finding, for auditors: what was compared (a checksum algorithm,
+    #: or ``Payload-Oxum``), what the bag says it should be, and what was found (None: nothing,
+    #: the file is gone).
+    algorithm: str | None = None
+    expected: str | None = None
+    found: str | None = None
 
     @classmethod
-    def of(cls, code: str, detail: str, path: str | None = None) -> Finding:
+    def of(
+        cls,
+        code: str,
+        detail: str,
+        path: str | None = None,
+        *,
+        algorithm: str | None = None,
+        expected: str | None = None,
+        found: str | None = None,
+    ) -> Finding:
         severity, section, rule = CODES[code]
-        return cls(code, severity, f"{detail} [{code}: RFC 8493 §{section}: {rule}]", path)
+        message = f"{detail} [{code}: RFC 8493 §{section}: {rule}]"
+        return cls(code, severity, message, path, algorithm, expected, found)
 
 
 @dataclass
@@ -334,7 +350,12 @@ def _validate(bag: Path, report: Report, fast: bool, workers: int | None) -> Non
                         lost_debris.add(name)
                     else:
                         code = "E013" if is_tag else "E009"
-                        report.findings.append(Finding.of(code, f"{name} is missing", name))
+                        report.findings.append(
+                            Finding.of(
+                                code, f"{name} is missing", name,
+                                algorithm=algorithm, expected=digest,
+                            )
+                        )  # fmt: skip
                     continue
                 jobs[target].add(algorithm)
                 expected.append((name, algorithm, digest, is_tag))
@@ -371,7 +392,9 @@ def _validate(bag: Path, report: Report, fast: bool, workers: int | None) -> Non
         if actual != digest:
             code = "E013" if is_tag else "E011"
             detail = f"{name}: {algorithm} is {actual}, the manifest says {digest}"
-            report.findings.append(Finding.of(code, detail, name))
+            report.findings.append(
+                Finding.of(code, detail, name, algorithm=algorithm, expected=digest, found=actual)
+            )
 
 
 def _is_empty_debris(name: str, algorithm: str, digest: str) -> bool:
@@ -390,5 +413,8 @@ def _check_oxum(
     size = sum(p.stat().st_size for p in payload.values())
     counts = {len(payload), len(payload) + lost_empty}
     if not match or int(match.group(1)) != size or int(match.group(2)) not in counts:
-        detail = f"Payload-Oxum {values[0]!r}, the payload is {size}.{len(payload)}"
-        report.findings.append(Finding.of("E014", detail))
+        found = f"{size}.{len(payload)}"
+        detail = f"Payload-Oxum {values[0]!r}, the payload is {found}"
+        report.findings.append(
+            Finding.of("E014", detail, algorithm="Payload-Oxum", expected=values[0], found=found)
+        )
