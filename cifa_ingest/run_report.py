@@ -86,7 +86,7 @@ _STYLE = (
     "pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0 0;font-size:.85em}"
     ".id{font-family:monospace;color:#555}"
 )
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def build(
             WorkRow(
                 report,
                 _duration(bag) if bag else None,
-                _thumbnail(bag) if bag else None,
+                poster_thumbnail(bag) if bag else None,
             )
         )
     return RunReport(
@@ -215,7 +215,7 @@ def _duration(bag: Path) -> float | None:
     return None
 
 
-def _thumbnail(bag: Path) -> bytes | None:
+def poster_thumbnail(bag: Path) -> bytes | None:
     """A small JPEG of the work's poster frame (``data/access/*.poster.jpg``, the first part's
     for a work in parts), made with ffmpeg; None when there is none or ffmpeg cannot read it."""
     access = bag / "data" / "access"
@@ -288,7 +288,7 @@ def render_html(run: RunReport) -> str:
     when = f"{run.started} to {run.finished}" if run.started else f"finished {run.finished}"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
         f"<title>CIFA ingest {_e(run.finished)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Ingest run: <span class='{'preserved' if run.ok else 'failed'}'>"
         f"{_e(verdict)}</span></h1>",
