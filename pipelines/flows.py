@@ -490,7 +490,41 @@ def _watch_after_ingest(
 # ---------------------------------------------------------------------------------------------
 # The fixity audit
 
-_audit_bag = task(audit.audit_bag, name="audit-bag", cache_policy=NO_CACHE, persist_result=False)
+
+class _NoEmptyExcInfo(logging.Filter):
+    """Prefect logs a task run that returns a Failed state with ``exc_info=True`` outside any
+    exception, which prints ``NoneType: None`` under the message as if it were a traceback. A
+    damaged bag is such a run (a finding, not a bug): the empty exception is dropped, the
+    message kept; a real exception's traceback is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_NoEmptyExcInfo())
+
+
+def _named(problems: list[audit.Problem], limit: int = 5) -> str:
+    """``bag kind path; …``: the first ``limit`` problems, in one line (control characters of a
+    path made visible)."""
+    from cifa_ingest.run_report import visible
+
+    names = [visible(" ".join(filter(None, (p.bag, p.kind, p.path)))) for p in problems]
+    more = f"; and {len(names) - limit} more" if len(names) > limit else ""
+    return "; ".join(names[:limit]) + more
+
+
+@task(name="audit-bag", cache_policy=NO_CACHE, persist_result=False)
+def _audit_bag(store: Archive, record: audit.BagRecord) -> audit.BagAudit | State:
+    """Check one bag. A damaged bag ends the task Failed (red in the UI, its problems named), with
+    the bag's :class:`~cifa_ingest.audit.BagAudit` as the state's data: a damaged bag is what
+    the audit is for, not an error of it, so nothing is raised and no traceback is logged."""
+    checked = audit.audit_bag(store, record)
+    if checked.intact:
+        return checked
+    return Failed(message=f"damaged: {_named(checked.problems)}", data=checked)
 
 
 @flow(name="fixity-audit", persist_result=False, validate_parameters=False)
@@ -502,10 +536,20 @@ def fixity_audit(
 ) -> State:
     """Re-read and re-hash every bag (or, with ``max_age_days``, the bags not verified in that
     many days, oldest first, within a budget). Every file is read: the tasks never use Prefect's
-    cache. Ends Failed when any problem was found, so that notifications and automations act."""
+    cache. Each bag is an ``audit-bag`` task, Failed when the bag is damaged; every bag is checked
+    whatever the others' outcome. Writes the same reports as ``cifa audit`` (``ARCHIVE/reports/``,
+    :mod:`cifa_ingest.audit_report`). Ends Failed when any problem was found, its message naming
+    them, so that notifications and automations act."""
 
-    def check(store: Archive, record: object) -> audit.BagAudit:
-        return _audit_bag.with_options(task_run_name=f"audit-{record.work_id}")(store, record)  # type: ignore[attr-defined]
+    def check(store: Archive, record: audit.BagRecord) -> audit.BagAudit:
+        named = _audit_bag.with_options(task_run_name=f"audit-{record.work_id}")
+        state = named(store, record, return_state=True)
+        checked = state.result(raise_on_failure=False)
+        if isinstance(checked, audit.BagAudit):
+            return checked
+        if isinstance(checked, BaseException):  # audit_bag raised: a bug, with its traceback
+            raise checked
+        raise RuntimeError(f"audit-{record.work_id} ended {state.type.value}: {state.message}")
 
     report = audit.audit_archive(
         Archive(archive),
@@ -515,29 +559,51 @@ def fixity_audit(
         check=check,
     )
     summary = audit.table(report).splitlines()[-1]
-    _publish_audit(report, summary)
+    _publish_audit(report, summary, archive)
     if not report.ok:
         kinds = sorted({p.kind for p in report.problems})
-        return Failed(message=f"{summary}; problems: {', '.join(kinds)}", data=report)
+        message = f"{summary}; problems: {', '.join(kinds)}: {_named(report.problems)}"
+        return Failed(message=message, data=report)
     return Completed(message=summary, data=report)
 
 
-def _publish_audit(report: audit.AuditReport, summary: str) -> None:
-    """The audit in the Prefect UI: a table of every bag (problems first) and a summary."""
+def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> None:
+    """What people see of an audit: the HTML and JSON reports in ``ARCHIVE/reports/``, written
+    as ``cifa audit`` writes them (:func:`cifa_ingest.audit_report.write`), and in the Prefect UI
+    a table of every bag (problems first) and a markdown summary naming the report.
+
+    The reports describe the audit; they never decide it: a report or an artifact that cannot be
+    written is logged as a warning, and the run's state stays what the bags made it."""
+    from cifa_ingest import audit_report
+    from cifa_ingest.run_report import markdown_text, visible
+
+    logger = get_run_logger()
+    written = None
+    try:
+        written = audit_report.write(report, Archive(archive))
+    except OSError as exc:  # a full disk, a folder not writable: said, no traceback
+        logger.warning("the audit report could not be written: %s", exc)
+    except Exception as exc:  # a bug of the report: its traceback helps
+        logger.warning("the audit report could not be written: %r", exc, exc_info=True)
+    else:
+        logger.info("audit report: %s (also %s; JSON: %s)", written.html, written.latest.name,
+                    written.json)  # fmt: skip
     rows = [
         {
-            "bag": p.bag,
+            "bag": visible(p.bag),
             "kind": p.kind,
-            "path": p.path or "",
+            "path": visible(p.path or ""),
+            "expected": p.expected or "",
+            "found": p.found or "",
             "damaged frames": len(p.damaged_frames or []),
         }
         for p in report.problems
     ] + [
-        {"bag": bag.bag, "kind": "intact", "path": "", "damaged frames": 0}
+        {"bag": bag.bag, "kind": "intact", "path": "", "expected": "", "found": "",
+         "damaged frames": 0}
         for bag in report.bags
         if bag.intact
-    ]
-    create_table_artifact(table=rows, key="fixity-audit", description=summary)
+    ]  # fmt: skip
     lines = [
         f"# Fixity audit: {'every bag intact' if report.ok else 'problems found'}",
         "",
@@ -545,5 +611,14 @@ def _publish_audit(report: audit.AuditReport, summary: str) -> None:
     ]
     if report.problems:
         lines += ["", "| bag | kind | path |", "| --- | --- | --- |"]
-        lines += [f"| {p.bag} | {p.kind} | {p.path or ''} |" for p in report.problems]
-    create_markdown_artifact(markdown="\n".join(lines), key="fixity-audit-summary")
+        lines += [
+            f"| {markdown_text(p.bag)} | {p.kind} | {markdown_text(p.path or '')} |"
+            for p in report.problems
+        ]
+    if written is not None:
+        lines += ["", f"Report: `{visible(str(written.html)).replace('`', '')}`"]
+    try:
+        create_table_artifact(table=rows, key="fixity-audit", description=summary)
+        create_markdown_artifact(markdown="\n".join(lines), key="fixity-audit-summary")
+    except Exception as exc:
+        logger.warning("the audit's artifacts could not be created: %s", exc, exc_info=True)
