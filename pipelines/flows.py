@@ -30,7 +30,7 @@ from cifa_ingest import audit, watch
 from cifa_ingest.archive import Archive
 from cifa_ingest.catalogue import Work, load_catalogues
 from cifa_ingest.config import Settings, load_settings, resolve_archive
-from cifa_ingest.errors import CifaError, InputError
+from cifa_ingest.errors import CifaError, InputError, RunFailed
 from cifa_ingest.one_off import work_for_job
 from cifa_ingest.preserve import (
     STEPS,
@@ -56,11 +56,64 @@ def _run_as_task(step: Callable[[Job], object], job: Job) -> object:
     return _TASKS[step](job)
 
 
+class _ClassifiedFailures(logging.Filter):
+    """Keeps the tracebacks of failures the pipeline classified out of Prefect's logs (the run's
+    page in the UI, the server's database), where they read as bugs of the pipeline:
+
+    - the record in which Prefect's engine logs a :class:`RunFailed` as an "unexpected exception"
+      (the failed run's data, re-raised when a served run ends) is dropped: the run already
+      logged why each work failed, and its state's message says it;
+    - a step's task that failed with one of our errors (:class:`CifaError`: a 404, a failed
+      proof) keeps its line, "Task run failed with exception: FetchError(…)", without the
+      traceback.
+
+    Anything else (a true bug) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raised = record.exc_info[1] if record.exc_info else None
+        if isinstance(raised, RunFailed):
+            return False
+        if isinstance(raised, CifaError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine"):
+    if not any(isinstance(f, _ClassifiedFailures) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_ClassifiedFailures())
+
+#: How much of the failures a Failed state's message quotes (the UI shows it in lists).
+_MESSAGE_CHARS = 600
+
+
 def _final_state(reports: list[WorkReport]) -> State:
-    failed = [report.id for report in reports if report.outcome is Outcome.FAILED]
-    if failed:
-        return Failed(message=f"{len(failed)} work(s) failed: {', '.join(failed)}", data=reports)
-    return Completed(message=f"{len(reports)} work(s) done", data=reports)
+    """Completed, or Failed with a message that says which works failed and why; the reports are
+    the state's data either way (in a :class:`RunFailed` when Failed)."""
+    failed = [report for report in reports if report.outcome is Outcome.FAILED]
+    if not failed:
+        return Completed(message=f"{len(reports)} work(s) done", data=reports)
+    logger = get_run_logger()
+    for report in failed:
+        logger.error("%s failed (%s): %s", report.id, report.error_kind or "error", report.error)
+    reasons = "; ".join(
+        f"{r.id}: {r.error_kind or 'error'}: {(r.error or '').splitlines()[0] if r.error else ''}"
+        for r in failed
+    )
+    message = f"{len(failed)} of {len(reports)} work(s) failed: {reasons}"
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 1] + "…"
+    return Failed(message=message, data=RunFailed(message, reports))
+
+
+def reports_of_state(state: State) -> list[WorkReport] | None:
+    """The work reports a preserve-film or nightly-ingest run's state carries, Completed or
+    Failed; None when it carries none (a crash, a bad parameter)."""
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, RunFailed):
+        data = data.data
+    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
+        return data
+    return None
 
 
 def _film_run_name() -> str:
@@ -83,13 +136,16 @@ def preserve_film(
     allow_private_sources: bool = False,
     collection: str | None = None,
     settings: Settings | None = None,
+    publish: bool = False,
 ) -> State:
     """Preserve one work: fetch, normalise, package, validate, place, register.
 
     Called in-process, with the work as the catalogue (``nightly-ingest``) or the command line
     (``cifa preserve``) gave it. Prefect stores the run's parameters as JSON, where the work's
     permission record reads its personal details as withheld (:class:`Permission`); the run
-    itself has the full record, and writes it into the bag."""
+    itself has the full record, and writes it into the bag. With ``publish`` (a run of its own,
+    ``cifa preserve``; not a work of a nightly run, which reports all its works together) the
+    run writes its report and artifacts as every run does (:func:`_publish_run`)."""
     report = preserve_work(
         work,
         Archive(archive),
@@ -99,6 +155,8 @@ def preserve_film(
         run_step=_run_as_task,
         run_id=flow_run.get_root_flow_run_id() or flow_run.get_id(),
     )
+    if publish:
+        _publish_run([report], archive, key="preserve-film")
     return _final_state([report])
 
 
@@ -149,7 +207,9 @@ def preserve_film_job(
             if source.url is not None:
                 policy.check(source.url)
     except InputError as exc:
-        return Failed(message=f"bad input: {exc}")
+        message = f"bad input: {exc}"
+        logger.error("%s", message)
+        return Failed(message=message, data=RunFailed(message))
 
     def waiting() -> None:
         logger.info("another ingest is writing to %s; waiting for it to finish", root)
@@ -164,6 +224,7 @@ def preserve_film_job(
             run_step=_run_as_task,
             run_id=flow_run.get_root_flow_run_id() or flow_run.get_id(),
         )
+    _publish_run([report], root, key="preserve-film")
     return _final_state([report])
 
 
@@ -347,23 +408,25 @@ def _reports_of(state: State | None, work: Work) -> list[WorkReport]:
         decided = catalogue_triage(work)
         assert decided is not None, "only works the catalogue rules out come without a run"
         return [decided]
-    data = state.result(raise_on_failure=False)
-    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
-        return data
+    reports = reports_of_state(state)
+    if reports is not None:
+        return reports
     return [
         WorkReport(
             id=work.id,
             title=work.display_title,
             outcome=Outcome.FAILED,
-            error=f"preserve-film ended {state.type.value}: {state.message or data}",
+            error=f"preserve-film ended {state.type.value}: {state.message}",
         )
     ]
 
 
-def _publish_run(reports: list[WorkReport], archive: str) -> None:
-    """What people see of a nightly run: the HTML and JSON report in ``ARCHIVE/reports/``
-    (:mod:`cifa_ingest.run_report`), a table artifact (one row per work, problems first) and a
-    markdown summary artifact (counts, problems named, the report's path).
+def _publish_run(reports: list[WorkReport], archive: str, key: str = "nightly-ingest") -> None:
+    """What people see of a run that preserves works (a night, a one-off job, ``cifa
+    preserve``): the HTML and JSON report in ``ARCHIVE/reports/`` (:mod:`cifa_ingest.run_report`),
+    a table artifact (one row per work, problems first, naming each bag, its size and its
+    proof) and a markdown summary artifact (counts, problems named, the report's path), under
+    ``key`` (the flow's name: the UI's artifact page keeps each key's history).
 
     The report describes the run; it never decides it: a report or an artifact that cannot be
     written is logged, and the run's state stays what its works made it."""
@@ -385,12 +448,12 @@ def _publish_run(reports: list[WorkReport], archive: str) -> None:
     try:
         create_table_artifact(
             table=run_report.table_rows(run),
-            key="nightly-ingest",
+            key=key,
             description=run_report.summary_line(run),
         )
         create_markdown_artifact(
             markdown=run_report.markdown_summary(run, written.html),
-            key="nightly-ingest-summary",
+            key=f"{key}-summary",
         )
     except Exception as exc:
         logger.warning("the run's artifacts could not be created: %s", exc, exc_info=True)

@@ -111,7 +111,10 @@ def test_a_nightly_run_on_a_dask_cluster(
             limit=10,
         )
     assert nightly.state and nightly.state.is_failed(), nightly.state
-    assert nightly.state.message == f"1 work(s) failed: {MISSING}", nightly.state
+    message = nightly.state.message or ""
+    assert message.startswith(f"1 of {len(GOOD) + 1} work(s) failed: {MISSING}: not-found: "), (
+        nightly.state
+    )
     states = {run.parameters["work"]["id"]: run.state.type.value for run in films if run.state}
     assert states == {**dict.fromkeys(GOOD, "COMPLETED"), MISSING: "FAILED"}, states
 

@@ -186,10 +186,13 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
             answer = http.get(f"/deployments/name/{name}")
             return answer.json() if answer.status_code == 200 else {}
 
-        nightly = _wait_for(
-            "the deployments", lambda: deployment(DEPLOYMENTS[0]), 120, [server, serve]
+        _wait_for(
+            "the deployments",
+            lambda: all(deployment(name) for name in DEPLOYMENTS),
+            120,
+            [server, serve],
         )
-        full = deployment("fixity-audit/full")
+        nightly, full = deployment(DEPLOYMENTS[0]), deployment("fixity-audit/full")
         assert "time zone Europe/London" in nightly["description"]
         assert nightly["parameters"]["allow_private_sources"] is True
 
