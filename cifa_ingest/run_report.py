@@ -98,12 +98,18 @@ class WorkRow:
     duration: float | None
     #: The poster thumbnail as JPEG bytes, or None (no bag, no poster, or ffmpeg failed).
     thumbnail: bytes | None
+    #: The bag's size in bytes (every file of it), when the run left one.
+    bag_bytes: int | None = None
+    #: What the proof of each master said (normalisation.json), e.g. ``passed (framemd5)``.
+    proof: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             **self.report.as_dict(),
             "duration_seconds": round(self.duration, 3) if self.duration is not None else None,
             "poster": self.thumbnail is not None,
+            "bag_bytes": self.bag_bytes,
+            "proof": self.proof,
         }
 
 
@@ -168,6 +174,8 @@ def build(
                 report,
                 _duration(bag) if bag else None,
                 poster_thumbnail(bag) if bag else None,
+                _bag_bytes(bag) if bag else None,
+                _proof(bag) if bag else None,
             )
         )
     return RunReport(
@@ -189,6 +197,33 @@ def _bag_of(report: WorkReport, archive: Archive) -> Path | None:
     except OSError:
         return None
     return bag if inside and bag.is_dir() else None
+
+
+def _bag_bytes(bag: Path) -> int | None:
+    """Every file of the bag, its tag files included: what it takes on each copy's disk."""
+    try:
+        return sum(path.stat().st_size for path in bag.rglob("*") if path.is_file())
+    except OSError:
+        return None
+
+
+def _proof(bag: Path) -> str | None:
+    """What the bag's normalisation record says of each master's proof: ``passed (framemd5)``,
+    or, for a master kept as received, its action; None when there is no record."""
+    try:
+        record = json.loads((bag / "metadata" / "normalisation.json").read_text("utf-8"))
+        groups = record["groups"]
+        said = []
+        for group in groups:
+            proof = group.get("proof")
+            if proof:
+                verdict = "passed" if proof.get("passed") else "FAILED"
+                said.append(f"{verdict} ({proof.get('method')})")
+            else:
+                said.append(f"none ({group.get('action')})")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return "; ".join(said) or None
 
 
 def _duration(bag: Path) -> float | None:
@@ -430,6 +465,9 @@ def table_rows(run: RunReport) -> list[dict[str, object]]:
             "id": row.report.id,
             "title": visible(row.report.title),
             "outcome": OUTCOME_TEXT[row.report.outcome],
+            "bag": f"bags/{row.report.id}" if row.bag_bytes is not None else "",
+            "bag size": human_bytes(row.bag_bytes),
+            "proof": row.proof or "",
             "duration": _clock(row.duration),
             "original": human_bytes(row.report.bytes.get("original")),
             "master": human_bytes(row.report.bytes.get("master")),
