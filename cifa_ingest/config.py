@@ -8,12 +8,13 @@ exists, else the built-in defaults.
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
+import importlib.util
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -94,23 +95,67 @@ class NormaliseSettings(_Section):
     progress_interval_seconds: float = Field(default=10, gt=0)
 
 
-def _valid_cron(value: str) -> str:
-    """A five-field cron expression (minute hour day month weekday), as Prefect's schedules take
-    it; checked here so that a typo is refused when the settings are read, not at 2 a.m."""
-    from cronsim import CronSim, CronSimError
+@functools.cache
+def _prefect_croniter() -> Any:
+    """The croniter class Prefect's scheduler parses cron expressions with (its vendored copy),
+    loaded from Prefect's own file without importing Prefect, which takes most of a second that
+    commands reading the settings should not spend. None when that file is not where Prefect 3
+    keeps it: :func:`_prefect_refusal` then decides every expression."""
+    spec = importlib.util.find_spec("prefect")  # finds the package without running it
+    folders = spec.submodule_search_locations if spec else None
+    if not folders:
+        return None
+    source = Path(folders[0]) / "_vendor" / "croniter" / "croniter.py"
+    module_spec = importlib.util.spec_from_file_location("_cifa_prefect_croniter", source)
+    if not source.is_file() or module_spec is None or module_spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+        return module.croniter
+    except Exception:  # a Prefect whose copy no longer loads alone: ask Prefect itself
+        return None
+
+
+def _prefect_refusal(**schedule: str) -> str | None:
+    """Why Prefect refuses this cron schedule (its ``CronSchedule``, as its server checks the
+    schedules it is given), or None when it takes it. Imports Prefect: called only when the
+    quick checks below fail or cannot be made."""
+    from prefect.client.schemas.schedules import CronSchedule
 
     try:
-        CronSim(value, dt.datetime(2000, 1, 1))
-    except CronSimError as exc:
-        raise ValueError(f"not a cron expression ({exc}): {value!r}") from None
+        CronSchedule(**schedule)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        return "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+    return None
+
+
+def _valid_cron(value: str) -> str:
+    """A cron expression Prefect's scheduler takes (minute hour day month weekday; croniter's
+    extensions too), checked when the settings are read, not when ``cifa serve`` starts or at
+    2 a.m. The quick check is Prefect's own (``validate_cron_string``: its croniter, and no
+    random or hashed fields); Prefect has the last word on what it refuses, and names why."""
+    croniter = _prefect_croniter()
+    taken = (
+        croniter is not None
+        and croniter.is_valid(value)
+        and not any(field.casefold() in ("r", "h") for field in value.split())
+    )
+    if not taken and (refusal := _prefect_refusal(cron=value)):
+        raise ValueError(f"Prefect's scheduler refuses it: {refusal}")
     return value
 
 
 def _valid_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"not an IANA time zone, e.g. Europe/London: {value!r}") from None
+    """An IANA time zone Prefect's scheduler takes: one of ``zoneinfo.available_timezones()``,
+    which is Prefect's own check (``ZoneInfo`` alone also opens files such as ``posixrules``
+    that Prefect refuses)."""
+    if value in available_timezones():
+        return value
+    if not value:
+        raise ValueError("empty: an IANA time zone is needed, e.g. Europe/London")
+    if refusal := _prefect_refusal(cron="0 0 * * *", timezone=value):
+        raise ValueError(f"Prefect's scheduler refuses it: {refusal}")
     return value
 
 

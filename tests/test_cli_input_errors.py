@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from cifa_ingest.localserver import LocalFileServer
 from tests.conftest import REPO
@@ -94,3 +97,79 @@ def test_real_catalogue_runs_cleanly_without_internet(tmp_path: Path) -> None:
     assert "not permitted" in result.stdout
     assert "13 works: 0 preserved" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors that mislead (issue 13): each refused with exit 2 and a message saying what is wrong.
+
+
+def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def _empty_archive(root: Path) -> Path:
+    """An archive that holds nothing yet: its ledger, no bag."""
+    from cifa_ingest.ledger import Ledger
+
+    root.mkdir()
+    Ledger(root / "ledger.sqlite")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("fixity_full", "0 5 * * 7 *"),  # cronsim took it, then `cifa serve` died on it
+        ("nightly_ingest", "61 2 * * *"),
+        ("fixity_rolling", "H 4 * * *"),  # croniter's hashed form: Prefect refuses it
+        ("timezone", "posixrules"),  # ZoneInfo opens it; Prefect refuses it
+    ],
+)
+def test_a_schedule_prefect_refuses_is_refused_when_the_settings_are_read(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "cifa.toml").write_text(f'[schedules]\n{key} = "{value}"\n')
+    archive = _empty_archive(tmp_path / "archive")
+    for command in (["status"], ["audit"], ["events", "cifa-0001"]):
+        result = _cifa(*command, "--archive", str(archive), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"config/cifa.toml: schedules.{key}: " in result.stderr
+        assert "Prefect's scheduler refuses it" in result.stderr and value in result.stderr
+        _no_traceback(result)
+
+
+def test_a_schedule_prefect_takes_is_taken_without_starting_prefect(tmp_path: Path) -> None:
+    """``@weekly`` (which cronsim refused) and a sixth field, seconds, are Prefect's croniter's."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "cifa.toml").write_text(
+        '[schedules]\ntimezone = "Asia/Shanghai"\nfixity_full = "@weekly"\n'
+        'nightly_ingest = "0 2 * * * 0"\n'
+    )
+    result = _cifa("status", "--archive", str(_empty_archive(tmp_path / "a")), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "prefect not imported" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 5 * * 7 *", "0 5 * * 7", "0 5 * * * *", "0 5 * * 1 2 3", "61 5 * * *", "@daily",
+     "H 5 * * *", "0 5 L * *", "0 5 * * 5#2", "*/0 * * * *", "0 5 * * mon-fri", "", "x"],
+)  # fmt: skip
+def test_the_settings_take_exactly_the_crons_prefect_takes(cron: str) -> None:
+    """The settings' quick check (Prefect's croniter, loaded without Prefect) agrees with
+    Prefect's own CronSchedule, so that a Prefect upgrade that changes either is seen here."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    from cifa_ingest.config import ScheduleSettings
+
+    def taken(check: Callable[[], object]) -> bool:
+        try:
+            check()
+        except ValidationError:
+            return False
+        return True
+
+    prefect_takes = taken(lambda: CronSchedule(cron=cron, timezone="Europe/London"))
+    assert taken(lambda: ScheduleSettings(fixity_full=cron)) is prefect_takes
