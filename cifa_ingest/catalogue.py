@@ -33,8 +33,17 @@ from cifa_ingest.source_policy import check_url_syntax
 
 #: Archive identifiers become directory names and bag identifiers: keep them boring.
 WORK_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+WORK_ID_MAX_LENGTH = 64
+WORK_ID_RULE = "lowercase letters a-z, digits and single hyphens, e.g. cifa-0001"
 #: A catalogue is a hand-edited text file; anything larger than this is not one.
 MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
+
+
+def is_work_id(text: str) -> bool:
+    """Whether ``text`` is an archive identifier as a catalogue's ``id`` must be: the check to
+    make before an id typed by someone is looked up or comes near a path."""
+    return len(text) <= WORK_ID_MAX_LENGTH and re.fullmatch(WORK_ID_PATTERN, text) is not None
+
 
 ONE_LINE_PATTERN = r"^[^\r\n]*$"
 ShortText = Annotated[
@@ -141,7 +150,7 @@ class Permission(_Strict):
 class Work(_Strict):
     """One film: one archival object, one bag."""
 
-    id: Annotated[str, StringConstraints(pattern=WORK_ID_PATTERN, max_length=64)]
+    id: Annotated[str, StringConstraints(pattern=WORK_ID_PATTERN, max_length=WORK_ID_MAX_LENGTH)]
     title: Names
     director: Names | None = None
     year: int | None = Field(default=None, ge=1888, le=2100)
@@ -208,7 +217,7 @@ class Catalogue(_Strict):
 
 
 _FRIENDLY_PATTERN_MESSAGES = {
-    WORK_ID_PATTERN: "must be lowercase letters a-z, digits and single hyphens, e.g. cifa-0001",
+    WORK_ID_PATTERN: f"must be {WORK_ID_RULE}",
     ONE_LINE_PATTERN: "must be a single line (no line breaks)",
 }
 

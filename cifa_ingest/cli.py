@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cifa_ingest import __version__
-from cifa_ingest.catalogue import Catalogue, Work, load_catalogues, validation_problems
+from cifa_ingest.catalogue import (
+    WORK_ID_RULE,
+    Catalogue,
+    Work,
+    is_work_id,
+    load_catalogues,
+    validation_problems,
+)
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import InputError, SourcePolicyError
 from cifa_ingest.source_policy import SourcePolicy
 
 if TYPE_CHECKING:
+    from cifa_ingest.archive import Archive
     from cifa_ingest.preserve import WorkReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -168,7 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="which frames of a bag's FFV1 masters are damaged (slice CRCs)"
     )
-    inspect.add_argument("bag", metavar="BAG", help="a bag directory")
+    inspect.add_argument(
+        "bag",
+        metavar="BAG|ID",
+        help="a bag directory, or the id of a work preserved in the archive",
+    )
     common(inspect)
     return parser
 
@@ -368,6 +380,34 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
     return status
 
 
+def _existing_archive(root: Path) -> Archive:
+    """The archive at ``root``, for a command that reads one: a path holding no archive is
+    refused (exit 2), never reported as an empty archive. Only ingest, preserve and demo make one.
+    """
+    from cifa_ingest.archive import Archive
+
+    store = Archive(root)
+    if not store.ledger_path.is_file():
+        raise InputError(
+            f"{store.root}: no archive here (no ledger.sqlite: nothing is preserved in it)"
+        )
+    return store
+
+
+def _preserved_bag(store: Archive, work_id: str) -> tuple[str, Path]:
+    """The bag of a preserved work, found through the ledger; the id, typed by someone, is checked
+    as a catalogue's ids are before it is looked up. Returns the bag's path as the ledger has it
+    (relative to the archive) and on disk."""
+    from cifa_ingest.ledger import Ledger
+
+    if not is_work_id(work_id):
+        raise InputError(f"{work_id!r}: not a work id ({WORK_ID_RULE})")
+    record = Ledger(store.ledger_path).bag(work_id)
+    if record is None:
+        raise InputError(f"{work_id}: no such bag in the ledger of {store.root}")
+    return record.bag_path, store.root / record.bag_path
+
+
 def _watched_ids(
     only: list[str] | None,
     catalogues: Sequence[tuple[Path, Catalogue]] | None,
@@ -395,13 +435,10 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     import json
 
     from cifa_ingest import watch
-    from cifa_ingest.archive import Archive
 
     # Catalogues are validated as a whole first, as by ingest.
     catalogues = load_catalogues(args.manifests) if args.manifests else None
-    store = Archive(archive)
-    if not store.ledger_path.is_file():
-        raise InputError(f"{archive}: no ledger.sqlite: nothing is preserved in this archive")
+    store = _existing_archive(archive)
     work_ids = _watched_ids(args.only, catalogues, store.ledger_path)
     works, notes = watch.plan(store, work_ids)
     policy = SourcePolicy.of(settings.fetch, args.allow_private_sources, resolve=False)
@@ -422,15 +459,26 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _bag_to_inspect(text: str, archive: Path) -> Path:
+    """``cifa inspect``'s argument: a bag directory, else the id of a work preserved in the
+    archive (a path that exists is never taken for an id)."""
+    path = Path(text)
+    if (path / "bagit.txt").is_file():
+        return path
+    if path.exists():
+        raise InputError(f"{path}: not a bag (no bagit.txt)")
+    if is_work_id(text):
+        return _preserved_bag(_existing_archive(archive), text)[1]
+    raise InputError(f"{text}: neither a bag directory nor a work id ({WORK_ID_RULE})")
+
+
 def _cmd_inspect(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when every master decodes with every slice CRC matching, 1 when damaged."""
     import json
 
     from cifa_ingest.inspect import inspect_bag
 
-    bag = Path(args.bag)
-    if not (bag / "bagit.txt").is_file():
-        raise InputError(f"{bag}: not a bag (no bagit.txt)")
+    bag = _bag_to_inspect(args.bag, archive)
     inspections = inspect_bag(bag)
     if not inspections:
         raise InputError(f"{bag}: no master in data/master/")
@@ -475,7 +523,13 @@ def _cmd_bag(args: argparse.Namespace, settings: Settings, archive: Path) -> int
         raise InputError(f"{directory}: is a bag already")
     digests = make_bag_in_place(directory)
     size = sum(d.size for d in digests.values())
-    print(f"{directory}: bagged {len(digests)} files, {size} bytes (sha256, sha512)")
+    if args.json:
+        import json
+
+        bagged = {"bag": str(directory), "files": len(digests), "bytes": size}
+        print(json.dumps({**bagged, "algorithms": ["sha256", "sha512"]}, indent=2))
+    else:
+        print(f"{directory}: bagged {len(digests)} files, {size} bytes (sha256, sha512)")
     return EXIT_OK
 
 
@@ -499,18 +553,15 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     import json
 
     from cifa_ingest import audit
-    from cifa_ingest.archive import Archive
 
-    root = Path(args.archive_dir).absolute() if args.archive_dir else archive
-    if not (root / "ledger.sqlite").is_file():
-        raise InputError(f"{root}: no archive here (no ledger.sqlite)")
+    store = _existing_archive(Path(args.archive_dir).absolute() if args.archive_dir else archive)
     seconds, size = parse_budget(args.budget) if args.budget else (None, None)
     from cifa_ingest.audit_report import write_reports
 
     report = audit.audit_archive(
-        Archive(root), max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
+        store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
     )
-    json_path, html_path = write_reports(report, Archive(root))
+    json_path, html_path = write_reports(report, store)
     logging.getLogger("cifa_ingest").info("reports: %s, %s", json_path, html_path)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
@@ -522,49 +573,56 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
 def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     from cifa_ingest.audit_log import AuditLog
 
-    if not (archive / "ledger.sqlite").is_file():
-        raise InputError(f"{archive}: no archive here (no ledger.sqlite)")
-    problems = AuditLog(archive / "ledger.sqlite").verify()
-    for problem in problems:
-        print(f"audit log: {problem}")
-    if not problems:
-        print(f"{archive / 'ledger.sqlite'}: the audit log's hash chain is intact")
+    store = _existing_archive(archive)
+    problems = AuditLog(store.ledger_path).verify()
+    if args.json:
+        import json
+
+        verdict = {"ledger": str(store.ledger_path), "problems": problems, "ok": not problems}
+        print(json.dumps(verdict, indent=2, ensure_ascii=False))
+    else:
+        for problem in problems:
+            print(f"audit log: {problem}")
+        if not problems:
+            print(f"{store.ledger_path}: the audit log's hash chain is intact")
     return EXIT_OK if not problems else EXIT_FAILED
 
 
 def _cmd_events(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    """Print the bag's PREMIS events and its fixity checks as one PREMIS document."""
-    from cifa_ingest.archive import Archive
-    from cifa_ingest.audit_log import AuditLog
-    from cifa_ingest.events import bag_events, to_bytes
-    from cifa_ingest.ledger import Ledger
+    """Print the bag's PREMIS events and its fixity checks as one PREMIS document, or with
+    ``--json`` as JSON objects."""
+    import json
 
-    store = Archive(archive)
-    if not store.ledger_path.is_file():
-        raise InputError(f"{archive}: no archive here (no ledger.sqlite)")
-    record = Ledger(store.ledger_path).bag(args.work_id)
-    if record is None:
-        raise InputError(f"{args.work_id}: no such bag in the ledger")
-    bag = store.root / record.bag_path
+    from cifa_ingest.audit_log import AuditLog
+    from cifa_ingest.events import as_dict, bag_events, to_bytes
+
+    store = _existing_archive(archive)
+    bag_path, bag = _preserved_bag(store, args.work_id)
     if not (bag / "metadata" / "premis.xml").is_file():
-        raise InputError(f"{record.bag_path}: no metadata/premis.xml (run cifa audit)")
-    sys.stdout.write(to_bytes(bag_events(bag, AuditLog(store.ledger_path), args.work_id)).decode())
-    sys.stdout.write("\n")
+        raise InputError(f"{bag_path}: no metadata/premis.xml (run cifa audit)")
+    document = bag_events(bag, AuditLog(store.ledger_path), args.work_id)
+    if args.json:
+        found = {"id": args.work_id, "bag": bag_path, **as_dict(document)}
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(to_bytes(document).decode())
+        sys.stdout.write("\n")
     return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     import json
 
-    from cifa_ingest.archive import Archive
     from cifa_ingest.status import archive_status, render
 
+    store = _existing_archive(archive)
     manifests = [Path(m) for m in (args.manifests or settings.catalogue.manifests)]
-    if args.manifests:
-        missing = [str(m) for m in manifests if not m.is_file()]
-        if missing:
-            raise InputError(f"no such catalogue: {', '.join(missing)}")
-    status = archive_status(Archive(archive), [m for m in manifests if m.is_file()])
+    missing = [m for m in manifests if not m.is_file()]
+    if args.manifests and missing:
+        raise InputError(f"no such catalogue: {', '.join(str(m) for m in missing)}")
+    # The config's catalogues may be absent: the status says so, and which paths it looked for.
+    found = [m for m in manifests if m.is_file()]
+    status = archive_status(store, found, missing=[m.absolute() for m in missing])
     if args.json:
         print(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -1,13 +1,15 @@
 """A bag's life as PREMIS events: the objects and events recorded in its ``metadata/premis.xml``
 (capture, message digest calculation, normalization, validation, ingestion …) followed by every
 fixity check the audit log holds for it, as PREMIS ``fixity check`` events. ``cifa events ID``
-prints it; the document validates against the PREMIS 3.0 schema like the bag's own.
+prints it; the document validates against the PREMIS 3.0 schema like the bag's own. With
+``--json`` it prints the same events as JSON objects (:func:`as_dict`).
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from cifa_ingest import premis
 from cifa_ingest.audit_log import AuditLog
@@ -60,3 +62,57 @@ def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
 def to_bytes(root: ET.Element) -> bytes:
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _text(element: ET.Element, path: str) -> str | None:
+    found = element.find("/".join(premis._q(name) for name in path.split("/")))
+    return found.text if found is not None else None
+
+
+def _links(event: ET.Element, kind: str) -> list[tuple[str | None, list[str]]]:
+    """An event's linking agent or object identifiers, each with its roles."""
+    return [
+        (
+            _text(link, f"linking{kind}IdentifierValue"),
+            [role.text or "" for role in link.findall(premis._q(f"linking{kind}Role"))],
+        )
+        for link in event.findall(premis._q(f"linking{kind}Identifier"))
+    ]
+
+
+def as_dict(root: ET.Element) -> dict[str, Any]:
+    """:func:`bag_events`'s document as JSON-ready data: ``{"events": [{"identifier", "type",
+    "date_time", "detail", "outcome", "outcome_detail", "agents": [{"identifier", "name", "type",
+    "version", "roles"}], "objects": [{"identifier", "roles"}]}]}``, in the document's order."""
+    unknown = {"name": None, "type": None, "version": None}
+    agents = {}
+    for agent in root.findall(premis._q("agent")):
+        identifier = _text(agent, "agentIdentifier/agentIdentifierValue")
+        agents[identifier] = {
+            "name": _text(agent, "agentName"),
+            "type": _text(agent, "agentType"),
+            "version": _text(agent, "agentVersion"),
+        }
+    events = []
+    for event in root.findall(premis._q("event")):
+        events.append(
+            {
+                "identifier": _text(event, "eventIdentifier/eventIdentifierValue"),
+                "type": _text(event, "eventType"),
+                "date_time": _text(event, "eventDateTime"),
+                "detail": _text(event, "eventDetailInformation/eventDetail"),
+                "outcome": _text(event, "eventOutcomeInformation/eventOutcome"),
+                "outcome_detail": _text(
+                    event, "eventOutcomeInformation/eventOutcomeDetail/eventOutcomeDetailNote"
+                ),
+                "agents": [
+                    {"identifier": identifier, **agents.get(identifier, unknown), "roles": roles}
+                    for identifier, roles in _links(event, "Agent")
+                ],
+                "objects": [
+                    {"identifier": identifier, "roles": roles}
+                    for identifier, roles in _links(event, "Object")
+                ],
+            }
+        )
+    return {"events": events}

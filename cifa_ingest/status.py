@@ -7,6 +7,7 @@ no Prefect started, so it answers at once.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,13 @@ class Status:
     last_ingest: dict[str, Any] | None = None
     last_audit: dict[str, Any] | None = None
     failing: list[dict[str, Any]] = field(default_factory=list)
-    awaiting_source: list[str] = field(default_factory=list)
-    awaiting_permission: list[str] = field(default_factory=list)
+    awaiting_source: list[str] | None = None
+    awaiting_permission: list[str] | None = None
     vanished: list[dict[str, Any]] = field(default_factory=list)
+    #: The catalogues read, and those looked for and absent. With none read, what awaits a
+    #: source address or a permission is not known: ``awaiting_*`` are None, not empty.
+    catalogues: list[str] = field(default_factory=list)
+    missing_catalogues: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,9 +46,14 @@ def _rows(path: Path, query: str) -> list[tuple[Any, ...]]:
         return []
 
 
-def archive_status(archive: Archive, manifests: list[Path]) -> Status:
-    """Gather the status of ``archive``; ``manifests`` (existing ones) tell what is awaited."""
-    status = Status(archive=str(archive.root))
+def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Path] = ()) -> Status:
+    """Gather the status of ``archive``; ``manifests`` (existing ones) tell what is awaited;
+    ``missing`` are catalogues looked for and absent, reported as such."""
+    status = Status(
+        archive=str(archive.root),
+        catalogues=[str(m.absolute()) for m in manifests],
+        missing_catalogues=[str(m.absolute()) for m in missing],
+    )
     if archive.ledger_path.is_file():
         ledger = archive.ledger_path
         status.bags = len(Ledger(ledger).bags())
@@ -85,12 +95,14 @@ def archive_status(archive: Archive, manifests: list[Path]) -> Status:
                         "since": check.since,
                     }
                 )
-    for _path, catalogue in load_catalogues(manifests):
-        for work in catalogue.works:
-            if not work.is_permitted:
-                status.awaiting_permission.append(work.id)
-            elif not work.has_source_address:
-                status.awaiting_source.append(work.id)
+    if manifests:
+        status.awaiting_source, status.awaiting_permission = [], []
+        for _path, catalogue in load_catalogues(manifests):
+            for work in catalogue.works:
+                if not work.is_permitted:
+                    status.awaiting_permission.append(work.id)
+                elif not work.has_source_address:
+                    status.awaiting_source.append(work.id)
     return status
 
 
@@ -113,8 +125,14 @@ def render(status: Status) -> str:
     )
     lines.append(f"Works failing: {len(status.failing)}")
     lines += [f"  {f['id']}: {f['kind']}: {f['error']}" for f in status.failing]
-    lines.append(f"Awaiting a source address: {len(status.awaiting_source)}")
-    lines.append(f"Awaiting permission: {len(status.awaiting_permission)}")
+    if status.awaiting_source is None or status.awaiting_permission is None:
+        looked = ", ".join(status.missing_catalogues)
+        why = f"no catalogue at {looked}" if looked else "no catalogue configured"
+        lines.append(f"Awaiting a source address or permission: unknown ({why})")
+    else:
+        lines.append(f"Awaiting a source address: {len(status.awaiting_source)}")
+        lines.append(f"Awaiting permission: {len(status.awaiting_permission)}")
+        lines += [f"  not counted, no such catalogue: {m}" for m in status.missing_catalogues]
     lines.append(f"Sources vanished or changed: {len(status.vanished)}")
     lines += [
         f"  {v['id']} source {v['source']}: {v['status']} since {v['since']}"

@@ -3,6 +3,7 @@ nothing written, and Prefect never started. Run as real processes, as a user wou
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -173,3 +174,73 @@ def test_the_settings_take_exactly_the_crons_prefect_takes(cron: str) -> None:
 
     prefect_takes = taken(lambda: CronSchedule(cron=cron, timezone="Europe/London"))
     assert taken(lambda: ScheduleSettings(fixity_full=cron)) is prefect_takes
+
+
+READING_COMMANDS = [
+    ["status"],
+    ["audit"],
+    ["ledger", "verify"],
+    ["events", "cifa-0001"],
+    ["inspect", "cifa-0001"],
+    ["watch"],
+]
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS, ids=lambda c: c[0])
+def test_every_reading_command_refuses_a_path_that_is_not_an_archive(
+    tmp_path: Path, command: list[str]
+) -> None:
+    nowhere = tmp_path / "no" / "such" / "archive"
+    for where in (["--archive", str(nowhere)], ["--archive", str(tmp_path)]):
+        result = _cifa(*command, *where, cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"{where[1]}: no archive here (no ledger.sqlite" in result.stderr
+        assert result.stdout == ""
+        _no_traceback(result)
+    assert not nowhere.parent.parent.exists()
+    positional = _cifa("audit", str(nowhere), cwd=tmp_path)
+    assert positional.returncode == 2 and "no archive here" in positional.stderr
+
+
+def test_status_without_its_catalogue_says_so_instead_of_counting_nothing(tmp_path: Path) -> None:
+    archive = str(_empty_archive(tmp_path / "archive"))
+    looked_for = tmp_path / "manifests" / "cifa.yaml"  # the default, relative to the directory
+    result = _cifa("status", "--archive", archive, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"unknown (no catalogue at {looked_for})" in result.stdout
+    assert "Awaiting a source address: 0" not in result.stdout
+    as_json = json.loads(_cifa("status", "--archive", archive, "--json", cwd=tmp_path).stdout)
+    assert as_json["awaiting_source"] is None and as_json["awaiting_permission"] is None
+    assert as_json["missing_catalogues"] == [str(looked_for)]
+    looked_for.parent.mkdir()
+    looked_for.write_text((DATA / "valid" / "minimal.yaml").read_text("utf-8"), "utf-8")
+    counted = json.loads(_cifa("status", "--archive", archive, "--json", cwd=tmp_path).stdout)
+    assert counted["catalogues"] == [str(looked_for)] and counted["missing_catalogues"] == []
+    assert isinstance(counted["awaiting_source"], list)
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("Not An Id", "Not An Id: neither a bag directory nor a work id (lowercase letters"),
+        ("../../etc", "../../etc: neither a bag directory nor a work id"),
+        ("cifa-0404", "cifa-0404: no such bag in the ledger of "),
+        (".", ".: not a bag (no bagit.txt)"),
+    ],
+)
+def test_inspect_refuses_what_is_neither_a_bag_nor_a_preserved_work(
+    tmp_path: Path, argument: str, message: str
+) -> None:
+    archive = _empty_archive(tmp_path / "archive")
+    result = _cifa("inspect", argument, "--archive", str(archive), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    _no_traceback(result)
+
+
+def test_events_refuses_an_id_that_is_not_one(tmp_path: Path) -> None:
+    archive = _empty_archive(tmp_path / "archive")
+    result = _cifa("events", "../bags/x", "--archive", str(archive), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'../bags/x': not a work id" in result.stderr
+    _no_traceback(result)

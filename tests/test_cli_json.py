@@ -1,0 +1,130 @@
+"""`--json` prints one JSON document on stdout, for every command that has the flag: run as real
+processes over an archive the demo made (its films' server is gone by then, as a source can be).
+Also what needs a real bag: `cifa events ID --json` and `cifa inspect ID`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifa_ingest import cli
+from tests.conftest import REPO
+
+WORK = "cifa-demo-0001"
+
+
+def _cifa(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, with the test suite's Prefect home and settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "cifa_ingest.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A demo run (8 bags) with --json: its folder (archive/, demo/) and the run itself."""
+    root = tmp_path_factory.mktemp("json")
+    run = _cifa(
+        "demo", "--archive", str(root / "archive"), "--workdir", str(root / "demo"),
+        "--port", "0", "--json", "--quiet", cwd=root,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return root, run
+
+
+def _commands_with_json() -> set[str]:
+    commands = next(
+        action
+        for action in cli._parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    return {
+        name
+        for name, parser in commands.choices.items()
+        if any("--json" in action.option_strings for action in parser._actions)
+    }
+
+
+#: Each command with --json, its arguments (ROOT: the demo's folder) and the exit codes it may
+#: end with here (watch: 1, the demo's sources are gone).
+CASES = {
+    "demo": None,  # the fixture's own run
+    "ingest": (["ingest", "ROOT/demo/demo-catalogue.yaml", "--only", WORK,
+                "--allow-private-sources"], {0}),
+    "preserve": (["preserve", "http://127.0.0.1:9/films/x.mkv", "--id", WORK, "--title", "X",
+                  "--granted-by", "T", "--allow-private-sources"], {0}),
+    "watch": (["watch", "--only", WORK, "--allow-private-sources"], {1}),
+    "audit": (["audit"], {0}),
+    "ledger": (["ledger", "verify"], {0}),
+    "status": (["status"], {0}),
+    "events": (["events", WORK], {0}),
+    "validate": (["validate", f"ROOT/archive/bags/{WORK}", "--fast"], {0}),
+    "bag": (["bag", "ROOT/to-bag"], {0}),
+    "inspect": (["inspect", WORK], {0}),
+}  # fmt: skip
+
+
+def test_the_cases_are_every_command_with_json() -> None:
+    assert set(CASES) == _commands_with_json()
+
+
+@pytest.mark.parametrize("command", sorted(CASES))
+def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], command: str) -> None:
+    root, run = demo
+    case = CASES[command]
+    if case is not None:
+        args, codes = case
+        if command == "bag":
+            (root / "to-bag").mkdir()
+            (root / "to-bag" / "notes.txt").write_text("a film's notes\n", "utf-8")
+        args = [a.replace("ROOT", str(root)) for a in args]
+        run = _cifa(*args, "--archive", str(root / "archive"), "--json", "--quiet", cwd=root)
+        assert run.returncode in codes, run.stderr
+    assert "Traceback" not in run.stderr
+    document = json.loads(run.stdout)
+    assert isinstance(document, dict) and document
+
+
+def test_events_json_are_the_premis_events_as_objects(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    root, _run = demo
+    archive = ["--archive", str(root / "archive")]
+    assert _cifa("audit", *archive, "--quiet", cwd=root).returncode == 0  # a fixity check event
+    xml = _cifa("events", WORK, *archive, cwd=root)
+    assert xml.returncode == 0 and xml.stdout.startswith("<?xml")
+    result = _cifa("events", WORK, *archive, "--json", cwd=root)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["id"] == WORK and found["bag"] == f"bags/{WORK}"
+    events = found["events"]
+    assert len(events) == xml.stdout.count("<premis:event>")
+    capture = events[0]
+    assert capture["type"] == "capture" and capture["outcome"] == "success"
+    assert capture["date_time"] and capture["detail"] and capture["identifier"]
+    assert {"executing program"} <= {role for a in capture["agents"] for role in a["roles"]}
+    assert all(a["name"] for e in events for a in e["agents"])
+    assert {"fixity check", "ingestion"} <= {e["type"] for e in events}
+
+
+def test_inspect_takes_a_work_id_as_it_takes_its_bag(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    root, _run = demo
+    archive = ["--archive", str(root / "archive")]
+    by_id = _cifa("inspect", WORK, *archive, cwd=root)
+    assert by_id.returncode == 0, by_id.stderr
+    assert f"data/master/{WORK}.mkv: " in by_id.stdout and "every slice CRC matches" in by_id.stdout
+    by_path = _cifa("inspect", str(root / "archive" / "bags" / WORK), cwd=root)
+    assert by_path.returncode == 0 and by_path.stdout == by_id.stdout
+    unknown = _cifa("inspect", "cifa-demo-0404", *archive, cwd=root)
+    assert unknown.returncode == 2 and "cifa-demo-0404: no such bag in the ledger" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
