@@ -67,9 +67,15 @@ class _ClassifiedFailures(logging.Filter):
       proof) keeps its line, "Task run failed with exception: FetchError(…)", without the
       traceback.
 
+    - a task run that returned a Failed state (a damaged bag's ``audit-bag``) is logged by
+      Prefect with ``exc_info=True`` outside any exception, which printed ``NoneType: None``
+      under the message as if it were a traceback: the empty exception is dropped.
+
     Anything else (a true bug) keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
         raised = record.exc_info[1] if record.exc_info else None
         if isinstance(raised, RunFailed):
             return False
@@ -554,21 +560,6 @@ def _watch_after_ingest(
 # The fixity audit
 
 
-class _NoEmptyExcInfo(logging.Filter):
-    """Prefect logs a task run that returns a Failed state with ``exc_info=True`` outside any
-    exception, which prints ``NoneType: None`` under the message as if it were a traceback. A
-    damaged bag is such a run (a finding, not a bug): the empty exception is dropped, the
-    message kept; a real exception's traceback is left as it is."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[0] is None:
-            record.exc_info = None
-        return True
-
-
-logging.getLogger("prefect.task_runs").addFilter(_NoEmptyExcInfo())
-
-
 def _named(problems: list[audit.Problem], limit: int = 5) -> str:
     """``bag kind path; …``: the first ``limit`` problems, in one line (control characters of a
     path made visible)."""
@@ -626,7 +617,7 @@ def fixity_audit(
     if not report.ok:
         kinds = sorted({p.kind for p in report.problems})
         message = f"{summary}; problems: {', '.join(kinds)}: {_named(report.problems)}"
-        return Failed(message=message, data=report)
+        return Failed(message=message, data=RunFailed(message, report))
     return Completed(message=summary, data=report)
 
 

@@ -287,7 +287,7 @@ def test_fixity_audit_flow_writes_the_same_report_and_fails_the_damaged_bags_tas
     message = state.message or ""
     for named in (DAMAGED, "checksum_mismatch", damaged["master"], "missing_file"):
         assert named in message, message
-    report = state.result(raise_on_failure=False)
+    report = state.result(raise_on_failure=False).data  # the RunFailed carries the report
     assert {bag.bag: bag.intact for bag in report.bags} == {DAMAGED: False, INTACT: True}
 
     # The same reports as cifa audit, through the same writer.
