@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--archive", help="archive root (default: CIFA_ARCHIVE, config, ./archive)")
     serve.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     serve.add_argument("--verbose", action="store_true", help="debug output, Prefect's logs too")
+    allow_private(serve)
 
     ledger = commands.add_parser("ledger", help="the ledger: verify the audit log's hash chain")
     ledger.add_argument("action", choices=["verify"])
@@ -236,21 +237,24 @@ def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) ->
     else:
         print(f"\nArchive: {archive}\n")
         print(report.table(reports))
-        if args.command in ("ingest", "demo") and (page := run_report.report_of(archive, reports)):
+        if args.command in ("ingest", "demo", "preserve") and (
+            page := run_report.report_of(archive, reports)
+        ):
             print(f"\nReport: {page}")
     return EXIT_FAILED if any(r.outcome is Outcome.FAILED for r in reports) else EXIT_OK
 
 
 def _reports_from_state(state: object) -> list[WorkReport]:
     from cifa_ingest.errors import CifaError
-    from cifa_ingest.preserve import WorkReport
+    from pipelines.flows import reports_of_state
 
+    reports = reports_of_state(state)  # type: ignore[arg-type]
+    if reports is not None:
+        return reports
     data = state.result(raise_on_failure=False)  # type: ignore[attr-defined]
-    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
-        return data
     if isinstance(data, InputError):
         raise data
-    raise CifaError(f"the flow ended {state.type.value}: {data}")  # type: ignore[attr-defined]
+    raise CifaError(f"the flow ended {state.type.value}: {state.message}")  # type: ignore[attr-defined]
 
 
 def run_ingest(
@@ -350,6 +354,7 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
             str(archive),
             allow_private_sources=args.allow_private_sources,
             settings=settings,
+            publish=True,
             return_state=True,
         )
     return _emit(args, archive, _reports_from_state(state))
@@ -561,8 +566,12 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     report = audit.audit_archive(
         store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
     )
-    json_path, html_path = write_reports(report, store)
-    logging.getLogger("cifa_ingest").info("reports: %s, %s", json_path, html_path)
+    try:  # the report describes the audit; it never decides it (as in the Prefect flow)
+        json_path, html_path = write_reports(report, store)
+    except OSError as exc:
+        logging.getLogger("cifa_ingest").warning("the audit report could not be written: %s", exc)
+    else:
+        logging.getLogger("cifa_ingest").info("reports: %s, %s", json_path, html_path)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -637,20 +646,26 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     working directory and environment: the config file is pinned by absolute path first, so that
     every run reads the settings this command printed."""
     from cifa_ingest.config import config_path
+    from pipelines.local_server import local_server, terminate_as_interrupt
 
     if (path := config_path()) is not None:
         os.environ["CIFA_CONFIG"] = str(path.absolute())
-    if os.environ.get("PREFECT_API_URL"):
-        return _serve(settings, archive, own_server=False)
-    from pipelines.local_server import local_server
+    # From here on a SIGTERM (a supervisor's stop) unwinds as Ctrl-C does, whenever it comes:
+    # before Prefect's runner installs its own handler, it used to end this process on the spot,
+    # leaving its Prefect server running.
+    with contextlib.suppress(KeyboardInterrupt), terminate_as_interrupt():
+        if os.environ.get("PREFECT_API_URL"):
+            _serve(settings, archive, args, own_server=False)
+        else:
+            print("Starting a Prefect server on 127.0.0.1 for this session…", flush=True)
+            with local_server() as api_url:
+                os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported
+                _serve(settings, archive, args, own_server=True)
+    print("cifa serve: stopped", file=sys.stderr)
+    return EXIT_OK
 
-    print("Starting a Prefect server on 127.0.0.1 for this session…", flush=True)
-    with local_server() as api_url:
-        os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: every run uses it
-        return _serve(settings, archive, own_server=True)
 
-
-def _serve(settings: Settings, archive: Path, own_server: bool) -> int:
+def _serve(settings: Settings, archive: Path, args: argparse.Namespace, own_server: bool) -> None:
     from pipelines import deployments
 
     manifests = [Path(m) for m in settings.catalogue.manifests]
@@ -658,7 +673,9 @@ def _serve(settings: Settings, archive: Path, own_server: bool) -> int:
         logging.getLogger("cifa_ingest").warning(
             "no catalogue at %s: the nightly runs will fail until there is one", missing.absolute()
         )
-    planned = deployments.plan(settings, archive, manifests)
+    planned = deployments.plan(
+        settings, archive, manifests, allow_private_sources=args.allow_private_sources
+    )
     api = os.environ["PREFECT_API_URL"]
     print(
         f"Serving {len(planned)} deployments on the Prefect server at {api} (archive: {archive}):"
@@ -673,8 +690,6 @@ def _serve(settings: Settings, archive: Path, own_server: bool) -> int:
     print("Ctrl-C stops.", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends, not a failure
         deployments.serve(planned)
-    print("cifa serve: stopped", file=sys.stderr)
-    return EXIT_OK
 
 
 COMMANDS = {
