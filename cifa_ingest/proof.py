@@ -140,28 +140,49 @@ class Proof:
         return f"{counts} frames identical" if self.passed else str(self.first_difference)
 
 
-def _difference(
-    index: int, source: StreamHashes, master: StreamHashes, shift_allowed: bool
-) -> str | None:
+def _unit(kind: str) -> str:
+    return "block" if kind == "audio" else "frame"
+
+
+def _tolerance(source: StreamHashes, master: StreamHashes) -> Fraction:
+    """How far two presentation times may differ and still be the same time: the coarser time
+    base (a Matroska master counts in milliseconds), and never less than 1.5 ms."""
+    return max(Fraction(3, 2000), source.time_base, master.time_base)
+
+
+def _start(stream: StreamHashes) -> Fraction:
+    """The stream's first presentation time, in seconds from its file's container start (the
+    earliest, not the first listed: packets are listed in decoding order). 0 for no frame."""
+    return min((pts for pts, _, _ in stream.frames), default=0) * stream.time_base
+
+
+def _difference(index: int, source: StreamHashes, master: StreamHashes) -> str | None:
     """The first frame at which two streams differ, described for a conservator.
 
-    With ``shift_allowed`` (a remux), a constant offset of every timestamp is not a difference:
-    Matroska's muxer moves a stream that starts before zero (B-frames) so that it starts at zero.
+    Presentation times are compared *relative to each stream's first frame*: where a file's
+    timestamps count from is the container's business, not the film's. Opus's pre-skip moves a
+    WebM's start to -7 ms, which its Matroska master starts at 0; Matroska's muxer moves a stream
+    that starts before zero (B-frames) so that it starts at zero. Neither changes a picture or a
+    sound, or when one comes after another. Whether picture and sound still start together is
+    :func:`_misaligned`'s question. The times named in a failure are from each file's own
+    container start, as a player shows them.
     """
-    unit = "block" if source.kind == "audio" else "frame"
-    tolerance = max(Fraction(3, 2000), source.time_base, master.time_base)
-    shift = Fraction(0)
-    if shift_allowed and source.frames and master.frames:
-        shift = master.frames[0][0] * master.time_base - source.frames[0][0] * source.time_base
+    unit = _unit(source.kind)
+    tolerance = _tolerance(source, master)
+    source_start, master_start = _start(source), _start(master)
     for number, (ours, theirs) in enumerate(zip(source.frames, master.frames, strict=False)):
         at = float(ours[0] * source.time_base)
         if ours[1:] != theirs[1:]:
             return f"stream {index} ({source.kind}) {unit} {number} at {at:.3f} s: content differs"
-        if abs(ours[0] * source.time_base + shift - theirs[0] * master.time_base) > tolerance:
+        ours_after = ours[0] * source.time_base - source_start
+        theirs_after = theirs[0] * master.time_base - master_start
+        if abs(ours_after - theirs_after) > tolerance:
             later = float(theirs[0] * master.time_base)
             return (
                 f"stream {index} ({source.kind}) {unit} {number}:"
                 f" at {at:.3f} s in the source, {later:.3f} s in the master"
+                f" ({float(ours_after):.3f} s and {float(theirs_after):.3f} s after the"
+                f" stream's first {unit})"
             )
     if len(source.frames) != len(master.frames):
         first_missing = min(len(source.frames), len(master.frames))
@@ -170,6 +191,36 @@ def _difference(
             f" master {len(master.frames)}; they differ from {unit} {first_missing}"
         )
     return None
+
+
+def _misaligned(source: dict[int, StreamHashes], master: dict[int, StreamHashes]) -> str | None:
+    """Whether the streams start at the same distance from each other in source and master.
+
+    Each stream's first presentation time, relative to the earliest first time of all the file's
+    streams, must be the same in source and master, within the tolerance. Put pairwise, as it is
+    checked: every stream's start moves from source to master by the same amount, give or take
+    the tolerance. A container's start offset moves every stream alike and passes; sound delayed
+    against the picture (or the picture against the sound) fails, naming the two streams moved
+    furthest apart.
+    """
+    indices = [i for i in sorted(source) if i in master and source[i].frames and master[i].frames]
+    if len(indices) < 2:
+        return None
+    starts = {i: (_start(source[i]), _start(master[i])) for i in indices}
+    moved = {i: theirs - ours for i, (ours, theirs) in starts.items()}
+    least = min(indices, key=lambda i: (moved[i], i))
+    most = max(indices, key=lambda i: (moved[i], -i))
+    tolerance = max(_tolerance(source[i], master[i]) for i in (least, most))
+    if moved[most] - moved[least] <= tolerance:
+        return None
+    kind, other_kind = source[most].kind, source[least].kind
+    (at, later), (other_at, other_later) = starts[most], starts[least]
+    return (
+        f"stream {most} ({kind}) is shifted by {float(moved[most] - moved[least]):+.3f} s against"
+        f" stream {least} ({other_kind}): its {_unit(kind)} 0 is at {float(at):.3f} s in the"
+        f" source, {float(later):.3f} s in the master; stream {least}'s {_unit(other_kind)} 0"
+        f" at {float(other_at):.3f} s and {float(other_later):.3f} s"
+    )
 
 
 def same_packets(decoded: Path, stored: Path) -> tuple[str | None, int]:
@@ -199,7 +250,13 @@ def same_packets(decoded: Path, stored: Path) -> tuple[str | None, int]:
 def compare(
     source_path: Path, master_path: Path, method: str, shift_allowed: bool = False
 ) -> Proof:
-    """Compare the full hash lists of source and master, stream by stream, lengths included."""
+    """Compare the full hash lists of source and master, stream by stream, lengths included:
+    every frame's content, and its presentation time relative to its stream's first frame; then
+    whether the streams start at the same distance from each other (:func:`_misaligned`).
+
+    ``shift_allowed`` has no effect any more: it let a remux's streams start at another time
+    than the source's (Matroska moves a stream starting before zero), which every comparison
+    now allows; it is kept only so that callers passing it keep working."""
     source, master = read_framemd5(source_path), read_framemd5(master_path)
     first = None
     if sorted(source) != sorted(master):
@@ -217,7 +274,9 @@ def compare(
             }
         )
         if first is None:
-            first = _difference(index, ours, theirs, shift_allowed)
+            first = _difference(index, ours, theirs)
+    if first is None:
+        first = _misaligned(source, master)
     if first is None and not any(s["source_frames"] for s in streams):
         first = "no frame was hashed"
     return Proof(
