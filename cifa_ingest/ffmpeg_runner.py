@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -106,8 +107,30 @@ def run_ffmpeg(
     return args
 
 
+#: ffmpeg-python takes an output's options as a dict, one value per key; an option given more than
+#: once (``-metadata:s:a:0`` for two tags of one stream, ``-attach`` for two files) needs a key per
+#: occurrence. :func:`repeated_options` suffixes the later keys (``metadata:s:a:0@0001``), and the
+#: command line is built without the suffix.
+_REPEATED = re.compile(r"^(-[A-Za-z_][A-Za-z0-9_:]*)@\d{4}$")
+
+
+def repeated_options(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Output options for ffmpeg-python, from ``(option, value)`` pairs in which an option may
+    come more than once: each occurrence is given, in order (ffmpeg-python sorts the keys, and
+    the suffixes sort as the occurrences do)."""
+    options: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for option, value in pairs:
+        count = seen.get(option, 0)
+        options[option if count == 0 else f"{option}@{count:04d}"] = value
+        seen[option] = count + 1
+    return options
+
+
 def _command(stream: Any, input_args: list[str] | None = None) -> list[str]:
-    compiled = ffmpeg.compile(stream, cmd=executable("ffmpeg"))
+    compiled = [
+        _REPEATED.sub(r"\1", arg) for arg in ffmpeg.compile(stream, cmd=executable("ffmpeg"))
+    ]
     return [compiled[0], *GLOBAL_ARGS, *(input_args or []), *compiled[1:]]
 
 

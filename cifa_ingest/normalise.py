@@ -48,6 +48,21 @@ LOSSLESS_AUDIO = {
 SUBTITLE_CONVERSION = {"mov_text": "srt"}
 #: Subtitle codecs that can become WebVTT (text); bitmap subtitles cannot.
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+#: Subtitle codecs our ffmpeg's (5.1) Matroska muxer holds as they are (libavformat/matroska.c);
+#: with :data:`SUBTITLE_CONVERSION`'s, the subtitles a master can keep.
+MATROSKA_SUBTITLES = {
+    "subrip", "srt", "text", "ass", "ssa", "webvtt", "dvd_subtitle", "dvb_subtitle",
+    "hdmv_pgs_subtitle", "hdmv_text_subtitle",
+}  # fmt: skip
+#: Attached pictures' (cover art's) codecs and the MIME type of their Matroska attachment.
+PICTURE_MIMETYPES = {
+    "mjpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+}
 
 
 @dataclass
@@ -58,6 +73,47 @@ class Rendition:
     role: str
     source: str
     command: list[str]
+
+
+@dataclass(frozen=True)
+class AttachedPicture:
+    """A cover picture of an original (a video stream with the disposition ``attached_pic``: an
+    MP4's cover art, a Matroska image attachment), to become an attachment of the master.
+    ffmpeg 5.1's Matroska muxer would write it as a one-frame video track, so its bytes are
+    taken out of the original (``-c copy``) and attached (``-attach``)."""
+
+    original: int  # which of the originals
+    index: int  # its stream index there
+    filename: str
+    mimetype: str
+
+
+@dataclass
+class Fidelity:
+    """What the master keeps of its source, and how: normalisation.json's ``fidelity``.
+
+    ``streams``: every stream of every original and where the master has it, or why it has not
+    (the original, in the bag, always has it). ``kept_as_metadata``: what the master's format
+    cannot carry and the master keeps as a tag (or another element) instead. ``master_edits``:
+    changes made to the master after its encode, with their command lines. ``checked``: what was
+    checked on the master itself (its ffprobe) against the source's."""
+
+    streams: list[dict[str, Any]] = field(default_factory=list)
+    kept_as_metadata: list[dict[str, Any]] = field(default_factory=list)
+    master_edits: list[dict[str, Any]] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    def statements(self) -> list[str]:
+        """A sentence for each stream the master has not, and each value it keeps as metadata
+        only: the note of the normalization event (PREMIS)."""
+        missing = [
+            f"{s['original']} stream {s['index']} ({s['type']}, {s['codec']}) is not in the"
+            f" master: {s['why']}"
+            for s in self.streams
+            if s.get("master") is None
+        ]
+        kept = [f"{k['what']}: {k['how']} ({k['why']})" for k in self.kept_as_metadata]
+        return missing + kept
 
 
 @dataclass
@@ -74,6 +130,7 @@ class GroupResult:
     proof: proof.Proof | None = None
     conformance: conformance.PolicyCheck | None = None
     notes: list[str] = field(default_factory=list)
+    fidelity: Fidelity = field(default_factory=Fidelity)
 
     @property
     def storage_factor(self) -> float | None:
@@ -114,6 +171,155 @@ def _streams(probes: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
         for s in probe.get("streams", [])
         if s.get("codec_type") == kind and not s.get("disposition", {}).get("attached_pic")
     ]
+
+
+def _attached(stream: dict[str, Any]) -> bool:
+    return bool(stream.get("disposition", {}).get("attached_pic"))
+
+
+def _kept_subtitle(stream: dict[str, Any]) -> bool:
+    """Whether a subtitle stream can be in the master (as it is, or converted to SubRip)."""
+    codec = stream.get("codec_name", "")
+    return codec in MATROSKA_SUBTITLES or codec in SUBTITLE_CONVERSION
+
+
+def _in_master(stream: dict[str, Any]) -> bool:
+    """Whether a stream is mapped into the master as a stream: every picture (not an attached
+    picture: that becomes an attachment, see :class:`AttachedPicture`), sound, subtitle Matroska
+    holds, and attachment."""
+    kind = stream.get("codec_type")
+    if kind == "subtitle":
+        return _kept_subtitle(stream)
+    return kind in ("video", "audio", "attachment") and not _attached(stream)
+
+
+def _master_streams(inputs: list[Any], probes: list[dict[str, Any]]) -> list[Any]:
+    """The master's stream selections (``-map``) in the master's order: pictures, sounds,
+    subtitles, attachments. Attached pictures come after them, as ``-attach`` files."""
+    selected = _select(inputs, probes, "Va")
+    for kind in ("subtitle", "attachment"):
+        for node, probe in zip(inputs, probes, strict=True):
+            for stream in probe.get("streams", []):
+                if stream.get("codec_type") == kind and _in_master(stream):
+                    selected.append(node[str(stream["index"])])
+    return selected
+
+
+def _attached_pictures(probes: list[dict[str, Any]]) -> list[AttachedPicture]:
+    """Every original's attached pictures, each with a file name (the original's, where it
+    names one, else ``cover.jpg``, ``cover-2.png``, ...) unique among the master's attachments."""
+    taken = {
+        str(s.get("tags", {}).get("filename", ""))
+        for probe in probes
+        for s in probe.get("streams", [])
+        if s.get("codec_type") == "attachment"
+    }
+    pictures = []
+    for number, probe in enumerate(probes):
+        for stream in probe.get("streams", []):
+            if stream.get("codec_type") != "video" or not _attached(stream):
+                continue
+            tags = stream.get("tags", {})
+            codec = str(stream.get("codec_name", ""))
+            mimetype = str(
+                tags.get("mimetype") or PICTURE_MIMETYPES.get(codec, "application/octet-stream")
+            )
+            name = str(tags.get("filename") or "")
+            if not name:
+                extension = mimetype.rpartition("/")[2].replace("jpeg", "jpg")
+                name, count = f"cover.{extension}", 2
+                while name in taken:
+                    name, count = f"cover-{count}.{extension}", count + 1
+            taken.add(name)
+            pictures.append(AttachedPicture(number, int(stream["index"]), name, mimetype))
+    return pictures
+
+
+def _not_in_master_why(stream: dict[str, Any]) -> str:
+    kind, codec = stream.get("codec_type"), stream.get("codec_name", "unknown")
+    if kind == "data":
+        return (
+            "Matroska holds no data streams (ffmpeg 5.1's muxer takes video, audio, subtitles"
+            " and attachments); the original keeps it"
+        )
+    if kind == "subtitle":
+        return f"Matroska cannot hold {codec} subtitles as they are; the original keeps them"
+    return f"Matroska cannot hold a {kind} stream; the original keeps it"
+
+
+def _inventory(
+    probes: list[dict[str, Any]], originals: list[str], pictures: list[AttachedPicture]
+) -> list[dict[str, Any]]:
+    """Every stream of every original, in the originals' order, and where the master has it
+    (its stream number, or its attachment), or why it has not."""
+    placed: dict[tuple[int, int], str] = {}
+    position = 0
+    for kind in ("video", "audio", "subtitle"):
+        for number, probe in enumerate(probes):
+            for stream in probe.get("streams", []):
+                if stream.get("codec_type") == kind and _in_master(stream):
+                    placed[number, int(stream["index"])] = f"stream {position} ({kind})"
+                    position += 1
+    for number, probe in enumerate(probes):
+        for stream in probe.get("streams", []):
+            if stream.get("codec_type") == "attachment":
+                tags = stream.get("tags", {})
+                placed[number, int(stream["index"])] = (
+                    f"attachment {tags.get('filename', '')!r} ({tags.get('mimetype', '')})"
+                )
+    for picture in pictures:
+        placed[picture.original, picture.index] = (
+            f"attachment {picture.filename!r} ({picture.mimetype}), the picture's bytes as in"
+            " the original"
+        )
+    records = []
+    for number, probe in enumerate(probes):
+        for stream in probe.get("streams", []):
+            kind = str(stream.get("codec_type", "unknown"))
+            record: dict[str, Any] = {
+                "original": originals[number],
+                "index": int(stream["index"]),
+                "type": "attached picture" if kind == "video" and _attached(stream) else kind,
+                "codec": stream.get("codec_name", "unknown"),
+            }
+            if kind in ("data", "attachment") and stream.get("tags"):
+                record["tags"] = stream["tags"]
+            record["master"] = placed.get((number, int(stream["index"])))
+            if record["master"] is None:
+                record["why"] = _not_in_master_why(stream)
+            records.append(record)
+    return records
+
+
+def _picture_options(
+    pictures: list[AttachedPicture], files: list[Path], first: int
+) -> list[tuple[str, Any]]:
+    """``-attach`` for each attached picture's file, with its MIME type and file name; ``first``
+    is the number of attachments the master has before them (those mapped from the originals)."""
+    options: list[tuple[str, Any]] = []
+    for offset, (picture, path) in enumerate(zip(pictures, files, strict=True)):
+        options += [
+            ("attach", str(path)),
+            (f"metadata:s:t:{first + offset}", f"mimetype={picture.mimetype}"),
+            (f"metadata:s:t:{first + offset}", f"filename={picture.filename}"),
+        ]
+    return options
+
+
+def _extract_pictures(
+    originals: list[Path], pictures: list[AttachedPicture], scratch: Path
+) -> list[Path]:
+    """Each attached picture's bytes (its one packet), copied out of its original."""
+    files = []
+    for number, picture in enumerate(pictures):
+        target = scratch / f"picture-{number}"
+        ffmpeg_runner.run_ffmpeg(
+            ffmpeg.input(str(originals[picture.original]))[str(picture.index)].output(
+                str(target), c="copy", f="data"
+            )
+        )
+        files.append(target)
+    return files
 
 
 def _duration(probes: list[dict[str, Any]]) -> float | None:
@@ -172,14 +378,35 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
                 "ffprobe", 0, f"audio {index}: unknown sample format {stream.get('sample_fmt')!r}"
             )
         options[f"c:a:{index}"] = codec
-    for index, stream in enumerate(_streams(probes, "subtitle")):
+    kept = [s for s in _streams(probes, "subtitle") if _kept_subtitle(s)]
+    for index, stream in enumerate(kept):
         options[f"c:s:{index}"] = SUBTITLE_CONVERSION.get(stream.get("codec_name", ""), "copy")
+    if any(s.get("codec_type") == "attachment" for p in probes for s in p.get("streams", [])):
+        options["c:t"] = "copy"
     return options
 
 
-def remux_options() -> dict[str, Any]:
-    """A bit-for-bit copy of every stream into Matroska."""
-    return {"map_metadata": 0, "map_chapters": 0, "c": "copy", "fps_mode": "passthrough"}
+def remux_options(probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A bit-for-bit copy of every stream into Matroska (but an MP4's subtitles, which Matroska
+    cannot hold as they are: SubRip)."""
+    options: dict[str, Any] = {
+        "map_metadata": 0,
+        "map_chapters": 0,
+        "c": "copy",
+        "fps_mode": "passthrough",
+    }
+    kept = [s for s in _streams(probes or [], "subtitle") if _kept_subtitle(s)]
+    for index, stream in enumerate(kept):
+        if stream.get("codec_name") in SUBTITLE_CONVERSION:
+            options[f"c:s:{index}"] = SUBTITLE_CONVERSION[stream["codec_name"]]
+    return options
+
+
+def _with_options(options: dict[str, Any], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``options`` (made by :func:`ffmpeg_runner.repeated_options` or not) and more options,
+    some perhaps given again."""
+    given = [(re.sub(r"@\d{4}$", "", key), value) for key, value in options.items()]
+    return ffmpeg_runner.repeated_options(given + pairs)
 
 
 def access_options(probes: list[dict[str, Any]], settings: NormaliseSettings) -> dict[str, Any]:
@@ -293,7 +520,7 @@ def estimate_master_bytes(
     inputs = [ffmpeg.input(str(o), t=sample_seconds) for o in originals]
     options = master_options(probes, settings)
     ffmpeg_runner.run_ffmpeg(
-        ffmpeg.output(*_select(inputs, probes, "Vas"), str(sample), **options),
+        ffmpeg.output(*_master_streams(inputs, probes), str(sample), **options),
         input_args=["-noautorotate"],
     )
     size = sample.stat().st_size
@@ -386,14 +613,17 @@ def normalise_group(
         result.notes.append("format policy: keep, and no access copy")
         return result
 
-    options = master_options(probes, settings) if action is Action.FFV1 else remux_options()
+    options = master_options(probes, settings) if action is Action.FFV1 else remux_options(probes)
+    pictures = _attached_pictures(probes) if action is not Action.KEEP else []
+    if action is not Action.KEEP:
+        result.fidelity.streams = _inventory(probes, result.originals, pictures)
 
     def graph(master_target: str | None = None) -> Any:
         """The one decode's outputs; the master's to ``master_target`` (a tee list) if given."""
         if action is Action.KEEP:
             return ffmpeg.merge_outputs(*outputs)
         master_output = ffmpeg.output(
-            *_select(inputs, probes, "Vas"),
+            *_master_streams(inputs, probes),
             master_target or str(master),
             **options,
             **({"f": "tee"} if master_target else {}),
@@ -403,6 +633,12 @@ def normalise_group(
     beside = action is Action.FFV1 and proof_beside_the_encode(probes, options)
     with tempfile.TemporaryDirectory(prefix="proof-", dir=bag_root.parent) as scratch:
         decoded_packets = Path(scratch) / f"{stem}.decoded-packets.framemd5"
+        if pictures:
+            mapped = sum(
+                s.get("codec_type") == "attachment" for p in probes for s in p.get("streams", [])
+            )
+            files = _extract_pictures(originals, pictures, Path(scratch))
+            options = _with_options(options, _picture_options(pictures, files, mapped))
         log.info(
             "%s: %s (%s): one decode for master, access copy and source hashes%s",
             stem,
@@ -454,11 +690,58 @@ def normalise_group(
     if not result.proof.passed:
         raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
     log.info("%s: proof passed (%s)", stem, result.proof.summary)
+    result.fidelity.checked = check_master(master, probes, pictures)
     if action is Action.FFV1:
         result.conformance = conformance.check_master(master, mediaconch_policy)
         if result.conformance.outcome == "fail":
             log.warning("%s: MediaConch policy failed: %s", stem, result.conformance.failed_rules)
     return result
+
+
+def _attachments(probe: dict[str, Any]) -> list[tuple[str, str]]:
+    """A file's attachments (attached pictures included), as (file name, MIME type)."""
+    return [
+        (str(s.get("tags", {}).get("filename", "")), str(s.get("tags", {}).get("mimetype", "")))
+        for s in probe.get("streams", [])
+        if s.get("codec_type") == "attachment" or _attached(s)
+    ]
+
+
+def check_master(
+    master: Path, probes: list[dict[str, Any]], pictures: list[AttachedPicture]
+) -> list[str]:
+    """Check the master file itself (its ffprobe) against its sources: it has every picture,
+    sound and subtitle stream the inventory says, and every attachment with its file name and
+    MIME type. Returns what was checked, for the record; ProofFailed if anything is missing."""
+    found = ffmpeg_runner.probe(master)
+    checked, problems = [], []
+    for kind in ("video", "audio", "subtitle"):
+        expected = [s for s in _streams(probes, kind) if _in_master(s)]
+        has = _streams([found], kind)
+        if len(has) != len(expected):
+            problems.append(f"{len(expected)} {kind} stream(s) expected, {len(has)} found")
+        elif expected:
+            checked.append(f"{len(has)} {kind} stream(s), as in the source")
+    expected_attachments = [
+        (str(s.get("tags", {}).get("filename", "")), str(s.get("tags", {}).get("mimetype", "")))
+        for probe in probes
+        for s in probe.get("streams", [])
+        if s.get("codec_type") == "attachment"
+    ] + [(p.filename, p.mimetype) for p in pictures]
+    has_attachments = _attachments(found)
+    missing = [a for a in expected_attachments if a not in has_attachments]
+    if missing:
+        problems.append(f"attachments missing: {missing}")
+    elif expected_attachments:
+        checked.append(
+            "attachments with their file names and MIME types: "
+            + ", ".join(f"{name} ({mimetype})" for name, mimetype in expected_attachments)
+        )
+    if problems:
+        raise ProofFailed(
+            f"{master.stem}: the master is not what was planned: {'; '.join(problems)}"
+        )
+    return checked
 
 
 def _tee_list(master: Path, pipe_url: str) -> str:

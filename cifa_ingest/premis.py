@@ -442,6 +442,8 @@ def _normalisation_events(
                     (cifa, "executing program"),
                 ],
                 [(o, "source") for o in originals] + [(r, "outcome") for r in renditions],
+                # What the master could not carry, and what it keeps as metadata instead.
+                outcome_detail=recorded.get("outcome_detail"),
             )
             for rendition in renditions:
                 derivation[rendition] = [(o, event.identifier) for o in originals]

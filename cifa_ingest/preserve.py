@@ -333,12 +333,15 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
     the exact ffmpeg command, the storage factor, the proof, and the events for PREMIS."""
     events = []
     for group in normalised.groups:
+        # What the master could not carry, and what it keeps as metadata instead: PREMIS's note.
+        statements = group.fidelity.statements()
         events.append(
             {
                 "type": "normalization",
                 "detail": f"{group.stem}: {group.action} ({group.reason})",
                 "agent": normalised.ffmpeg_version,
                 "outcome": "success",
+                **({"outcome_detail": "; ".join(statements)} if statements else {}),
             }
         )
         if group.conformance is not None and group.conformance.outcome != "not-run":
@@ -379,6 +382,7 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                 "proof": vars(g.proof) if g.proof else None,
                 "mediaconch": vars(g.conformance) if g.conformance else None,
                 "renditions": [vars(r) for r in g.renditions],
+                "fidelity": vars(g.fidelity),
                 "notes": g.notes,
             }
             for g in normalised.groups

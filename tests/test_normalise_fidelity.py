@@ -1,0 +1,159 @@
+"""Issue 14, fidelity without exceptions: what a master keeps of its source, checked on the master
+itself with ffprobe and MediaInfo (never with the pipeline's own records alone), on sources
+made with ffmpeg; and, where Matroska or FFV1 cannot carry something, that normalisation.json
+(and PREMIS) say so and why."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from cifa_ingest import normalise
+from cifa_ingest.config import OrganisationSettings
+from cifa_ingest.package import make_bag
+from cifa_ingest.premis import write_premis
+from cifa_ingest.preserve import normalisation_record
+from tests.helpers import ffprobe
+from tests.test_normalise import TONE, _make, _master, _normalise, _pattern
+
+MASTER = Path("bag") / "master" / "film.mkv"
+
+
+def _run(*args: str) -> bytes:
+    return subprocess.run(args, capture_output=True, check=True).stdout
+
+
+def _mediainfo(path: Path) -> dict[str, list[dict]]:
+    """MediaInfo's description of a file: its tracks by type (General, Video, Audio...)."""
+    tracks = json.loads(_run("mediainfo", "--Output=JSON", str(path)))["media"]["track"]
+    found: dict[str, list[dict]] = {}
+    for track in tracks:
+        found.setdefault(track["@type"], []).append(track)
+    return found
+
+
+def _packet_bytes(path: Path, stream: str) -> bytes:
+    """The bytes of a stream's packets, as they are in the file (an attached picture's: the
+    picture file)."""
+    return _run(
+        "ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", stream, "-c", "copy",
+        "-f", "data", "-",
+    )  # fmt: skip
+
+
+def _record(result: normalise.GroupResult) -> dict:
+    """normalisation.json as the pipeline writes it, for this one film."""
+    normalised = normalise.Normalised(ffmpeg_version="ffmpeg", profile="default", groups=[result])
+    return json.loads(json.dumps(normalisation_record(normalised)))
+
+
+# 1. Attachments and attached pictures
+
+
+def test_attachments_and_cover_pictures_are_kept_in_the_master(tmp_path: Path) -> None:
+    """An MKV with a text attachment and a cover picture (a Matroska image attachment, which
+    ffmpeg reads as an attached picture): the master has both as attachments, with their file
+    names, MIME types and bytes; the cover is not hashed as a frame of the film."""
+    cover = _make(tmp_path / "cover.jpg", *_pattern(size="64x48"), "-frames:v", "1")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Shot on Hi8 in 1998; 字幕 by the director.\n", "utf-8")
+    source = _make(
+        tmp_path / "s.mkv", *_pattern(), *TONE,
+        "-attach", str(notes), "-metadata:s:t:0", "mimetype=text/plain",
+        "-attach", str(cover), "-metadata:s:t:1", "mimetype=image/jpeg",
+        "-c:v", "libx264", "-c:a", "aac",
+    )  # fmt: skip
+    streams = ffprobe(source)["streams"]
+    kinds = [(s["codec_type"], s["disposition"]["attached_pic"]) for s in streams]
+    assert kinds == [("video", 0), ("audio", 0), ("attachment", 0), ("video", 1)]
+    cover_bytes = cover.read_bytes()
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    assert [s["kind"] for s in result.proof.streams] == ["video", "audio"], "the cover is no frame"
+    master = _master(tmp_path)
+    streams = master["streams"]
+    assert [s["codec_name"] for s in streams if s["codec_type"] == "video"] == ["ffv1", "mjpeg"]
+    attachment = next(s for s in streams if s["codec_type"] == "attachment")
+    assert attachment["tags"] == {"filename": "notes.txt", "mimetype": "text/plain"}
+    picture = next(s for s in streams if s["disposition"]["attached_pic"])
+    assert picture["tags"] == {"filename": "cover.jpg", "mimetype": "image/jpeg"}
+    assert _packet_bytes(tmp_path / MASTER, f"0:{picture['index']}") == cover_bytes
+    dumped = tmp_path / "dumped.txt"
+    _run("ffmpeg", "-nostdin", "-v", "error", "-dump_attachment:t:0", str(dumped),
+         "-i", str(tmp_path / MASTER), "-f", "null", "-")  # fmt: skip
+    assert dumped.read_text("utf-8") == notes.read_text("utf-8")
+    general = _mediainfo(tmp_path / MASTER)["General"][0]
+    assert general["Cover"] == "Yes"
+    assert set(general["extra"]["Attachments"].split(" / ")) == {"notes.txt", "cover.jpg"}
+    assert len(_mediainfo(tmp_path / MASTER)["Video"]) == 1, "the cover is no video track"
+    assert result.conformance is not None and result.conformance.outcome == "pass"
+
+    record = _record(result)["groups"][0]["fidelity"]
+    placed = {s["type"]: s["master"] for s in record["streams"]}
+    assert placed["attachment"] == "attachment 'notes.txt' (text/plain)"
+    assert placed["attached picture"].startswith("attachment 'cover.jpg' (image/jpeg)")
+    assert any("attachments with their file names" in line for line in record["checked"])
+
+
+def test_mp4_cover_art_is_attached_and_a_data_stream_is_recorded_as_not_kept(
+    tmp_path: Path,
+) -> None:
+    """An MP4 with cover art and a timecode track (a data stream, which Matroska cannot hold):
+    the cover becomes an attachment; the timecode track is not in the master, and
+    normalisation.json and the PREMIS normalization event say why."""
+    cover = _make(tmp_path / "cover.png", *_pattern(size="64x48"), "-frames:v", "1")
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(), "-i", str(cover), "-map", "0", "-map", "1",
+        "-c:v:0", "libx264", "-c:v:1", "copy", "-disposition:v:1", "attached_pic",
+        "-timecode", "01:00:00:00",
+    )  # fmt: skip
+    kinds = [s["codec_type"] for s in ffprobe(source)["streams"]]
+    assert kinds.count("video") == 2 and "data" in kinds  # a timecode track per video stream
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    streams = _master(tmp_path)["streams"]
+    assert [s["codec_type"] for s in streams] == ["video", "video"]
+    picture = streams[1]
+    assert picture["disposition"]["attached_pic"] == 1
+    assert picture["tags"] == {"filename": "cover.png", "mimetype": "image/png"}
+    assert _packet_bytes(tmp_path / MASTER, "0:1") == cover.read_bytes()
+    assert _mediainfo(tmp_path / MASTER)["General"][0]["Cover"] == "Yes"
+
+    record = _record(result)
+    data = next(s for s in record["groups"][0]["fidelity"]["streams"] if s["type"] == "data")
+    assert data["master"] is None and "Matroska holds no data streams" in data["why"]
+    assert data["tags"]["timecode"] == "01:00:00:00"
+    event = next(e for e in record["events"] if e["type"] == "normalization")
+    assert "is not in the master: Matroska holds no data streams" in event["outcome_detail"]
+
+    # The PREMIS normalization event carries the same note.
+    bag, metadata = tmp_path / "bag", tmp_path / "metadata"
+    original = bag / "original" / "s.mp4"
+    digests = {
+        "sha256": hashlib.sha256(original.read_bytes()).hexdigest(),
+        "sha512": hashlib.sha512(original.read_bytes()).hexdigest(),
+    }
+    documents = {
+        "capture.json": {"sources": [{"index": 1, "files": [{"name": "s.mp4", **digests}]}]},
+        "normalisation.json": record,
+    }
+    make_bag(
+        bag, {}, metadata, documents,
+        lambda d: {"premis.xml": write_premis(d, OrganisationSettings(), "2026-01-01")},
+    )  # fmt: skip
+    premis = ET.parse(bag / "metadata" / "premis.xml").getroot()
+    ns = "{http://www.loc.gov/premis/v3}"
+    notes = [
+        note.text or ""
+        for event in premis.iter(f"{ns}event")
+        if event.findtext(f"{ns}eventType") == "normalization"
+        for note in event.iter(f"{ns}eventOutcomeDetailNote")
+    ]
+    assert any("Matroska holds no data streams" in note for note in notes), notes
