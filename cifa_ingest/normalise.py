@@ -366,24 +366,89 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         if plain:
             options["filter:v"] = KEEP_FULL_RANGE.format(plain)
             options["color_range"] = "pc"
-        rotation = _display_rotation(video[0])
-        if rotation:
-            # Our ffmpeg's Matroska muxer has no display matrix: the rotation is kept as a tag
-            # (and in normalisation.json); the pixels themselves are never turned.
-            options["metadata:s:v:0"] = f"ROTATION={rotation}"
     for index, stream in enumerate(_streams(probes, "audio")):
-        codec = LOSSLESS_AUDIO.get(stream.get("sample_fmt", ""))
-        if codec is None:
-            raise FFmpegError(
-                "ffprobe", 0, f"audio {index}: unknown sample format {stream.get('sample_fmt')!r}"
-            )
-        options[f"c:a:{index}"] = codec
+        options[f"c:a:{index}"] = audio_codec(stream, index)
     kept = [s for s in _streams(probes, "subtitle") if _kept_subtitle(s)]
     for index, stream in enumerate(kept):
         options[f"c:s:{index}"] = SUBTITLE_CONVERSION.get(stream.get("codec_name", ""), "copy")
     if any(s.get("codec_type") == "attachment" for p in probes for s in p.get("streams", [])):
         options["c:t"] = "copy"
-    return options
+    tags = [(tag.option, f"{tag.key}={tag.value}") for tag in kept_as_tags(probes)]
+    return _with_options(options, tags)
+
+
+def audio_codec(stream: dict[str, Any], index: int = 0) -> str:
+    """The master's codec for an audio stream: FLAC where the source decodes to 16-bit integers
+    (and has at most FLAC's 8 channels), otherwise PCM holding the decoded samples unchanged."""
+    sample_fmt = stream.get("sample_fmt", "")
+    codec = LOSSLESS_AUDIO.get(sample_fmt)
+    if codec is None:
+        raise FFmpegError("ffprobe", 0, f"audio {index}: unknown sample format {sample_fmt!r}")
+    if codec == "flac" and int(stream.get("channels") or 0) > 8:
+        codec = PCM_OF[sample_fmt]
+    return codec
+
+
+def _declared_layout(stream: dict[str, Any]) -> str | None:
+    """The channel layout a source declares (ffprobe's name: ``5.1``, ``stereo``,
+    ``FL+FR+LFE``), None where it declares none."""
+    layout = str(stream.get("channel_layout") or "")
+    return None if layout in ("", "unknown") or "channels" in layout else layout
+
+
+@dataclass(frozen=True)
+class KeptTag:
+    """Something the master's format cannot carry, kept as a tag of the master's stream
+    (``option`` is the ffmpeg option that sets it) and recorded in normalisation.json."""
+
+    option: str
+    key: str
+    value: str
+    stream: int  # the master's stream
+    what: str
+    why: str
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "what": self.what,
+            "value": self.value,
+            "how": f"tag {self.key}={self.value} on the master's stream {self.stream}",
+            "why": self.why,
+        }
+
+
+def kept_as_tags(probes: list[dict[str, Any]], remux: bool = False) -> list[KeptTag]:
+    """What a master keeps as tags because Matroska or its codec cannot carry it: a phone's
+    rotation (our ffmpeg's Matroska muxer has no display matrix; the pixels are never turned),
+    and, in an FFV1 master (a remux copies the sound's own codec, which declares it), the
+    channel layout of audio kept as PCM (Matroska's PCM has a channel count only; FLAC declares
+    its layout itself)."""
+    video = _streams(probes, "video")
+    tags = []
+    for index, stream in enumerate(video):
+        rotation = _display_rotation(stream)
+        if rotation:
+            tags.append(
+                KeptTag(
+                    f"metadata:s:v:{index}", "ROTATION", str(rotation), index,
+                    f"stream {index} (video): display rotation {rotation} degrees",
+                    "Matroska (ffmpeg 5.1's muxer) has no display matrix; the pixels are not"
+                    " turned",
+                )
+            )  # fmt: skip
+    for index, stream in enumerate([] if remux else _streams(probes, "audio")):
+        layout, codec = _declared_layout(stream), audio_codec(stream, index)
+        if layout and codec != "flac":
+            number = len(video) + index
+            tags.append(
+                KeptTag(
+                    f"metadata:s:a:{index}", "CHANNEL_LAYOUT", layout, number,
+                    f"stream {number} (audio): channel layout {layout}",
+                    f"{codec} in Matroska declares a channel count only",
+                )
+            )  # fmt: skip
+    return tags
 
 
 def remux_options(probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -399,7 +464,8 @@ def remux_options(probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     for index, stream in enumerate(kept):
         if stream.get("codec_name") in SUBTITLE_CONVERSION:
             options[f"c:s:{index}"] = SUBTITLE_CONVERSION[stream["codec_name"]]
-    return options
+    tags = [(t.option, f"{t.key}={t.value}") for t in kept_as_tags(probes or [], remux=True)]
+    return _with_options(options, tags)
 
 
 def _with_options(options: dict[str, Any], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -617,6 +683,9 @@ def normalise_group(
     pictures = _attached_pictures(probes) if action is not Action.KEEP else []
     if action is not Action.KEEP:
         result.fidelity.streams = _inventory(probes, result.originals, pictures)
+    if action is not Action.KEEP:
+        kept = kept_as_tags(probes, remux=action is Action.REMUX)
+        result.fidelity.kept_as_metadata = [tag.record() for tag in kept]
 
     def graph(master_target: str | None = None) -> Any:
         """The one decode's outputs; the master's to ``master_target`` (a tee list) if given."""
@@ -737,6 +806,28 @@ def check_master(
             "attachments with their file names and MIME types: "
             + ", ".join(f"{name} ({mimetype})" for name, mimetype in expected_attachments)
         )
+    layouts = []
+    for index, (ours, theirs) in enumerate(
+        zip(_streams(probes, "audio"), _streams([found], "audio"), strict=False)
+    ):
+        layout = _declared_layout(ours)
+        if layout is None:
+            continue
+        declared = _declared_layout(theirs)
+        tagged = theirs.get("tags", {}).get("CHANNEL_LAYOUT")
+        if layout not in (declared, tagged):
+            problems.append(
+                f"audio {index}: channel layout {layout} in the source, {declared or 'none'} in"
+                f" the master{f' (tag {tagged})' if tagged else ''}"
+            )
+        else:
+            layouts.append(
+                f"{layout} (tag CHANNEL_LAYOUT)"
+                if layout == tagged
+                else f"{layout} (declared by {theirs.get('codec_name')})"
+            )
+    if layouts:
+        checked.append("audio channel layouts: " + ", ".join(layouts))
     if problems:
         raise ProofFailed(
             f"{master.stem}: the master is not what was planned: {'; '.join(problems)}"

@@ -157,3 +157,61 @@ def test_mp4_cover_art_is_attached_and_a_data_stream_is_recorded_as_not_kept(
         for note in event.iter(f"{ns}eventOutcomeDetailNote")
     ]
     assert any("Matroska holds no data streams" in note for note in notes), notes
+
+
+# 2. Channel layouts
+
+
+def _surround(layout: str, sample_fmt: str = "fltp") -> list[str]:
+    return [
+        "-f", "lavfi",
+        "-i", f"sine=sample_rate=48000,aformat=sample_fmts={sample_fmt}:channel_layouts={layout}",
+    ]  # fmt: skip
+
+
+def test_a_pcm_master_declares_its_channel_layout_as_a_tag(tmp_path: Path) -> None:
+    """5.1 AAC decodes to float, kept as PCM, which Matroska declares by its channel count only
+    (ffprobe: "unknown"): the layout is the master's CHANNEL_LAYOUT tag, shown by ffprobe and
+    MediaInfo, and normalisation.json says why."""
+    source = _make(tmp_path / "s.mp4", *_pattern(), *_surround("5.1"), "-c:v", "libx264",
+                   "-c:a", "aac")  # fmt: skip
+    audio = next(s for s in ffprobe(source)["streams"] if s["codec_type"] == "audio")
+    assert audio["channel_layout"] == "5.1"
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    master = next(s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio")
+    assert master["codec_name"] == "pcm_f32le" and master["channels"] == 6
+    assert master["tags"]["CHANNEL_LAYOUT"] == "5.1"
+    described = _mediainfo(tmp_path / MASTER)["Audio"][0]
+    assert described["Channels"] == "6" and described["extra"]["CHANNEL_LAYOUT"] == "5.1"
+    kept = _record(result)["groups"][0]["fidelity"]["kept_as_metadata"]
+    assert kept == [
+        {
+            "stream": 1, "what": "stream 1 (audio): channel layout 5.1", "value": "5.1",
+            "how": "tag CHANNEL_LAYOUT=5.1 on the master's stream 1",
+            "why": "pcm_f32le in Matroska declares a channel count only",
+        }
+    ]  # fmt: skip
+
+
+def test_a_flac_master_declares_its_channel_layout_itself(tmp_path: Path) -> None:
+    """16-bit 5.1 (side) becomes FLAC, whose channel mask ffmpeg writes: ffprobe and MediaInfo
+    read the layout from the master's FLAC, and no tag is needed."""
+    source = _make(tmp_path / "s.mov", *_pattern(), *_surround("5.1(side)", "s16"),
+                   "-c:v", "libx264", "-c:a", "pcm_s16le")  # fmt: skip
+    audio = next(s for s in ffprobe(source)["streams"] if s["codec_type"] == "audio")
+    assert audio["channel_layout"] == "5.1(side)"  # a MOV declares it (a PCM MKV could not)
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    master = next(s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio")
+    assert master["codec_name"] == "flac" and master["channel_layout"] == "5.1(side)"
+    assert "CHANNEL_LAYOUT" not in master.get("tags", {})
+    described = _mediainfo(tmp_path / MASTER)["Audio"][0]
+    assert described["ChannelPositions"] == "Front: L C R, Side: L R, LFE"
+    assert described["ChannelLayout"] == "L R C LFE Ls Rs"
+    checked = _record(result)["groups"][0]["fidelity"]["checked"]
+    assert "audio channel layouts: 5.1(side) (declared by flac)" in checked
