@@ -154,7 +154,7 @@ def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
     from cifa_ingest import demo
     from cifa_ingest.config import Settings, load_settings
     from cifa_ingest.preserve import Outcome
-    from pipelines.flows import nightly_ingest
+    from pipelines.flows import nightly_ingest, reports_of_state
     from tests.helpers import assert_valid_preserved_bag
 
     catalogue = demo.demo_catalogue(film_server.base_url)
@@ -211,7 +211,8 @@ def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
     assert "cifa-demo-0002: waiting for an encode slot (1 in use: test-holder on " in "\n".join(
         messages
     )
-    reports = state.result(raise_on_failure=False)
+    reports = reports_of_state(state)
+    assert reports is not None, state
     assert sorted(r.outcome for r in reports) == [Outcome.FAILED, Outcome.PRESERVED], reports
     preserved = next(r for r in reports if r.outcome is Outcome.PRESERVED)
     refused = next(r for r in reports if r.outcome is Outcome.FAILED)

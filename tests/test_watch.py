@@ -331,7 +331,7 @@ def test_watch_command_does_not_start_prefect(
 def test_nightly_ingest_watches_its_preserved_works_last(
     tmp_path: Path, archive_dir: Path, own_root: Path, own_server: LocalFileServer
 ) -> None:
-    from pipelines.flows import nightly_ingest, source_watch
+    from pipelines.flows import nightly_ingest, reports_of_state, source_watch
 
     ok = _work("cifa-w-0008", own_server.base_url + FILM)
     missing = _work("cifa-w-0009", own_server.base_url + "/films/never-there.mp4")
@@ -345,7 +345,8 @@ def test_nightly_ingest_watches_its_preserved_works_last(
     state = nightly()
     # The ingest's own state and reports, whatever the watch found: Failed for the missing film.
     assert state.is_failed() and "cifa-w-0009" in (state.message or "")
-    reports = state.result(raise_on_failure=False)
+    reports = reports_of_state(state)
+    assert reports is not None, state
     assert [(r.id, r.outcome) for r in reports] == [
         ("cifa-w-0008", Outcome.PRESERVED),
         ("cifa-w-0009", Outcome.FAILED),
