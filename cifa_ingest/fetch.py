@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import yt_dlp
 from yt_dlp.networking._urllib import UrllibRH
@@ -105,6 +105,104 @@ class HttpExchange:
     final_url: str | None = None
 
 
+#: Extractors whose "id" is not an identity the source gives the video but the last part of its
+#: address (yt-dlp's generic extractor: ``https://a.example/x/film.mp4`` is "film"), so that two
+#: films of one name at two addresses would have one id. A fixed list, not a test of the id
+#: against the URL: a platform's own id often is the URL's last part too (``youtu.be/<id>``,
+#: ``vimeo.com/<id>``), and those keys must not change.
+ADDRESS_NAMED_EXTRACTORS = frozenset({"Generic"})
+#: File name extensions by which a path names a file (yt-dlp's media, manifest and subtitle
+#: extensions, and pages): beside one, a query does not say which file, and is left out.
+_NAMED_BY_PATH = frozenset(yt_dlp.utils.KNOWN_EXTENSIONS) | {
+    "html", "htm", "xhtml", "ts", "m2ts", "mts", "mxf", "dv", "vob", "rm", "rmvb", "ogm",
+}  # fmt: skip
+#: Query parameters that never say which file: trackers' and click ids.
+_TRACKING = re.compile(
+    r"^(?:utm_\w*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid|mc_cid|mc_eid|_ga|_gl"
+    r"|ref_src|ref_url)$",
+    re.IGNORECASE,
+)
+
+
+def source_address(url: str) -> str:
+    """A URL as the key of the file it reaches: host (lower case, without the scheme's default
+    port) and path, no scheme (``http``/``https`` serve one file) and no fragment. The query is
+    kept only where the path names no file of its own (``get.php?id=7``, ``watch?v=…``), without
+    trackers' parameters and in a fixed order; beside a file's name (``film.mp4?from=playlist``)
+    it is a playlist's, a cache's or a tracker's, and is left out."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".")
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != default:
+        host = f"{host}:{port}"
+    path = parts.path or "/"
+    name = path.rsplit("/", 1)[-1]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    query = ""
+    if extension not in _NAMED_BY_PATH:
+        kept = [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not _TRACKING.match(k)
+        ]
+        query = urlencode(sorted(kept))
+    return f"{host}{path}" + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """What identifies a source video, whatever URL reached it: the archive preserves a video
+    once, and refuses a second work of the same video as a ``duplicate`` (the ledger's
+    ``source_keys``), before any of its media is requested.
+
+    The key is ``<extractor>:<id>`` where the extractor has ids of its own, as a platform does
+    (``Youtube:dQw4w9WgXcQ`` from youtube.com, youtu.be or a playlist alike): those keys are the
+    ones archives already hold, and stay as they are. Where the "id" is only the last part of the
+    address (:data:`ADDRESS_NAMED_EXTRACTORS`: a film on its maker's own site, a direct file), the
+    key is the address instead (``Generic:films.example.org/a/film.mp4``, see
+    :func:`source_address`), since two different films both called ``film.mp4`` would otherwise
+    be one key and the second refused. Such a source was keyed ``Generic:film`` before: that
+    ``former`` key may still be in a ledger, and matches only if the work holding it was captured
+    from the same address (:func:`cifa_ingest.preserve.holder_of_source`).
+    """
+
+    extractor: str
+    source_id: str
+    address: str | None = None  # for the address-named extractors only
+
+    @classmethod
+    def of(cls, extractor: str, source_id: str, url: str) -> SourceKey:
+        """The key of the video the extractor named ``source_id``, reached at ``url``."""
+        if extractor in ADDRESS_NAMED_EXTRACTORS:
+            return cls(extractor, source_id, source_address(url))
+        return cls(extractor, source_id)
+
+    @classmethod
+    def of_info(cls, info: dict[str, Any], url: str) -> SourceKey:
+        """The key of the video yt-dlp describes in ``info`` (its page's address, else ``url``)."""
+        return cls.of(
+            str(info.get("extractor_key") or info.get("extractor") or "unknown"),
+            str(info.get("id") or ""),
+            str(info.get("webpage_url") or url),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.extractor}:{self.address if self.address else self.source_id}"
+
+    @property
+    def former(self) -> str | None:
+        """The key this source had before keys held addresses (None if it is the same)."""
+        return f"{self.extractor}:{self.source_id}" if self.address else None
+
+    def __str__(self) -> str:
+        return self.key
+
+
 @dataclass
 class FetchedSource:
     """One source (a film, or one part of a film) as fetched."""
@@ -126,11 +224,17 @@ class FetchedSource:
     attempts: int = 1
     http_date: str | None = None  # the server's Date when the media was sent: the capture date
     stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
+    #: The address in the key, for extractors whose ids are the address's last part (SourceKey).
+    address: str | None = None
+
+    @property
+    def identity(self) -> SourceKey:
+        return SourceKey(self.extractor, self.source_id, self.address)
 
     @property
     def source_key(self) -> str:
-        """What identifies the video at its source, whatever URL reached it."""
-        return f"{self.extractor}:{self.source_id}"
+        """What identifies the video at its source, whatever URL reached it (:class:`SourceKey`)."""
+        return self.identity.key
 
     @property
     def media(self) -> list[ReceivedFile]:
@@ -584,7 +688,7 @@ def _download_once(
     stem: str,
     settings: FetchSettings,
     policy: SourcePolicy,
-    check_source: Callable[[str], None],
+    check_source: Callable[[SourceKey], None],
     label: str,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
     directory = directory.absolute()
@@ -596,7 +700,7 @@ def _download_once(
         if info is None or info.get("_type", "video") != "video":
             kind = (info or {}).get("_type", "nothing")
             raise FetchError(f"{url}: is a {kind}, not a single video", kind="unsupported")
-        check_source(f"{info.get('extractor_key') or info.get('extractor')}:{info.get('id')}")
+        check_source(SourceKey.of_info(info, url))
         renamed_languages = _make_remote_names_safe(info)
         chosen = info.get("requested_formats") or [info]
         if len(chosen) > 1:
@@ -677,15 +781,16 @@ def fetch_source(
     stem: str,
     settings: FetchSettings,
     policy: SourcePolicy,
-    check_source: Callable[[str], None] = lambda key: None,
+    check_source: Callable[[SourceKey], None] = lambda key: None,
     label: str = "",
     locks_dir: Path | None = None,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
-    ``check_source(extractor:id)`` runs after the metadata is known and before any media byte is
-    requested; it raises to refuse the source. ``locks_dir`` holds the host's download slot
-    (:func:`host_slot`). Returns (info, files, HTTP log, requests, attempts).
+    ``check_source(key)`` runs after the metadata is known and before any media byte is
+    requested, with the video's :class:`SourceKey`; it raises to refuse the source.
+    ``locks_dir`` holds the host's download slot (:func:`host_slot`). Returns (info, files,
+    HTTP log, requests, attempts).
     """
 
     def attempt_once() -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
@@ -725,7 +830,7 @@ def fetch_work(
     settings: FetchSettings,
     *,
     allow_private_sources: bool,
-    check_source: Callable[[str], None] = lambda key: None,
+    check_source: Callable[[SourceKey], None] = lambda key: None,
     locks_dir: Path | None = None,
 ) -> Capture:
     """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
@@ -750,14 +855,14 @@ def fetch_work(
         assert source.url is not None
         stem = work.id if len(work.sources) == 1 else f"{work.id}-part-{index:02d}"
 
-        def check(key: str, index: int = index) -> None:
-            if key in seen:
+        def check(key: SourceKey, index: int = index) -> None:
+            if key.key in seen:
                 raise FetchError(
-                    f"{work.id}: part {index} is the same video as part {seen[key]} ({key})",
+                    f"{work.id}: part {index} is the same video as part {seen[key.key]} ({key})",
                     kind="duplicate",
                 )
             check_source(key)
-            seen[key] = index
+            seen[key.key] = index
 
         capture.options = {
             k: v
@@ -768,6 +873,7 @@ def fetch_work(
         info, files, exchanges, requests, attempts = fetch_source(
             source.url, original_dir, stem, settings, policy, check, label=stem, locks_dir=locks_dir
         )
+        identity = SourceKey.of_info(info, source.url)
         metadata_files = []
         for suffix in (".info.json", ".description"):
             written = original_dir / f"{stem}{suffix}"
@@ -780,8 +886,8 @@ def fetch_work(
                 url=source.url,
                 platform=source.platform,
                 label=source.label,
-                extractor=str(info.get("extractor_key") or info.get("extractor") or "unknown"),
-                source_id=str(info.get("id") or ""),
+                extractor=identity.extractor,
+                source_id=identity.source_id,
                 title=info.get("title"),
                 duration=info.get("duration"),
                 formats_chosen=[f.format_id for f in files if f.format_id],
@@ -795,6 +901,7 @@ def fetch_work(
                     (x.date for x in reversed(exchanges) if x.date and x.status < 400), None
                 ),
                 stem=stem,
+                address=identity.address,
             )
         )
     capture.finished = _utc_now()

@@ -211,7 +211,9 @@ class Ledger:
             ).fetchall()
 
     def work_for_source(self, source_key: str) -> str | None:
-        """The work that holds the source video ``extractor:id``, if any."""
+        """The work that holds the source video of this key (``Youtube:<id>``,
+        ``Generic:<address>``: :class:`cifa_ingest.fetch.SourceKey`), if any. Keys are matched as
+        stored; :func:`cifa_ingest.preserve.holder_of_source` also matches a key's former form."""
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT work_id FROM source_keys WHERE source_key = ?", (source_key,)

@@ -189,14 +189,48 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
     return None
 
 
-def _captured_source_keys(bag_dir: Path) -> list[str]:
-    """The source keys (``extractor:id``) a bag's capture record names, so that a bag registered
-    after a crash still refuses a second copy of the same video under another URL."""
+def _captured_sources(bag_dir: Path) -> list[fetch.SourceKey]:
+    """The source keys a bag's capture record names. Records made before keys held addresses
+    have none: the key is then made from the source's URL, as it is for a new capture."""
     try:
         capture = json.loads((bag_dir / "metadata" / "capture.json").read_text("utf-8"))
-        return [f"{s['extractor']}:{s['source_id']}" for s in capture.get("sources", [])]
-    except (OSError, ValueError, KeyError, TypeError):
+        keys = []
+        for source in capture.get("sources", []):
+            extractor, source_id = str(source["extractor"]), str(source["source_id"])
+            key = fetch.SourceKey.of(extractor, source_id, str(source.get("url") or ""))
+            if source.get("address"):
+                key = fetch.SourceKey(extractor, source_id, str(source["address"]))
+            keys.append(key)
+        return keys
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []
+
+
+def _captured_source_keys(bag_dir: Path) -> list[str]:
+    """The source keys (:class:`~cifa_ingest.fetch.SourceKey`) a bag's capture record names, so
+    that a bag registered after a crash still refuses a second copy of the same video under
+    another URL."""
+    return [key.key for key in _captured_sources(bag_dir)]
+
+
+def holder_of_source(ledger: Ledger, archive: Archive, key: fetch.SourceKey) -> str | None:
+    """The work that holds the source video ``key``, if any.
+
+    A ledger written before keys held addresses holds a generic source under its former key
+    (``Generic:film``: the file's name only). That key is the holder's only if the holder's own
+    capture record names this address too; otherwise it is another film of the same name. Where
+    the holder's capture record cannot be read, it is taken to be the holder: one video is not
+    preserved twice on a guess."""
+    holder = ledger.work_for_source(key.key)
+    if holder is not None or key.former is None:
+        return holder
+    former = ledger.work_for_source(key.former)
+    if former is None:
+        return None
+    captured = _captured_sources(archive.bag_path(former))
+    if not captured or any(c.key == key.key for c in captured):
+        return former
+    return None
 
 
 def start(
@@ -225,8 +259,8 @@ def fetch_step(job: Job) -> Job:
     its media is requested."""
     ledger = Ledger(job.archive.ledger_path)
 
-    def refuse_known_source(source_key: str) -> None:
-        holder = ledger.work_for_source(source_key)
+    def refuse_known_source(source_key: fetch.SourceKey) -> None:
+        holder = holder_of_source(ledger, job.archive, source_key)
         if holder is not None and holder != job.work.id:
             raise FetchError(
                 f"{job.work.id}: the same source video ({source_key}) is already preserved"
@@ -408,8 +442,8 @@ def place_step(job: Job) -> WorkReport:
         locks_dir(job.settings, job.archive.root) / "placement", 1, "the placement slot"
     )
     with placement.hold(job.work.id):
-        for key in job.capture.source_keys:
-            holder = ledger.work_for_source(key)
+        for key in (source.identity for source in job.capture.sources):
+            holder = holder_of_source(ledger, job.archive, key)
             if holder is not None and holder != job.work.id:
                 raise FetchError(
                     f"{job.work.id}: the same source video ({key}) was preserved as {holder}"
