@@ -303,7 +303,8 @@ def table(report: AuditReport) -> str:
     summary = report.as_dict()
     lines.append(
         f"{summary['mode']} audit: {summary['checked']} bags checked, {summary['intact']} intact,"
-        f" {len(report.problems)} problems, {summary['bytes_read'] / 1e6:.1f} MB read"
+        f" {len(report.problems)} problem{'s' * (len(report.problems) != 1)},"
+        f" {summary['bytes_read'] / 1e6:.1f} MB read"
         f" in {summary['seconds']:.1f} s"
     )
     if report.not_reached:

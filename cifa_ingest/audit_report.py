@@ -252,7 +252,7 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
     verdict = (
         "every bag intact"
         if report.ok
-        else f"{len(report.problems)} problems in {len(damaged)} bag{'s' * (len(damaged) != 1)}"
+        else f"{_count(len(report.problems), 'problem')} in {_count(len(damaged), 'bag')}"
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -356,7 +356,7 @@ def _bags_html(view: AuditView) -> str:
             f"<td>{_when(facts.last_intact, 'never')}</td>"
             f"<td class='num'>{_e(_payload(facts))}</td>"
             f"<td class='num'>{_e(_size(bag.bytes_read))} in {bag.seconds:.1f} s</td>"
-            f"<td><details><summary>{len(facts.history)} checks</summary><table><tr>"
+            f"<td><details><summary>{_count(len(facts.history), 'check')}</summary><table><tr>"
             "<th>checked</th><th>outcome</th><th>read</th><th>software</th></tr>"
             f"{history}</table></details></td></tr>"
         )
@@ -398,3 +398,8 @@ def write_reports(report: AuditReport, archive: Archive) -> tuple[Path, Path]:
     """Write the audit's reports (:func:`write`); returns the JSON's and the HTML's paths."""
     written = write(report, archive)
     return written.json, written.html
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 problem``, ``2 problems``: the report is read by people."""
+    return f"{number} {noun}{'s' * (number != 1)}"

@@ -722,6 +722,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cifa: interrupted; the archive holds only complete bags", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cifa events ID --json | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FAILED
     except Exception as exc:  # the user gets a message; --verbose shows the traceback
         logging.getLogger("cifa_ingest").debug("unexpected error", exc_info=True)
         print(f"cifa: error: {type(exc).__name__}: {exc}", file=sys.stderr)
