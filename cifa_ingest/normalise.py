@@ -10,9 +10,11 @@ stream decoded (:func:`_bind`).
 
 The master changes nothing about the picture or the sound: FFV1 version 3,
 intra-only, slice CRCs (RFC 9043), the source's pixel format, timestamps (``-fps_mode
-passthrough``), orientation (``-noautorotate``) and colour properties; audio as FLAC only where the
-source decodes to 16-bit integers, otherwise PCM in the decoded sample format (FLAC from a float
-decode would not be lossless, and the proof would catch it).
+passthrough``), orientation (``-noautorotate``) and colour properties; audio in a lossless codec
+that declares its channel layout and bit depth (:func:`audio_codec`): FLAC where it holds the
+decoded samples (integers of up to 24 bits), else WavPack (float, 32-bit and 8-bit integers: FLAC
+from a float decode would not be lossless, and the proof would catch it), PCM only for 64-bit
+float.
 """
 
 from __future__ import annotations
@@ -38,12 +40,28 @@ from cifa_ingest.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE, PCM_OF
 
 log = logging.getLogger(__name__)
 
-#: Decoded sample format -> lossless audio codec in the master: FLAC for 16-bit integers, else
-#: PCM holding the decoded samples unchanged (the same table the proof hashes them with).
+#: Decoded sample format -> lossless audio codec in the master (see :func:`audio_codec`): FLAC
+#: for 16-bit integers (and 32-bit ones holding at most 24 bits); WavPack for float, 32-bit and
+#: 8-bit integers, which FLAC cannot hold; PCM for 64-bit float, which neither holds. Both FLAC
+#: and WavPack declare the channel layout and the bit depth, which PCM in Matroska does not.
 LOSSLESS_AUDIO = {
-    sample_fmt: "flac" if sample_fmt in ("s16", "s16p") else pcm
-    for sample_fmt, pcm in PCM_OF.items()
+    **{sample_fmt: "wavpack" for sample_fmt in PCM_OF},
+    "s16": "flac",
+    "s16p": "flac",
+    "dbl": PCM_OF["dbl"],
+    "dblp": PCM_OF["dblp"],
 }
+#: Where MediaInfo (23.04) reads a Matroska track's channel layout: FLAC's channel mask, not
+#: WavPack's (ffprobe reads both).
+MEDIAINFO_READS_LAYOUT = {"flac"}
+
+
+def declares_layout(codec: str) -> bool:
+    """Whether an audio codec in Matroska declares its channel layout (ffprobe reads it back):
+    all but PCM, which Matroska describes by its channel count only."""
+    return not codec.startswith("pcm_")
+
+
 #: Text subtitle codecs that Matroska cannot hold as they are, and what they become.
 SUBTITLE_CONVERSION = {"mov_text": "srt"}
 #: Subtitle codecs that can become WebVTT (text); bitmap subtitles cannot.
@@ -368,6 +386,9 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
             options["color_range"] = "pc"
     for index, stream in enumerate(_streams(probes, "audio")):
         options[f"c:a:{index}"] = audio_codec(stream, index)
+        if options[f"c:a:{index}"] == "flac" and stream.get("sample_fmt") in ("s32", "s32p"):
+            # 24 bits (or 20) in 32-bit samples: FLAC stores and declares the source's depth.
+            options[f"bits_per_raw_sample:a:{index}"] = audio_bits(stream)
     kept = [s for s in _streams(probes, "subtitle") if _kept_subtitle(s)]
     for index, stream in enumerate(kept):
         options[f"c:s:{index}"] = SUBTITLE_CONVERSION.get(stream.get("codec_name", ""), "copy")
@@ -377,15 +398,29 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
     return _with_options(options, tags)
 
 
+def audio_bits(stream: dict[str, Any]) -> int | None:
+    """The bit depth an audio stream declares (a lossless codec's: a lossy one has none)."""
+    for key in ("bits_per_raw_sample", "bits_per_sample"):
+        value = str(stream.get(key) or "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def audio_codec(stream: dict[str, Any], index: int = 0) -> str:
-    """The master's codec for an audio stream: FLAC where the source decodes to 16-bit integers
-    (and has at most FLAC's 8 channels), otherwise PCM holding the decoded samples unchanged."""
+    """The master's codec for an audio stream, by its decoded samples (:data:`LOSSLESS_AUDIO`):
+    FLAC where it holds them (16-bit integers; 32-bit integers of at most 24 significant bits,
+    a 24-bit source's, which FLAC stores and declares as 24 bits where PCM would say 32; at most
+    8 channels), WavPack where FLAC cannot (float, 32 bits, 8 bits, more channels)."""
     sample_fmt = stream.get("sample_fmt", "")
     codec = LOSSLESS_AUDIO.get(sample_fmt)
     if codec is None:
         raise FFmpegError("ffprobe", 0, f"audio {index}: unknown sample format {sample_fmt!r}")
+    bits = audio_bits(stream)
+    if codec == "wavpack" and sample_fmt in ("s32", "s32p") and bits and 16 < bits <= 24:
+        codec = "flac"
     if codec == "flac" and int(stream.get("channels") or 0) > 8:
-        codec = PCM_OF[sample_fmt]
+        codec = "wavpack"
     return codec
 
 
@@ -421,9 +456,9 @@ class KeptTag:
 def kept_as_tags(probes: list[dict[str, Any]], remux: bool = False) -> list[KeptTag]:
     """What a master keeps as tags because Matroska or its codec cannot carry it: a phone's
     rotation (our ffmpeg's Matroska muxer has no display matrix; the pixels are never turned),
-    and, in an FFV1 master (a remux copies the sound's own codec, which declares it), the
-    channel layout of audio kept as PCM (Matroska's PCM has a channel count only; FLAC declares
-    its layout itself)."""
+    and the channel layout of audio that Matroska's PCM (a channel count only) or, for
+    MediaInfo, WavPack does not declare (FLAC declares its layout itself, and so do the lossy
+    codecs a remux copies)."""
     video = _streams(probes, "video")
     tags = []
     for index, stream in enumerate(video):
@@ -437,15 +472,25 @@ def kept_as_tags(probes: list[dict[str, Any]], remux: bool = False) -> list[Kept
                     " turned",
                 )
             )  # fmt: skip
-    for index, stream in enumerate([] if remux else _streams(probes, "audio")):
-        layout, codec = _declared_layout(stream), audio_codec(stream, index)
-        if layout and codec != "flac":
+    for index, stream in enumerate(_streams(probes, "audio")):
+        layout = _declared_layout(stream)
+        codec = str(stream.get("codec_name")) if remux else audio_codec(stream, index)
+        if (
+            layout
+            and codec not in MEDIAINFO_READS_LAYOUT
+            and not (remux and declares_layout(codec))
+        ):
             number = len(video) + index
+            why = (
+                "WavPack declares it (ffprobe reads it), but MediaInfo does not read WavPack's"
+                " channel mask in Matroska"
+                if declares_layout(codec)
+                else f"{codec} in Matroska declares a channel count only"
+            )
             tags.append(
                 KeptTag(
                     f"metadata:s:a:{index}", "CHANNEL_LAYOUT", layout, number,
-                    f"stream {number} (audio): channel layout {layout}",
-                    f"{codec} in Matroska declares a channel count only",
+                    f"stream {number} (audio): channel layout {layout}", why,
                 )
             )  # fmt: skip
     return tags
@@ -806,28 +851,39 @@ def check_master(
             "attachments with their file names and MIME types: "
             + ", ".join(f"{name} ({mimetype})" for name, mimetype in expected_attachments)
         )
-    layouts = []
+    layouts, depths = [], []
     for index, (ours, theirs) in enumerate(
         zip(_streams(probes, "audio"), _streams([found], "audio"), strict=False)
     ):
-        layout = _declared_layout(ours)
-        if layout is None:
-            continue
-        declared = _declared_layout(theirs)
-        tagged = theirs.get("tags", {}).get("CHANNEL_LAYOUT")
-        if layout not in (declared, tagged):
-            problems.append(
-                f"audio {index}: channel layout {layout} in the source, {declared or 'none'} in"
-                f" the master{f' (tag {tagged})' if tagged else ''}"
-            )
-        else:
-            layouts.append(
-                f"{layout} (tag CHANNEL_LAYOUT)"
-                if layout == tagged
-                else f"{layout} (declared by {theirs.get('codec_name')})"
-            )
+        layout, codec = _declared_layout(ours), str(theirs.get("codec_name"))
+        if layout is not None:
+            declared = _declared_layout(theirs)
+            tagged = theirs.get("tags", {}).get("CHANNEL_LAYOUT")
+            if layout != (declared if declares_layout(codec) else tagged):
+                problems.append(
+                    f"audio {index}: channel layout {layout} in the source, {declared or 'none'}"
+                    f" in the master{f' (tag {tagged})' if tagged else ''}"
+                )
+            else:
+                layouts.append(
+                    f"{layout} (declared by {codec}"
+                    + (", and the tag CHANNEL_LAYOUT)" if tagged else ")")
+                    if declares_layout(codec)
+                    else f"{layout} (tag CHANNEL_LAYOUT)"
+                )
+        bits = audio_bits(ours)
+        if bits is not None:
+            if audio_bits(theirs) != bits:
+                problems.append(
+                    f"audio {index}: {bits} bits in the source, {audio_bits(theirs)} declared by"
+                    " the master"
+                )
+            else:
+                depths.append(f"{bits} ({codec})")
     if layouts:
         checked.append("audio channel layouts: " + ", ".join(layouts))
+    if depths:
+        checked.append("audio bit depths: " + ", ".join(depths))
     if problems:
         raise ProofFailed(
             f"{master.stem}: the master is not what was planned: {'; '.join(problems)}"

@@ -61,6 +61,7 @@ CODEC_NAMES = {
     "av1": "AV1",
     "aac": "AAC",
     "flac": "FLAC",
+    "wavpack": "WavPack",
     "opus": "Opus",
     "vorbis": "Vorbis",
     "mp3": "MP3",

@@ -74,7 +74,7 @@ def test_aac_float_audio_is_kept_exactly_and_proved(tmp_path: Path) -> None:
     video = _video(master)
     assert video["codec_name"] == "ffv1" and video["pix_fmt"] == "yuv420p"
     audio = next(s for s in master["streams"] if s["codec_type"] == "audio")
-    assert audio["codec_name"] == "pcm_f32le"
+    assert audio["codec_name"] == "wavpack" and audio["sample_fmt"] == "fltp"
     assert result.storage_factor and result.storage_factor > 1
     access = _access(tmp_path)
     assert {s["codec_name"] for s in access["streams"]} == {"h264", "aac"}

@@ -11,6 +11,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from cifa_ingest import normalise
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.package import make_bag
@@ -169,10 +171,11 @@ def _surround(layout: str, sample_fmt: str = "fltp") -> list[str]:
     ]  # fmt: skip
 
 
-def test_a_pcm_master_declares_its_channel_layout_as_a_tag(tmp_path: Path) -> None:
-    """5.1 AAC decodes to float, kept as PCM, which Matroska declares by its channel count only
-    (ffprobe: "unknown"): the layout is the master's CHANNEL_LAYOUT tag, shown by ffprobe and
-    MediaInfo, and normalisation.json says why."""
+def test_a_float_master_declares_its_channel_layout(tmp_path: Path) -> None:
+    """5.1 AAC decodes to float, which FLAC cannot hold: WavPack does, and declares the layout
+    (ffprobe reads it from the master; PCM in Matroska would say "unknown"). MediaInfo does not
+    read WavPack's channel mask in Matroska: for it the layout is the CHANNEL_LAYOUT tag, and
+    normalisation.json says why."""
     source = _make(tmp_path / "s.mp4", *_pattern(), *_surround("5.1"), "-c:v", "libx264",
                    "-c:a", "aac")  # fmt: skip
     audio = next(s for s in ffprobe(source)["streams"] if s["codec_type"] == "audio")
@@ -182,8 +185,8 @@ def test_a_pcm_master_declares_its_channel_layout_as_a_tag(tmp_path: Path) -> No
 
     assert result.proof is not None and result.proof.passed, result.proof
     master = next(s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio")
-    assert master["codec_name"] == "pcm_f32le" and master["channels"] == 6
-    assert master["tags"]["CHANNEL_LAYOUT"] == "5.1"
+    assert master["codec_name"] == "wavpack" and master["channels"] == 6
+    assert master["channel_layout"] == "5.1" and master["tags"]["CHANNEL_LAYOUT"] == "5.1"
     described = _mediainfo(tmp_path / MASTER)["Audio"][0]
     assert described["Channels"] == "6" and described["extra"]["CHANNEL_LAYOUT"] == "5.1"
     kept = _record(result)["groups"][0]["fidelity"]["kept_as_metadata"]
@@ -191,7 +194,8 @@ def test_a_pcm_master_declares_its_channel_layout_as_a_tag(tmp_path: Path) -> No
         {
             "stream": 1, "what": "stream 1 (audio): channel layout 5.1", "value": "5.1",
             "how": "tag CHANNEL_LAYOUT=5.1 on the master's stream 1",
-            "why": "pcm_f32le in Matroska declares a channel count only",
+            "why": "WavPack declares it (ffprobe reads it), but MediaInfo does not read"
+            " WavPack's channel mask in Matroska",
         }
     ]  # fmt: skip
 
@@ -215,3 +219,40 @@ def test_a_flac_master_declares_its_channel_layout_itself(tmp_path: Path) -> Non
     assert described["ChannelLayout"] == "L R C LFE Ls Rs"
     checked = _record(result)["groups"][0]["fidelity"]["checked"]
     assert "audio channel layouts: 5.1(side) (declared by flac)" in checked
+
+
+# 3. Precision: the master declares the source's bit depth
+
+
+@pytest.mark.parametrize(
+    ("pcm", "sample_fmt", "codec", "bits"),
+    [
+        ("pcm_s24le", "s32", "flac", 24),  # decoded as s32: PCM would declare 32 bits
+        ("pcm_s32le", "s32", "wavpack", 32),
+        ("pcm_f32le", "flt", "wavpack", 32),
+        ("pcm_u8", "u8", "wavpack", 8),
+    ],
+)
+def test_the_master_declares_the_sources_audio_bit_depth(
+    tmp_path: Path, pcm: str, sample_fmt: str, codec: str, bits: int
+) -> None:
+    """PCM of 24, 32 (integer and float) and 8 bits in a MOV (which declares its stereo
+    layout): the master's codec declares the same depth and layout, for ffprobe and MediaInfo,
+    and decodes to the same samples (the proof)."""
+    source = _make(tmp_path / "s.mov", *_pattern(), *_surround("stereo", "s32"),
+                   "-c:v", "libx264", "-c:a", pcm)  # fmt: skip
+    audio = next(s for s in ffprobe(source)["streams"] if s["codec_type"] == "audio")
+    assert audio["sample_fmt"] == sample_fmt and audio["channel_layout"] == "stereo"
+    assert int(audio["bits_per_sample"]) == bits
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    master = next(s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio")
+    assert master["codec_name"] == codec
+    assert int(master["bits_per_raw_sample"]) == bits
+    assert master["channel_layout"] == "stereo"
+    described = _mediainfo(tmp_path / MASTER)["Audio"][0]
+    assert described["BitDepth"] == str(bits)
+    checked = _record(result)["groups"][0]["fidelity"]["checked"]
+    assert f"audio bit depths: {bits} ({codec})" in checked
