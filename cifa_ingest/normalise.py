@@ -19,6 +19,7 @@ float.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -345,6 +346,42 @@ def _duration(probes: list[dict[str, Any]]) -> float | None:
     return max(durations) or None
 
 
+@functools.cache
+def ffv1_pixel_formats() -> frozenset[str]:
+    """The pixel formats our ffmpeg's FFV1 encoder takes (``ffmpeg -h encoder=ffv1``)."""
+    completed = ffmpeg_runner.run(
+        [ffmpeg_runner.executable("ffmpeg"), "-hide_banner", "-h", "encoder=ffv1"]
+    )
+    for line in completed.stdout.decode("utf-8", "replace").splitlines():
+        if "Supported pixel formats:" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.cache
+def pixel_format_depth(pix_fmt: str) -> int | None:
+    """The bits per component of a pixel format (its deepest component, ``ffmpeg -pix_fmts``)."""
+    completed = ffmpeg_runner.run([ffmpeg_runner.executable("ffmpeg"), "-hide_banner", "-pix_fmts"])
+    for line in completed.stdout.decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[1] == pix_fmt:
+            return max(int(bits) for bits in fields[4].split("-"))
+    return None
+
+
+def _source_pixel_format(stream: dict[str, Any]) -> tuple[str, int | None] | None:
+    """A video stream's pixel format and bit depth where FFV1 (in our ffmpeg) cannot hold that
+    format as it is: ffmpeg then stores the same samples in a deeper or differently packed
+    format (12-bit 4:4:4 with alpha, ProRes 4444's, as 16 bits), which the proof decodes back
+    to the source's format and compares. None where FFV1 holds it (a full-range "JPEG" format
+    is its plain twin with full range: the same bytes)."""
+    pix_fmt = str(stream.get("pix_fmt") or "")
+    if not pix_fmt or FULL_RANGE_FORMATS.get(pix_fmt, pix_fmt) in ffv1_pixel_formats():
+        return None
+    raw = str(stream.get("bits_per_raw_sample") or "")
+    return pix_fmt, int(raw) if raw.isdigit() and int(raw) else pixel_format_depth(pix_fmt)
+
+
 def _display_rotation(stream: dict[str, Any]) -> int:
     """The display matrix's rotation of a video stream (a phone's), as ffprobe reports it:
     degrees counter-clockwise (ffmpeg's convention, as ``-display_rotation`` takes it)."""
@@ -462,6 +499,23 @@ def kept_as_tags(probes: list[dict[str, Any]], remux: bool = False) -> list[Kept
     video = _streams(probes, "video")
     tags = []
     for index, stream in enumerate(video):
+        held = None if remux else _source_pixel_format(stream)
+        if held is not None:
+            pix_fmt, bits = held
+            why = f"FFV1 (ffmpeg 5.1) has no {pix_fmt}; the same samples are held in another format"
+            tags.append(
+                KeptTag(
+                    f"metadata:s:v:{index}", "SOURCE_PIX_FMT", pix_fmt, index,
+                    f"stream {index} (video): pixel format {pix_fmt}", why,
+                )
+            )  # fmt: skip
+            if bits:
+                tags.append(
+                    KeptTag(
+                        f"metadata:s:v:{index}", "BITS_PER_RAW_SAMPLE", str(bits), index,
+                        f"stream {index} (video): {bits} bits per sample", why,
+                    )
+                )  # fmt: skip
         rotation = _display_rotation(stream)
         if rotation:
             tags.append(
@@ -851,6 +905,33 @@ def check_master(
             "attachments with their file names and MIME types: "
             + ", ".join(f"{name} ({mimetype})" for name, mimetype in expected_attachments)
         )
+    for index, (ours, theirs) in enumerate(
+        zip(_streams(probes, "video"), _streams([found], "video"), strict=False)
+    ):
+        tags = theirs.get("tags", {})
+        pix_fmt, held = str(ours.get("pix_fmt")), str(theirs.get("pix_fmt"))
+        raw = str(ours.get("bits_per_raw_sample") or "")
+        bits = raw if raw.isdigit() and int(raw) else None
+        if held == FULL_RANGE_FORMATS.get(pix_fmt, pix_fmt):
+            if bits and bits != theirs.get("bits_per_raw_sample"):
+                problems.append(
+                    f"video {index}: {bits} bits in the source,"
+                    f" {theirs.get('bits_per_raw_sample')} declared by the master"
+                )
+            checked.append(
+                f"video {index}: pixel format {held}" + (f", {bits} bits" if bits else "")
+            )
+        elif tags.get("SOURCE_PIX_FMT") == pix_fmt and (
+            not bits or tags.get("BITS_PER_RAW_SAMPLE") == bits
+        ):
+            checked.append(
+                f"video {index}: pixel format {pix_fmt}, held as {held} (tag SOURCE_PIX_FMT"
+                + (f", tag BITS_PER_RAW_SAMPLE={bits})" if bits else ")")
+            )
+        else:
+            problems.append(
+                f"video {index}: pixel format {pix_fmt} in the source, {held} in the master"
+            )
     layouts, depths = [], []
     for index, (ours, theirs) in enumerate(
         zip(_streams(probes, "audio"), _streams([found], "audio"), strict=False)

@@ -256,3 +256,44 @@ def test_the_master_declares_the_sources_audio_bit_depth(
     assert described["BitDepth"] == str(bits)
     checked = _record(result)["groups"][0]["fidelity"]["checked"]
     assert f"audio bit depths: {bits} ({codec})" in checked
+
+
+def _picture_md5(path: Path, pix_fmt: str) -> str:
+    """The MD5 of every decoded frame of the first video stream, as ``pix_fmt``."""
+    return _run(
+        "ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:V:0",
+        "-pix_fmt", pix_fmt, "-f", "md5", "-",
+    ).decode().strip()  # fmt: skip
+
+
+def test_a_pixel_format_ffv1_cannot_hold_is_kept_as_tags(tmp_path: Path) -> None:
+    """ProRes 4444 decodes to 12-bit 4:4:4 with alpha, which FFV1 in ffmpeg 5.1 cannot hold:
+    the master holds the same samples as 16 bits, and says so: its stream's SOURCE_PIX_FMT and
+    BITS_PER_RAW_SAMPLE tags (ffprobe, MediaInfo), and normalisation.json."""
+    source = _make(tmp_path / "s.mov", *_pattern(), "-c:v", "prores_ks", "-profile:v", "4444",
+                   "-pix_fmt", "yuva444p10le", seconds=0.5)  # fmt: skip
+    video = ffprobe(source)["streams"][0]
+    assert (video["pix_fmt"], video["bits_per_raw_sample"]) == ("yuva444p12le", "12")
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    master = _master(tmp_path)["streams"][0]
+    assert (master["codec_name"], master["pix_fmt"]) == ("ffv1", "yuva444p16le")
+    assert master["tags"]["SOURCE_PIX_FMT"] == "yuva444p12le"
+    assert master["tags"]["BITS_PER_RAW_SAMPLE"] == "12"
+    described = _mediainfo(tmp_path / MASTER)["Video"][0]["extra"]
+    assert (described["SOURCE_PIX_FMT"], described["BITS_PER_RAW_SAMPLE"]) == ("yuva444p12le", "12")
+    # The same samples: the master, decoded to the source's format, is the source.
+    original = tmp_path / "bag" / "original" / "s.mov"
+    assert _picture_md5(tmp_path / MASTER, "yuva444p12le") == _picture_md5(original, "yuva444p12le")
+    fidelity = _record(result)["groups"][0]["fidelity"]
+    kept = {k["what"]: k["value"] for k in fidelity["kept_as_metadata"]}
+    assert kept == {
+        "stream 0 (video): pixel format yuva444p12le": "yuva444p12le",
+        "stream 0 (video): 12 bits per sample": "12",
+    }
+    assert (
+        "video 0: pixel format yuva444p12le, held as yuva444p16le (tag SOURCE_PIX_FMT,"
+        " tag BITS_PER_RAW_SAMPLE=12)" in fidelity["checked"]
+    )
