@@ -20,6 +20,7 @@ float.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -119,20 +121,28 @@ class Fidelity:
 
     streams: list[dict[str, Any]] = field(default_factory=list)
     kept_as_metadata: list[dict[str, Any]] = field(default_factory=list)
+    side_data: list[dict[str, Any]] = field(default_factory=list)
     master_edits: list[dict[str, Any]] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
 
     def statements(self) -> list[str]:
-        """A sentence for each stream the master has not, and each value it keeps as metadata
-        only: the note of the normalization event (PREMIS)."""
+        """A sentence for each stream and side data the master has not, each value it keeps as
+        metadata only, and each edit of the master: the note of the normalization event
+        (PREMIS)."""
         missing = [
             f"{s['original']} stream {s['index']} ({s['type']}, {s['codec']}) is not in the"
             f" master: {s['why']}"
             for s in self.streams
             if s.get("master") is None
         ]
+        missing += [
+            f"video stream {d['stream']}: {d['type']} ({d['in']}) is not in the master: {d['why']}"
+            for d in self.side_data
+            if d.get("master") is None
+        ]
         kept = [f"{k['what']}: {k['how']} ({k['why']})" for k in self.kept_as_metadata]
-        return missing + kept
+        edits = [f"{e['what']}: {e['tool']} ({e['why']})" for e in self.master_edits]
+        return missing + kept + edits
 
 
 @dataclass
@@ -380,6 +390,122 @@ def _source_pixel_format(stream: dict[str, Any]) -> tuple[str, int | None] | Non
         return None
     raw = str(stream.get("bits_per_raw_sample") or "")
     return pix_fmt, int(raw) if raw.isdigit() and int(raw) else pixel_format_depth(pix_fmt)
+
+
+#: The HDR10 side data: SMPTE ST 2086's mastering display and CTA-861.3's content light level.
+HDR_SIDE_DATA = ("Mastering display metadata", "Content light level metadata")
+#: ffprobe's names of the HDR side data's values -> mkvpropedit's properties of Matroska's
+#: Colour element (MasteringMetadata, MaxCLL, MaxFALL).
+MATROSKA_COLOUR = {
+    "red_x": "chromaticity-coordinates-red-x",
+    "red_y": "chromaticity-coordinates-red-y",
+    "green_x": "chromaticity-coordinates-green-x",
+    "green_y": "chromaticity-coordinates-green-y",
+    "blue_x": "chromaticity-coordinates-blue-x",
+    "blue_y": "chromaticity-coordinates-blue-y",
+    "white_point_x": "white-coordinates-x",
+    "white_point_y": "white-coordinates-y",
+    "max_luminance": "max-luminance",
+    "min_luminance": "min-luminance",
+    "max_content": "max-content-light",
+    "max_average": "max-frame-light",
+}
+
+
+def first_frame_side_data(path: Path, index: int) -> list[dict[str, Any]]:
+    """The side data of a video stream's first decoded frame (ffprobe), where decoders put what
+    a codec carries inside its stream: HEVC's and H.264's SEI (mastering display, content light
+    level, display orientation, stereo 3D, an encoder's own messages)."""
+    completed = ffmpeg_runner.run(
+        [
+            ffmpeg_runner.executable("ffprobe"), "-v", "error", "-select_streams", str(index),
+            "-read_intervals", "%+#1", "-show_frames", "-show_entries", "frame=side_data_list",
+            "-of", "json", "--", str(path),
+        ],
+        timeout=300,
+    )  # fmt: skip
+    frames = json.loads(completed.stdout.decode("utf-8", "replace")).get("frames") or [{}]
+    return list(frames[0].get("side_data_list") or [])
+
+
+def _side_data(originals: list[Path], probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every video stream's side data, as the master's video stream number, where it is (the
+    stream's, from its container; or the first frame's, from its codec) and its values."""
+    found = []
+    number = 0
+    for original, probe in zip(originals, probes, strict=True):
+        for stream in _streams([probe], "video"):
+            seen = set()
+            for where, entries in (
+                ("stream", stream.get("side_data_list") or []),
+                ("first frame", first_frame_side_data(original, int(stream["index"]))),
+            ):
+                for entry in entries:
+                    kind = str(entry.get("side_data_type", "unknown"))
+                    if kind not in seen:
+                        seen.add(kind)
+                        values = {k: v for k, v in entry.items() if k != "side_data_type"}
+                        found.append({"stream": number, "type": kind, "in": where, **values})
+            number += 1
+    return found
+
+
+def _decimal(value: Any) -> str:
+    """ffprobe's ``34000/50000`` as mkvpropedit takes it: ``0.68``."""
+    return format(float(Fraction(str(value))), ".10g")
+
+
+def hdr_edits(side_data: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """The mkvpropedit properties that carry the HDR metadata of each video stream's first
+    frame into the master's Matroska Colour element, where the source's container does not
+    declare it (what it declares, ffmpeg copies into the master itself): ffmpeg 5.1's encoder
+    passes no frame side data to the muxer."""
+    declared = {(d["stream"], d["type"]) for d in side_data if d["in"] == "stream"}
+    edits: dict[int, list[str]] = {}
+    for entry in side_data:
+        if entry["type"] in HDR_SIDE_DATA and (entry["stream"], entry["type"]) not in declared:
+            edits.setdefault(entry["stream"], []).extend(
+                f"{MATROSKA_COLOUR[key]}={_decimal(value)}"
+                for key, value in entry.items()
+                if key in MATROSKA_COLOUR
+            )
+    return edits
+
+
+def _mkvpropedit() -> tuple[str, str]:
+    """mkvpropedit's path and version line, or FFmpegError saying how to install it."""
+    found = shutil.which("mkvpropedit")
+    if not found:
+        raise FFmpegError(
+            "mkvpropedit", 127,
+            "mkvpropedit not found: install mkvtoolnix (make setup does); it writes the source's"
+            " HDR metadata (mastering display, content light level) into the master",
+        )  # fmt: skip
+    version = ffmpeg_runner.run([found, "--version"]).stdout.decode("utf-8", "replace")
+    return found, (version.splitlines() or ["mkvpropedit"])[0].strip()
+
+
+def edit_master(master: Path, edits: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """Write the HDR metadata into the master's video tracks (Matroska Colour), with
+    mkvpropedit, before the master is proved (the proof then holds for the edited file: the
+    edit changes the track headers, not a frame). Returns the record of the edit."""
+    program, version = _mkvpropedit()
+    command = [program, "--quiet", str(master)]
+    for number, properties in sorted(edits.items()):
+        command += ["--edit", f"track:v{number + 1}"]
+        for value in properties:
+            command += ["--set", value]
+    ffmpeg_runner.run(command, timeout=600)
+    return [
+        {
+            "what": "the first frame's mastering display and content light level written into"
+            " the master's Matroska Colour element",
+            "tool": version,
+            "command": command,
+            "why": "the source carries them in its frames (SEI); ffmpeg 5.1's encoder does not"
+            " pass frame side data to the muxer",
+        }
+    ]
 
 
 def _display_rotation(stream: dict[str, Any]) -> int:
@@ -780,11 +906,14 @@ def normalise_group(
 
     options = master_options(probes, settings) if action is Action.FFV1 else remux_options(probes)
     pictures = _attached_pictures(probes) if action is not Action.KEEP else []
+    side_data: list[dict[str, Any]] = []
     if action is not Action.KEEP:
         result.fidelity.streams = _inventory(probes, result.originals, pictures)
-    if action is not Action.KEEP:
         kept = kept_as_tags(probes, remux=action is Action.REMUX)
         result.fidelity.kept_as_metadata = [tag.record() for tag in kept]
+        side_data = result.fidelity.side_data = _side_data(originals, probes)
+    # A remux copies the codec's own stream, its side data (SEI) in it.
+    edits = hdr_edits(side_data) if action is Action.FFV1 else {}
 
     def graph(master_target: str | None = None) -> Any:
         """The one decode's outputs; the master's to ``master_target`` (a tee list) if given."""
@@ -798,7 +927,9 @@ def normalise_group(
         )
         return ffmpeg.merge_outputs(master_output, *outputs)
 
-    beside = action is Action.FFV1 and proof_beside_the_encode(probes, options)
+    # An edited master is decoded for its proof once edited: its packets then carry the HDR
+    # metadata as side data, which the stream decoded beside the encode has not.
+    beside = action is Action.FFV1 and proof_beside_the_encode(probes, options) and not edits
     with tempfile.TemporaryDirectory(prefix="proof-", dir=bag_root.parent) as scratch:
         decoded_packets = Path(scratch) / f"{stem}.decoded-packets.framemd5"
         if pictures:
@@ -833,6 +964,8 @@ def normalise_group(
                 timeout=_timeout(probes, settings),
             )
         sources = ", ".join(result.originals)
+        if edits:
+            result.fidelity.master_edits = edit_master(master, edits)
         if action is not Action.KEEP:
             result.master_bytes = master.stat().st_size
             result.renditions.append(
@@ -858,7 +991,7 @@ def normalise_group(
     if not result.proof.passed:
         raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
     log.info("%s: proof passed (%s)", stem, result.proof.summary)
-    result.fidelity.checked = check_master(master, probes, pictures)
+    result.fidelity.checked = check_master(master, probes, pictures, side_data)
     if action is Action.FFV1:
         result.conformance = conformance.check_master(master, mediaconch_policy)
         if result.conformance.outcome == "fail":
@@ -875,14 +1008,64 @@ def _attachments(probe: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _same_values(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether two side data entries hold the same values, fractions compared as numbers to 5
+    decimals (Matroska stores HDR values as floats)."""
+    keys = [k for k in ours if k in MATROSKA_COLOUR]
+    return all(
+        k in theirs
+        and round(float(Fraction(str(ours[k]))), 5) == round(float(Fraction(str(theirs[k]))), 5)
+        for k in keys
+    )
+
+
+def _check_side_data(
+    found: dict[str, Any], side_data: list[dict[str, Any]], problems: list[str]
+) -> list[str]:
+    """Mark each side data entry of the sources with where the master has it (updating
+    ``side_data``, the record), or why not; an HDR entry the master lacks is a problem."""
+    checked = []
+    video = _streams([found], "video")
+    for entry in side_data:
+        number = entry["stream"]
+        has = {
+            str(d.get("side_data_type")): d
+            for d in (video[number].get("side_data_list") if number < len(video) else None) or []
+        }
+        kind = entry["type"]
+        if kind in has and _same_values(entry, has[kind]):
+            entry["master"] = "the master's stream side data (its Matroska track header)"
+            if kind in HDR_SIDE_DATA:
+                checked.append(f"video {number}: {kind}, as in the source's {entry['in']}")
+        elif kind in HDR_SIDE_DATA:
+            problems.append(
+                f"video {number}: {kind} of the source's {entry['in']} not in the master"
+            )
+        elif kind == "Display Matrix" and "rotation" in entry and entry["in"] == "stream":
+            entry["master"] = "the ROTATION tag"
+        else:
+            entry["master"] = None
+            entry["why"] = (
+                "FFV1 in Matroska (ffmpeg 5.1) has no place for it; the original keeps it"
+            )
+    return checked
+
+
 def check_master(
-    master: Path, probes: list[dict[str, Any]], pictures: list[AttachedPicture]
+    master: Path,
+    probes: list[dict[str, Any]],
+    pictures: list[AttachedPicture],
+    side_data: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Check the master file itself (its ffprobe) against its sources: it has every picture,
-    sound and subtitle stream the inventory says, and every attachment with its file name and
-    MIME type. Returns what was checked, for the record; ProofFailed if anything is missing."""
+    sound and subtitle stream the inventory says, every attachment with its file name and MIME
+    type, each stream's pixel format, bit depth and channel layout (declared, or kept as
+    tags), and the sources' HDR metadata; ``side_data`` (the record) is marked with where the
+    master has each entry. Returns what was checked, for the record; ProofFailed if anything
+    is missing."""
     found = ffmpeg_runner.probe(master)
     checked, problems = [], []
+    checked += _check_side_data(found, side_data or [], problems)
     for kind in ("video", "audio", "subtitle"):
         expected = [s for s in _streams(probes, kind) if _in_master(s)]
         has = _streams([found], kind)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system programs the pipeline runs from Debian/Ubuntu packages, only where they are
-# missing: ffmpeg and ffprobe (required), MediaConch (checks masters against the archive's policy)
-# and MediaInfo (technical metadata). Uses sudo when not root.
+# missing: ffmpeg and ffprobe (required), MediaConch (checks masters against the archive's policy),
+# MediaInfo (technical metadata) and mkvtoolnix (mkvpropedit writes a source's HDR metadata into
+# its master's Matroska Colour element). Uses sudo when not root.
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v mediaconch >/dev/null 2>&1 || missing+=(mediaconch)
 command -v mediainfo >/dev/null 2>&1 || missing+=(mediainfo)
+command -v mkvpropedit >/dev/null 2>&1 || missing+=(mkvtoolnix)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -296,4 +298,88 @@ def test_a_pixel_format_ffv1_cannot_hold_is_kept_as_tags(tmp_path: Path) -> None
     assert (
         "video 0: pixel format yuva444p12le, held as yuva444p16le (tag SOURCE_PIX_FMT,"
         " tag BITS_PER_RAW_SAMPLE=12)" in fidelity["checked"]
+    )
+
+
+# 4. HDR10 metadata
+
+#: A BT.2020 grade's mastering display (0.005 to 1000 cd/m2), MaxCLL 1000, MaxFALL 400, as
+#: x265 takes them (chromaticities in 1/50000, luminances in 1/10000).
+HDR10_X265 = (
+    "log-level=error:hdr-opt=1:repeat-headers=1:colorprim=bt2020:transfer=smpte2084"
+    ":colormatrix=bt2020nc:master-display=G(8500,39850)B(6550,2300)R(35400,14600)"
+    "WP(15635,16450)L(10000000,50):max-cll=1000,400"
+)
+
+
+def _encoders() -> str:
+    return _run("ffmpeg", "-hide_banner", "-encoders").decode()
+
+
+def _numbers(entry: dict) -> dict:
+    """A side data entry's values as numbers to 5 decimals (Matroska stores floats)."""
+    return {
+        key: round(float(Fraction(str(value))), 5)
+        for key, value in entry.items()
+        if key != "side_data_type"
+    }
+
+
+@pytest.mark.skipif(" libx265 " not in _encoders(), reason="this ffmpeg has no libx265")
+@pytest.mark.skipif(shutil.which("mkvpropedit") is None, reason="mkvtoolnix is not installed")
+def test_hdr10_metadata_in_the_sources_frames_is_in_the_masters_colour_element(
+    tmp_path: Path,
+) -> None:
+    """10-bit BT.2020/PQ HEVC whose mastering display and content light level are in its
+    frames (SEI), as x265 writes them, not in its container: the master, FFV1, has them in its
+    Matroska Colour element (ffprobe's stream side data, MediaInfo's HDR fields), written by
+    mkvpropedit before the proof; the encoder's own SEI message is recorded as not kept."""
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(), "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
+        "-x265-params", HDR10_X265, "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+        "-colorspace", "bt2020nc", seconds=0.5,
+    )  # fmt: skip
+    assert "side_data_list" not in ffprobe(source)["streams"][0], "not in the container"
+    frame = json.loads(
+        _run("ffprobe", "-v", "error", "-read_intervals", "%+#1", "-show_frames",
+             "-show_entries", "frame=side_data_list", "-of", "json", str(source))
+    )["frames"][0]["side_data_list"]  # fmt: skip
+    in_frame = {d["side_data_type"]: _numbers(d) for d in frame}
+    display = in_frame["Mastering display metadata"]
+    assert (display["red_x"], display["min_luminance"], display["max_luminance"]) == (
+        0.708, 0.005, 1000.0,
+    )  # fmt: skip
+    assert in_frame["Content light level metadata"] == {"max_content": 1000, "max_average": 400}
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    assert result.proof.binding is None, "an edited master is proved from the file"
+    video = _master(tmp_path)["streams"][0]
+    assert (video["codec_name"], video["pix_fmt"]) == ("ffv1", "yuv420p10le")
+    assert (video["color_primaries"], video["color_transfer"], video["color_space"]) == (
+        "bt2020", "smpte2084", "bt2020nc",
+    )  # fmt: skip
+    in_master = {d["side_data_type"]: _numbers(d) for d in video["side_data_list"]}
+    assert in_master["Mastering display metadata"] == display
+    assert in_master["Content light level metadata"] == {"max_content": 1000, "max_average": 400}
+    described = _mediainfo(tmp_path / MASTER)["Video"][0]
+    assert described["HDR_Format"] == "SMPTE ST 2086"
+    assert described["MasteringDisplay_ColorPrimaries"] == "BT.2020"
+    assert described["MasteringDisplay_Luminance"] == "min: 0.0050 cd/m2, max: 1000 cd/m2"
+    assert (described["MaxCLL"].split()[0], described["MaxFALL"].split()[0]) == ("1000", "400")
+    assert result.conformance is not None and result.conformance.outcome == "pass"
+
+    fidelity = _record(result)["groups"][0]["fidelity"]
+    (edit,) = fidelity["master_edits"]
+    assert edit["tool"].startswith("mkvpropedit") and "max-content-light=1000" in edit["command"]
+    placed = {d["type"]: d for d in fidelity["side_data"]}
+    assert placed["Mastering display metadata"]["in"] == "first frame"
+    assert placed["Mastering display metadata"]["master"] is not None
+    assert placed["Content light level metadata"]["master"] is not None
+    encoder_message = placed["H.26[45] User Data Unregistered SEI message"]
+    assert encoder_message["master"] is None and "no place for it" in encoder_message["why"]
+    assert (
+        "video 0: Mastering display metadata, as in the source's first frame"
+        in (fidelity["checked"])
     )
