@@ -160,6 +160,9 @@ class GroupResult:
     conformance: conformance.PolicyCheck | None = None
     notes: list[str] = field(default_factory=list)
     fidelity: Fidelity = field(default_factory=Fidelity)
+    #: Per audio stream whose source declares its length: the samples declared and the samples
+    #: the master holds (:func:`audio_samples`); kept in normalisation.json's proof record.
+    audio_samples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def storage_factor(self) -> float | None:
@@ -547,10 +550,12 @@ def master_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         if plain:
             options["filter:v"] = KEEP_FULL_RANGE.format(plain)
             options["color_range"] = "pc"
+    options.update(_audio_trims(probes))
     for index, stream in enumerate(_streams(probes, "audio")):
         options[f"c:a:{index}"] = audio_codec(stream, index)
-        if options[f"c:a:{index}"] == "flac" and stream.get("sample_fmt") in ("s32", "s32p"):
-            # 24 bits (or 20) in 32-bit samples: FLAC stores and declares the source's depth.
+        if options[f"c:a:{index}"] in ("flac", "wavpack") and audio_bits(stream):
+            # The codec stores and declares the source's depth (24 bits in 32-bit samples, say),
+            # which ffmpeg passes on only when no filter (a trim) stands between.
             options[f"bits_per_raw_sample:a:{index}"] = audio_bits(stream)
     kept = [s for s in _streams(probes, "subtitle") if _kept_subtitle(s)]
     for index, stream in enumerate(kept):
@@ -728,7 +733,18 @@ def access_options(probes: list[dict[str, Any]], settings: NormaliseSettings) ->
         )
     if _streams(probes, "audio"):
         options.update({"c:a": "aac", "b:a": settings.access_audio_bitrate})
+    options.update(_audio_trims(probes))
     return options
+
+
+def _audio_trims(probes: list[dict[str, Any]]) -> dict[str, str]:
+    """Each audio stream cut after the samples its source declares (an MP4's edit list trims
+    the encoder's padding, and ffmpeg 5.1's decode does not: :class:`proof.HashPlan`)."""
+    return {
+        f"filter:a:{index}": f"atrim=end_sample={end}"
+        for index, end in enumerate(proof.HashPlan.audio_ends(probes))
+        if end is not None
+    }
 
 
 def _select(
@@ -887,7 +903,7 @@ def normalise_group(
     master_hashes = proof_dir / f"{stem}.master.framemd5"
     outputs = []
     if action is not Action.KEEP:
-        outputs.append(hashes.output(_select(inputs, probes, "Va"), source_hashes))
+        outputs.append(hashes.output(_select(inputs, probes, "Va"), source_hashes, source=True))
     if profile.access:
         access = access_dir / f"{stem}.mp4"
         outputs.append(
@@ -990,6 +1006,7 @@ def normalise_group(
     result.proof.master_hashes_command = hashes_command
     if not result.proof.passed:
         raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
+    result.audio_samples = audio_samples(hashes, master_hashes, probes)
     log.info("%s: proof passed (%s)", stem, result.proof.summary)
     result.fidelity.checked = check_master(master, probes, pictures, side_data)
     if action is Action.FFV1:
@@ -997,6 +1014,49 @@ def normalise_group(
         if result.conformance.outcome == "fail":
             log.warning("%s: MediaConch policy failed: %s", stem, result.conformance.failed_rules)
     return result
+
+
+#: Bytes per sample of the PCM the proof hashes audio as.
+PCM_BYTES = {"pcm_u8": 1, "pcm_s16le": 2, "pcm_s32le": 4, "pcm_f32le": 4, "pcm_f64le": 8}
+
+
+def audio_samples(
+    hashes: proof.HashPlan, master_hashes: Path, probes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The master's samples, counted in its decode's hash list, against the samples its source
+    declares (:meth:`proof.HashPlan.declared`: an MP4's edit list), for each audio stream that
+    declares them. ProofFailed if the master holds more: the end trim was not applied. Fewer
+    is the source's own shortfall (its decode ends early, and the proof compared the master
+    with it), and is recorded."""
+    decoded = proof.read_framemd5(master_hashes)
+    video = len(_streams(probes, "video"))
+    counts = []
+    for index, (stream, declared) in enumerate(
+        zip(_streams(probes, "audio"), hashes.declared_samples, strict=False)
+    ):
+        if declared is None:
+            continue
+        width = int(stream.get("channels") or 1) * PCM_BYTES.get(
+            PCM_OF.get(stream.get("sample_fmt", ""), "pcm_f64le"), 8
+        )
+        held = decoded.get(video + index)
+        samples = sum(size for _, size, _ in held.frames) // width if held else 0
+        record = {
+            "stream": video + index,
+            "declared": declared,
+            "declared_by": "the source's container (an MP4 or MOV: its edit list, which trims"
+            " the encoder's priming and padding)",
+            "master": samples,
+        }
+        if samples > declared:
+            raise ProofFailed(
+                f"stream {video + index} (audio): the source declares {declared} samples, the"
+                f" master holds {samples}"
+            )
+        if samples < declared:
+            record["note"] = "the source decodes to fewer samples than it declares"
+        counts.append(record)
+    return counts
 
 
 def _attachments(probe: dict[str, Any]) -> list[tuple[str, str]]:

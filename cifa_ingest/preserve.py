@@ -396,7 +396,14 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                     # How the master's hashes are tied to the file, where they were taken
                     # beside the encode (normalise._bind).
                     "outcome_detail": "; ".join(
-                        filter(None, [group.proof.summary, group.proof.binding])
+                        filter(
+                            None,
+                            [
+                                group.proof.summary,
+                                group.proof.binding,
+                                *_sample_counts(group.audio_samples),
+                            ],
+                        )
                     ),
                 }
             )
@@ -413,7 +420,9 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                 "original_bytes": g.original_bytes,
                 "master_bytes": g.master_bytes,
                 "storage_factor": round(g.storage_factor, 3) if g.storage_factor else None,
-                "proof": vars(g.proof) if g.proof else None,
+                # With, per audio stream whose source declares its length, the samples declared
+                # and the samples the master holds.
+                "proof": {**vars(g.proof), "audio_samples": g.audio_samples} if g.proof else None,
                 "mediaconch": vars(g.conformance) if g.conformance else None,
                 "renditions": [vars(r) for r in g.renditions],
                 "fidelity": vars(g.fidelity),
@@ -423,6 +432,15 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
         ],
         "events": events,
     }
+
+
+def _sample_counts(counts: list[dict[str, object]]) -> list[str]:
+    """The proof's note on audio streams whose source declares their length."""
+    return [
+        f"stream {c['stream']} (audio): {c['master']} samples in the master, {c['declared']}"
+        " declared by the source's container"
+        for c in counts
+    ]
 
 
 def place_step(job: Job) -> WorkReport:

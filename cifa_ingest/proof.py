@@ -56,10 +56,45 @@ AUDIO_BLOCK = 1024
 @dataclass(frozen=True)
 class HashPlan:
     """How both sides are hashed, fixed by the *source*, so that the master's decode is turned
-    into exactly the representation the source's was."""
+    into exactly the representation the source's was.
+
+    ``declared_samples``, per audio stream, is the number of samples the source declares it
+    plays, where its container declares one (:meth:`declared`): an MP4's edit list trims the
+    encoder's priming and padding, and ffmpeg 5.1 applies the trim's start but not its end, so
+    the source's decode is cut there (``atrim``) as the master's encode is. Only the source's:
+    the master's decode is hashed whole, so that a master holding more is caught."""
 
     method: str
     options: dict[str, Any]
+    declared_samples: tuple[int | None, ...] = ()
+
+    #: Containers whose streams declare their own duration in their index (ISO BMFF and
+    #: QuickTime, where an edit list gives it); elsewhere ffprobe estimates a duration, or has
+    #: none (Matroska, whose decoders apply its DiscardPadding themselves).
+    DECLARING_FORMATS = ("mov,mp4",)
+
+    @classmethod
+    def declared(cls, probe: dict[str, Any], stream: dict[str, Any]) -> int | None:
+        """The samples an audio stream of ``probe`` declares it plays (its duration in its
+        container's index, in samples), or None where its container declares none."""
+        format_name = str(probe.get("format", {}).get("format_name", ""))
+        duration, time_base = stream.get("duration_ts"), stream.get("time_base")
+        rate = int(stream.get("sample_rate") or 0)
+        if not format_name.startswith(cls.DECLARING_FORMATS) or not duration or not time_base:
+            return None
+        if not rate or int(duration) <= 0:
+            return None
+        return round(int(duration) * Fraction(str(time_base)) * rate)
+
+    @classmethod
+    def audio_ends(cls, probes: list[dict[str, Any]]) -> list[int | None]:
+        """:meth:`declared` for every audio stream across the inputs, in their order."""
+        return [
+            cls.declared(probe, stream)
+            for probe in probes
+            for stream in probe.get("streams", [])
+            if stream.get("codec_type") == "audio"
+        ]
 
     @classmethod
     def for_action(cls, action: Action, probes: list[dict[str, Any]]) -> HashPlan:
@@ -83,12 +118,24 @@ class HashPlan:
                 options[f"filter:v:{index}"] = KEEP_FULL_RANGE.format(plain)
         for index, stream in enumerate(audio):
             options[f"c:a:{index}"] = PCM_OF.get(stream.get("sample_fmt", ""), "pcm_f64le")
-        if audio:
-            options["filter:a"] = f"asetnsamples=n={AUDIO_BLOCK}:p=0"
-        return cls("decoded frames (framemd5: raw video, PCM audio in 1024-sample blocks)", options)
+            options[f"filter:a:{index}"] = f"asetnsamples=n={AUDIO_BLOCK}:p=0"
+        return cls(
+            "decoded frames (framemd5: raw video, PCM audio in 1024-sample blocks)",
+            options,
+            tuple(cls.audio_ends(probes)),
+        )
 
-    def output(self, streams: list[Any], target: Path) -> Any:
-        return ffmpeg.output(*streams, str(target), f="framemd5", **self.options)
+    def output(self, streams: list[Any], target: Path, *, source: bool = False) -> Any:
+        """The hashes of ``streams``: the source's (``source``), each audio stream cut where
+        the source declares its end, or the master's, whole."""
+        options = dict(self.options)
+        if source:
+            for index, end in enumerate(self.declared_samples):
+                if end is not None:
+                    options[f"filter:a:{index}"] = (
+                        f"atrim=end_sample={end},{options[f'filter:a:{index}']}"
+                    )
+        return ffmpeg.output(*streams, str(target), f="framemd5", **options)
 
 
 @dataclass

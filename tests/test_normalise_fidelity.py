@@ -383,3 +383,55 @@ def test_hdr10_metadata_in_the_sources_frames_is_in_the_masters_colour_element(
         "video 0: Mastering display metadata, as in the source's first frame"
         in (fidelity["checked"])
     )
+
+
+# 5. AAC priming and padding: an MP4's edit list
+
+
+def _decoded_samples(path: Path) -> int:
+    """The samples ffprobe decodes from a file's first audio stream."""
+    frames = json.loads(
+        _run("ffprobe", "-v", "error", "-select_streams", "a:0", "-show_frames",
+             "-show_entries", "frame=nb_samples", "-of", "json", str(path))
+    )["frames"]  # fmt: skip
+    return sum(int(frame["nb_samples"]) for frame in frames)
+
+
+def _sound_md5(path: Path, *filters: str) -> str:
+    return _run(
+        "ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", *filters,
+        "-c:a", "pcm_f32le", "-f", "md5", "-",
+    ).decode().strip()  # fmt: skip
+
+
+def test_the_master_holds_the_samples_an_mp4s_edit_list_declares(tmp_path: Path) -> None:
+    """3 s of AAC at 48 kHz in MP4: the edit list skips the encoder's 1024 samples of priming
+    and declares 144000 samples, which ffmpeg 5.1 decodes as 144384 (the last frame's padding).
+    The master holds exactly the 144000, the same as the source's first 144000, and the proof's
+    record says so."""
+    source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac",
+                   seconds=3)  # fmt: skip
+    audio = next(s for s in ffprobe(source)["streams"] if s["codec_type"] == "audio")
+    assert (audio["duration_ts"], audio["time_base"]) == (144000, "1/48000")
+    assert _decoded_samples(source) == 144384
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    assert _decoded_samples(tmp_path / MASTER) == 144000
+    original = tmp_path / "bag" / "original" / "s.mp4"
+    assert _sound_md5(tmp_path / MASTER) == _sound_md5(original, "-af", "atrim=end_sample=144000")
+    assert float(_mediainfo(tmp_path / MASTER)["Audio"][0]["Duration"]) == 3.0
+    record = _record(result)
+    assert record["groups"][0]["proof"]["audio_samples"] == [
+        {
+            "stream": 1, "declared": 144000, "master": 144000,
+            "declared_by": "the source's container (an MP4 or MOV: its edit list, which trims the"
+            " encoder's priming and padding)",
+        }
+    ]  # fmt: skip
+    proved = next(e for e in record["events"] if "lossless proof" in e["detail"])
+    assert (
+        "stream 1 (audio): 144000 samples in the master, 144000 declared"
+        in (proved["outcome_detail"])
+    )
