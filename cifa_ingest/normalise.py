@@ -511,6 +511,35 @@ def edit_master(master: Path, edits: dict[int, list[str]]) -> list[dict[str, Any
     ]
 
 
+def missed_titles(originals: list[Path], probes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Stream titles an MP4 or MOV holds that ffmpeg does not read, as the master's options: its
+    muxer writes a track's title (the track's ``udta/name``) but its demuxer (5.1) does not read
+    it back, so ffprobe shows none and the master would lose it; MediaInfo reads it. Each is
+    given to the master's stream as its title (Matroska's track name)."""
+    pairs = []
+    numbers = {"video": 0, "audio": 0, "subtitle": 0}
+    letters = {"video": "v", "audio": "a", "subtitle": "s"}
+    titles: dict[tuple[int, int], str] = {}
+    for number, (original, probe) in enumerate(zip(originals, probes, strict=True)):
+        if not str(probe.get("format", {}).get("format_name", "")).startswith("mov,mp4"):
+            continue
+        for track in (conformance.mediainfo(original) or {}).get("media", {}).get("track", []):
+            order, title = str(track.get("StreamOrder", "")), track.get("Title")
+            if order.isdigit() and title:
+                titles[number, int(order)] = str(title)
+    for kind in ("video", "audio", "subtitle"):
+        for number, probe in enumerate(probes):
+            for stream in probe.get("streams", []):
+                if stream.get("codec_type") != kind or not _in_master(stream):
+                    continue
+                title = titles.get((number, int(stream["index"])))
+                named = any(key.lower() == "title" for key in stream.get("tags", {}))
+                if title and not named:
+                    pairs.append((f"metadata:s:{letters[kind]}:{numbers[kind]}", f"title={title}"))
+                numbers[kind] += 1
+    return pairs
+
+
 def _display_rotation(stream: dict[str, Any]) -> int:
     """The display matrix's rotation of a video stream (a phone's), as ffprobe reports it:
     degrees counter-clockwise (ffmpeg's convention, as ``-display_rotation`` takes it)."""
@@ -928,6 +957,7 @@ def normalise_group(
         kept = kept_as_tags(probes, remux=action is Action.REMUX)
         result.fidelity.kept_as_metadata = [tag.record() for tag in kept]
         side_data = result.fidelity.side_data = _side_data(originals, probes)
+        options = _with_options(options, missed_titles(originals, probes))
     # A remux copies the codec's own stream, its side data (SEI) in it.
     edits = hdr_edits(side_data) if action is Action.FFV1 else {}
 

@@ -435,3 +435,26 @@ def test_the_master_holds_the_samples_an_mp4s_edit_list_declares(tmp_path: Path)
         "stream 1 (audio): 144000 samples in the master, 144000 declared"
         in (proved["outcome_detail"])
     )
+
+
+# Tags ffmpeg does not read
+
+
+def test_mp4_track_titles_ffmpeg_does_not_read_are_kept(tmp_path: Path) -> None:
+    """ffmpeg's MP4 muxer writes a track's title (udta/name), which its demuxer (5.1) does not
+    read back: ffprobe shows none, MediaInfo the title. The master's tracks are named."""
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(), *TONE, "-f", "lavfi", "-i", "sine=frequency=660",
+        "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac",
+        "-metadata:s:a:0", "title=普通话", "-metadata:s:a:1", "title=Director's commentary",
+    )  # fmt: skip
+    assert all("title" not in s.get("tags", {}) for s in ffprobe(source)["streams"])
+    titles = [t.get("Title") for t in _mediainfo(source)["Audio"]]
+    assert titles == ["普通话", "Director's commentary"]
+
+    result = _normalise(tmp_path, source)
+
+    assert result.proof is not None and result.proof.passed, result.proof
+    audio = [s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio"]
+    assert [s["tags"].get("title") for s in audio] == titles
+    assert [t.get("Title") for t in _mediainfo(tmp_path / MASTER)["Audio"]] == titles
