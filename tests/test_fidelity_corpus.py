@@ -25,8 +25,11 @@ DEFAULT = load_policy(format_policy_path(SETTINGS)).profile("default")
     ids=[k.name for k in corpus.KINDS],
 )
 def test_the_master_keeps_everything_of_its_source(kind: corpus.SourceKind, tmp_path: Path) -> None:
-    if kind.missing_encoders():
-        pytest.skip(f"this ffmpeg lacks {', '.join(kind.missing_encoders())}")
+    if missing := kind.missing_encoders():
+        said = f"this ffmpeg lacks {', '.join(missing)}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{said}: CI's ffmpeg (Debian's) must make every kind of the corpus")
+        pytest.skip(said)
     made = kind.generate(tmp_path / "made")
     bag = tmp_path / "bag"
     original = bag / "original" / made.name
