@@ -1038,7 +1038,9 @@ def normalise_group(
         raise ProofFailed(f"{stem}: the master is not lossless: {result.proof.first_difference}")
     result.audio_samples = audio_samples(hashes, master_hashes, probes)
     log.info("%s: proof passed (%s)", stem, result.proof.summary)
-    result.fidelity.checked = check_master(master, probes, pictures, side_data)
+    result.fidelity.checked = check_master(
+        master, probes, pictures, side_data, copied=action is Action.REMUX
+    )
     if action is Action.FFV1:
         result.conformance = conformance.check_master(master, mediaconch_policy)
         if result.conformance.outcome == "fail":
@@ -1110,13 +1112,17 @@ def _same_values(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
 
 
 def _check_side_data(
-    found: dict[str, Any], side_data: list[dict[str, Any]], problems: list[str]
+    found: dict[str, Any], side_data: list[dict[str, Any]], problems: list[str], copied: bool
 ) -> list[str]:
     """Mark each side data entry of the sources with where the master has it (updating
-    ``side_data``, the record), or why not; an HDR entry the master lacks is a problem."""
+    ``side_data``, the record), or why not; an HDR entry the master lacks is a problem. In a
+    remux (``copied``), what the first frame holds is in the copied stream itself (its SEI)."""
     checked = []
     video = _streams([found], "video")
     for entry in side_data:
+        if copied and entry["in"] == "first frame":
+            entry["master"] = "the copied stream (the codec's own, as in the source)"
+            continue
         number = entry["stream"]
         has = {
             str(d.get("side_data_type")): d
@@ -1136,7 +1142,9 @@ def _check_side_data(
         else:
             entry["master"] = None
             entry["why"] = (
-                "FFV1 in Matroska (ffmpeg 5.1) has no place for it; the original keeps it"
+                "Matroska (ffmpeg 5.1's muxer) has no place for it; the original keeps it"
+                if copied
+                else "FFV1 in Matroska (ffmpeg 5.1) has no place for it; the original keeps it"
             )
     return checked
 
@@ -1146,6 +1154,7 @@ def check_master(
     probes: list[dict[str, Any]],
     pictures: list[AttachedPicture],
     side_data: list[dict[str, Any]] | None = None,
+    copied: bool = False,
 ) -> list[str]:
     """Check the master file itself (its ffprobe) against its sources: it has every picture,
     sound and subtitle stream the inventory says, every attachment with its file name and MIME
@@ -1155,7 +1164,7 @@ def check_master(
     is missing."""
     found = ffmpeg_runner.probe(master)
     checked, problems = [], []
-    checked += _check_side_data(found, side_data or [], problems)
+    checked += _check_side_data(found, side_data or [], problems, copied)
     for kind in ("video", "audio", "subtitle"):
         expected = [s for s in _streams(probes, kind) if _in_master(s)]
         has = _streams([found], kind)

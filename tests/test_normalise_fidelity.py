@@ -21,7 +21,7 @@ from cifa_ingest.package import make_bag
 from cifa_ingest.premis import write_premis
 from cifa_ingest.preserve import normalisation_record
 from tests.helpers import ffprobe
-from tests.test_normalise import TONE, _make, _master, _normalise, _pattern
+from tests.test_normalise import POLICY, TONE, _make, _master, _normalise, _pattern
 
 MASTER = Path("bag") / "master" / "film.mkv"
 
@@ -458,3 +458,27 @@ def test_mp4_track_titles_ffmpeg_does_not_read_are_kept(tmp_path: Path) -> None:
     audio = [s for s in _master(tmp_path)["streams"] if s["codec_type"] == "audio"]
     assert [s["tags"].get("title") for s in audio] == titles
     assert [t.get("Title") for t in _mediainfo(tmp_path / MASTER)["Audio"]] == titles
+
+
+@pytest.mark.skipif(" libx265 " not in _encoders(), reason="this ffmpeg has no libx265")
+def test_a_remuxed_hdr10_source_keeps_its_metadata_in_the_copied_stream(tmp_path: Path) -> None:
+    """The storage-saving profile remuxes HEVC: the SEI, HDR10 metadata included, is in the
+    copied stream, whose first frame has it as the source's has; nothing is edited."""
+    source = _make(
+        tmp_path / "s.mp4", *_pattern(), "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
+        "-x265-params", HDR10_X265, "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+        "-colorspace", "bt2020nc", seconds=0.5,
+    )  # fmt: skip
+    result = _normalise(tmp_path, source, profile=POLICY.profile("storage-saving"))
+
+    assert result.action == "remux" and result.proof is not None and result.proof.passed
+    frame = json.loads(
+        _run("ffprobe", "-v", "error", "-read_intervals", "%+#1", "-show_frames",
+             "-show_entries", "frame=side_data_list", "-of", "json", str(tmp_path / MASTER))
+    )["frames"][0]["side_data_list"]  # fmt: skip
+    in_master = {d["side_data_type"]: _numbers(d) for d in frame}
+    assert in_master["Content light level metadata"] == {"max_content": 1000, "max_average": 400}
+    assert in_master["Mastering display metadata"]["max_luminance"] == 1000.0
+    fidelity = _record(result)["groups"][0]["fidelity"]
+    assert fidelity["master_edits"] == []
+    assert all(d["master"] for d in fidelity["side_data"])
