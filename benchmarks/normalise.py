@@ -45,7 +45,7 @@ print(json.dumps({"seconds": time.monotonic() - started,
 NAIVE = """
 import json, resource, subprocess, sys, time
 from pathlib import Path
-from cifa_ingest.normalise import ffv1_slices
+from cifa_ingest.normalise import WAVPACK_BLOCK_SAMPLES, ffv1_slices
 source, work = sys.argv[1], Path(sys.argv[2])
 work.mkdir(parents=True, exist_ok=True)
 ff = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
@@ -54,8 +54,8 @@ hashes = ["-map", "0:V", "-map", "0:a", "-c:v", "rawvideo", "-pix_fmt", "yuv420p
           "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "framemd5"]
 commands = [
     [*ff, "-i", source, "-map", "0:V", "-map", "0:a", "-c:v", "ffv1", "-level", "3", "-g", "1",
-     "-slicecrc", "1", "-slices", str(ffv1_slices(1920, 1080)), "-c:a", "pcm_f32le",
-     "-fps_mode", "passthrough", "-enc_time_base:v", "-1", str(work / "master.mkv")],
+     "-slicecrc", "1", "-slices", str(ffv1_slices(1920, 1080)), "-c:a", "wavpack",
+     "-frame_size", str(WAVPACK_BLOCK_SAMPLES), "-fps_mode", "passthrough", "-enc_time_base:v", "-1", str(work / "master.mkv")],
     [*ff, "-i", source, "-map", "0:V:0", "-map", "0:a", "-c:v", "libx264", "-preset", "veryfast",
      "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart",
      str(work / "access.mp4")],
