@@ -36,7 +36,15 @@ What counts as the same:
   (no display matrix) as ``ROTATION`` (or ``rotate``), in ffprobe's convention (degrees
   counter-clockwise), and a PCM track's channel layout (a channel count only) as
   ``CHANNEL_LAYOUT``, in ffprobe's names; MediaInfo's channel positions, which it does not read
-  from such a tag, are then not compared;
+  from such a tag, are then not compared; and a pixel format or bit depth its codec cannot
+  hold (FFV1 in ffmpeg 5.1 has no 12-bit alpha) as ``SOURCE_PIX_FMT`` and
+  ``BITS_PER_RAW_SAMPLE`` (the decoded frames, compared in the source's format, must still be
+  the source's);
+- an audio stream's samples are those a player plays of the source: an MP4 edit list's end
+  trims the encoder's padding, which ffmpeg 5.1 decodes all the same;
+- a track title ffprobe does not read in the source (ffmpeg 5.1 reads no MP4 track title) is
+  compared by MediaInfo's reading of both; MediaInfo's MaxCLL and MaxFALL are compared without
+  their unit, which it writes for HEVC's SEI and not for Matroska's Colour element;
 - times agree within a millisecond (Matroska's time base), or one tick of the finer of the two
   streams' time bases where that is coarser.
 
@@ -222,7 +230,9 @@ def _pix_fmt(stream: dict[str, Any]) -> str | None:
 
 def _video_property(stream: dict[str, Any], name: str) -> Any:
     if name == "pix_fmt":
-        return _pix_fmt(stream)
+        # A master whose codec cannot hold the source's format (FFV1 in ffmpeg 5.1 has no 12-bit
+        # alpha) declares it as a SOURCE_PIX_FMT tag, as a rotation is declared as a tag.
+        return _declared(_tags(stream).get("source_pix_fmt")) or _pix_fmt(stream)
     value = _declared(stream.get(name))
     if name == "color_range" and value is None and str(stream.get("pix_fmt")).startswith("yuvj"):
         return "pc"
@@ -352,7 +362,8 @@ def _compare_video(
                     frame_m.get(name))  # fmt: skip
     out.compare(
         Kind.BIT_DEPTH, where, "bits_per_raw_sample",
-        _declared(s.get("bits_per_raw_sample")), _declared(m.get("bits_per_raw_sample")),
+        _declared(s.get("bits_per_raw_sample")),
+        _declared(_tags(m).get("bits_per_raw_sample")) or _declared(m.get("bits_per_raw_sample")),
         declared_only=True,
     )  # fmt: skip
     out.compare(Kind.ROTATION, where, "rotation", _rotation(s), _rotation(m))
@@ -380,8 +391,15 @@ def _compare_tags(out: _Findings, where: str, s: dict[str, Any], m: dict[str, An
         Kind.TAGS, where, "language", _language(tags_s.get("language")),
         _language(tags_m.get("language")),
     )  # fmt: skip
+    # A title where ffprobe reads none in the source (ffmpeg 5.1 reads no MP4 track title) may
+    # be the master's, from the source: MediaInfo, which reads them, compares both.
     out.compare(
-        Kind.TAGS, where, "title", _declared(tags_s.get("title")), _declared(tags_m.get("title"))
+        Kind.TAGS,
+        where,
+        "title",
+        _declared(tags_s.get("title")),
+        _declared(tags_m.get("title")),
+        declared_only=True,
     )
 
 
@@ -432,9 +450,19 @@ def _compare_mediainfo(out: _Findings, kind: str, src: Description, mst: Descrip
             )  # fmt: skip
         for name in MEDIAINFO_HDR:
             out.compare(
-                Kind.HDR, where, f"MediaInfo {name}", _declared(s.get(name)),
-                _declared(m.get(name)),
+                Kind.HDR, where, f"MediaInfo {name}", _light_level(s.get(name)),
+                _light_level(m.get(name)),
             )  # fmt: skip
+
+
+def _light_level(value: Any) -> Any:
+    """A MediaInfo value without its unit of light: MediaInfo 23.04 writes MaxCLL and MaxFALL
+    as ``1000 cd/m2`` from HEVC's SEI and as ``1000`` from Matroska's Colour element, the same
+    value."""
+    declared = _declared(value)
+    if isinstance(declared, str) and declared.endswith(" cd/m2") and "," not in declared:
+        return declared.removesuffix(" cd/m2")
+    return declared
 
 
 def _chapters(description: Description) -> list[tuple[float, float, str | None]]:
@@ -597,7 +625,11 @@ def _compare_content(out: _Findings, src: Description, mst: Description) -> None
             out.compare(Kind.DURATION, where, "frames", len(a.frames), len(b.frames))
         else:
             count_a, count_b = _samples(a, s, s), _samples(b, s, m)
-            out.compare(Kind.DURATION, where, "samples", count_a, count_b)
+            # The source's samples as a player plays them: an MP4 edit list's end trims the
+            # encoder's padding, which ffmpeg 5.1 decodes all the same.
+            out.compare(
+                Kind.DURATION, where, "samples", _played(src, s, count_a), _played(mst, m, count_b)
+            )
             if not differing and count_a != count_b and common:
                 shorter = min(count_a, count_b)
                 if _prefix_md5(src.path, s, s, shorter) != _prefix_md5(mst.path, m, s, shorter):
