@@ -911,9 +911,41 @@ def normalise_group(
 ) -> GroupResult:
     """Make the master, the access copy and the proof for one film (or part): ``originals`` is
     one progressive file, or the separately received video and audio streams. An FFV1 master is
-    then checked against ``mediaconch_policy`` (not run without one)."""
+    then checked against ``mediaconch_policy`` (not run without one).
+
+    A remux whose proof fails is not the end of the film: the copy is not the source (ffmpeg
+    5.1's Matroska muxer moves a WebM's picture 7 ms against its Opus sound, say), but a decode
+    to FFV1 is lossless whatever the container did, so the film is normalised again that way,
+    and the record says why."""
     probes = [ffmpeg_runner.probe(original) for original in originals]
     action, reason = profile.decide(probes)
+    arguments = (stem, originals, bag_root, proof_dir, settings, profile, mediaconch_policy)
+    if action is not Action.REMUX:
+        return _normalise_as(action, reason, probes, *arguments)
+    try:
+        return _normalise_as(action, reason, probes, *arguments)
+    except ProofFailed as refused:
+        log.warning("%s: the remux failed its proof; decoding to FFV1 instead: %s", stem, refused)
+        (bag_root / "master" / f"{stem}.mkv").unlink(missing_ok=True)
+        instead = f"{reason}; the remux failed its proof ({refused}), so decoded to FFV1 instead"
+        result = _normalise_as(Action.FFV1, instead, probes, *arguments)
+        result.notes.append(f"remux refused by its proof, decoded to FFV1 instead: {refused}")
+        return result
+
+
+def _normalise_as(
+    action: Action,
+    reason: str,
+    probes: list[dict[str, Any]],
+    stem: str,
+    originals: list[Path],
+    bag_root: Path,
+    proof_dir: Path,
+    settings: NormaliseSettings,
+    profile: Profile,
+    mediaconch_policy: Path | None,
+) -> GroupResult:
+    """:func:`normalise_group` by ``action``, for the reason given."""
     result = GroupResult(
         stem=stem,
         action=str(action),
@@ -1038,8 +1070,7 @@ def normalise_group(
             binding = _bind(master, decoded_packets, Path(scratch) / "file-packets.framemd5")
         if binding is None:
             hashes_command = _decode_master(master, hashes, master_hashes, probes, settings)
-    shift_allowed = action is Action.REMUX
-    result.proof = proof.compare(source_hashes, master_hashes, hashes.method, shift_allowed)
+    result.proof = proof.compare(source_hashes, master_hashes, hashes.method)
     result.proof.binding = binding
     result.proof.master_hashes_command = hashes_command
     if not result.proof.passed:

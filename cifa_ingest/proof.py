@@ -294,16 +294,12 @@ def same_packets(decoded: Path, stored: Path) -> tuple[str | None, int]:
     return (None if packets else "no packet was hashed"), packets
 
 
-def compare(
-    source_path: Path, master_path: Path, method: str, shift_allowed: bool = False
-) -> Proof:
+def compare(source_path: Path, master_path: Path, method: str) -> Proof:
     """Compare the full hash lists of source and master, stream by stream, lengths included:
     every frame's content, and its presentation time relative to its stream's first frame; then
     whether the streams start at the same distance from each other (:func:`_misaligned`).
-
-    ``shift_allowed`` has no effect any more: it let a remux's streams start at another time
-    than the source's (Matroska moves a stream starting before zero), which every comparison
-    now allows; it is kept only so that callers passing it keep working."""
+    A remux's streams may start at another time than the source's (Matroska moves a stream
+    that starts before zero) as any master's may: only their distance from each other counts."""
     source, master = read_framemd5(source_path), read_framemd5(master_path)
     first = None
     if sorted(source) != sorted(master):

@@ -53,12 +53,11 @@ def _film(video_start_ms: int, audio_start_samples: int) -> Streams:
     }
 
 
-def _compare(tmp_path: Path, source: Streams, master: Streams, **options: bool) -> Proof:
+def _compare(tmp_path: Path, source: Streams, master: Streams) -> Proof:
     return compare(
         _framemd5(tmp_path / "source.framemd5", source),
         _framemd5(tmp_path / "master.framemd5", master),
         "test",
-        **options,
     )
 
 
@@ -112,11 +111,12 @@ def test_sound_shifted_against_picture_fails_naming_both_streams(
 
 
 def test_a_remux_is_held_to_the_same_alignment(tmp_path: Path) -> None:
-    """``shift_allowed`` (a remux) once let each stream move on its own; it no longer changes
-    anything: a constant shift passes without it, and a shift of one stream fails with it."""
+    """A remux once had ``shift_allowed``, which let each stream move on its own: every master,
+    remuxed or decoded, is now held to the same rule: a constant shift passes, and a shift of
+    one stream fails."""
     source = _film(14, 336)
-    assert _compare(tmp_path, source, _film(7, 0), shift_allowed=False).passed
-    shifted = _compare(tmp_path, source, _film(14, 336 + 4800), shift_allowed=True)
+    assert _compare(tmp_path, source, _film(7, 0)).passed
+    shifted = _compare(tmp_path, source, _film(14, 336 + 4800))
     assert not shifted.passed
     assert shifted.first_difference is not None
     assert shifted.first_difference.startswith("stream 1 (audio) is shifted by +0.100 s")
@@ -150,7 +150,7 @@ def test_packets_listed_in_decoding_order(tmp_path: Path) -> None:
     }
     assert _compare(tmp_path, source, master).passed
     late = {**master, 1: ("audio", AUDIO, [48 * 80 + 1024 * n for n in range(10)])}
-    result = _compare(tmp_path, source, late, shift_allowed=True)
+    result = _compare(tmp_path, source, late)
     assert result.first_difference is not None
     assert result.first_difference.startswith("stream 1 (audio) is shifted by +0.080 s against")
 
@@ -172,7 +172,7 @@ def _webm(path: Path) -> Path:
     return path
 
 
-def _normalise_webm(tmp_path: Path) -> tuple[Path, normalise.GroupResult]:
+def _normalise_webm(tmp_path: Path, profile: str = "default") -> tuple[Path, normalise.GroupResult]:
     source = _webm(tmp_path / "s.webm")
     assert float(ffprobe(source)["format"]["start_time"]) < 0  # the start the proof tripped on
     bag = tmp_path / "bag"
@@ -186,7 +186,7 @@ def _normalise_webm(tmp_path: Path) -> tuple[Path, normalise.GroupResult]:
         bag,
         tmp_path / "proof",
         SETTINGS.normalise,
-        policy.profile("default"),
+        policy.profile(profile),
         mediaconch_policy_path(SETTINGS),
     )
     return placed, result
@@ -227,3 +227,19 @@ def test_a_master_whose_sound_was_delayed_fails_the_proof(tmp_path: Path) -> Non
     assert proof.first_difference.startswith(
         "stream 1 (audio) is shifted by +0.200 s against stream 0 (video): its block 0 is at"
     ), proof.first_difference
+
+
+def test_a_remux_refused_by_its_proof_is_decoded_to_ffv1_instead(tmp_path: Path) -> None:
+    """The storage-saving profile remuxes VP9; ffmpeg 5.1's Matroska muxer moves the WebM's
+    picture 7 ms against its Opus sound, which the proof refuses (rightly: that copy is not the
+    source). The film is not lost for it: it is decoded to FFV1, proved, and the record says
+    why, with the remux's refusal quoted."""
+    placed, result = _normalise_webm(tmp_path, "storage-saving")
+    assert result.action == "ffv1", result.reason
+    assert "the remux failed its proof" in result.reason
+    assert "is shifted by" in result.reason  # the refusal, quoted
+    assert any(note.startswith("remux refused by its proof") for note in result.notes)
+    assert result.proof is not None and result.proof.passed, result.proof.first_difference
+    master = ffprobe(tmp_path / "bag" / "master" / "film.mkv")
+    assert master["streams"][0]["codec_name"] == "ffv1"
+    assert placed.is_file()
