@@ -17,9 +17,13 @@ from cifa_ingest.bagcheck import validate
 from cifa_ingest.package import PROFILE_IDENTIFIER
 
 REPO = Path(__file__).resolve().parent.parent
-#: The official PREMIS 3.0 schema, in the project's shared folder beside the repository.
-PREMIS_XSD = REPO.parent / "shared" / "schemas" / "premis" / "premis-v3-0.xsd"
-BAGIT_PROFILE = REPO / "config" / "cifa-bagit-profile.json"
+#: Public standards the tests check against, kept in the repository byte for byte (see its README).
+STANDARDS = REPO / "tests" / "data" / "standards"
+#: The Library of Congress BagIt conformance suite.
+BAGIT_SUITE = STANDARDS / "bagit-conformance-suite"
+#: The official PREMIS 3.0 schema (no imports: it loads offline).
+PREMIS_XSD = STANDARDS / "premis" / "premis-v3-0.xsd"
+BAGIT_PROFILE = REPO / "cifa_ingest" / "policies" / "cifa-bagit-profile.json"
 DC_NS = "{http://purl.org/dc/elements/1.1/}"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
@@ -47,20 +51,14 @@ def ffprobe(path: Path) -> dict:
 
 
 @functools.cache
-def premis_schema() -> xmlschema.XMLSchema | None:
-    """The PREMIS 3.0 schema, loaded offline; None where shared/ is not beside the repo."""
-    if not PREMIS_XSD.is_file():
-        return None
+def premis_schema() -> xmlschema.XMLSchema:
+    """The PREMIS 3.0 schema, loaded offline: ``allow="local"`` refuses any remote resource."""
     return xmlschema.XMLSchema(str(PREMIS_XSD), allow="local")
 
 
 def assert_premis_valid(bag_dir: Path) -> None:
-    """metadata/premis.xml exists and, where the schema is present, validates against it."""
-    premis = bag_dir / "metadata" / "premis.xml"
-    assert premis.is_file()
-    schema = premis_schema()
-    if schema is not None:
-        schema.validate(str(premis))
+    """metadata/premis.xml validates against the PREMIS 3.0 schema."""
+    premis_schema().validate(str(bag_dir / "metadata" / "premis.xml"))
 
 
 def assert_follows_profile(bag_dir: Path) -> None:

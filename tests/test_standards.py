@@ -3,8 +3,10 @@ languages, and the CIFA BagIt profile, checked on a bag the real pipeline made."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,9 +42,6 @@ from tests.helpers import (
 
 P = "{http://www.loc.gov/premis/v3}"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-needs_schema = pytest.mark.skipif(
-    not PREMIS_XSD.is_file(), reason=f"the PREMIS 3.0 schema is not at {PREMIS_XSD}"
-)
 
 
 def _work(url: str | None) -> Work:
@@ -88,14 +87,33 @@ def test_preserved_bag_passes_every_check(bag_dir: Path) -> None:
     assert_valid_preserved_bag(bag_dir, "cifa-std-0001")
 
 
-@needs_schema
+def test_the_premis_schema_is_the_official_one_and_loads_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The repository's copy is the unmodified LoC schema (tests/data/standards/premis/README.md),
+    and it needs nothing but itself: no import (xlink was dropped in 3.0), no network."""
+    data = PREMIS_XSD.read_bytes()
+    assert len(data) == 52_845
+    assert (
+        hashlib.sha256(data).hexdigest()
+        == "03b8a77a20b32b882ad799e12262671d07ad18210c60233f4e613a1289491cba"
+    )
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the PREMIS schema must load without the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    # allow="none": no resource may be read at all, not even a local file beside it.
+    schema = xmlschema.XMLSchema(data.decode("utf-8"), allow="none")
+    assert schema.target_namespace == "http://www.loc.gov/premis/v3"
+    assert not schema.imports and not schema.includes
+    assert premis_schema().target_namespace == schema.target_namespace
+
+
 def test_premis_validates_against_the_official_schema(bag_dir: Path) -> None:
-    schema = premis_schema()
-    assert schema is not None
-    schema.validate(str(bag_dir / "metadata" / "premis.xml"))
+    premis_schema().validate(str(bag_dir / "metadata" / "premis.xml"))
 
 
-@needs_schema
 def test_the_schema_check_is_real(bag_dir: Path, tmp_path: Path) -> None:
     """A PREMIS file with an element out of order is refused: the validation is not a formality."""
     root = _premis(bag_dir)
@@ -105,10 +123,8 @@ def test_the_schema_check_is_real(bag_dir: Path, tmp_path: Path) -> None:
     root.append(first)  # objects must come before events
     broken = tmp_path / "premis.xml"
     ET.ElementTree(root).write(broken, encoding="utf-8")
-    schema = premis_schema()
-    assert schema is not None
     with pytest.raises(xmlschema.XMLSchemaValidationError):
-        schema.validate(str(broken))
+        premis_schema().validate(str(broken))
 
 
 def test_premis_describes_every_payload_file_with_the_manifest_digests(bag_dir: Path) -> None:
