@@ -26,16 +26,16 @@ OURS = """
 import json, resource, sys, time
 from pathlib import Path
 from cifa_ingest import normalise
-from cifa_ingest.config import NormaliseSettings
-from cifa_ingest.format_policy import BUILT_IN
+from cifa_ingest.config import NormaliseSettings, Settings, format_policy_path
+from cifa_ingest.format_policy import load_policy
 import os
 work = Path(sys.argv[2])
 (work / "original").mkdir(parents=True)
 source = work / "original" / "source.mp4"
 os.link(sys.argv[1], source)  # the bag's layout, without copying the bytes
 settings = NormaliseSettings(free_space_margin_bytes=0, progress_interval_seconds=3600)
+profile = load_policy(format_policy_path(Settings())).profile("default")
 started = time.monotonic()
-profile = BUILT_IN.profile("default")
 normalise.normalise_group("film", [source], work, work / "proof", settings, profile)
 print(json.dumps({"seconds": time.monotonic() - started,
                   "python_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

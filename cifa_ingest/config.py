@@ -3,12 +3,22 @@
 Resolution order for the archive path (highest first): ``--archive`` on the command line,
 the ``CIFA_ARCHIVE`` environment variable, ``[archive] path`` in the config file, ``./archive``.
 The config file is ``CIFA_CONFIG`` if set, else ``config/cifa.toml`` in the working directory if it
-exists, else the built-in defaults.
+exists, else the built-in defaults, which are the repository's ``config/cifa.toml`` (a test holds
+them equal) save the organisation's address.
+
+The policies the program follows (the format policy, the MediaConch policy for masters) ship in
+the package, ``cifa_ingest/policies/``, with the CIFA BagIt profile: they apply wherever the
+program is run from. A settings file may name a site's own instead; a relative path is relative
+to the folder of the settings file that names it, and a file named that does not exist is a
+:class:`ConfigError` (exit 2), never a silent fallback.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import importlib.resources
 import importlib.util
 import os
 import tomllib
@@ -21,6 +31,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from cifa_ingest.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/cifa.toml")
+#: The policy files shipped in the package (``cifa_ingest/policies/``, package data).
+FORMAT_POLICY = "format-policy.toml"
+MEDIACONCH_POLICY = "mediaconch-master-policy.xml"
+BAGIT_PROFILE = "cifa-bagit-profile.json"
 
 
 class _Section(BaseModel):
@@ -71,7 +85,7 @@ class FetchSettings(_Section):
     transient_attempts: int = Field(default=4, ge=1, le=20)
     backoff_seconds: float = Field(default=5, ge=0, le=3600)
     max_wait_seconds: float = Field(default=300, ge=0, le=86400)
-    pause_seconds: float = Field(default=0, ge=0, le=3600)
+    pause_seconds: float = Field(default=2, ge=0, le=3600)
     rate_limit: str | None = None
     progress_interval_seconds: float = Field(default=5, gt=0)
 
@@ -80,8 +94,10 @@ class NormaliseSettings(_Section):
     """How masters and access copies are made (see config/cifa.toml)."""
 
     profile: str = "default"
-    policy_file: str = "format-policy.toml"
-    mediaconch_policy: str = "mediaconch-master-policy.xml"
+    #: The format policy and the MediaConch policy: a site's own files (absolute once read by
+    #: :func:`load_settings`), or None for those shipped in the package (:func:`packaged_policy`).
+    policy_file: str | None = None
+    mediaconch_policy: str | None = None
     access_crf: int = Field(default=23, ge=0, le=51)
     access_preset: str = "veryfast"
     access_audio_bitrate: str = "160k"
@@ -212,7 +228,10 @@ def config_path() -> Path | None:
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Read and validate the settings file (see the module docstring for which one)."""
+    """Read and validate the settings file (see the module docstring for which one), with the
+    policy files it names made absolute (relative to its folder) and checked to exist."""
+    for name in (FORMAT_POLICY, MEDIACONCH_POLICY):  # a broken installation: said now
+        packaged_policy(name)
     path = path or config_path()
     if path is None:
         return Settings()
@@ -223,34 +242,58 @@ def load_settings(path: Path | None = None) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         problems = [
             f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         ]
         raise ConfigError("\n".join(problems)) from None
+    return _with_policies(settings, path)
 
 
-def beside_config(configured: str, default: str) -> Path | None:
-    """A file named in the settings, relative to the config file's folder. None when it is the
-    default name and absent (the built-in behaviour applies); a configured file that is absent
-    is the caller's error to report."""
-    path = Path(configured)
-    if not path.is_absolute():
-        path = (config_path() or DEFAULT_CONFIG_PATH).parent / path
-    if not path.is_file() and configured == default:
-        return None
-    return path
+def _with_policies(settings: Settings, path: Path) -> Settings:
+    """``settings`` with the policy files it names resolved against the folder of ``path``, the
+    settings file that names them (not the working directory), each checked to be a file."""
+    resolved = {}
+    for key in ("policy_file", "mediaconch_policy"):
+        if (value := getattr(settings.normalise, key)) is None:
+            continue
+        file = path.absolute().parent / Path(value).expanduser()  # an absolute one stays as it is
+        if not file.is_file():
+            why = "is not a file" if file.exists() else "does not exist"
+            raise ConfigError(f"{path}: normalise.{key}: {file} {why}")
+        resolved[key] = str(file)
+    if not resolved:
+        return settings
+    normalise = settings.normalise.model_copy(update=resolved)
+    return settings.model_copy(update={"normalise": normalise})
 
 
-def format_policy_path(settings: Settings) -> Path | None:
-    """The format policy file; None for the built-in policy (everything to FFV1)."""
-    return beside_config(settings.normalise.policy_file, "format-policy.toml")
+#: Where packaged files extracted to disk live until the process ends (only for a package that
+#: is not plain files, e.g. a zip; an ordinary installation's files are used where they are).
+_EXTRACTED = contextlib.ExitStack()
+atexit.register(_EXTRACTED.close)
 
 
-def mediaconch_policy_path(settings: Settings) -> Path | None:
-    """The MediaConch policy for masters; None where none ships (the check is then not run)."""
-    return beside_config(settings.normalise.mediaconch_policy, "mediaconch-master-policy.xml")
+@functools.cache
+def packaged_policy(name: str) -> Path:
+    """A policy file shipped in the package (``cifa_ingest/policies/NAME``), as a file on disk."""
+    resource = importlib.resources.files("cifa_ingest") / "policies" / name
+    if not resource.is_file():
+        raise ConfigError(f"{resource}: missing from the installed cifa_ingest package")
+    return _EXTRACTED.enter_context(importlib.resources.as_file(resource))
+
+
+def format_policy_path(settings: Settings) -> Path:
+    """The format policy file: ``[normalise] policy_file``, or the one the package ships."""
+    configured = settings.normalise.policy_file
+    return Path(configured) if configured else packaged_policy(FORMAT_POLICY)
+
+
+def mediaconch_policy_path(settings: Settings) -> Path:
+    """The MediaConch policy for masters: ``[normalise] mediaconch_policy``, or the package's."""
+    configured = settings.normalise.mediaconch_policy
+    return Path(configured) if configured else packaged_policy(MEDIACONCH_POLICY)
 
 
 def locks_dir(settings: Settings, archive_root: Path) -> Path:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifa_ingest.errors import ConfigError
+
 POLICY_NAME = "mediaconch-master-policy.xml"
 _NS = {"mc": "https://mediaarea.net/mediaconch"}
 
@@ -40,11 +42,12 @@ def _version(tool: str) -> str:
 
 
 def check_master(master: Path, policy: Path | None) -> PolicyCheck:
-    """Check ``master`` against the archive's MediaConch policy (``config/`` ships one)."""
+    """Check ``master`` against the archive's MediaConch policy (``config.mediaconch_policy_path``:
+    the package ships one). A policy file that has gone is an error, not a check not run."""
     if policy is None:
-        return PolicyCheck("not-run", POLICY_NAME, detail="no policy file beside the configuration")
+        return PolicyCheck("not-run", POLICY_NAME, detail="no MediaConch policy was given")
     if not policy.is_file():
-        return PolicyCheck("not-run", policy.name, detail=f"{policy} does not exist")
+        raise ConfigError(f"MediaConch policy {policy} does not exist")
     tool = shutil.which("mediaconch")
     if tool is None:
         return PolicyCheck("not-run", policy.name, detail="MediaConch is not installed")

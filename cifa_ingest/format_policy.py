@@ -2,7 +2,8 @@
 
 Archivematica switched its FFV1 normalisation off by default in 2019 (its issue #912): turning
 compressed web video into FFV1 multiplies storage with no gain in quality. We make the choice
-explicit, per codec and container, in ``config/format-policy.toml``, checked against this schema.
+explicit, per codec and container, in a policy file checked against this schema: the one the
+package ships, ``cifa_ingest/policies/format-policy.toml``, unless the settings name another.
 """
 
 from __future__ import annotations
@@ -68,10 +69,6 @@ class FormatPolicy(BaseModel):
         return self.profiles[name]
 
 
-#: Used when no policy file is found: everything to FFV1, the archive's stated practice.
-BUILT_IN = FormatPolicy(profiles={"default": Profile(description="Everything to FFV1.")})
-
-
 def _deciding_codec(probes: list[dict[str, Any]]) -> str:
     streams = [s for probe in probes for s in probe.get("streams", [])]
     for kind in ("video", "audio"):
@@ -82,10 +79,8 @@ def _deciding_codec(probes: list[dict[str, Any]]) -> str:
     return ""
 
 
-def load_policy(path: Path | None) -> FormatPolicy:
-    """Read and validate a policy file; the built-in policy when ``path`` is None."""
-    if path is None:
-        return BUILT_IN
+def load_policy(path: Path) -> FormatPolicy:
+    """Read and validate a policy file (``config.format_policy_path`` says which)."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return FormatPolicy.model_validate(raw)

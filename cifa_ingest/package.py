@@ -24,7 +24,7 @@ from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.errors import PackagingError
 
 SOFTWARE_AGENT = f"cifa-ingest {__version__}"
-#: The CIFA BagIt profile (config/cifa-bagit-profile.json) every bag declares it follows.
+#: The CIFA BagIt profile (cifa_ingest/policies/cifa-bagit-profile.json) every bag follows.
 PROFILE_IDENTIFIER = "urn:cifa:bagit-profile:1.0"
 #: What a field the profile requires says when the catalogue or the settings do not record it:
 #: "unknown" would claim a fact (a director may be anonymous), an invented value would be false.

@@ -23,7 +23,7 @@ STANDARDS = REPO / "tests" / "data" / "standards"
 BAGIT_SUITE = STANDARDS / "bagit-conformance-suite"
 #: The official PREMIS 3.0 schema (no imports: it loads offline).
 PREMIS_XSD = STANDARDS / "premis" / "premis-v3-0.xsd"
-BAGIT_PROFILE = REPO / "config" / "cifa-bagit-profile.json"
+BAGIT_PROFILE = REPO / "cifa_ingest" / "policies" / "cifa-bagit-profile.json"
 DC_NS = "{http://purl.org/dc/elements/1.1/}"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 

@@ -36,7 +36,6 @@ from cifa_ingest.errors import ConfigError, InputError
 from cifa_ingest.localserver import LocalFileServer
 from cifa_ingest.one_off import work_for_job
 from pipelines import deployments
-from tests.conftest import REPO
 from tests.helpers import assert_valid_preserved_bag
 
 BIN = Path(sys.executable).parent
@@ -53,8 +52,6 @@ def _config(path: Path, archive: Path, manifests: list[Path], extra: str = "") -
         "[fetch]\npause_seconds = 0\nbackoff_seconds = 0.2\nmax_wait_seconds = 3\n"
         "progress_interval_seconds = 60\n"
         "[normalise]\n"
-        f"policy_file = {json.dumps(str(REPO / 'config' / 'format-policy.toml'))}\n"
-        f"mediaconch_policy = {json.dumps(str(REPO / 'config' / 'mediaconch-master-policy.xml'))}\n"
         "free_space_margin_bytes = 0\nprogress_interval_seconds = 60\n" + extra,
         "utf-8",
     )

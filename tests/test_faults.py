@@ -72,7 +72,6 @@ def faulty_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     config = (REPO / "tests" / "data" / "test-config.toml").read_text("utf-8")
-    config = config.replace("../../config/", f"{REPO / 'config'}/")
     config = config.replace("[normalise]\n", f"[normalise]\nstall_seconds = {STALL_SECONDS}\n")
     settings = tmp_path / "faults-config.toml"
     settings.write_text(config, "utf-8")
