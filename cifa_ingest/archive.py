@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from cifa_ingest.errors import ArchiveStateError
+from cifa_ingest.errors import ArchiveStateError, InputError
 
 
 def _seal_tree(root: Path) -> None:
@@ -65,6 +65,12 @@ def write_atomically(target: Path, data: bytes) -> Path:
     return target
 
 
+class NoArchive(InputError):
+    """A command or a run that reads an archive was given a path that holds none: a typo, or an
+    archive not made yet (the first night has not run). Exit 2 on the command line; a Failed run
+    in Prefect, saying so."""
+
+
 class Archive:
     """One archive root and its layout."""
 
@@ -73,6 +79,15 @@ class Archive:
         self.bags_dir = self.root / "bags"
         self.staging_dir = self.root / "staging"
         self.ledger_path = self.root / "ledger.sqlite"
+
+    def existing(self) -> Archive:
+        """This archive, for a reader (an audit, a status): a path that holds no archive is
+        refused (:class:`NoArchive`), never read as an empty archive, and never created."""
+        if not self.ledger_path.is_file():
+            raise NoArchive(
+                f"{self.root}: no archive here (no ledger.sqlite: nothing is preserved in it)"
+            )
+        return self
 
     def ensure(self) -> None:
         """Create the layout if it does not exist yet."""

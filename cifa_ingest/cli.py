@@ -391,12 +391,7 @@ def _existing_archive(root: Path) -> Archive:
     """
     from cifa_ingest.archive import Archive
 
-    store = Archive(root)
-    if not store.ledger_path.is_file():
-        raise InputError(
-            f"{store.root}: no archive here (no ledger.sqlite: nothing is preserved in it)"
-        )
-    return store
+    return Archive(root).existing()
 
 
 def _preserved_bag(store: Archive, work_id: str) -> tuple[str, Path]:

@@ -27,7 +27,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from cifa_ingest import audit, watch
-from cifa_ingest.archive import Archive
+from cifa_ingest.archive import Archive, NoArchive
 from cifa_ingest.catalogue import Work, load_catalogues
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import CifaError, InputError, RunFailed
@@ -605,8 +605,13 @@ def fixity_audit(
             raise checked
         raise RuntimeError(f"audit-{record.work_id} ended {state.type.value}: {state.message}")
 
+    try:
+        store = Archive(archive).existing()
+    except NoArchive as exc:  # a wrong path, or the first night has not run yet
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc), data=RunFailed(str(exc)))
     report = audit.audit_archive(
-        Archive(archive),
+        store,
         max_age_days=max_age_days,
         budget_seconds=budget_seconds,
         budget_bytes=budget_bytes,

@@ -287,3 +287,14 @@ def test_a_consistently_forged_payload_file_is_named(archive: Path) -> None:
     problems = audit_archive(Archive(archive)).problems
     assert {p.kind for p in problems} == {"ledger_mismatch"}
     assert forged.relative_to(bag).as_posix() in {p.path for p in problems}
+
+
+def test_an_audit_run_of_a_path_without_an_archive_fails_saying_so(tmp_path: Path) -> None:
+    """A scheduled audit of an archive not made yet (or a mistyped path): Failed, its message
+    saying there is no archive there, and nothing created."""
+    from pipelines.flows import fixity_audit
+
+    nowhere = tmp_path / "no-archive"
+    state = fixity_audit(str(nowhere), return_state=True)
+    assert state.is_failed() and "no archive here" in (state.message or ""), state.message
+    assert not nowhere.exists()
