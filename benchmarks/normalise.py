@@ -55,7 +55,8 @@ hashes = ["-map", "0:V", "-map", "0:a", "-c:v", "rawvideo", "-pix_fmt", "yuv420p
 commands = [
     [*ff, "-i", source, "-map", "0:V", "-map", "0:a", "-c:v", "ffv1", "-level", "3", "-g", "1",
      "-slicecrc", "1", "-slices", str(ffv1_slices(1920, 1080)), "-c:a", "wavpack",
-     "-frame_size", str(WAVPACK_BLOCK_SAMPLES), "-fps_mode", "passthrough", "-enc_time_base:v", "-1", str(work / "master.mkv")],
+     "-frame_size", str(WAVPACK_BLOCK_SAMPLES), "-fps_mode", "passthrough",
+     "-enc_time_base:v", "-1", str(work / "master.mkv")],
     [*ff, "-i", source, "-map", "0:V:0", "-map", "0:a", "-c:v", "libx264", "-preset", "veryfast",
      "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart",
      str(work / "access.mp4")],
