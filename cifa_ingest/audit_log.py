@@ -18,27 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from cifa_ingest.ledger import connect
+from cifa_ingest.ledger_migrations import upgrade
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fixity_checks (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    bag_id      TEXT NOT NULL,
-    checked_at  TEXT NOT NULL,
-    software    TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    problems    TEXT NOT NULL,
-    bytes_read  INTEGER NOT NULL,
-    seconds     REAL NOT NULL,
-    prev_hash   TEXT NOT NULL,
-    record_hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fixity_checks_bag ON fixity_checks (bag_id, id);
-CREATE TABLE IF NOT EXISTS fixity_chain_head (
-    one       INTEGER PRIMARY KEY CHECK (one = 1),
-    last_id   INTEGER NOT NULL,
-    last_hash TEXT NOT NULL
-);
-"""
 GENESIS = "0" * 64
 _FIELDS = ("bag_id", "checked_at", "software", "outcome", "problems", "bytes_read", "seconds")
 
@@ -67,8 +48,7 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+        upgrade(path)  # its tables are the ledger's migrations' (cifa_ingest.ledger_migrations)
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return connect(self.path, autocommit=True)  # record() begins its own transaction

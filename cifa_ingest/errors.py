@@ -27,6 +27,17 @@ class SourcePolicyError(InputError):
     """A source address the archive must not fetch (scheme, private address, …)."""
 
 
+class LedgerError(InputError):
+    """The archive's ledger is not one this program can use: written by a newer version of it
+    (its schema version is above the latest this one knows), or not a ledger at all. Refused
+    before anything is written to it: exit 2."""
+
+
+class LedgerMigrationError(CifaError):
+    """A step of the ledger's migration failed; its transaction was rolled back, so the ledger
+    is as it was before. The message names the step and the cause."""
+
+
 class WorkFailed(CifaError):
     """One work could not be preserved; the others go on. Exit code 1."""
 

@@ -4,6 +4,9 @@ SQLite, in ``ARCHIVE/ledger.sqlite``. One row per placed bag with the digests of
 (so that a bag whose files *and* manifests were rewritten can still be told apart from what was
 ingested), one row per work per run, and one row per check of a preserved work's source (the
 source watch, :mod:`cifa_ingest.watch`). Paths are stored relative to the archive root.
+
+Its tables are made and changed only by :mod:`cifa_ingest.ledger_migrations` (a schema version,
+numbered migrations).
 """
 
 from __future__ import annotations
@@ -18,57 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS bags (
-    work_id          TEXT PRIMARY KEY,
-    bag_path         TEXT NOT NULL,
-    placed_at        TEXT NOT NULL,
-    payload_oxum     TEXT NOT NULL,
-    manifest_digests TEXT NOT NULL,
-    source_keys      TEXT NOT NULL,
-    software         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bag_files (
-    work_id TEXT NOT NULL REFERENCES bags (work_id),
-    path    TEXT NOT NULL,
-    size    INTEGER NOT NULL,
-    sha256  TEXT,
-    sha512  TEXT,
-    PRIMARY KEY (work_id, path)
-);
-CREATE TABLE IF NOT EXISTS source_keys (
-    source_key TEXT PRIMARY KEY,
-    work_id    TEXT NOT NULL REFERENCES bags (work_id)
-);
-CREATE TABLE IF NOT EXISTS work_outcomes (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id     TEXT NOT NULL,
-    work_id    TEXT NOT NULL,
-    outcome    TEXT NOT NULL,
-    error      TEXT,
-    error_kind TEXT,
-    seconds    REAL,
-    at         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS work_outcomes_work ON work_outcomes (work_id, at);
-CREATE TABLE IF NOT EXISTS source_checks (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    work_id      TEXT NOT NULL,
-    source_index INTEGER NOT NULL,
-    url          TEXT NOT NULL,
-    checked_at   TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    details      TEXT NOT NULL,
-    software     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS source_checks_source ON source_checks (work_id, source_index, id);
-CREATE TABLE IF NOT EXISTS placements (
-    work_id    TEXT PRIMARY KEY,
-    record     TEXT NOT NULL,
-    files      TEXT NOT NULL,
-    started_at TEXT NOT NULL
-);
-"""
+from cifa_ingest.ledger_migrations import upgrade
 
 
 def _now() -> str:
@@ -130,9 +83,11 @@ class Ledger:
     """Access to one archive's ledger. Each method is its own transaction."""
 
     def __init__(self, path: Path) -> None:
+        """Open the ledger at ``path``, created or migrated to the latest schema version if it is
+        not there yet (:mod:`cifa_ingest.ledger_migrations`); one a newer release wrote is
+        refused (:class:`~cifa_ingest.errors.LedgerError`)."""
         self.path = path
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+        upgrade(path)
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
