@@ -38,6 +38,10 @@ class Check:
     seconds: float
 
 
+def _check(row: tuple[Any, ...]) -> Check:
+    return Check(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7])
+
+
 def _digest(prev_hash: str, values: dict[str, Any]) -> str:
     canonical = json.dumps({"prev": prev_hash, **values}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -106,7 +110,17 @@ class AuditLog:
                 " FROM fixity_checks WHERE bag_id = ? ORDER BY id",
                 (bag_id,),
             ).fetchall()
-        return [Check(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [_check(row) for row in rows]
+
+    def latest_checks(self) -> list[Check]:
+        """The latest check of each bag ever checked, by bag id."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, bag_id, checked_at, software, outcome, problems, bytes_read, seconds"
+                " FROM fixity_checks WHERE id IN"
+                " (SELECT MAX(id) FROM fixity_checks GROUP BY bag_id) ORDER BY bag_id"
+            ).fetchall()
+        return [_check(row) for row in rows]
 
     def verify(self) -> list[str]:
         """Every break in the chain, described; an empty list when the log is intact."""

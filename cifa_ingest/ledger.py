@@ -6,7 +6,8 @@ ingested), one row per work per run, and one row per check of a preserved work's
 source watch, :mod:`cifa_ingest.watch`). Paths are stored relative to the archive root.
 
 Its tables are made and changed only by :mod:`cifa_ingest.ledger_migrations` (a schema version,
-numbered migrations).
+numbered migrations), and read only through this class and :class:`cifa_ingest.audit_log.AuditLog`:
+other modules never query them.
 """
 
 from __future__ import annotations
@@ -60,6 +61,30 @@ class SourceCheckRecord:
     @property
     def is_change(self) -> bool:
         return self.status != self.previous_status
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The works of one run (``run_id``) as recorded: how many, how many failed, and the time of
+    its last outcome."""
+
+    run_id: str
+    at: str
+    works: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One work's outcome in one run, as recorded."""
+
+    run_id: str
+    work_id: str
+    outcome: str
+    error: str | None
+    error_kind: str | None
+    seconds: float | None
+    at: str
 
 
 @contextmanager
@@ -210,6 +235,33 @@ class Ledger:
                 " WHERE work_id = ? ORDER BY id",
                 (work_id,),
             ).fetchall()
+
+    def payload_bytes(self) -> int:
+        """The payload size of every registered bag, as ingested."""
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COALESCE(SUM(size), 0) FROM bag_files").fetchone()[0])
+
+    def last_run(self) -> RunSummary | None:
+        """The run that recorded the latest outcome, summed up; None before any run."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT run_id, MAX(at), COUNT(*), SUM(outcome = 'failed') FROM work_outcomes"
+                " WHERE run_id = (SELECT run_id FROM work_outcomes ORDER BY id DESC LIMIT 1)"
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return RunSummary(run_id=row[0], at=row[1], works=row[2], failed=row[3])
+
+    def failing_works(self) -> list[OutcomeRecord]:
+        """The works whose latest outcome is a failure, by work id, with that outcome."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT run_id, work_id, outcome, error, error_kind, seconds, at"
+                " FROM work_outcomes WHERE id IN"
+                " (SELECT MAX(id) FROM work_outcomes GROUP BY work_id) AND outcome = 'failed'"
+                " ORDER BY work_id"
+            ).fetchall()
+        return [OutcomeRecord(*row) for row in rows]
 
     def record_source_check(
         self,

@@ -6,15 +6,15 @@ no Prefect started, so it answers at once.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cifa_ingest.archive import Archive
+from cifa_ingest.audit_log import AuditLog
 from cifa_ingest.catalogue import load_catalogues
-from cifa_ingest.ledger import Ledger, connect
+from cifa_ingest.ledger import Ledger
 from cifa_ingest.report import human_bytes
 
 
@@ -38,14 +38,6 @@ class Status:
         return asdict(self)
 
 
-def _rows(path: Path, query: str) -> list[tuple[Any, ...]]:
-    try:
-        with connect(path) as conn:
-            return conn.execute(query).fetchall()
-    except sqlite3.OperationalError:  # a table not made yet: nothing of that kind happened
-        return []
-
-
 def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Path] = ()) -> Status:
     """Gather the status of ``archive``; ``manifests`` (existing ones) tell what is awaited;
     ``missing`` are catalogues looked for and absent, reported as such."""
@@ -55,37 +47,36 @@ def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Pa
         missing_catalogues=[str(m.absolute()) for m in missing],
     )
     if archive.ledger_path.is_file():
-        ledger = archive.ledger_path
-        status.bags = len(Ledger(ledger).bags())
-        sizes = _rows(ledger, "SELECT COALESCE(SUM(size), 0) FROM bag_files")
-        status.payload_bytes = int(sizes[0][0]) if sizes else 0
-        last = _rows(
-            ledger,
-            "SELECT run_id, MAX(at), COUNT(*), SUM(outcome = 'failed') FROM work_outcomes"
-            " WHERE run_id = (SELECT run_id FROM work_outcomes ORDER BY id DESC LIMIT 1)",
-        )
-        if last and last[0][0]:
-            _run_id, at, works, failed = last[0]
-            outcome = "failed" if failed else "ok"
-            status.last_ingest = {"at": at, "works": works, "failed": failed, "outcome": outcome}
-        audits = _rows(
-            ledger,
-            "SELECT MAX(checked_at), COUNT(*), SUM(outcome != 'intact') FROM fixity_checks"
-            " WHERE id IN (SELECT MAX(id) FROM fixity_checks GROUP BY bag_id)",
-        )
-        if audits and audits[0][0]:
-            at, bags, damaged = audits[0]
-            outcome = "damaged" if damaged else "intact"
-            status.last_audit = {"at": at, "bags": bags, "damaged": damaged, "outcome": outcome}
-        for work_id, at, kind, error in _rows(
-            ledger,
-            "SELECT work_id, at, error_kind, error FROM work_outcomes WHERE id IN"
-            " (SELECT MAX(id) FROM work_outcomes GROUP BY work_id) AND outcome = 'failed'"
-            " ORDER BY work_id",
-        ):
-            first_line = (error or "").splitlines()[0] if error else ""
-            status.failing.append({"id": work_id, "at": at, "kind": kind, "error": first_line})
-        for check in Ledger(ledger).latest_source_checks():
+        ledger, log = Ledger(archive.ledger_path), AuditLog(archive.ledger_path)
+        status.bags = len(ledger.bags())
+        status.payload_bytes = ledger.payload_bytes()
+        if (run := ledger.last_run()) is not None:
+            outcome = "failed" if run.failed else "ok"
+            status.last_ingest = {
+                "at": run.at,
+                "works": run.works,
+                "failed": run.failed,
+                "outcome": outcome,
+            }
+        if latest := log.latest_checks():
+            damaged = sum(check.outcome != "intact" for check in latest)
+            status.last_audit = {
+                "at": max(check.checked_at for check in latest),
+                "bags": len(latest),
+                "damaged": damaged,
+                "outcome": "damaged" if damaged else "intact",
+            }
+        for failure in ledger.failing_works():
+            first_line = failure.error.splitlines()[0] if failure.error else ""
+            status.failing.append(
+                {
+                    "id": failure.work_id,
+                    "at": failure.at,
+                    "kind": failure.error_kind,
+                    "error": first_line,
+                }
+            )
+        for check in ledger.latest_source_checks():
             if check.status not in {"present", "unreachable"}:
                 status.vanished.append(
                     {

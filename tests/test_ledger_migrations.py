@@ -145,7 +145,7 @@ def test_a_v0_1_0_ledger_that_never_had_an_audit_gets_the_audit_log(tmp_path: Pa
     ledger_path = _v0_1_0_ledger(tmp_path / "ledger.sqlite", without=AUDIT_TABLES)
     before = _rows(ledger_path)
     log = AuditLog(ledger_path)
-    assert log.verify() == [] and log.history("cifa-v-0001") == []
+    assert log.verify() == [] and log.latest_checks() == []
     after = _rows(ledger_path)
     assert {t: after[t] for t in before} == before
     assert after["fixity_checks"] == after["fixity_chain_head"] == []
@@ -191,6 +191,11 @@ def test_no_module_but_the_migrations_creates_a_table() -> None:
         if "CREATE TABLE" in p.read_text("utf-8").upper() and p.name != "ledger_migrations.py"
     ]
     assert creating == []
+
+
+def test_the_status_reads_the_ledger_only_through_its_classes() -> None:
+    source = (REPO / "cifa_ingest" / "status.py").read_text("utf-8")
+    assert "sqlite3" not in source and "SELECT" not in source and "connect(" not in source
 
 
 # ---------------------------------------------------------------------------------------------
