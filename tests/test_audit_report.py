@@ -34,10 +34,10 @@ from cifa_ingest.ledger import Ledger
 from cifa_ingest.localserver import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
 from cifa_ingest.run_report import CSP, THUMBNAIL_WIDTH
+from tests.browser import chromium
 from tests.conftest import REPO
 from tests.test_run_report import (
     _artifacts_of_run,
-    _chromium,
     _images_as_loaded,
     _rendered_dom,
     _screenshot,
@@ -219,7 +219,7 @@ def _check_page(page: Path, case: dict[str, Any], tmp_path: Path) -> str:
 def test_cifa_audit_writes_a_report_an_auditor_can_read(
     damaged: dict[str, Any], tmp_path: Path
 ) -> None:
-    _chromium()  # before the audit: a missing browser is said at once
+    chromium()  # before the audit: a missing browser is said at once
     root: Path = damaged["root"]
     result = subprocess.run(
         [sys.executable, "-m", "cifa_ingest.cli", "audit", str(root)],
@@ -279,7 +279,7 @@ def test_fixity_audit_flow_writes_the_same_report_and_fails_the_damaged_bags_tas
 ) -> None:
     from pipelines.flows import fixity_audit
 
-    _chromium()
+    chromium()
     root: Path = damaged["root"]
     state = fixity_audit(str(root), return_state=True)
     # The run: Failed, its message naming the problems; every bag's result collected.

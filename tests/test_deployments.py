@@ -399,35 +399,45 @@ def _start_serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[
 AUTH = ("cifa", "a-test-password")
 
 
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real ``prefect server start`` on 127.0.0.1 (SQLite in a temporary home), requiring
-    :data:`AUTH`; its API URL and its database."""
-    home = tmp_path / "server-home"
+@contextlib.contextmanager
+def running_prefect_server(tmp_path: Path, **settings: str) -> Iterator[str]:
+    """A real ``prefect server start`` on 127.0.0.1 and a free port, started as the README says
+    (``PREFECT_SERVER_API_PORT`` set to the port, so that its UI finds its API), SQLite in a
+    temporary home, with ``settings`` in its environment; yields its API URL, stops it after."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
-        PREFECT_HOME=str(home),
+        PREFECT_HOME=str(tmp_path / "server-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_API_AUTH_STRING=":".join(AUTH),
-        # A run held back by a concurrency limit is tried again after 2 s, not 30 (test speed).
-        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="2",
+        PREFECT_SERVER_API_PORT=str(port),
+        **settings,
     )
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (tmp_path / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     api = f"http://127.0.0.1:{port}/api"
     try:
         _wait_for("the server", lambda: httpx.get(f"{api}/health").json() is True, 90, [server])
-        yield api, home / "prefect.db"
+        yield api
     finally:
         _stop(server)
-        log.close()
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real Prefect server requiring :data:`AUTH`; its API URL and its database."""
+    with running_prefect_server(
+        tmp_path,
+        PREFECT_SERVER_API_AUTH_STRING=":".join(AUTH),
+        # A run held back by a concurrency limit is tried again after 2 s, not 30 (test speed).
+        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="2",
+    ) as api:
+        yield api, tmp_path / "server-home" / "prefect.db"
 
 
 def test_cifa_serve_on_a_real_prefect_server(

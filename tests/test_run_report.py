@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ from cifa_ingest import cli, run_report
 from cifa_ingest.archive import Archive
 from cifa_ingest.localserver import LocalFileServer
 from cifa_ingest.preserve import Outcome, WorkReport
+from tests.browser import chromium, run_chromium
 
 #: A title no source should be trusted with: markup, a script, a path, a colon.
 HOSTILE_TITLE = "<script>alert(1)</script> ../../etc/passwd: <b>bold</b> & <img src=x>"
@@ -33,42 +30,10 @@ GRANTOR = "Zhang Xiaoming-Secret (director), +86 138 0013 8000"
 BASIS = "Signed letter kept at the archive, ref. PRIVATE-7741"
 NOTES = "Home address: 12 Hidden Lane, Songzhuang"
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _chromium() -> str:
-    """The chromium executable; skipped (with the reason) only outside CI: CI must run this."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("chromium is not installed (scripts/install-test-deps.sh installs it)")
-    pytest.skip("chromium is not installed: run scripts/install-test-deps.sh (make test does)")
-
-
-def _run_chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory(prefix="cifa-chromium-") as profile:
-        return subprocess.run(
-            [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-
 
 def _rendered_dom(page: Path) -> str:
     """The DOM Chromium built from the page (not the file's text)."""
-    return _run_chromium("--dump-dom", page.as_uri()).stdout
+    return run_chromium("--dump-dom", page.as_uri()).stdout
 
 
 def _images_as_loaded(page: Path, tmp_path: Path) -> list[dict[str, object]]:
@@ -87,7 +52,7 @@ def _images_as_loaded(page: Path, tmp_path: Path) -> list[dict[str, object]]:
         "</script></body></html>",
         "utf-8",
     )
-    dom = _run_chromium(
+    dom = run_chromium(
         "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom",
         harness.as_uri(),
     ).stdout  # fmt: skip
@@ -97,7 +62,7 @@ def _images_as_loaded(page: Path, tmp_path: Path) -> list[dict[str, object]]:
 
 
 def _screenshot(page: Path, target: Path) -> Path:
-    _run_chromium(f"--screenshot={target}", "--window-size=1280,2000", page.as_uri())
+    run_chromium(f"--screenshot={target}", "--window-size=1280,2000", page.as_uri())
     return target
 
 
@@ -158,7 +123,7 @@ def test_nightly_run_writes_an_html_report_that_chromium_shows_problems_first(
     archive_dir: Path,
     film_server: LocalFileServer,
 ) -> None:
-    _chromium()  # before the ingest: a missing browser is said at once
+    chromium()  # before the ingest: a missing browser is said at once
     ours = _catalogue(tmp_path / "ours.yaml", film_server.base_url)
     args = ["ingest", str(demo_catalogue), str(ours), "--archive", str(archive_dir)]
     args += ["--allow-private-sources", "--quiet"]
@@ -290,7 +255,7 @@ def test_html_writer_shows_hostile_text_and_obeys_none_of_it(tmp_path: Path) -> 
 
 
 def test_html_writer_output_in_chromium_has_no_script_element(tmp_path: Path) -> None:
-    _chromium()
+    chromium()
     _run, written = run_report.write_run_report(_hostile_reports(), Archive(tmp_path / "a"))
     dom = _rendered_dom(written.html)
     assert "<script" not in dom.lower() and "<img" not in dom

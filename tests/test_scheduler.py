@@ -17,15 +17,14 @@ every minute with SQLAlchemy 2.1). Here:
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,21 +34,18 @@ import pytest
 from cifa_ingest import demo
 from cifa_ingest.localserver import LocalFileServer
 from cifa_ingest.sizes import decimal
+from tests.browser import run_chromium
 from tests.helpers import assert_valid_preserved_bag
 from tests.test_deployments import (
     _config,
-    _free_port,
     _permission_file,
     _private_home,
     _stop,
     _wait_for,
+    running_prefect_server,
 )
 
 BIN = Path(sys.executable).parent
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 DEPLOYMENTS = [
     "nightly-ingest/nightly-ingest",
     "fixity-audit/rolling",
@@ -58,24 +54,16 @@ DEPLOYMENTS = [
 ]
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("chromium is not installed (scripts/install-test-deps.sh installs it)")
-    pytest.skip("chromium is not installed: run scripts/install-test-deps.sh (make test does)")
-
-
 def _page_text(url: str, budget_ms: int = 20000) -> str:
     """The text of the page Prefect's UI (a single-page application) rendered at ``url``, after
     its scripts have run and its API calls have come back (Chromium's virtual time budget)."""
-    with tempfile.TemporaryDirectory(prefix="cifa-chromium-") as profile:
-        dom = subprocess.run(
-            [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--window-size=1400,1000", f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=180, check=True,
-        ).stdout  # fmt: skip
+    dom = run_chromium(
+        "--window-size=1400,1000",
+        f"--virtual-time-budget={budget_ms}",
+        "--dump-dom",
+        url,
+        timeout=180,
+    ).stdout
     dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.DOTALL)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
 
@@ -92,13 +80,13 @@ def _ui_text(url: str, *needles: str) -> str:
 
 
 def _screenshot(url: str, target: Path) -> Path:
-    with tempfile.TemporaryDirectory(prefix="cifa-chromium-") as profile:
-        subprocess.run(
-            [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--virtual-time-budget=20000", "--window-size=1400,1000",
-             f"--screenshot={target}", url],
-            capture_output=True, timeout=180, check=True,
-        )  # fmt: skip
+    run_chromium(
+        "--virtual-time-budget=20000",
+        "--window-size=1400,1000",
+        f"--screenshot={target}",
+        url,
+        timeout=180,
+    )
     return target
 
 
@@ -155,28 +143,12 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
     minute. The runs are created by the server's scheduler (``auto_scheduled``), started by
     ``cifa serve``, and complete: the demo films preserved, then every bag audited, each run
     leaving its reports."""
-    port = _free_port()
-    server_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    server_env.update(
-        PREFECT_HOME=str(tmp_path / "server-home"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_API_PORT=str(port),  # README: so that the UI finds the API on this port
-    )
-    with (tmp_path / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    api = f"http://127.0.0.1:{port}/api"
     archive = tmp_path / "archive"
     catalogue = demo.write_catalogue(tmp_path / "manifests" / "demo.yaml", film_server.base_url)
     every_minute = '[schedules]\nnightly_ingest = "* * * * *"\nfixity_full = "* * * * *"\n'
     config = _config(tmp_path / "cifa.toml", archive, [catalogue], extra=every_minute)
-    serve = None
-    try:
+    with contextlib.ExitStack() as cleanup:
+        api = cleanup.enter_context(running_prefect_server(tmp_path))
         # The archive as it is before a night: one film preserved by hand. (Before the first
         # ingest there is no archive, and an audit due then fails saying so.)
         subprocess.run(
@@ -184,10 +156,10 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
              "--allow-private-sources", "--quiet"],
             env=_env(tmp_path, config), cwd=tmp_path, check=True, timeout=300,
         )  # fmt: skip
-        _wait_for("the server", lambda: httpx.get(f"{api}/health").json() is True, 90, [server])
         serve, _out, err = _serve(
             tmp_path, _env(tmp_path, config, PREFECT_API_URL=api), "--allow-private-sources"
         )
+        cleanup.callback(_stop, serve)
         http = httpx.Client(base_url=api, timeout=30)
 
         def deployment(name: str) -> dict:
@@ -198,7 +170,7 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
             "the deployments",
             lambda: all(deployment(name) for name in DEPLOYMENTS),
             120,
-            [server, serve],
+            [serve],
         )
         nightly, full = deployment(DEPLOYMENTS[0]), deployment("fixity-audit/full")
         assert "time zone Europe/London" in nightly["description"]
@@ -216,7 +188,7 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
             "a night started by the scheduler to complete",
             lambda: completed_scheduled(nightly["id"]),
             420,
-            [server, serve],
+            [serve],
         )
         assert night["created_by"] is None or night["created_by"].get("type") != "USER"
         bags = sorted(p.name for p in (archive / "bags").iterdir())
@@ -229,7 +201,7 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
             "a full audit started by the scheduler after the night",
             lambda: completed_scheduled(full["id"], after=night["end_time"]),
             240,
-            [server, serve],
+            [serve],
         )
         assert "8" in audit["state"]["message"], audit["state"]
         written = sorted((archive / "reports").glob("audit-*.json"))
@@ -239,7 +211,7 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
         assert (archive / "reports" / "audit-latest.html").is_file()
 
         # The UI of this server, on its own port, shows the deployments and their schedules.
-        text = _ui_text(f"http://127.0.0.1:{port}/deployments", "nightly-ingest", "Every minute")
+        text = _ui_text(f"{api.removesuffix('/api')}/deployments", "nightly-ingest", "Every minute")
         assert "Can't connect" not in text
         for name in ("rolling", "full", "preserve-film"):
             assert name in text
@@ -248,10 +220,6 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
         assert serve.wait(timeout=60) == 0
         said = err.read_text("utf-8")
         assert "Traceback" not in said, said
-    finally:
-        if serve is not None:
-            _stop(serve)
-        _stop(server)
 
 
 # ---------------------------------------------------------------------------------------------
