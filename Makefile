@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint setup system-deps test-deps clean
+.PHONY: demo test test-slow lint setup system-deps test-deps clean lock
 
 demo: setup
 	$(VENV)/bin/cifa demo
@@ -40,6 +40,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e '.[dev]'
 	$(VENV)/bin/pip check
 	@touch $(STAMP)
+
+# Upgrades every dependency (yt-dlp's extractors above all) to the newest versions pyproject.toml
+# allows: a new requirements.lock resolved afresh, installed, and the whole suite run on it.
+# Commit the lock only if the suite passes.
+lock:
+	@scripts/lock.sh
+	$(MAKE) test
 
 clean:
 	rm -rf $(VENV) demo archive .pytest_cache
