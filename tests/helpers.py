@@ -129,3 +129,24 @@ def processes_naming(text: str) -> list[str]:
         if text in args:
             found.append(args)
     return found
+
+
+def preserve_films(root: Path, base_url: str, films: dict[str, tuple[dict[str, str], str]]) -> None:
+    """Preserve each film (work id -> title, file name under ``films/`` at ``base_url``) into
+    the archive at ``root`` by the real pipeline, granted; each must come out preserved."""
+    from cifa_ingest.archive import Archive
+    from cifa_ingest.catalogue import Work
+    from cifa_ingest.config import load_settings
+    from cifa_ingest.preserve import Outcome, preserve_work
+
+    for work_id, (title, film) in films.items():
+        work = Work.model_validate(
+            {
+                "id": work_id,
+                "title": title,
+                "source": {"url": f"{base_url}/films/{film}"},
+                "permission": {"status": "granted", "granted_by": "Test"},
+            }
+        )
+        report = preserve_work(work, Archive(root), load_settings(), allow_private_sources=True)
+        assert report.outcome is Outcome.PRESERVED, report.error

@@ -18,12 +18,9 @@ from cifa_ingest.archive import Archive
 from cifa_ingest.audit import KINDS, audit_archive
 from cifa_ingest.audit_log import AuditLog
 from cifa_ingest.bagwrite import write_tag_manifests
-from cifa_ingest.catalogue import Work
-from cifa_ingest.config import load_settings
 from cifa_ingest.localserver import LocalFileServer
-from cifa_ingest.preserve import Outcome, preserve_work
 from tests.conftest import REPO
-from tests.helpers import premis_schema
+from tests.helpers import premis_schema, preserve_films
 
 WORKS = {"cifa-a-0001": "colour-bars.mkv", "cifa-a-0002": "three-days-day-1.mp4"}
 
@@ -33,17 +30,8 @@ def pristine(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """An archive of two real bags, made once for this module."""
     root = tmp_path_factory.mktemp("audit") / "archive"
     with LocalFileServer(served_root) as server:
-        for work_id, film in WORKS.items():
-            work = Work.model_validate(
-                {
-                    "id": work_id,
-                    "title": {"en": "Audit test", "zh": "审计测试"},
-                    "source": {"url": f"{server.base_url}/films/{film}"},
-                    "permission": {"status": "granted", "granted_by": "Test"},
-                }
-            )
-            report = preserve_work(work, Archive(root), load_settings(), allow_private_sources=True)
-            assert report.outcome is Outcome.PRESERVED, report.error
+        title = {"en": "Audit test", "zh": "审计测试"}
+        preserve_films(root, server.base_url, {i: (title, f) for i, f in WORKS.items()})
     return root
 
 

@@ -28,14 +28,12 @@ from cifa_ingest import audit_report, sizes
 from cifa_ingest.archive import Archive
 from cifa_ingest.audit import audit_archive
 from cifa_ingest.audit_log import AuditLog
-from cifa_ingest.catalogue import Work
-from cifa_ingest.config import load_settings
 from cifa_ingest.ledger import Ledger
 from cifa_ingest.localserver import LocalFileServer
-from cifa_ingest.preserve import Outcome, preserve_work
 from cifa_ingest.run_report import CSP, THUMBNAIL_WIDTH
 from tests.browser import chromium
 from tests.conftest import REPO
+from tests.helpers import preserve_films
 from tests.test_run_report import (
     _artifacts_of_run,
     _images_as_loaded,
@@ -58,17 +56,7 @@ def pristine(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """An archive of two real bags, made once for this module."""
     root = tmp_path_factory.mktemp("audit-report") / "archive"
     with LocalFileServer(served_root) as server:
-        for work_id, (title, film) in WORKS.items():
-            work = Work.model_validate(
-                {
-                    "id": work_id,
-                    "title": title,
-                    "source": {"url": f"{server.base_url}/films/{film}"},
-                    "permission": {"status": "granted", "granted_by": "Test"},
-                }
-            )
-            report = preserve_work(work, Archive(root), load_settings(), allow_private_sources=True)
-            assert report.outcome is Outcome.PRESERVED, report.error
+        preserve_films(root, server.base_url, WORKS)
     return root
 
 

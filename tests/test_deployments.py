@@ -378,13 +378,15 @@ def _wait_for(what: str, check, timeout: float, processes: list[subprocess.Popen
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _start_serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    """`cifa serve` in a session of its own (the test is its terminal: a SIGINT to the group is
-    a Ctrl-C); its output goes to ``serve.out`` and ``serve.err``."""
+def _start_serve(
+    tmp_path: Path, env: dict[str, str], *options: str
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`cifa serve [options]` in a session of its own (the test is its terminal: a SIGINT to the
+    group is a Ctrl-C); its output goes to ``serve.out`` and ``serve.err``."""
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         serve = subprocess.Popen(
-            [str(BIN / "cifa"), "serve"],
+            [str(BIN / "cifa"), "serve", *options],
             cwd=tmp_path,
             env=env,
             stdout=stdout,
@@ -392,6 +394,21 @@ def _start_serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[
             start_new_session=True,
         )
     return serve, out, err
+
+
+def _own_api_address(out: Path) -> str | None:
+    """The API of the server `cifa serve` started for itself, from what it printed (or None
+    until it has)."""
+    for line in out.read_text("utf-8").splitlines():
+        if line.startswith("Serving ") and "http://127.0.0.1:" in line:
+            return line.split(" at ", 1)[1].split()[0]
+    return None
+
+
+def _finished(http: httpx.Client, flow_run_id: str) -> dict:
+    """The flow run once it has ended (Completed, Failed or Crashed), else ``{}``."""
+    run = http.get(f"/flow_runs/{flow_run_id}").json()
+    return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else {}
 
 
 #: The server's HTTP basic authentication (``PREFECT_SERVER_API_AUTH_STRING``), as the README
@@ -503,11 +520,7 @@ def test_cifa_serve_on_a_real_prefect_server(
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
 
-        def finished(flow_run_id: str) -> dict:
-            run = http.get(f"/flow_runs/{flow_run_id}").json()
-            return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else {}
-
-        run = _wait_for("the one-off job", lambda: finished(run_id), 180, [serve])
+        run = _wait_for("the one-off job", lambda: _finished(http, run_id), 180, [serve])
         assert run["state"]["type"] == "COMPLETED", run["state"]
         bag = archive / "bags" / "cifa-dep-0002"
         assert_valid_preserved_bag(bag, "cifa-dep-0002")
@@ -575,7 +588,7 @@ def test_cifa_serve_on_a_real_prefect_server(
                 [serve],
             )
         for flow_run_id in (night, second):
-            run = _wait_for("a night", lambda i=flow_run_id: finished(i), 120, [serve])
+            run = _wait_for("a night", lambda i=flow_run_id: _finished(http, i), 120, [serve])
             assert run["state"]["type"] == "COMPLETED", run["state"]
             assert run["parameters"]["manifests"] == [str(catalogue)]
         first_ended = http.get(f"/flow_runs/{night}").json()["end_time"]
@@ -602,14 +615,7 @@ def test_cifa_serve_on_its_own_server_stops_cleanly_on_a_terminals_ctrl_c(tmp_pa
     env.update(PREFECT_HOME=str(home), CIFA_CONFIG=str(config), HOME=str(_private_home(tmp_path)))
     serve, out, err = _start_serve(tmp_path, env)
     try:
-
-        def api_address() -> str | None:
-            for line in out.read_text("utf-8").splitlines():
-                if line.startswith("Serving ") and "http://127.0.0.1:" in line:
-                    return line.split(" at ", 1)[1].split()[0]
-            return None
-
-        api = _wait_for("the server's address", api_address, 120, [serve])
+        api = _wait_for("the server's address", lambda: _own_api_address(out), 120, [serve])
         assert api.startswith("http://127.0.0.1:")
 
         def served() -> bool:

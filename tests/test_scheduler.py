@@ -38,8 +38,11 @@ from tests.browser import run_chromium
 from tests.helpers import assert_valid_preserved_bag
 from tests.test_deployments import (
     _config,
+    _finished,
+    _own_api_address,
     _permission_file,
     _private_home,
+    _start_serve,
     _stop,
     _wait_for,
     running_prefect_server,
@@ -88,22 +91,6 @@ def _screenshot(url: str, target: Path) -> Path:
         timeout=180,
     )
     return target
-
-
-def _serve(
-    tmp_path: Path, env: dict[str, str], *options: str
-) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        serve = subprocess.Popen(
-            [str(BIN / "cifa"), "serve", *options],
-            cwd=tmp_path,
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    return serve, out, err
 
 
 def _env(tmp_path: Path, config: Path, **extra: str) -> dict[str, str]:
@@ -156,7 +143,7 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
              "--allow-private-sources", "--quiet"],
             env=_env(tmp_path, config), cwd=tmp_path, check=True, timeout=300,
         )  # fmt: skip
-        serve, _out, err = _serve(
+        serve, _out, err = _start_serve(
             tmp_path, _env(tmp_path, config, PREFECT_API_URL=api), "--allow-private-sources"
         )
         cleanup.callback(_stop, serve)
@@ -226,13 +213,6 @@ def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
 # cifa serve's own server: its UI, one-off jobs, failures, stopping
 
 
-def _own_api(out: Path) -> str | None:
-    for line in out.read_text("utf-8").splitlines():
-        if line.startswith("Serving ") and "http://127.0.0.1:" in line:
-            return line.split(" at ", 1)[1].split()[0]
-    return None
-
-
 def test_cifa_serves_own_server_shows_deployments_runs_and_artifacts_in_its_ui(
     tmp_path: Path, film_server: LocalFileServer
 ) -> None:
@@ -240,9 +220,9 @@ def test_cifa_serves_own_server_shows_deployments_runs_and_artifacts_in_its_ui(
     config = _config(tmp_path / "cifa.toml", archive, [tmp_path / "films.yaml"])
     permission = _permission_file(tmp_path / "permission.yaml")
     env = _env(tmp_path, config)
-    serve, out, err = _serve(tmp_path, env, "--allow-private-sources")
+    serve, out, err = _start_serve(tmp_path, env, "--allow-private-sources")
     try:
-        api = _wait_for("the server's address", lambda: _own_api(out), 120, [serve])
+        api = _wait_for("the server's address", lambda: _own_api_address(out), 120, [serve])
         ui = api.removesuffix("/api")
         assert httpx.get(f"{ui}/ui-settings").json()["api_url"] == api
         http = httpx.Client(base_url=api, timeout=30)
@@ -267,15 +247,11 @@ def test_cifa_serves_own_server_shows_deployments_runs_and_artifacts_in_its_ui(
         good = one_off("cifa-ui-0001", "three-days-day-1.mp4")
         bad = one_off("cifa-ui-0002", "no-such-film.mp4")
 
-        def finished(run_id: str) -> dict:
-            run = http.get(f"/flow_runs/{run_id}").json()
-            return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else {}
-
-        ran = _wait_for("the good job", lambda: finished(good), 240, [serve])
+        ran = _wait_for("the good job", lambda: _finished(http, good), 240, [serve])
         assert ran["state"]["type"] == "COMPLETED", ran["state"]
         bag = archive / "bags" / "cifa-ui-0001"
         assert_valid_preserved_bag(bag, "cifa-ui-0001")
-        failed = _wait_for("the bad job", lambda: finished(bad), 240, [serve])
+        failed = _wait_for("the bad job", lambda: _finished(http, bad), 240, [serve])
         assert failed["state"]["type"] == "FAILED", failed["state"]
         message = failed["state"]["message"]
         assert "cifa-ui-0002" in message and "not-found" in message, message
@@ -326,10 +302,10 @@ def test_sigterm_right_after_start_stops_cifa_serve_and_its_server(tmp_path: Pat
     """A supervisor's stop in the first seconds (before Prefect's runner has a SIGTERM handler
     of its own) used to end ``cifa serve`` on the spot and leave its Prefect server running."""
     config = _config(tmp_path / "cifa.toml", tmp_path / "archive", [tmp_path / "films.yaml"])
-    serve, out, err = _serve(tmp_path, _env(tmp_path, config))
+    serve, out, err = _start_serve(tmp_path, _env(tmp_path, config))
     try:
         _wait_for("Ctrl-C stops.", lambda: "Ctrl-C stops." in out.read_text("utf-8"), 120, [serve])
-        api = _own_api(out)
+        api = _own_api_address(out)
         assert api is not None
         serve.send_signal(signal.SIGTERM)  # its pid only, as `kill PID` or systemd sends it
         assert serve.wait(timeout=60) == 0
