@@ -102,7 +102,7 @@ def _final_state(reports: list[WorkReport]) -> State:
     for report in failed:
         logger.error("%s failed (%s): %s", report.id, report.error_kind or "error", report.error)
     reasons = "; ".join(
-        f"{r.id}: {r.error_kind or 'error'}: {(r.error or '').splitlines()[0] if r.error else ''}"
+        f"{r.id}: {r.error_kind or 'error'}: {r.error.splitlines()[0] if r.error else ''}"
         for r in failed
     )
     message = f"{len(failed)} of {len(reports)} work(s) failed: {reasons}"
@@ -115,8 +115,11 @@ def reports_of_state(state: State) -> list[WorkReport] | None:
     """The work reports a preserve-film or nightly-ingest run's state carries, Completed or
     Failed; None when it carries none (a crash, a bad parameter)."""
     data = state.result(raise_on_failure=False)
-    if isinstance(data, RunFailed):
-        data = data.data
+    return _reports_in(data.data if isinstance(data, RunFailed) else data)
+
+
+def _reports_in(data: object) -> list[WorkReport] | None:
+    """``data`` if it is a list of work reports (what a run or a work's task returns), or None."""
     if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
         return data
     return None
@@ -399,8 +402,9 @@ def _collected(result: Callable[[], object], work: Work) -> list[WorkReport]:
         data = result()
     except Exception as exc:
         return [_failure(work, f"its task failed: {type(exc).__name__}: {exc}")]
-    if isinstance(data, list) and all(isinstance(item, WorkReport) for item in data):
-        return data
+    reports = _reports_in(data)
+    if reports is not None:
+        return reports
     return [_failure(work, f"its task returned {type(data).__name__}, not reports")]
 
 
