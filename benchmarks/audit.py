@@ -31,10 +31,10 @@ MB = 1_000_000
 SETUP = """
 import sys
 from pathlib import Path
-from cifa_ingest.archive import Archive
-from cifa_ingest.bagwrite import make_bag_in_place
-from cifa_ingest.ledger import BagRecord, Ledger, now
-from cifa_ingest.package import summarise_bag
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.bag.write import make_bag_in_place
+from cifa_ingest.archive.ledger import BagRecord, Ledger, now
+from cifa_ingest.bag.package import summarise_bag
 archive = Archive(Path(sys.argv[1]))
 ledger = Ledger(archive.ledger_path)
 for bag in sorted(archive.bags_dir.iterdir()):
@@ -46,8 +46,8 @@ for bag in sorted(archive.bags_dir.iterdir()):
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit import audit_archive
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.audit.fixity_audit import audit_archive
 started = time.monotonic()
 report = audit_archive(Archive(Path(sys.argv[1])))
 assert report.ok, report.problems
@@ -79,8 +79,8 @@ def child(code: str, *args: str) -> dict[str, float]:
 
 def time_planning(bags: int = 10_000) -> float:
     sys.path.insert(0, str(REPO))
-    from cifa_ingest.audit import plan
-    from cifa_ingest.ledger import BagRecord
+    from cifa_ingest.archive.ledger import BagRecord
+    from cifa_ingest.audit.fixity_audit import plan
 
     start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     records = [

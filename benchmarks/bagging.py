@@ -27,7 +27,7 @@ MB = 1_000_000
 OURS_BAG = """
 import json, resource, sys, time
 from pathlib import Path
-from cifa_ingest.bagwrite import make_bag_in_place
+from cifa_ingest.bag.write import make_bag_in_place
 started = time.monotonic()
 make_bag_in_place(Path(sys.argv[1]))
 print(json.dumps({"seconds": time.monotonic() - started,
@@ -36,7 +36,7 @@ print(json.dumps({"seconds": time.monotonic() - started,
 OURS_VALIDATE = """
 import json, resource, sys, time
 from pathlib import Path
-from cifa_ingest.bagcheck import validate
+from cifa_ingest.bag.check import validate
 started = time.monotonic()
 report = validate(Path(sys.argv[1]))
 assert report.valid, report.errors

@@ -2,7 +2,8 @@
 
 Both make the same files from the same 1080p source with the same codec settings: an FFV1 master,
 an H.264/AAC access copy, the source's frame hashes and the master's frame hashes. Ours decodes the
-source once for the first three (cifa_ingest.normalise); the naive chain decodes it three times.
+source once for the first three (cifa_ingest.normalise.encode); the naive chain decodes it three
+times.
 Each side runs in a child process of its own, side by side in one run, alternating, and the script
 prints the wall-time ratio (ours / naive; the target is at most 0.85 on 2 cores) and each side's
 peak memory (the Python process's own, and ffmpeg's).
@@ -25,9 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
-from cifa_ingest import normalise
+from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.config import NormaliseSettings, Settings, format_policy_path
-from cifa_ingest.format_policy import load_policy
+from cifa_ingest.normalise.format_policy import load_policy
 import os
 work = Path(sys.argv[2])
 (work / "original").mkdir(parents=True)
@@ -45,7 +46,7 @@ print(json.dumps({"seconds": time.monotonic() - started,
 NAIVE = """
 import json, resource, subprocess, sys, time
 from pathlib import Path
-from cifa_ingest.normalise import WAVPACK_BLOCK_SAMPLES, ffv1_slices
+from cifa_ingest.normalise.encode import WAVPACK_BLOCK_SAMPLES, ffv1_slices
 source, work = sys.argv[1], Path(sys.argv[2])
 work.mkdir(parents=True, exist_ok=True)
 ff = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cifa_ingest import __version__
-from cifa_ingest.catalogue import (
+from cifa_ingest.catalogue.model import (
     WORK_ID_RULE,
     Catalogue,
     Work,
@@ -33,10 +33,10 @@ from cifa_ingest.catalogue import (
 )
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import InputError, SourcePolicyError
-from cifa_ingest.source_policy import SourcePolicy
+from cifa_ingest.fetch.source_policy import SourcePolicy
 
 if TYPE_CHECKING:
-    from cifa_ingest.archive import Archive
+    from cifa_ingest.archive.layout import Archive
     from cifa_ingest.preserve import WorkReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -229,8 +229,9 @@ def _source_fields(work: Work) -> list[tuple[str, str | None]]:
 
 
 def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) -> int:
-    from cifa_ingest import report, run_report
     from cifa_ingest.preserve import Outcome
+    from cifa_ingest.reports import ingest_report as run_report
+    from cifa_ingest.reports import summary as report
 
     if args.json:
         print(report.as_json(str(archive), reports))
@@ -246,7 +247,7 @@ def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) ->
 
 def _reports_from_state(state: object) -> list[WorkReport]:
     from cifa_ingest.errors import CifaError
-    from pipelines.flows import reports_of_state
+    from cifa_ingest.pipelines.flows import reports_of_state
 
     reports = reports_of_state(state)  # type: ignore[arg-type]
     if reports is not None:
@@ -273,7 +274,7 @@ def run_ingest(
         raise InputError(f"--only: no such work in the catalogues: {', '.join(unknown)}")
     policy = SourcePolicy.of(settings.fetch, allow_private_sources, resolve=False)
     _check_sources(catalogues, set(only) if only else None, policy)
-    from pipelines.flows import nightly_ingest
+    from cifa_ingest.pipelines.flows import nightly_ingest
 
     with _writer_lock(archive):
         state = nightly_ingest(
@@ -289,7 +290,7 @@ def run_ingest(
 
 def _writer_lock(archive: Path) -> contextlib.AbstractContextManager[None]:
     """One writer per archive: a second ingest waits, and says so."""
-    from cifa_ingest.archive import Archive
+    from cifa_ingest.archive.layout import Archive
 
     def waiting() -> None:
         logging.getLogger("cifa_ingest").warning(
@@ -346,7 +347,7 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
         raise InputError("\n".join(validation_problems(exc, raw, "preserve"))) from None
     policy = SourcePolicy.of(settings.fetch, args.allow_private_sources, resolve=False)
     policy.check(args.url)
-    from pipelines.flows import preserve_film
+    from cifa_ingest.pipelines.flows import preserve_film
 
     with _writer_lock(archive):
         state = preserve_film(
@@ -361,8 +362,8 @@ def _cmd_preserve(args: argparse.Namespace, settings: Settings, archive: Path) -
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    from cifa_ingest import demo
-    from cifa_ingest.localserver import LocalFileServer
+    from cifa_ingest.demo import films as demo
+    from cifa_ingest.demo.http_server import LocalFileServer
 
     settings = _with_dask(settings, args.dask)
 
@@ -389,7 +390,7 @@ def _existing_archive(root: Path) -> Archive:
     """The archive at ``root``, for a command that reads one: a path holding no archive is
     refused (exit 2), never reported as an empty archive. Only ingest, preserve and demo make one.
     """
-    from cifa_ingest.archive import Archive
+    from cifa_ingest.archive.layout import Archive
 
     return Archive(root).existing()
 
@@ -398,7 +399,7 @@ def _preserved_bag(store: Archive, work_id: str) -> tuple[str, Path]:
     """The bag of a preserved work, found through the ledger; the id, typed by someone, is checked
     as a catalogue's ids are before it is looked up. Returns the bag's path as the ledger has it
     (relative to the archive) and on disk."""
-    from cifa_ingest.ledger import Ledger
+    from cifa_ingest.archive.ledger import Ledger
 
     if not is_work_id(work_id):
         raise InputError(f"{work_id!r}: not a work id ({WORK_ID_RULE})")
@@ -415,7 +416,7 @@ def _watched_ids(
 ) -> list[str]:
     """The works to watch: those of the catalogues, or every preserved work; ``--only`` must
     name one of them."""
-    from cifa_ingest.ledger import Ledger
+    from cifa_ingest.archive.ledger import Ledger
 
     if catalogues is not None:
         known = [work.id for _path, catalogue in catalogues for work in catalogue.works]
@@ -434,7 +435,7 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     unchanged; record each answer in the ledger. Runs without Prefect: nothing to orchestrate."""
     import json
 
-    from cifa_ingest import watch
+    from cifa_ingest.audit import watch
 
     # Catalogues are validated as a whole first, as by ingest.
     catalogues = load_catalogues(args.manifests) if args.manifests else None
@@ -476,7 +477,7 @@ def _cmd_inspect(args: argparse.Namespace, settings: Settings, archive: Path) ->
     """Exit 0 when every master decodes with every slice CRC matching, 1 when damaged."""
     import json
 
-    from cifa_ingest.inspect import inspect_bag
+    from cifa_ingest.audit.damage import inspect_bag
 
     bag = _bag_to_inspect(args.bag, archive)
     inspections = inspect_bag(bag)
@@ -496,7 +497,7 @@ def _cmd_validate(args: argparse.Namespace, settings: Settings, archive: Path) -
     """Exit 0 when valid (warnings on stderr), 1 when invalid, with every reason."""
     import json
 
-    from cifa_ingest.bagcheck import validate
+    from cifa_ingest.bag.check import validate
 
     report = validate(Path(args.bag), fast=args.fast)
     if any(f.code == "E000" for f in report.errors):
@@ -514,7 +515,7 @@ def _cmd_validate(args: argparse.Namespace, settings: Settings, archive: Path) -
 
 
 def _cmd_bag(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    from cifa_ingest.bagwrite import make_bag_in_place
+    from cifa_ingest.bag.write import make_bag_in_place
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -552,11 +553,11 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     """Exit 0 when every bag is intact, 1 when any problem was found."""
     import json
 
-    from cifa_ingest import audit
+    from cifa_ingest.audit import fixity_audit as audit
 
     store = _existing_archive(Path(args.archive_dir).absolute() if args.archive_dir else archive)
     seconds, size = parse_budget(args.budget) if args.budget else (None, None)
-    from cifa_ingest.audit_report import write_reports
+    from cifa_ingest.reports.audit_report import write_reports
 
     report = audit.audit_archive(
         store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
@@ -575,7 +576,7 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
 
 
 def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    from cifa_ingest.audit_log import AuditLog
+    from cifa_ingest.archive.audit_log import AuditLog
 
     store = _existing_archive(archive)
     problems = AuditLog(store.ledger_path).verify()
@@ -597,8 +598,8 @@ def _cmd_events(args: argparse.Namespace, settings: Settings, archive: Path) -> 
     ``--json`` as JSON objects."""
     import json
 
-    from cifa_ingest.audit_log import AuditLog
-    from cifa_ingest.events import as_dict, bag_events, to_bytes
+    from cifa_ingest.archive.audit_log import AuditLog
+    from cifa_ingest.metadata.events import as_dict, bag_events, to_bytes
 
     store = _existing_archive(archive)
     bag_path, bag = _preserved_bag(store, args.work_id)
@@ -617,7 +618,7 @@ def _cmd_events(args: argparse.Namespace, settings: Settings, archive: Path) -> 
 def _cmd_status(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     import json
 
-    from cifa_ingest.status import archive_status, render
+    from cifa_ingest.reports.status import archive_status, render
 
     store = _existing_archive(archive)
     manifests = [Path(m) for m in (args.manifests or settings.catalogue.manifests)]
@@ -641,7 +642,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     working directory and environment: the config file is pinned by absolute path first, so that
     every run reads the settings this command printed."""
     from cifa_ingest.config import config_path
-    from pipelines.local_server import local_server, terminate_as_interrupt
+    from cifa_ingest.pipelines.local_server import local_server, terminate_as_interrupt
 
     if (path := config_path()) is not None:
         os.environ["CIFA_CONFIG"] = str(path.absolute())
@@ -661,7 +662,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> i
 
 
 def _serve(settings: Settings, archive: Path, args: argparse.Namespace, own_server: bool) -> None:
-    from pipelines import deployments
+    from cifa_ingest.pipelines import deployments
 
     manifests = [Path(m) for m in settings.catalogue.manifests]
     for missing in [m for m in manifests if not m.is_file()]:  # a night would fail on it

@@ -194,7 +194,8 @@ DASK_ADDRESS = r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$"
 
 
 class ExecutionSettings(_Section):
-    """Where and how many things run at once (see config/cifa.toml and ``cifa_ingest.slots``)."""
+    """Where and how many things run at once (see config/cifa.toml and
+    ``cifa_ingest.archive.slots``)."""
 
     #: A Dask scheduler (``tcp://host:8786``): the works of a nightly run go to its workers
     #: (prefect-dask's DaskTaskRunner). None: they run in the ingest's own process.

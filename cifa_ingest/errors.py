@@ -43,7 +43,7 @@ class WorkFailed(CifaError):
 
 
 class FetchError(WorkFailed):
-    """The source could not be fetched. ``kind`` classifies why (see cifa_ingest.fetch.KINDS);
+    """The source could not be fetched. ``kind`` classifies why (see cifa_ingest.fetch.ytdlp.KINDS);
     it is stored in the ledger with the work's outcome."""
 
     def __init__(self, message: str, kind: str = "error") -> None:
@@ -85,7 +85,8 @@ class RunFailed(CifaError):
 
     Prefect's engine re-raises a failed run's data when the run ends in a process of its own (a
     served deployment), and logs it as an "unexpected exception" with a traceback; for this class
-    it does not (``pipelines.flows`` filters those records out): the state's message already says
+    it does not (``cifa_ingest.pipelines.flows`` filters those records out): the state's message
+    already says
     why, and a traceback there reads as a bug in the pipeline."""
 
     def __init__(self, message: str, data: object = None) -> None:

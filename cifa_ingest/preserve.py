@@ -23,19 +23,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from cifa_ingest import (
-    __version__,
-    conformance,
-    dublin_core,
-    fetch,
-    ffmpeg_runner,
-    normalise,
-    package,
-    premis,
-    slots,
-)
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest import __version__
+from cifa_ingest.archive import slots
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, Ledger, now
+from cifa_ingest.bag import package
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings, format_policy_path, locks_dir, mediaconch_policy_path
 from cifa_ingest.errors import (
     ArchiveStateError,
@@ -46,8 +39,12 @@ from cifa_ingest.errors import (
     PackagingError,
     ProofFailed,
 )
-from cifa_ingest.format_policy import load_policy
-from cifa_ingest.ledger import BagRecord, Ledger, now
+from cifa_ingest.fetch import ytdlp as fetch
+from cifa_ingest.metadata import dublin_core, premis
+from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise import mediaconch as conformance
+from cifa_ingest.normalise.format_policy import load_policy
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +204,8 @@ def _captured_sources(bag_dir: Path) -> list[fetch.SourceKey]:
 
 
 def _captured_source_keys(bag_dir: Path) -> list[str]:
-    """The source keys (:class:`~cifa_ingest.fetch.SourceKey`) a bag's capture record names, so
+    """The source keys (:class:`~cifa_ingest.fetch.ytdlp.SourceKey`) a bag's capture record names,
+    so
     that a bag registered after a crash still refuses a second copy of the same video under
     another URL."""
     return [key.key for key in _captured_sources(bag_dir)]

@@ -31,7 +31,8 @@ default) ends it before Sunday's full audit starts.
 prints it; the tests read it); :func:`to_deployments` turns them into Prefect deployments, which
 :func:`serve` serves with Prefect's ``serve`` (no work pool, no worker: the ``cifa serve`` process
 runs each flow run in a subprocess of its own, which imports the deployment's entry point).
-The nightly entry point is ``pipelines.served.nightly_ingest``: the flow of ``pipelines.flows``,
+The nightly entry point is ``cifa_ingest.pipelines.served.nightly_ingest``: the flow of
+``cifa_ingest.pipelines.flows``,
 holding the archive's writer lock, as ``cifa ingest`` holds it around the flow in-process.
 """
 
@@ -115,7 +116,7 @@ def plan(
     return [
         Deployment(
             flow="nightly-ingest",
-            entrypoint="pipelines.served.nightly_ingest",
+            entrypoint="cifa_ingest.pipelines.served.nightly_ingest",
             name="nightly-ingest",
             description=(
                 "Every night: preserve the permitted works of the catalogues not preserved yet,"
@@ -128,7 +129,7 @@ def plan(
         ),
         Deployment(
             flow="fixity-audit",
-            entrypoint="pipelines.flows.fixity_audit",
+            entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
             name="rolling",
             description=(
                 f"Every night: re-verify the bags not verified in {max_age:g} days, oldest first"
@@ -142,7 +143,7 @@ def plan(
         ),
         Deployment(
             flow="fixity-audit",
-            entrypoint="pipelines.flows.fixity_audit",
+            entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
             name="full",
             description=(
                 "Every week: re-read and re-hash every file of every bag. Fails when any problem"
@@ -155,7 +156,7 @@ def plan(
         ),
         Deployment(
             flow="preserve-film",
-            entrypoint="pipelines.flows.preserve_film_job",
+            entrypoint="cifa_ingest.pipelines.flows.preserve_film_job",
             name="preserve-film",
             description=(
                 "A one-off job for one film: url, id, title (title_zh, director, year …) and"

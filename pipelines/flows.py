@@ -26,12 +26,14 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from cifa_ingest import audit, watch
-from cifa_ingest.archive import Archive, NoArchive
-from cifa_ingest.catalogue import Work, load_catalogues
+from cifa_ingest.archive.layout import Archive, NoArchive
+from cifa_ingest.audit import fixity_audit as audit
+from cifa_ingest.audit import watch
+from cifa_ingest.catalogue.model import Work, load_catalogues
+from cifa_ingest.catalogue.one_off import work_for_job
 from cifa_ingest.config import Settings, load_settings, resolve_archive
 from cifa_ingest.errors import CifaError, InputError, RunFailed
-from cifa_ingest.one_off import work_for_job
+from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.preserve import (
     STEPS,
     Job,
@@ -41,7 +43,6 @@ from cifa_ingest.preserve import (
     place_step,
     preserve_work,
 )
-from cifa_ingest.source_policy import SourcePolicy
 
 
 def _as_task(step: Callable[[Job], object]) -> Callable[[Job], object]:
@@ -188,7 +189,8 @@ def preserve_film_job(
     Its parameters are plain values that anyone may read in Prefect's UI: the film's address,
     archive id and titles, and ``permission``, the path of the file that holds its permission
     record (a permission record file, or the catalogue that holds the work ``id``; see
-    :mod:`cifa_ingest.one_off`). The record itself, which may name the filmmaker, is read here and
+    :mod:`cifa_ingest.catalogue.one_off`). The record itself, which may name the filmmaker, is read
+    here and
     goes into the bag only. It is the same flow as :func:`preserve_film` (its runs are listed
     together in the UI); only the way the work is given differs. Relative paths are relative to
     the working directory of ``cifa serve``; ``archive`` defaults to the configured archive.
@@ -433,7 +435,8 @@ def _reports_of(state: State | None, work: Work) -> list[WorkReport]:
 
 def _publish_run(reports: list[WorkReport], archive: str, key: str = "nightly-ingest") -> None:
     """What people see of a run that preserves works (a night, a one-off job, ``cifa
-    preserve``): the HTML and JSON report in ``ARCHIVE/reports/`` (:mod:`cifa_ingest.run_report`),
+    preserve``): the HTML and JSON report in ``ARCHIVE/reports/``
+    (:mod:`cifa_ingest.reports.ingest_report`),
     a table artifact (one row per work, problems first, naming each bag, its size and its
     proof) and a markdown summary artifact (counts, problems named, the report's path), under
     ``key`` (the flow's name: the UI's artifact page keeps each key's history).
@@ -442,7 +445,7 @@ def _publish_run(reports: list[WorkReport], archive: str, key: str = "nightly-in
     written is logged, and the run's state stays what its works made it."""
     from prefect.context import FlowRunContext
 
-    from cifa_ingest import run_report
+    from cifa_ingest.reports import ingest_report as run_report
 
     logger = get_run_logger()
     context = FlowRunContext.get()
@@ -498,7 +501,7 @@ def source_watch(
     """Ask the sources of preserved works (``work_ids``, or every one), metadata only, whether
     they are still there and unchanged; every check is recorded in the ledger.
 
-    Ends Completed with the :class:`cifa_ingest.watch.WatchReport` as its data whatever the
+    Ends Completed with the :class:`cifa_ingest.audit.watch.WatchReport` as its data whatever the
     sources said, its message naming those not present: a film that vanished is a finding of the
     run, not a failure of it (Failed is kept for a watch that could not run)."""
     settings = settings or load_settings()
@@ -567,7 +570,7 @@ def _watch_after_ingest(
 def _named(problems: list[audit.Problem], limit: int = 5) -> str:
     """``bag kind path; …``: the first ``limit`` problems, in one line (control characters of a
     path made visible)."""
-    from cifa_ingest.run_report import visible
+    from cifa_ingest.reports.ingest_report import visible
 
     names = [visible(" ".join(filter(None, (p.bag, p.kind, p.path)))) for p in problems]
     more = f"; and {len(names) - limit} more" if len(names) > limit else ""
@@ -577,7 +580,8 @@ def _named(problems: list[audit.Problem], limit: int = 5) -> str:
 @task(name="audit-bag", cache_policy=NO_CACHE, persist_result=False)
 def _audit_bag(store: Archive, record: audit.BagRecord) -> audit.BagAudit | State:
     """Check one bag. A damaged bag ends the task Failed (red in the UI, its problems named), with
-    the bag's :class:`~cifa_ingest.audit.BagAudit` as the state's data: a damaged bag is what
+    the bag's :class:`~cifa_ingest.audit.fixity_audit.BagAudit` as the state's data: a damaged bag
+    is what
     the audit is for, not an error of it, so nothing is raised and no traceback is logged."""
     checked = audit.audit_bag(store, record)
     if checked.intact:
@@ -596,7 +600,8 @@ def fixity_audit(
     many days, oldest first, within a budget). Every file is read: the tasks never use Prefect's
     cache. Each bag is an ``audit-bag`` task, Failed when the bag is damaged; every bag is checked
     whatever the others' outcome. Writes the same reports as ``cifa audit`` (``ARCHIVE/reports/``,
-    :mod:`cifa_ingest.audit_report`). Ends Failed when any problem was found, its message naming
+    :mod:`cifa_ingest.reports.audit_report`). Ends Failed when any problem was found, its message
+    naming
     them, so that notifications and automations act."""
 
     def check(store: Archive, record: audit.BagRecord) -> audit.BagAudit:
@@ -632,13 +637,14 @@ def fixity_audit(
 
 def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> None:
     """What people see of an audit: the HTML and JSON reports in ``ARCHIVE/reports/``, written
-    as ``cifa audit`` writes them (:func:`cifa_ingest.audit_report.write`), and in the Prefect UI
+    as ``cifa audit`` writes them (:func:`cifa_ingest.reports.audit_report.write`), and in the
+    Prefect UI
     a table of every bag (problems first) and a markdown summary naming the report.
 
     The reports describe the audit; they never decide it: a report or an artifact that cannot be
     written is logged as a warning, and the run's state stays what the bags made it."""
-    from cifa_ingest import audit_report
-    from cifa_ingest.run_report import markdown_text, visible
+    from cifa_ingest.reports import audit_report
+    from cifa_ingest.reports.ingest_report import markdown_text, visible
 
     logger = get_run_logger()
     written = None

@@ -1,4 +1,4 @@
-"""The flows as ``cifa serve`` runs them, where they differ from ``pipelines.flows``.
+"""The flows as ``cifa serve`` runs them, where they differ from ``cifa_ingest.pipelines.flows``.
 
 A served run is a process of its own, started by ``cifa serve`` from the deployment's entry point
 (a module path, imported in that process). ``nightly-ingest`` writes to the archive, and
@@ -17,8 +17,9 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from cifa_ingest.archive import Archive
-from pipelines import flows
+from cifa_ingest.archive.layout import Archive
+
+from . import flows
 
 
 def holding_writer_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,7 +40,8 @@ def holding_writer_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-#: ``nightly-ingest`` with the options of ``pipelines.flows`` (task runner and all), its body
+#: ``nightly-ingest`` with the options of ``cifa_ingest.pipelines.flows`` (task runner and all),
+#: its body
 #: holding the writer lock. Its module is this one, so that Prefect's entry point names it.
 nightly_ingest = flows.nightly_ingest.with_options()
 nightly_ingest.fn = holding_writer_lock(flows.nightly_ingest.fn)

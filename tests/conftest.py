@@ -23,8 +23,8 @@ os.environ.pop("CIFA_ARCHIVE", None)
 TEST_CONFIG = Path(__file__).parent / "data" / "test-config.toml"
 os.environ["CIFA_CONFIG"] = str(TEST_CONFIG)
 
-from cifa_ingest import demo  # noqa: E402
-from cifa_ingest.localserver import LocalFileServer  # noqa: E402
+from cifa_ingest.demo import films as demo  # noqa: E402
+from cifa_ingest.demo.http_server import LocalFileServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

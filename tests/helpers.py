@@ -13,8 +13,8 @@ import bagit
 import bagit_profile
 import xmlschema
 
-from cifa_ingest.bagcheck import validate
-from cifa_ingest.package import PROFILE_IDENTIFIER
+from cifa_ingest.bag.check import validate
+from cifa_ingest.bag.package import PROFILE_IDENTIFIER
 
 REPO = Path(__file__).resolve().parent.parent
 #: Public standards the tests check against, kept in the repository byte for byte (see its README).
@@ -134,8 +134,8 @@ def processes_naming(text: str) -> list[str]:
 def preserve_films(root: Path, base_url: str, films: dict[str, tuple[dict[str, str], str]]) -> None:
     """Preserve each film (work id -> title, file name under ``films/`` at ``base_url``) into
     the archive at ``root`` by the real pipeline, granted; each must come out preserved."""
-    from cifa_ingest.archive import Archive
-    from cifa_ingest.catalogue import Work
+    from cifa_ingest.archive.layout import Archive
+    from cifa_ingest.catalogue.model import Work
     from cifa_ingest.config import load_settings
     from cifa_ingest.preserve import Outcome, preserve_work
 

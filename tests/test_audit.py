@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit import KINDS, audit_archive
-from cifa_ingest.audit_log import AuditLog
-from cifa_ingest.bagwrite import write_tag_manifests
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.audit.fixity_audit import KINDS, audit_archive
+from cifa_ingest.bag.write import write_tag_manifests
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 from tests.helpers import premis_schema, preserve_films
 
@@ -199,7 +199,7 @@ def test_cifa_audit_json_and_exit_codes(archive: Path) -> None:
 
 
 def test_fixity_audit_flow_fails_when_a_bag_is_damaged(archive: Path) -> None:
-    from pipelines.flows import fixity_audit
+    from cifa_ingest.pipelines.flows import fixity_audit
 
     assert fixity_audit(str(archive), return_state=True).is_completed()
     (_bag(archive, "cifa-a-0002") / "metadata" / "permission.json").write_text("{}", "utf-8")
@@ -208,7 +208,7 @@ def test_fixity_audit_flow_fails_when_a_bag_is_damaged(archive: Path) -> None:
 
 
 def test_html_report_puts_problems_first_and_escapes_everything(archive: Path) -> None:
-    from cifa_ingest.audit_report import write_reports
+    from cifa_ingest.reports.audit_report import write_reports
 
     (archive / "bags" / "<img src=x onerror=alert(1)>").mkdir()  # an unregistered "bag"
     next((_bag(archive) / "data" / "access").glob("*.mp4")).unlink()
@@ -246,8 +246,8 @@ def test_cifa_events_exports_premis_events_with_the_fixity_checks(archive: Path)
 def test_a_consistently_forged_payload_file_is_named(archive: Path) -> None:
     """An insider rewrites a film and every manifest to match: the bag is valid on its own, and
     only the ledger, with each file's digests at ingest, names the file."""
-    from cifa_ingest.bagwrite import _write_manifest
-    from cifa_ingest.fixity import digest_file
+    from cifa_ingest.bag.fixity import digest_file
+    from cifa_ingest.bag.write import _write_manifest
 
     bag = _bag(archive)
     forged = next((bag / "data" / "access").glob("*.mp4"))
@@ -280,7 +280,7 @@ def test_a_consistently_forged_payload_file_is_named(archive: Path) -> None:
 def test_an_audit_run_of_a_path_without_an_archive_fails_saying_so(tmp_path: Path) -> None:
     """A scheduled audit of an archive not made yet (or a mistyped path): Failed, its message
     saying there is no archive there, and nothing created."""
-    from pipelines.flows import fixity_audit
+    from cifa_ingest.pipelines.flows import fixity_audit
 
     nowhere = tmp_path / "no-archive"
     state = fixity_audit(str(nowhere), return_state=True)

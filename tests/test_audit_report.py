@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 
-from cifa_ingest import audit_report, sizes
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit import audit_archive
-from cifa_ingest.audit_log import AuditLog
-from cifa_ingest.ledger import Ledger
-from cifa_ingest.localserver import LocalFileServer
-from cifa_ingest.run_report import CSP, THUMBNAIL_WIDTH
+from cifa_ingest import sizes
+from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger
+from cifa_ingest.audit.fixity_audit import audit_archive
+from cifa_ingest.demo.http_server import LocalFileServer
+from cifa_ingest.reports import audit_report
+from cifa_ingest.reports.ingest_report import CSP, THUMBNAIL_WIDTH
 from tests.browser import chromium
 from tests.conftest import REPO
 from tests.helpers import preserve_films
@@ -265,7 +266,7 @@ def _flow_run(flow_run_id: Any) -> tuple[Any, list[Any], list[Any]]:
 def test_fixity_audit_flow_writes_the_same_report_and_fails_the_damaged_bags_task(
     damaged: dict[str, Any], tmp_path: Path
 ) -> None:
-    from pipelines.flows import fixity_audit
+    from cifa_ingest.pipelines.flows import fixity_audit
 
     chromium()
     root: Path = damaged["root"]
@@ -311,7 +312,7 @@ def test_fixity_audit_flow_writes_the_same_report_and_fails_the_damaged_bags_tas
 
 
 def test_a_report_that_cannot_be_written_changes_no_outcome(pristine: Path, tmp_path: Path) -> None:
-    from pipelines.flows import fixity_audit
+    from cifa_ingest.pipelines.flows import fixity_audit
 
     root = tmp_path / "archive"
     shutil.copytree(pristine, root)

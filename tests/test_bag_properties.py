@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cifa_ingest.bagcheck import Report, _bag_info, _normalise_path, validate
-from cifa_ingest.bagwrite import encode_path, make_bag_in_place, tag_value
+from cifa_ingest.bag.check import Report, _bag_info, _normalise_path, validate
+from cifa_ingest.bag.write import encode_path, make_bag_in_place, tag_value
 
 ANY_TEXT = st.text(min_size=1, max_size=200)
 FILE_NAMES = st.text(

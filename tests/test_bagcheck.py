@@ -11,8 +11,8 @@ from pathlib import Path
 import bagit
 import pytest
 
-from cifa_ingest.bagcheck import CODES, validate
-from cifa_ingest.bagwrite import write_tag_manifests
+from cifa_ingest.bag.check import CODES, validate
+from cifa_ingest.bag.write import write_tag_manifests
 from tests.conftest import REPO
 from tests.helpers import BAGIT_SUITE
 
@@ -67,7 +67,7 @@ def test_every_message_cites_rfc_8493() -> None:
     assert "RFC 8493 §3" in report.errors[0].message
 
 
-# Every code of cifa_ingest.bagcheck, with a fixture that triggers it and no other code: a bag of
+# Every code of cifa_ingest.bag.check, with a fixture that triggers it and no other code: a bag of
 # the conformance suite where one does, otherwise a small bag built below and damaged one way.
 
 
@@ -268,7 +268,7 @@ def test_each_problem_has_its_code(tmp_path: Path, problem: str, code: str) -> N
         info = bag / "bag-info.txt"
         info.write_text(info.read_text("utf-8") + "Forged: yes\n", "utf-8")
     elif problem == "payload-oxum-mismatch":
-        from cifa_ingest.bagwrite import write_tag_manifests
+        from cifa_ingest.bag.write import write_tag_manifests
 
         info = bag / "bag-info.txt"
         info.write_text(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.catalogue import PermissionStatus, load_catalogue, load_catalogues
+from cifa_ingest.catalogue.model import PermissionStatus, load_catalogue, load_catalogues
 from cifa_ingest.errors import CatalogueError
 
 DATA = Path(__file__).parent / "data" / "catalogues"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from cifa_ingest import cli
-from cifa_ingest.catalogue import MAX_CATALOGUE_BYTES, load_catalogue
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.catalogue.model import MAX_CATALOGUE_BYTES, load_catalogue
+from cifa_ingest.demo.http_server import LocalFileServer
 
 DATA = Path(__file__).parent / "data" / "catalogues"
 CORPUS = sorted((DATA / "invalid").glob("*.yaml")) + sorted((DATA / "hostile").glob("*.yaml"))

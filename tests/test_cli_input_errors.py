@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 
 DATA = Path(__file__).parent / "data" / "catalogues"
@@ -110,7 +110,7 @@ def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 
 def _empty_archive(root: Path) -> Path:
     """An archive that holds nothing yet: its ledger, no bag."""
-    from cifa_ingest.ledger import Ledger
+    from cifa_ingest.archive.ledger import Ledger
 
     root.mkdir()
     Ledger(root / "ledger.sqlite")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cifa_ingest.bag.package import PROFILE_IDENTIFIER
 from cifa_ingest.config import (
     BAGIT_PROFILE,
     FORMAT_POLICY,
@@ -27,10 +28,9 @@ from cifa_ingest.config import (
     mediaconch_policy_path,
     packaged_policy,
 )
-from cifa_ingest.conformance import check_master
 from cifa_ingest.errors import ConfigError
-from cifa_ingest.format_policy import load_policy
-from cifa_ingest.package import PROFILE_IDENTIFIER
+from cifa_ingest.normalise.format_policy import load_policy
+from cifa_ingest.normalise.mediaconch import check_master
 from tests.conftest import REPO
 
 POLICIES = REPO / "cifa_ingest" / "policies"
@@ -117,6 +117,23 @@ def test_an_installed_package_holds_the_policies(tmp_path: Path) -> None:
     assert where.stdout.split() == [
         str(built / "cifa_ingest" / "policies" / name) for name in PACKAGED[:2]
     ]
+    # The Prefect flows of pipelines/ install inside the package, never as a generic top-level
+    # `pipelines` that could collide with another project's in a user's environment.
+    assert sorted(p.name for p in built.iterdir()) == ["cifa_ingest"]
+    assert (built / "cifa_ingest" / "pipelines" / "flows.py").is_file()
+
+
+def test_nothing_imports_a_top_level_pipelines_package() -> None:
+    """Inside pipelines/ the modules import each other relatively; elsewhere as
+    cifa_ingest.pipelines (what is installed). A top-level import would load a second copy."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("cifa_ingest", "pipelines", "tests", "benchmarks", "scripts")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if re.match(r"\s*(from|import) pipelines\b", line)
+    ]
+    assert offenders == []
 
 
 # ---------------------------------------------------------------------------------------------

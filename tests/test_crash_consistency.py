@@ -39,12 +39,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifa_ingest import audit, demo, package
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.audit import fixity_audit as audit
+from cifa_ingest.bag import package
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
-from cifa_ingest.ledger import BagRecord, Ledger
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo import films as demo
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.conftest import REPO, TEST_CONFIG
 from tests.helpers import assert_valid_preserved_bag

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifa_ingest import cli, demo
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest import cli
+from cifa_ingest.demo import films as demo
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.helpers import assert_valid_preserved_bag
 
 GOOD = ["cifa-demo-0002", "cifa-demo-0003"]  # the two smallest demo works (one in two parts)

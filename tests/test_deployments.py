@@ -27,15 +27,15 @@ from uuid import UUID
 
 import httpx
 import pytest
+from cifa_ingest.pipelines import deployments
 
 from cifa_ingest import cli
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import WITHHELD, Permission
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.catalogue.model import WITHHELD, Permission
+from cifa_ingest.catalogue.one_off import work_for_job
 from cifa_ingest.config import Settings, load_settings
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import ConfigError, InputError
-from cifa_ingest.localserver import LocalFileServer
-from cifa_ingest.one_off import work_for_job
-from pipelines import deployments
 from tests.helpers import assert_valid_preserved_bag
 
 BIN = Path(sys.executable).parent
@@ -121,8 +121,11 @@ def test_deployments_are_built_from_the_config(
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 1 * * *", "Asia/Shanghai")
     assert prefect_nightly.concurrency_limit == 1
     # What a served run imports: the nightly flow holding the writer lock; the others as they are.
-    assert prefect_nightly.entrypoint == "pipelines.served.nightly_ingest"
-    assert built["preserve-film/preserve-film"].entrypoint == "pipelines.flows.preserve_film_job"
+    assert prefect_nightly.entrypoint == "cifa_ingest.pipelines.served.nightly_ingest"
+    assert (
+        built["preserve-film/preserve-film"].entrypoint
+        == "cifa_ingest.pipelines.flows.preserve_film_job"
+    )
     assert built["preserve-film/preserve-film"].schedules == []
     job_schema = built["preserve-film/preserve-film"]._parameter_openapi_schema
     assert set(job_schema.required) == {"id", "permission"}
@@ -232,7 +235,7 @@ def test_a_one_off_job_with_bad_input_fails_naming_it_and_nothing_personal(
 ) -> None:
     """The deployment's flow, run in-process: bad input ends the run Failed with the problem
     named (no traceback, nothing fetched), and no message quotes the permission record."""
-    from pipelines.flows import preserve_film_job
+    from cifa_ingest.pipelines.flows import preserve_film_job
 
     permission = _permission_file(tmp_path / "permission.yaml")
     url = f"{film_server.base_url}/films/three-days-day-1.mp4"

@@ -26,10 +26,10 @@ import pytest
 import yaml
 
 from cifa_ingest import cli
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.conftest import REPO
 from tests.helpers import assert_valid_preserved_bag
@@ -192,8 +192,8 @@ def test_a_full_disk_fails_the_work_clearly_and_leaves_the_archive_as_it_was(
 #: not grow past RLIMIT_FSIZE; print each report as JSON.
 _DRIVER = """
 import json, resource, sys
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import load_catalogues
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.catalogue.model import load_catalogues
 from cifa_ingest.config import load_settings
 from cifa_ingest.preserve import preserve_work
 from pathlib import Path

@@ -2,7 +2,7 @@
 raising what it does not document. That work fails with a clear, classified reason naming the
 tool, its staging is cleared, no traceback reaches the user, and the other works go on.
 
-ffmpeg is found on PATH (:func:`cifa_ingest.ffmpeg_runner.executable`), so the test puts first on
+ffmpeg is found on PATH (:func:`cifa_ingest.tools.runner.executable`), so the test puts first on
 PATH a wrapper that execs the real ffmpeg and, for one work's master encode, has the kernel
 deliver SIGSEGV to it half a second in (a crash), or SIGSTOP (a hang: alive, silent, never
 finishing, until the runner's stall detection kills it). yt-dlp meets an HLS playlist with a
@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from cifa_ingest import cli
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 from tests.helpers import assert_valid_preserved_bag, processes_naming
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings, load_settings
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch import classify, fetch_work
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.fetch.ytdlp import classify, fetch_work
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag, ffprobe, sha256
 
@@ -52,7 +52,7 @@ def test_direct_mp4_is_kept_byte_for_byte_with_its_http_record(
     served_root: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="cifa_ingest.fetch")
+    caplog.set_level(logging.INFO, logger="cifa_ingest.fetch.ytdlp")
     capture = _fetch(tmp_path, f"{film_server.base_url}/films/test-card-beijing.mp4")
     (source,) = capture.sources
     (received,) = source.files

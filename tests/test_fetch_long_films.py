@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 
 _MEASURE = """
 import json, resource, sys
 from pathlib import Path
-from cifa_ingest.catalogue import Work
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
-from cifa_ingest.fetch import fetch_work
+from cifa_ingest.fetch.ytdlp import fetch_work
 work = Work.model_validate({"id": "cifa-long", "title": {"en": "Long"},
     "source": {"url": sys.argv[1]}, "permission": {"status": "granted", "granted_by": "T"}})
 out = Path(sys.argv[2])

@@ -13,8 +13,8 @@ from pathlib import Path
 import ffmpeg
 import pytest
 
-from cifa_ingest import ffmpeg_runner
 from cifa_ingest.errors import FFmpegError
+from cifa_ingest.tools import runner as ffmpeg_runner
 from tests.helpers import processes_naming
 
 

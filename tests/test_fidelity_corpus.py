@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest import normalise
 from cifa_ingest.config import format_policy_path, load_settings, mediaconch_policy_path
-from cifa_ingest.format_policy import load_policy
+from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise.format_policy import load_policy
 from tests.fidelity import corpus
 from tests.fidelity.checker import check
 

@@ -27,12 +27,12 @@ import pytest
 from yt_dlp.networking.common import Response
 
 from cifa_ingest import cli
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch import MAX_DOCUMENT_BYTES, _limit_document, fetch_work
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.fetch.ytdlp import MAX_DOCUMENT_BYTES, _limit_document, fetch_work
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag
 

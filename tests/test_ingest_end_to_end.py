@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cifa_ingest import cli
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.helpers import assert_valid_preserved_bag, sha256
 
 PRESERVED = [f"cifa-demo-{n:04d}" for n in (1, 2, 3, 6, 7, 8, 9, 10)]
@@ -134,7 +134,7 @@ def test_a_failing_film_does_not_stop_the_others_and_leaves_nothing_behind(
 def test_nightly_ingest_flow_ends_failed_when_a_work_failed(
     tmp_path: Path, archive_dir: Path, film_server: LocalFileServer
 ) -> None:
-    from pipelines.flows import nightly_ingest
+    from cifa_ingest.pipelines.flows import nightly_ingest
 
     catalogue = tmp_path / "catalogue.yaml"
     catalogue.write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.inspect import inspect_master
+from cifa_ingest.audit.damage import inspect_master
 from tests.conftest import REPO
 
 

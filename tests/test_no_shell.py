@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cifa_ingest.catalogue import Work
+from cifa_ingest.catalogue.model import Work
 from tests.conftest import REPO
 
 SOURCES = sorted((REPO / "cifa_ingest").rglob("*.py")) + sorted((REPO / "pipelines").rglob("*.py"))

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest import ffmpeg_runner, normalise
 from cifa_ingest.config import format_policy_path, load_settings, mediaconch_policy_path
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
-from cifa_ingest.format_policy import Action, Profile, Rule, load_policy
-from cifa_ingest.proof import compare, read_framemd5
+from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise.format_policy import Action, Profile, Rule, load_policy
+from cifa_ingest.normalise.proof import compare, read_framemd5
+from cifa_ingest.tools import runner as ffmpeg_runner
 from tests.helpers import ffprobe
 
 SETTINGS = load_settings().normalise
@@ -318,7 +319,7 @@ def test_every_ffv1_master_is_checked_against_the_mediaconch_policy(tmp_path: Pa
 
 def test_mediaconch_outcome_is_read_from_its_report_not_its_exit_code(tmp_path: Path) -> None:
     """An H.264 file fails our FFV1 policy, though mediaconch exits 0 for it."""
-    from cifa_ingest.conformance import check_master
+    from cifa_ingest.normalise.mediaconch import check_master
 
     source = _make(tmp_path / "s.mkv", *_pattern(), "-c:v", "libx264")
     check = check_master(source, MEDIACONCH_POLICY)
@@ -335,7 +336,7 @@ def test_mediaconch_checks_side_by_side_neither_lock_nor_hang(tmp_path: Path) ->
     pass within a minute, and a path whose file was replaced is judged on the new file."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from cifa_ingest.conformance import check_master
+    from cifa_ingest.normalise.mediaconch import check_master
 
     ffv1 = ["-c:v", "ffv1", "-level", "3", "-g", "1"]
     masters = [_make(tmp_path / f"m{i}.mkv", *_pattern(), *ffv1) for i in range(8)]

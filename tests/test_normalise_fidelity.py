@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest import normalise
+from cifa_ingest.bag.package import make_bag
 from cifa_ingest.config import OrganisationSettings
-from cifa_ingest.package import make_bag
-from cifa_ingest.premis import write_premis
+from cifa_ingest.metadata.premis import write_premis
+from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.preserve import normalisation_record
 from tests.helpers import ffprobe
 from tests.test_normalise import POLICY, TONE, _make, _master, _normalise, _pattern

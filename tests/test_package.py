@@ -7,10 +7,10 @@ from pathlib import Path
 import bagit
 import pytest
 
-from cifa_ingest.catalogue import Work
+from cifa_ingest.bag.package import bag_info, make_bag, tag_value, validate_bag
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.errors import PackagingError
-from cifa_ingest.package import bag_info, make_bag, tag_value, validate_bag
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from cifa_ingest import cli
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO, TEST_CONFIG
 
 GRANTOR = "Grantor Zhang-Unique-7f3a (director), +86 138 0000 7f3a"
@@ -154,7 +154,7 @@ def test_personal_details_stay_in_the_bag(
     """In this process, on the test session's Prefect: every record of the cifa_ingest, prefect,
     yt-dlp and root loggers at DEBUG, the CLI's stdout and stderr, and the whole Prefect home."""
     monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")  # restored after
-    import pipelines.flows  # noqa: F401 - Prefect configures its logging on import: ours after
+    import cifa_ingest.pipelines.flows  # noqa: F401 - Prefect configures its logging on import: ours after
 
     records = _Records()
     root, prefect = logging.getLogger(), logging.getLogger("prefect")

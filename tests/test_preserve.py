@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
-from cifa_ingest.ledger import Ledger
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag
 
@@ -43,7 +43,7 @@ def test_library_preserves_without_prefect(archive_dir: Path, film_server: Local
 def test_library_modules_do_not_import_prefect() -> None:
     """The library is usable without Prefect, and quick commands must not pay its start-up."""
     code = (
-        "import sys, cifa_ingest.preserve, cifa_ingest.cli, cifa_ingest.report;"
+        "import sys, cifa_ingest.preserve, cifa_ingest.cli, cifa_ingest.reports.summary;"
         "sys.exit(1 if 'prefect' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -15,10 +15,10 @@ from pathlib import Path
 import ffmpeg
 import pytest
 
-from cifa_ingest import normalise
 from cifa_ingest.config import format_policy_path, load_settings, mediaconch_policy_path
-from cifa_ingest.format_policy import Action, load_policy
-from cifa_ingest.proof import HashPlan, Proof, compare, read_framemd5
+from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise.format_policy import Action, load_policy
+from cifa_ingest.normalise.proof import HashPlan, Proof, compare, read_framemd5
 from tests.helpers import ffprobe
 
 VIDEO, AUDIO = Fraction(1, 1000), Fraction(1, 48000)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifa_ingest.catalogue import Catalogue, PermissionStatus, Work, load_catalogue
+from cifa_ingest.catalogue.model import Catalogue, PermissionStatus, Work, load_catalogue
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "manifests" / "cifa.yaml"
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifa_ingest import cli, run_report
-from cifa_ingest.archive import Archive
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest import cli
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, WorkReport
+from cifa_ingest.reports import ingest_report as run_report
 from tests.browser import chromium, run_chromium
 
 #: A title no source should be trusted with: markup, a script, a path, a colon.

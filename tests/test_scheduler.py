@@ -31,8 +31,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cifa_ingest import demo
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo import films as demo
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.sizes import decimal
 from tests.browser import run_chromium
 from tests.helpers import assert_valid_preserved_bag

@@ -12,8 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from cifa_ingest import slots
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.archive import slots
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 
 #: One contender: takes a slot of the limit `size` at `locks` N times, holds it `hold` seconds,
@@ -23,7 +23,7 @@ CONTENDER = textwrap.dedent(
     """
     import json, logging, sys, time
     from pathlib import Path
-    from cifa_ingest import slots
+    from cifa_ingest.archive import slots
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     locks, size, name, rounds, hold = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], \
         int(sys.argv[4]), float(sys.argv[5])
@@ -150,11 +150,11 @@ def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
     import threading
 
     import yaml
+    from cifa_ingest.pipelines.flows import nightly_ingest, reports_of_state
 
-    from cifa_ingest import demo
     from cifa_ingest.config import Settings, load_settings
+    from cifa_ingest.demo import films as demo
     from cifa_ingest.preserve import Outcome
-    from pipelines.flows import nightly_ingest, reports_of_state
     from tests.helpers import assert_valid_preserved_bag
 
     catalogue = demo.demo_catalogue(film_server.base_url)
@@ -173,7 +173,7 @@ def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
         def emit(self, record: logging.LogRecord) -> None:
             messages.append(record.getMessage())
 
-    logger = logging.getLogger("cifa_ingest.slots")
+    logger = logging.getLogger("cifa_ingest.archive.slots")
     handler, level = Remember(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

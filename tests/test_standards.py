@@ -16,12 +16,8 @@ import bagit_profile
 import pytest
 import xmlschema
 
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
-from cifa_ingest.config import OrganisationSettings, load_settings
-from cifa_ingest.errors import PackagingError
-from cifa_ingest.localserver import LocalFileServer
-from cifa_ingest.package import (
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.bag.package import (
     NOT_RECORDED,
     PROFILE_IDENTIFIER,
     bag_info,
@@ -29,7 +25,11 @@ from cifa_ingest.package import (
     make_bag,
     write_json,
 )
-from cifa_ingest.premis import write_premis
+from cifa_ingest.catalogue.model import Work
+from cifa_ingest.config import OrganisationSettings, load_settings
+from cifa_ingest.demo.http_server import LocalFileServer
+from cifa_ingest.errors import PackagingError
+from cifa_ingest.metadata.premis import write_premis
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import (
     BAGIT_PROFILE,

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from cifa_ingest import cli
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit import audit_archive
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.audit.fixity_audit import audit_archive
+from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cifa_ingest import cli, watch
-from cifa_ingest.archive import Archive
-from cifa_ingest.catalogue import Work
+from cifa_ingest import cli
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger
+from cifa_ingest.audit import watch
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
-from cifa_ingest.ledger import Ledger
-from cifa_ingest.localserver import LocalFileServer
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, WorkReport, preserve_work
 from tests.conftest import REPO, TEST_CONFIG
 
@@ -331,7 +332,7 @@ def test_watch_command_does_not_start_prefect(
 def test_nightly_ingest_watches_its_preserved_works_last(
     tmp_path: Path, archive_dir: Path, own_root: Path, own_server: LocalFileServer
 ) -> None:
-    from pipelines.flows import nightly_ingest, reports_of_state, source_watch
+    from cifa_ingest.pipelines.flows import nightly_ingest, reports_of_state, source_watch
 
     ok = _work("cifa-w-0008", own_server.base_url + FILM)
     missing = _work("cifa-w-0009", own_server.base_url + "/films/never-there.mp4")
@@ -375,7 +376,7 @@ def test_nightly_ingest_watches_its_preserved_works_last(
 def test_a_failing_watch_never_fails_the_nightly_ingest(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, archive_dir: Path, own_server: LocalFileServer
 ) -> None:
-    from pipelines.flows import nightly_ingest
+    from cifa_ingest.pipelines.flows import nightly_ingest
 
     calls = []
 

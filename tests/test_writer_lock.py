@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifa_ingest.archive import Archive
+from cifa_ingest.archive.layout import Archive
 from tests.conftest import REPO
 
 

@@ -5,7 +5,8 @@ archival evidence. For every preserved work, each source the archive actually fe
 the bag's ``metadata/capture.json``, not the catalogue's, which may have been edited since) is
 asked again, metadata only: the film is not downloaded (yt-dlp opens a plain file's address for
 its headers, then closes it) and nothing is written but the ledger
-(:func:`cifa_ingest.fetch.probe_source`, through the same source policy as the fetch). What the
+(:func:`cifa_ingest.fetch.ytdlp.probe_source`, through the same source policy as the fetch). What
+the
 source says now is compared with what it said at capture, and the check is recorded in the ledger
 (``source_checks``), where a status that differs from the previous check is a *change*.
 
@@ -34,12 +35,12 @@ from typing import Any
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
 from cifa_ingest import __version__
-from cifa_ingest.archive import Archive
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger, SourceCheckRecord
 from cifa_ingest.config import Settings
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch import probe_source
-from cifa_ingest.ledger import Ledger, SourceCheckRecord
-from cifa_ingest.source_policy import SourcePolicy
+from cifa_ingest.fetch.source_policy import SourcePolicy
+from cifa_ingest.fetch.ytdlp import probe_source
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ STATUSES = {
     "error": "anything else (no film found at the address, refused by the source policy, …)",
 }
 
-#: How a classified failure of the probe (``cifa_ingest.fetch.KINDS``) reads as a status.
+#: How a classified failure of the probe (``cifa_ingest.fetch.ytdlp.KINDS``) reads as a status.
 _KIND_STATUS = {
     "not-found": "gone",
     "gone": "gone",

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import premis
-from cifa_ingest.audit_log import AuditLog
+from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.metadata import premis
 
 
 def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:

@@ -17,7 +17,7 @@ from pathlib import Path
 import ffmpeg
 import yaml
 
-from cifa_ingest import ffmpeg_runner
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 
 @dataclass(frozen=True)

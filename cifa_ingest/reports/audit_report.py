@@ -11,12 +11,13 @@ last verified and last found intact, its payload size, and every problem with it
 was compared, the value expected and the value found, an FFV1 master's damaged frames); then every
 bag checked, damaged first, with the same dates and its check history from the audit log.
 
-As the ingest run report (:mod:`cifa_ingest.run_report`), the page is self-contained: inline CSS,
+As the ingest run report (:mod:`cifa_ingest.reports.ingest_report`), the page is self-contained:
+inline CSS,
 the poster embedded as a small JPEG ``data:`` URI, no script, and a Content-Security-Policy meta
 that forbids scripts and requests even if escaping ever failed; so ``audit-latest.html``, a mailed
 copy or a backup shows the same page, and it never points into a bag. Titles, paths and bag names
 come from outside (catalogues, remote sources, whatever lies under ``bags/``): every value is made
-visible (:func:`~cifa_ingest.run_report.visible`) and escaped.
+visible (:func:`~cifa_ingest.reports.ingest_report.visible`) and escaped.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifa_ingest import sizes
-from cifa_ingest.archive import Archive, write_atomically
-from cifa_ingest.audit import AuditReport, Problem
-from cifa_ingest.audit_log import AuditLog, Check
-from cifa_ingest.ledger import BagRecord, Ledger
-from cifa_ingest.run_report import CSP, poster_thumbnail, visible
+from cifa_ingest.archive.audit_log import AuditLog, Check
+from cifa_ingest.archive.layout import Archive, write_atomically
+from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.audit.fixity_audit import AuditReport, Problem
+from cifa_ingest.reports.ingest_report import CSP, poster_thumbnail, visible
 
 LATEST = "audit-latest.html"
 #: Checks of a bag shown in its history (newest first); the audit log holds them all.

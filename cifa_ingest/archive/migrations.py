@@ -4,7 +4,7 @@ The ledger (``ARCHIVE/ledger.sqlite``) must outlive every release of this progra
 changes only here, by migrations: small numbered steps, each a function below whose docstring says
 why, listed in :data:`MIGRATIONS`. The version a ledger is at is SQLite's ``PRAGMA user_version``
 (0 for a new, empty file and for a ledger made by v0.1.0, which had no version). Opening a ledger
-(:class:`cifa_ingest.ledger.Ledger`, :class:`cifa_ingest.audit_log.AuditLog`) calls
+(:class:`cifa_ingest.archive.ledger.Ledger`, :class:`cifa_ingest.archive.audit_log.AuditLog`) calls
 :func:`upgrade`, which
 
 - refuses a ledger at a version above the latest this program knows (one a newer release has

@@ -3,10 +3,11 @@
 SQLite, in ``ARCHIVE/ledger.sqlite``. One row per placed bag with the digests of its manifests
 (so that a bag whose files *and* manifests were rewritten can still be told apart from what was
 ingested), one row per work per run, and one row per check of a preserved work's source (the
-source watch, :mod:`cifa_ingest.watch`). Paths are stored relative to the archive root.
+source watch, :mod:`cifa_ingest.audit.watch`). Paths are stored relative to the archive root.
 
-Its tables are made and changed only by :mod:`cifa_ingest.ledger_migrations` (a schema version,
-numbered migrations), and read only through this class and :class:`cifa_ingest.audit_log.AuditLog`:
+Its tables are made and changed only by :mod:`cifa_ingest.archive.migrations` (a schema version,
+numbered migrations), and read only through this class and
+:class:`cifa_ingest.archive.audit_log.AuditLog`:
 other modules never query them.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.ledger_migrations import upgrade
+from cifa_ingest.archive.migrations import upgrade
 
 
 def _now() -> str:
@@ -42,7 +43,7 @@ class BagRecord:
 
 @dataclass(frozen=True)
 class SourceCheckRecord:
-    """One check of a preserved work's source (:mod:`cifa_ingest.watch`), as stored.
+    """One check of a preserved work's source (:mod:`cifa_ingest.audit.watch`), as stored.
 
     ``previous_status`` is the status of the check before it for the same source (None for the
     first); a check whose status differs from it is a *change*, e.g. the day a film vanished.
@@ -109,7 +110,7 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         """Open the ledger at ``path``, created or migrated to the latest schema version if it is
-        not there yet (:mod:`cifa_ingest.ledger_migrations`); one a newer release wrote is
+        not there yet (:mod:`cifa_ingest.archive.migrations`); one a newer release wrote is
         refused (:class:`~cifa_ingest.errors.LedgerError`)."""
         self.path = path
         upgrade(path)
@@ -192,7 +193,8 @@ class Ledger:
 
     def work_for_source(self, source_key: str) -> str | None:
         """The work that holds the source video of this key (``Youtube:<id>``,
-        ``Generic:<address>``: :class:`cifa_ingest.fetch.SourceKey`), if any. Keys are matched as
+        ``Generic:<address>``: :class:`cifa_ingest.fetch.ytdlp.SourceKey`), if any. Keys are
+        matched as
         stored; :func:`cifa_ingest.preserve.holder_of_source` also matches a key's former form."""
         with self._connect() as conn:
             row = conn.execute(

@@ -4,7 +4,7 @@ Layout::
 
     ARCHIVE/bags/<id>/       one complete, valid BagIt bag per work
     ARCHIVE/staging/<id>/    work in progress; never inside bags/
-    ARCHIVE/ledger.sqlite    what the archive holds (cifa_ingest.ledger)
+    ARCHIVE/ledger.sqlite    what the archive holds (cifa_ingest.archive.ledger)
 
 A bag is built and validated entirely in ``staging/`` and then moved into ``bags/`` with one
 ``rename`` (atomic within a file system), so a crash leaves either a complete bag or nothing.

@@ -20,7 +20,7 @@ from typing import Any
 import ffmpeg
 
 from cifa_ingest.errors import ProofFailed
-from cifa_ingest.format_policy import Action
+from cifa_ingest.normalise.format_policy import Action
 
 #: "JPEG" pixel formats (full range, common in phones' videos), which FFV1 does not take: the same
 #: bytes as the plain format with full range. Without care ffmpeg converts them to limited range,

@@ -42,11 +42,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifa_ingest import ffmpeg_runner
-from cifa_ingest.archive import Archive, write_atomically
+from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.errors import FFmpegError
 from cifa_ingest.preserve import Outcome, WorkReport
-from cifa_ingest.report import human_bytes
+from cifa_ingest.reports.summary import human_bytes
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
 

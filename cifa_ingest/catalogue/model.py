@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import to_jsonable_python
 
 from cifa_ingest.errors import CatalogueError
-from cifa_ingest.source_policy import check_url_syntax
+from cifa_ingest.fetch.source_policy import check_url_syntax
 
 #: Archive identifiers become directory names and bag identifiers: keep them boring.
 WORK_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"

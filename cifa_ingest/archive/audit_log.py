@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.ledger import connect
-from cifa_ingest.ledger_migrations import upgrade
+from cifa_ingest.archive.ledger import connect
+from cifa_ingest.archive.migrations import upgrade
 
 GENESIS = "0" * 64
 _FIELDS = ("bag_id", "checked_at", "software", "outcome", "problems", "bytes_read", "seconds")
@@ -52,7 +52,7 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        upgrade(path)  # its tables are the ledger's migrations' (cifa_ingest.ledger_migrations)
+        upgrade(path)  # its tables are the ledger's migrations' (cifa_ingest.archive.migrations)
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return connect(self.path, autocommit=True)  # record() begins its own transaction

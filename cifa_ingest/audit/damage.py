@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import ffmpeg_runner
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 _CRC = re.compile(r"slice CRC mismatch [0-9A-Fa-f]+!\s*at (\d+(?:\.\d+)?) seconds")
 

@@ -5,7 +5,7 @@ Only http and https; host names only from an allow-list (``[fetch] allowed_hosts
 Loopback, private, link-local and other non-public addresses are refused unless explicitly allowed
 (the demo and tests serve films from 127.0.0.1): a catalogue entry, or a redirect sent by a source,
 must never turn the pipeline into a probe of the archive's own network. The policy is applied to
-every request yt-dlp makes, redirects included (``cifa_ingest.fetch``).
+every request yt-dlp makes, redirects included (``cifa_ingest.fetch.ytdlp``).
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 files are not the files the archive ingested.
 
 Nothing is trusted: not sizes, not modification times, not an earlier result; every byte is read
-(:mod:`cifa_ingest.fixity`, flat memory). Each problem is one of :data:`KINDS`. A bag that is valid
+(:mod:`cifa_ingest.bag.fixity`, flat memory). Each problem is one of :data:`KINDS`. A bag that is
+valid
 on its own but whose manifests differ from those the ledger recorded at ingest was rewritten with
 its manifests (a forgery, or an unrecorded change): ``ledger_mismatch``. A damaged FFV1 master is
-decoded with slice CRC checks to name the damaged frames (:mod:`cifa_ingest.inspect`). Every check
-of every bag goes into the hash-chained audit log (:mod:`cifa_ingest.audit_log`).
+decoded with slice CRC checks to name the damaged frames (:mod:`cifa_ingest.audit.damage`). Every
+check
+of every bag goes into the hash-chained audit log (:mod:`cifa_ingest.archive.audit_log`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__, bagcheck, inspect
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit_log import AuditLog
-from cifa_ingest.ledger import BagRecord, Ledger
-from cifa_ingest.package import payload_files
+from cifa_ingest import __version__
+from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.audit import damage as inspect
+from cifa_ingest.bag import check as bagcheck
+from cifa_ingest.bag.package import payload_files
 
 KINDS = (
     "checksum_mismatch",
@@ -39,7 +43,7 @@ KINDS = (
     "missing_bag",
     "unregistered_bag",
 )
-#: Validator codes (cifa_ingest.bagcheck) -> audit kinds; every other error is invalid_structure.
+#: Validator codes (cifa_ingest.bag.check) -> audit kinds; every other error is invalid_structure.
 _KIND_OF_CODE = {
     "E011": "checksum_mismatch",
     "E009": "missing_file",

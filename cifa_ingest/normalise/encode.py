@@ -1,6 +1,6 @@
 """Normalisation: a preservation master (by the format policy: FFV1 in Matroska, a bit-for-bit
 remux, or the original kept), an access copy (H.264 + AAC in MP4, WebVTT subtitles, a poster and a
-contact sheet), and the proof that the master is lossless (:mod:`cifa_ingest.proof`).
+contact sheet), and the proof that the master is lossless (:mod:`cifa_ingest.normalise.proof`).
 
 One decode of the source feeds every output: the master, the access copy, the poster, the contact
 sheet and the source's frame hashes come out of a single ffmpeg run. A second ffmpeg decodes the
@@ -35,11 +35,13 @@ from typing import Any
 
 import ffmpeg
 
-from cifa_ingest import conformance, ffmpeg_runner, proof
 from cifa_ingest.config import NormaliseSettings
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
-from cifa_ingest.format_policy import Action, Profile
-from cifa_ingest.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE, PCM_OF
+from cifa_ingest.normalise import mediaconch as conformance
+from cifa_ingest.normalise import proof
+from cifa_ingest.normalise.format_policy import Action, Profile
+from cifa_ingest.normalise.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE, PCM_OF
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
 
@@ -1454,7 +1456,8 @@ def normalise_work(
     """Normalise every film or part of a work (see :func:`normalise_group`).
 
     ``encode_slot(stem)`` is held around each film's or part's encodes and proof (the machine's
-    limit of encodes at once, :func:`cifa_ingest.slots.encode_slots`); taken per part, so that a
+    limit of encodes at once, :func:`cifa_ingest.archive.slots.encode_slots`); taken per part, so
+    that a
     long work in parts does not keep a slot between its parts' encodes."""
     result = Normalised(ffmpeg_version=ffmpeg_runner.ffmpeg_version(), profile=profile_name)
     for group in groups:

@@ -8,7 +8,8 @@ the chosen formats, each as received: a progressive file as downloaded, separate
 streams (DASH) each kept unmerged, an HLS stream as the received MPEG-TS (``fixup: never``).
 
 Every request, redirects included, passes the archive's source policy
-(:class:`cifa_ingest.source_policy.SourcePolicy`) before a connection is made, and is logged in
+(:class:`cifa_ingest.fetch.source_policy.SourcePolicy`) before a connection is made, and is logged
+in
 the capture record with the server's ``Date``. Transient failures (connection reset, 5xx, 429 with
 Retry-After) are retried with bounded backoff; permanent ones are classified (:data:`KINDS`).
 """
@@ -33,11 +34,14 @@ from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 from yt_dlp.version import __version__ as YTDLP_VERSION
 
-from cifa_ingest import ffmpeg_runner, fixity, sizes, slots
-from cifa_ingest.catalogue import Work
+from cifa_ingest import sizes
+from cifa_ingest.archive import slots
+from cifa_ingest.bag import fixity
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
-from cifa_ingest.source_policy import SourcePolicy
+from cifa_ingest.fetch.source_policy import SourcePolicy
+from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +514,7 @@ def host_slot(
     """The download slot of ``url``'s host: one download at a time from one host, and
     ``pause_seconds`` between two, over every thread, process and machine sharing ``locks_dir``
     (the archive's ``locks/``; without an archive, this user's on this machine). See
-    :mod:`cifa_ingest.slots`."""
+    :mod:`cifa_ingest.archive.slots`."""
     host = urlsplit(url).hostname or ""
     return slots.download_slot(
         locks_dir or slots.default_locks_dir(), host, settings.pause_seconds, holder

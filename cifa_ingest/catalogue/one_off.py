@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cifa_ingest.catalogue import (
+from cifa_ingest.catalogue.model import (
     MAX_CATALOGUE_BYTES,
     Permission,
     Work,

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.archive import Archive
-from cifa_ingest.audit_log import AuditLog
-from cifa_ingest.catalogue import load_catalogues
-from cifa_ingest.ledger import Ledger
-from cifa_ingest.report import human_bytes
+from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger
+from cifa_ingest.catalogue.model import load_catalogues
+from cifa_ingest.reports.summary import human_bytes
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 As ocfl-py does for OCFL, each problem found is a :class:`Finding` with a code (``E…`` errors make
 a bag invalid, ``W…`` warnings do not) whose message cites the specification, so that an auditor
-in fifty years can look the rule up. Digests come from :mod:`cifa_ingest.fixity` (one read per
+in fifty years can look the rule up. Digests come from :mod:`cifa_ingest.bag.fixity` (one read per
 file, every algorithm, in parallel). bagit-python stays the independent reference in the tests;
 this validator also passes the whole Library of Congress conformance suite.
 """
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import fixity
-from cifa_ingest.bagwrite import decode_path
+from cifa_ingest.bag import fixity
+from cifa_ingest.bag.write import decode_path
 
 #: code -> (severity, RFC 8493 section, what the rule says)
 CODES: dict[str, tuple[str, str, str]] = {

@@ -1,7 +1,7 @@
 """Packaging: a BagIt bag (RFC 8493) per work, with sha256 and sha512 manifests and the work's
 metadata as tag files under ``metadata/``.
 
-Our fixity engine builds and validates the bag (cifa_ingest.bagwrite, cifa_ingest.bagcheck;
+Our fixity engine builds and validates the bag (cifa_ingest.bag.write, cifa_ingest.bag.check;
 bagit-python checks the same bags in the tests). Values that come from outside (titles, names) are
 sanitised before they reach ``bag-info.txt``: a title with a newline and a colon must not be able
 to forge a field of its own.
@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__, bagcheck, bagwrite, sizes
-from cifa_ingest.bagwrite import tag_value
-from cifa_ingest.catalogue import Work
+from cifa_ingest import __version__, sizes
+from cifa_ingest.bag import check as bagcheck
+from cifa_ingest.bag import write as bagwrite
+from cifa_ingest.bag.write import tag_value
+from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.errors import PackagingError
 

@@ -15,7 +15,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from cifa_ingest import __version__, fixity
+from cifa_ingest import __version__
+from cifa_ingest.bag import fixity
 
 ALGORITHMS = ("sha256", "sha512")
 _MAX_TAG_VALUE = 1000
