@@ -196,7 +196,8 @@ class LocalFileServer:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode("ascii") if isinstance(host, bytes) else host
+        return f"http://{name}:{port}"
 
     @property
     def requests(self) -> list[Request]:

@@ -49,9 +49,9 @@ def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
             ),
         )
     known = set()
-    for agent in recorded.findall(premis._q("agent")):
-        root.append(agent)
-        value = agent.find(f"{premis._q('agentIdentifier')}/{premis._q('agentIdentifierValue')}")
+    for element in recorded.findall(premis._q("agent")):
+        root.append(element)
+        value = element.find(f"{premis._q('agentIdentifier')}/{premis._q('agentIdentifierValue')}")
         known.add(value.text if value is not None else None)
     for agent in auditors.values():
         if agent.identifier not in known:
