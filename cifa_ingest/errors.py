@@ -6,6 +6,11 @@ failed (``WorkFailed`` and its children).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cifa_ingest.fetch.failures import FetchErrorKind
+
 
 class CifaError(Exception):
     """Base of every error this package raises on purpose."""
@@ -43,13 +48,18 @@ class WorkFailed(CifaError):
 
 
 class FetchError(WorkFailed):
-    """The source could not be fetched. ``kind`` classifies why (see cifa_ingest.fetch.ytdlp.KINDS);
-    it is stored in the ledger with the work's outcome."""
+    """The source could not be fetched. ``kind`` classifies why
+    (:class:`cifa_ingest.fetch.failures.FetchErrorKind`); it is stored in the ledger with the
+    work's outcome. A kind given by its spelling (``"duplicate"``) is checked against the
+    enumeration here: an unknown one raises ValueError rather than reach the ledger."""
 
-    def __init__(self, message: str, kind: str = "error") -> None:
+    def __init__(self, message: str, kind: FetchErrorKind | str = "error") -> None:
+        # Imported here, not at the top: cifa_ingest.fetch.failures imports this module.
+        from cifa_ingest.fetch.failures import FetchErrorKind
+
         super().__init__(message)
         self.message = message
-        self.kind = kind
+        self.kind: FetchErrorKind = FetchErrorKind(kind)
 
 
 class FFmpegError(WorkFailed):

@@ -40,6 +40,7 @@ from cifa_ingest.errors import (
     ProofFailed,
 )
 from cifa_ingest.fetch import ytdlp as fetch
+from cifa_ingest.fetch.capture import Capture, SourceKey
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise import mediaconch as conformance
@@ -104,7 +105,7 @@ class Job:
     collection: str | None
     allow_private_sources: bool
     staging: Path
-    capture: fetch.Capture | None = None
+    capture: Capture | None = None
     normalised: normalise.Normalised | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -186,7 +187,7 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
     return None
 
 
-def _captured_sources(bag_dir: Path) -> list[fetch.SourceKey]:
+def _captured_sources(bag_dir: Path) -> list[SourceKey]:
     """The source keys a bag's capture record names. Records made before keys held addresses
     have none: the key is then made from the source's URL, as it is for a new capture."""
     try:
@@ -194,9 +195,9 @@ def _captured_sources(bag_dir: Path) -> list[fetch.SourceKey]:
         keys = []
         for source in capture.get("sources", []):
             extractor, source_id = str(source["extractor"]), str(source["source_id"])
-            key = fetch.SourceKey.of(extractor, source_id, str(source.get("url") or ""))
+            key = SourceKey.of(extractor, source_id, str(source.get("url") or ""))
             if source.get("address"):
-                key = fetch.SourceKey(extractor, source_id, str(source["address"]))
+                key = SourceKey(extractor, source_id, str(source["address"]))
             keys.append(key)
         return keys
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -204,14 +205,14 @@ def _captured_sources(bag_dir: Path) -> list[fetch.SourceKey]:
 
 
 def _captured_source_keys(bag_dir: Path) -> list[str]:
-    """The source keys (:class:`~cifa_ingest.fetch.ytdlp.SourceKey`) a bag's capture record names,
+    """The source keys (:class:`~cifa_ingest.fetch.capture.SourceKey`) a bag's capture record names,
     so
     that a bag registered after a crash still refuses a second copy of the same video under
     another URL."""
     return [key.key for key in _captured_sources(bag_dir)]
 
 
-def holder_of_source(ledger: Ledger, archive: Archive, key: fetch.SourceKey) -> str | None:
+def holder_of_source(ledger: Ledger, archive: Archive, key: SourceKey) -> str | None:
     """The work that holds the source video ``key``, if any.
 
     A ledger written before keys held addresses holds a generic source under its former key
@@ -257,7 +258,7 @@ def fetch_step(job: Job) -> Job:
     its media is requested."""
     ledger = Ledger(job.archive.ledger_path)
 
-    def refuse_known_source(source_key: fetch.SourceKey) -> None:
+    def refuse_known_source(source_key: SourceKey) -> None:
         holder = holder_of_source(ledger, job.archive, source_key)
         if holder is not None and holder != job.work.id:
             raise FetchError(

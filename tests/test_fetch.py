@@ -16,7 +16,8 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch.ytdlp import classify, fetch_work
+from cifa_ingest.fetch.failures import classify
+from cifa_ingest.fetch.ytdlp import fetch_work
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag, ffprobe, sha256
 

@@ -32,7 +32,8 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch.ytdlp import MAX_DOCUMENT_BYTES, _limit_document, fetch_work
+from cifa_ingest.fetch.request_policy import MAX_DOCUMENT_BYTES, limit_document
+from cifa_ingest.fetch.ytdlp import fetch_work
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag
 
@@ -242,7 +243,7 @@ def test_a_page_without_a_length_is_cut_off_at_the_cap(amount: int | None) -> No
     """A server that sends no Content-Length (chunked) is stopped once the cap is passed, read
     whole or in blocks, and the connection closed: memory stays bounded."""
     body = _Body(b"<html>" + b"x" * (MAX_DOCUMENT_BYTES + 10) + b"</html>")
-    response = _limit_document(
+    response = limit_document(
         Response(body, "http://films.example/page", {"Content-Type": "text/html; charset=utf-8"})
     )
     with pytest.raises(FetchError, match="larger than") as caught:
@@ -251,7 +252,7 @@ def test_a_page_without_a_length_is_cut_off_at_the_cap(amount: int | None) -> No
     assert caught.value.kind == "too-large"
     assert body.taken <= MAX_DOCUMENT_BYTES + (1 << 20) and body.closed
     film = _Body(b"\x00" * (MAX_DOCUMENT_BYTES + 10))
-    media = _limit_document(
+    media = limit_document(
         Response(film, "http://films.example/f.mp4", {"Content-Type": "video/mp4"})
     )
     assert len(media.read()) == MAX_DOCUMENT_BYTES + 10  # media is never limited

@@ -20,7 +20,7 @@ from cifa_ingest.archive.ledger import Ledger
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
-from cifa_ingest.fetch.ytdlp import SourceKey
+from cifa_ingest.fetch.capture import SourceKey
 from cifa_ingest.preserve import Outcome, _captured_source_keys, place_step, preserve_work
 from tests.helpers import assert_valid_preserved_bag, sha256
 

@@ -193,7 +193,7 @@ class Ledger:
 
     def work_for_source(self, source_key: str) -> str | None:
         """The work that holds the source video of this key (``Youtube:<id>``,
-        ``Generic:<address>``: :class:`cifa_ingest.fetch.ytdlp.SourceKey`), if any. Keys are
+        ``Generic:<address>``: :class:`cifa_ingest.fetch.capture.SourceKey`), if any. Keys are
         matched as
         stored; :func:`cifa_ingest.preserve.holder_of_source` also matches a key's former form."""
         with self._connect() as conn:

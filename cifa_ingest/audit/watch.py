@@ -39,6 +39,7 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import Ledger, SourceCheckRecord
 from cifa_ingest.config import Settings
 from cifa_ingest.errors import FetchError
+from cifa_ingest.fetch.failures import FetchErrorKind
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.fetch.ytdlp import probe_source
 
@@ -57,16 +58,17 @@ STATUSES = {
     "error": "anything else (no film found at the address, refused by the source policy, …)",
 }
 
-#: How a classified failure of the probe (``cifa_ingest.fetch.ytdlp.KINDS``) reads as a status.
+#: How a classified failure of the probe (:class:`~cifa_ingest.fetch.failures.FetchErrorKind`)
+#: reads as a status.
 _KIND_STATUS = {
-    "not-found": "gone",
-    "gone": "gone",
-    "private": "private",
-    "forbidden": "private",
-    "geo-blocked": "geo-blocked",
-    "network": "unreachable",
-    "server-error": "unreachable",
-    "rate-limited": "unreachable",
+    FetchErrorKind.NOT_FOUND: "gone",
+    FetchErrorKind.GONE: "gone",
+    FetchErrorKind.PRIVATE: "private",
+    FetchErrorKind.FORBIDDEN: "private",
+    FetchErrorKind.GEO_BLOCKED: "geo-blocked",
+    FetchErrorKind.NETWORK: "unreachable",
+    FetchErrorKind.SERVER_ERROR: "unreachable",
+    FetchErrorKind.RATE_LIMITED: "unreachable",
 }
 
 #: Durations closer than this are the same (a container's rounding, a remux), in seconds; a cut

@@ -5,7 +5,7 @@ Only http and https; host names only from an allow-list (``[fetch] allowed_hosts
 Loopback, private, link-local and other non-public addresses are refused unless explicitly allowed
 (the demo and tests serve films from 127.0.0.1): a catalogue entry, or a redirect sent by a source,
 must never turn the pipeline into a probe of the archive's own network. The policy is applied to
-every request yt-dlp makes, redirects included (``cifa_ingest.fetch.ytdlp``).
+every request yt-dlp makes, redirects included (:mod:`cifa_ingest.fetch.request_policy`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def check_source_allowed(url: str, *, allow_private: bool, resolve: bool = True)
         except OSError as exc:
             raise SourcePolicyError(f"{url}: cannot resolve host {host}: {exc}") from None
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            # An IPv6 address may carry its zone ("fe80::1%eth0"); only an AF_INET(6) address
+            # is asked for (proto TCP), so the host is text: str() only says so to the types.
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
             if not _is_public(address):
                 problem = f"host {host} resolves to non-public address {address}"
                 break

@@ -1,0 +1,205 @@
+"""The records of a capture: each file as received (:class:`ReceivedFile`), each HTTP exchange
+(:class:`HttpExchange`), each source as fetched (:class:`FetchedSource`), the whole capture
+(:class:`Capture`, the bag's ``capture.json``), and what identifies a source video whatever URL
+reached it (:class:`SourceKey`, :func:`source_address`: the ledger's ``source_keys``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import yt_dlp
+from yt_dlp.version import __version__ as YTDLP_VERSION
+
+
+@dataclass
+class ReceivedFile:
+    """One file as received: its name in the bag's ``original/`` folder, role, size, digests."""
+
+    name: str
+    role: str  # video+audio | video | audio | subtitle | thumbnail
+    bytes: int
+    sha256: str
+    sha512: str
+    format_id: str | None = None
+    language: str | None = None
+    source_url: str | None = None
+
+
+@dataclass
+class HttpExchange:
+    """One HTTP request of the capture and what the server said (its Date is the capture date)."""
+
+    url: str
+    status: int
+    date: str | None
+    last_modified: str | None
+    content_type: str | None
+    content_length: str | None
+    final_url: str | None = None
+
+
+#: Extractors whose "id" is not an identity the source gives the video but the last part of its
+#: address (yt-dlp's generic extractor: ``https://a.example/x/film.mp4`` is "film"), so that two
+#: films of one name at two addresses would have one id. A fixed list, not a test of the id
+#: against the URL: a platform's own id often is the URL's last part too (``youtu.be/<id>``,
+#: ``vimeo.com/<id>``), and those keys must not change.
+ADDRESS_NAMED_EXTRACTORS = frozenset({"Generic"})
+#: File name extensions by which a path names a file (yt-dlp's media, manifest and subtitle
+#: extensions, and pages): beside one, a query does not say which file, and is left out.
+_NAMED_BY_PATH = frozenset(yt_dlp.utils.KNOWN_EXTENSIONS) | {
+    "html", "htm", "xhtml", "ts", "m2ts", "mts", "mxf", "dv", "vob", "rm", "rmvb", "ogm",
+}  # fmt: skip
+#: Query parameters that never say which file: trackers' and click ids.
+_TRACKING = re.compile(
+    r"^(?:utm_\w*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid|mc_cid|mc_eid|_ga|_gl"
+    r"|ref_src|ref_url)$",
+    re.IGNORECASE,
+)
+
+
+def source_address(url: str) -> str:
+    """A URL as the key of the file it reaches: host (lower case, without the scheme's default
+    port) and path, no scheme (``http``/``https`` serve one file) and no fragment. The query is
+    kept only where the path names no file of its own (``get.php?id=7``, ``watch?v=…``), without
+    trackers' parameters and in a fixed order; beside a file's name (``film.mp4?from=playlist``)
+    it is a playlist's, a cache's or a tracker's, and is left out."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".")
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != default:
+        host = f"{host}:{port}"
+    path = parts.path or "/"
+    name = path.rsplit("/", 1)[-1]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    query = ""
+    if extension not in _NAMED_BY_PATH:
+        kept = [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not _TRACKING.match(k)
+        ]
+        query = urlencode(sorted(kept))
+    return f"{host}{path}" + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """What identifies a source video, whatever URL reached it: the archive preserves a video
+    once, and refuses a second work of the same video as a ``duplicate`` (the ledger's
+    ``source_keys``), before any of its media is requested.
+
+    The key is ``<extractor>:<id>`` where the extractor has ids of its own, as a platform does
+    (``Youtube:dQw4w9WgXcQ`` from youtube.com, youtu.be or a playlist alike): those keys are the
+    ones archives already hold, and stay as they are. Where the "id" is only the last part of the
+    address (:data:`ADDRESS_NAMED_EXTRACTORS`: a film on its maker's own site, a direct file), the
+    key is the address instead (``Generic:films.example.org/a/film.mp4``, see
+    :func:`source_address`), since two different films both called ``film.mp4`` would otherwise
+    be one key and the second refused. Such a source was keyed ``Generic:film`` before: that
+    ``former`` key may still be in a ledger, and matches only if the work holding it was captured
+    from the same address (:func:`cifa_ingest.preserve.holder_of_source`).
+    """
+
+    extractor: str
+    source_id: str
+    address: str | None = None  # for the address-named extractors only
+
+    @classmethod
+    def of(cls, extractor: str, source_id: str, url: str) -> SourceKey:
+        """The key of the video the extractor named ``source_id``, reached at ``url``."""
+        if extractor in ADDRESS_NAMED_EXTRACTORS:
+            return cls(extractor, source_id, source_address(url))
+        return cls(extractor, source_id)
+
+    @classmethod
+    def of_info(cls, info: dict[str, Any], url: str) -> SourceKey:
+        """The key of the video yt-dlp describes in ``info`` (its page's address, else ``url``)."""
+        return cls.of(
+            str(info.get("extractor_key") or info.get("extractor") or "unknown"),
+            str(info.get("id") or ""),
+            str(info.get("webpage_url") or url),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.extractor}:{self.address if self.address else self.source_id}"
+
+    @property
+    def former(self) -> str | None:
+        """The key this source had before keys held addresses (None if it is the same)."""
+        return f"{self.extractor}:{self.source_id}" if self.address else None
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass
+class FetchedSource:
+    """One source (a film, or one part of a film) as fetched."""
+
+    index: int
+    url: str
+    platform: str | None
+    label: str | None
+    extractor: str
+    source_id: str
+    title: str | None
+    duration: float | None
+    formats_chosen: list[str]
+    formats_available: list[dict[str, Any]]
+    files: list[ReceivedFile]
+    metadata_files: list[str]
+    http: list[HttpExchange]
+    requests_made: int = 0
+    attempts: int = 1
+    http_date: str | None = None  # the server's Date when the media was sent: the capture date
+    stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
+    #: The address in the key, for extractors whose ids are the address's last part (SourceKey).
+    address: str | None = None
+
+    @property
+    def identity(self) -> SourceKey:
+        return SourceKey(self.extractor, self.source_id, self.address)
+
+    @property
+    def source_key(self) -> str:
+        """What identifies the video at its source, whatever URL reached it (:class:`SourceKey`)."""
+        return self.identity.key
+
+    @property
+    def media(self) -> list[ReceivedFile]:
+        return [f for f in self.files if f.role in {"video+audio", "video", "audio"}]
+
+
+@dataclass
+class Capture:
+    """The capture record: what was fetched, from where, when, with what, and the event."""
+
+    work_id: str
+    started: str
+    finished: str = ""
+    tool: str = f"yt-dlp {YTDLP_VERSION}"
+    options: dict[str, Any] = field(default_factory=dict)
+    sources: list[FetchedSource] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["event"] = {
+            "type": "capture",
+            "date_time": self.finished,
+            "outcome": "success",
+            "detail": f"{len(self.sources)} source(s) fetched with {self.tool}, kept as received",
+            "agent": self.tool,
+        }
+        return record
+
+    @property
+    def source_keys(self) -> list[str]:
+        return [source.source_key for source in self.sources]

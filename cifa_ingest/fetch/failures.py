@@ -1,0 +1,192 @@
+"""How a failed fetch is classified: its kind (:class:`FetchErrorKind`), whether trying again may
+help, and how long the server asked us to wait.
+
+The kinds are published: stored in the ledger with a work's outcome
+(``work_outcomes.error_kind``), printed by ``--json``, shown in the reports and read by the watch
+(:mod:`cifa_ingest.audit.watch`). One enumeration holds them so that a misspelt kind is an error
+where it is written, not a new kind in the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
+from yt_dlp.utils import GeoRestrictedError, UnsupportedError
+
+from cifa_ingest.errors import FetchError, SourcePolicyError
+
+
+class FetchErrorKind(StrEnum):
+    """Why a fetch failed (``FetchError.kind``). The values are the spellings the ledger, the
+    ``--json`` output and the reports have always carried: never change one."""
+
+    NOT_FOUND = "not-found"
+    GONE = "gone"
+    PRIVATE = "private"
+    FORBIDDEN = "forbidden"
+    GEO_BLOCKED = "geo-blocked"
+    UNSUPPORTED = "unsupported"
+    REFUSED = "refused"
+    DUPLICATE = "duplicate"
+    TOO_LARGE = "too-large"
+    RATE_LIMITED = "rate-limited"
+    SERVER_ERROR = "server-error"
+    NETWORK = "network"
+    ERROR = "error"
+
+    @property
+    def description(self) -> str:
+        """What the kind means, for people (the README's list of kinds says the same)."""
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    FetchErrorKind.NOT_FOUND: "the source answers 404: no such page or file",
+    FetchErrorKind.GONE: "the source answers 410, or says the video was removed",
+    FetchErrorKind.PRIVATE: "the video is private or needs a login",
+    FetchErrorKind.FORBIDDEN: "the source answers 401/403",
+    FetchErrorKind.GEO_BLOCKED: "not available from the archive's country",
+    FetchErrorKind.UNSUPPORTED: "yt-dlp finds no film at this address",
+    FetchErrorKind.REFUSED: (
+        "the archive's source policy refused an address (host, scheme, private range)"
+    ),
+    FetchErrorKind.DUPLICATE: "the same source video is already preserved under another work",
+    # The limit is request_policy.MAX_DOCUMENT_BYTES, which imports this module; a test holds
+    # the two to the same number.
+    FetchErrorKind.TOO_LARGE: "the source's page or metadata is over 16 MiB",
+    FetchErrorKind.RATE_LIMITED: "429 Too Many Requests, still after every retry",
+    FetchErrorKind.SERVER_ERROR: "5xx, still after every retry",
+    FetchErrorKind.NETWORK: "connection failures, still after every retry",
+    FetchErrorKind.ERROR: "anything else",
+}
+
+
+class SourceRefused(RequestError):
+    """A request the source policy refused (:mod:`cifa_ingest.fetch.request_policy`); raised
+    before any connection is made. A yt-dlp RequestError, since yt-dlp expects its request
+    handlers to raise nothing else; classified as ``refused`` however deep yt-dlp wraps it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A classified failure: its kind, whether trying again may help, and the wait the server
+    asked for (Retry-After), if it did."""
+
+    kind: FetchErrorKind
+    transient: bool
+    retry_after: float | None = None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (yt-dlp nests errors several levels deep)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            stack.append(exc_info[1])
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException):
+            stack.append(cause)
+        stack.extend([current.__cause__, current.__context__])
+
+
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a Retry-After header asks for (a number, or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+#: What a source's own words say, where no status code does (platforms answer 200 with a
+#: message): read in this order.
+_MESSAGE_KINDS = [
+    (
+        re.compile(r"private video|sign in to confirm|members-only|login required", re.I),
+        FetchErrorKind.PRIVATE,
+    ),
+    (
+        re.compile(r"not available in your country|geo.?restrict|geo.?block", re.I),
+        FetchErrorKind.GEO_BLOCKED,
+    ),
+    (
+        re.compile(
+            r"has been removed|video unavailable|account .* terminated|no longer available", re.I
+        ),
+        FetchErrorKind.GONE,
+    ),
+    (re.compile(r"unsupported url", re.I), FetchErrorKind.UNSUPPORTED),
+]
+
+
+def classify(exc: BaseException) -> Problem:
+    """Which kind of failure ``exc`` is, and whether trying again may help."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, SourceRefused | SourcePolicyError):
+            return Problem(FetchErrorKind.REFUSED, transient=False)
+        if isinstance(cause, FetchError) and cause.kind != FetchErrorKind.ERROR:
+            return Problem(cause.kind, transient=False)
+    for cause in causes:
+        if isinstance(cause, HTTPError):
+            status = cause.status
+            if status == 404:
+                return Problem(FetchErrorKind.NOT_FOUND, transient=False)
+            if status == 410:
+                return Problem(FetchErrorKind.GONE, transient=False)
+            if status in (401, 403):
+                return Problem(FetchErrorKind.FORBIDDEN, transient=False)
+            if status == 429:
+                wait = _retry_after(cause.response.headers.get("Retry-After"))
+                return Problem(FetchErrorKind.RATE_LIMITED, transient=True, retry_after=wait)
+            if 500 <= status < 600:
+                wait = _retry_after(cause.response.headers.get("Retry-After"))
+                return Problem(FetchErrorKind.SERVER_ERROR, transient=True, retry_after=wait)
+    for cause in causes:
+        if isinstance(cause, GeoRestrictedError):
+            return Problem(FetchErrorKind.GEO_BLOCKED, transient=False)
+        if isinstance(cause, UnsupportedError):
+            return Problem(FetchErrorKind.UNSUPPORTED, transient=False)
+    text = " ".join(str(cause) for cause in causes)
+    for pattern, kind in _MESSAGE_KINDS:
+        if pattern.search(text):
+            return Problem(kind, transient=False)
+    for cause in causes:
+        if isinstance(cause, TransportError | ConnectionError | TimeoutError):
+            return Problem(FetchErrorKind.NETWORK, transient=True)
+    return Problem(FetchErrorKind.ERROR, transient=False)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def uncoloured(text: str) -> str:
+    """``text`` without the terminal colour codes yt-dlp puts into its messages: the log, the
+    ledger and the reports want the words."""
+    return _ANSI.sub("", text)
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of a yt-dlp error as the ledger keeps it: uncoloured, without yt-dlp's
+    ``ERROR:`` prefix and its trailing ``(caused by …)``, which repeats the cause."""
+    text = uncoloured(str(exc)).strip()
+    text = re.sub(r" \(caused by .*\)$", "", text)
+    return text.removeprefix("ERROR: ").strip() or type(exc).__name__
