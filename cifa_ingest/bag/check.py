@@ -9,7 +9,6 @@ this validator also passes the whole Library of Congress conformance suite.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import re
@@ -19,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.bag import fixity
-from cifa_ingest.bag.write import decode_path
+from cifa_ingest.bag import fixity, manifest
 
 #: code -> (severity, RFC 8493 section, what the rule says)
 CODES: dict[str, tuple[str, str, str]] = {
@@ -60,14 +58,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "W108": ("warning", "2.4", "md5 and sha1 are weak; RFC 8493 recommends sha256 or sha512"),
 }  # fmt: skip
 
-KNOWN_VERSIONS = {(0, 93), (0, 94), (0, 95), (0, 96), (0, 97), (1, 0)}
-ALGORITHMS = {"md5", "sha1", "sha224", "sha256", "sha384", "sha512"}
 SYSTEM_DEBRIS = {".ds_store", "thumbs.db", "desktop.ini", ".spotlight-v100", ".trashes"}
-_MANIFEST = re.compile(r"^(tag)?manifest-([a-z0-9]+)\.txt$")
-_BAGIT_LINES = (
-    re.compile(r"^BagIt-Version: (\d+)\.(\d+)$"),
-    re.compile(r"^Tag-File-Character-Encoding: (\S+)$"),
-)
 
 
 @dataclass(frozen=True)
@@ -135,114 +126,50 @@ class _Invalid(Exception):
     """Stops validation where nothing further can be read."""
 
 
-def _lines(text: str) -> list[str]:
-    return [line for line in re.split(r"\r\n|\n|\r", text)]
+def _report(problems: list[manifest.Problem], report: Report) -> None:
+    """The reader's problems as findings: the reader names the code, this module the rule."""
+    report.findings += [Finding.of(p.code, p.detail, p.path) for p in problems]
 
 
-def _read_declaration(bag: Path, report: Report) -> str:
-    path = bag / "bagit.txt"
-    if not path.is_file():
-        report.findings.append(Finding.of("E001", "bagit.txt is missing"))
+def _read_declaration(bag: Path, report: Report) -> manifest.Declaration:
+    """bagit.txt, or _Invalid: without a known version and encoding nothing else can be read."""
+    declaration = manifest.read_declaration(bag)
+    report.version = declaration.label
+    if declaration.problems:
+        _report(declaration.problems, report)
         raise _Invalid
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        report.findings.append(Finding.of("E003", "bagit.txt starts with a byte-order mark"))
-        raise _Invalid
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        report.findings.append(Finding.of("E002", "bagit.txt is not UTF-8 text"))
-        raise _Invalid from None
-    lines = [line for line in _lines(text) if line != ""]
-    matches = [p.match(line) for p, line in zip(_BAGIT_LINES, lines, strict=False)]
-    if len(lines) != 2 or not all(matches):
-        report.findings.append(Finding.of("E002", f"bagit.txt reads {text.strip()!r}"))
-        raise _Invalid
-    version = (int(matches[0].group(1)), int(matches[0].group(2)))  # type: ignore[union-attr]
-    report.version = f"{version[0]}.{version[1]}"
-    if version not in KNOWN_VERSIONS:
-        report.findings.append(Finding.of("E004", f"BagIt-Version {report.version}"))
-        raise _Invalid
-    encoding = matches[1].group(1)  # type: ignore[union-attr]
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        report.findings.append(Finding.of("E016", f"unknown encoding {encoding}"))
-        raise _Invalid from None
-    return encoding
+    return declaration
 
 
 def _read_tag_text(path: Path, encoding: str, report: Report) -> str | None:
-    try:
-        text = path.read_bytes().decode(encoding)
-    except UnicodeDecodeError:
-        report.findings.append(Finding.of("E016", f"{path.name} is not {encoding}", path.name))
-        return None
-    return text.removeprefix("\ufeff")
-
-
-def _normalise_path(raw: str, report: Report, manifest: str) -> str | None:
-    """A manifest path as a path inside the bag, or None (with a finding) when out of scope."""
-    path = raw
-    if report.version == "1.0":  # RFC 8493 §2.1.3: CR, LF and % are percent-encoded (only them)
-        path = decode_path(path)
-    if path.startswith("./"):
-        report.findings.append(Finding.of("W102", f"{manifest}: {raw!r}", raw))
-        path = path[2:]
-    parts = path.split("/")
-    if path.startswith(("/", "~")) or ".." in parts or re.match(r"^[A-Za-z]:", path):
-        report.findings.append(Finding.of("E008", f"{manifest}: {raw!r}", raw))
-        return None
-    return path
-
-
-def _read_manifest(path: Path, encoding: str, report: Report) -> dict[str, str] | None:
-    text = _read_tag_text(path, encoding, report)
-    if text is None:
-        return None
-    entries: dict[str, str] = {}
-    for number, line in enumerate(_lines(text), start=1):
-        if not line.strip():
-            continue
-        match = re.match(r"^([0-9A-Fa-f]+)(\s+)(\*?)(.+)$", line)
-        if not match:
-            report.findings.append(Finding.of("E007", f"{path.name} line {number}: {line!r}"))
-            continue
-        digest, _gap, star, raw_path = match.groups()
-        if star:
-            report.findings.append(Finding.of("W101", f"{path.name} line {number}", raw_path))
-        name = _normalise_path(raw_path, report, path.name)
-        if name is None:
-            continue
-        if name in entries:
-            same = entries[name] == digest.lower()
-            if same and report.version != "1.0":
-                report.findings.append(Finding.of("W105", f"{path.name}: {name}", name))
-            else:
-                report.findings.append(Finding.of("E012", f"{path.name}: {name}", name))
-            continue
-        entries[name] = digest.lower()
-    return entries
+    text, problems = manifest.read_tag_text(path, encoding)
+    _report(problems, report)
+    return text
 
 
 def _payload_files(bag: Path) -> dict[str, Path]:
     return {p.relative_to(bag).as_posix(): p for p in (bag / "data").rglob("*") if p.is_file()}
 
 
-def _fetch_paths(bag: Path, encoding: str, report: Report) -> set[str]:
+def _fetch_paths(bag: Path, declaration: manifest.Declaration, report: Report) -> set[str]:
+    """The payload paths fetch.txt lists; its paths follow the manifests' rules (RFC 8493 §2.2.3
+    refers to §2.1.3), so the manifest reader normalises them."""
     path = bag / "fetch.txt"
     if not path.is_file():
         return set()
-    text = _read_tag_text(path, encoding, report) or ""
+    text = _read_tag_text(path, declaration.reading_encoding, report) or ""
     listed = set()
-    for number, line in enumerate(_lines(text), start=1):
+    for number, line in enumerate(manifest.split_lines(text), start=1):
         if not line.strip():
             continue
         parts = line.split(None, 2)
         if len(parts) != 3 or not (parts[1] == "-" or parts[1].isdigit()):
             report.findings.append(Finding.of("E015", f"fetch.txt line {number}: {line!r}"))
             continue
-        name = _normalise_path(parts[2], report, "fetch.txt")
+        name, problems = manifest.normalise_path(
+            parts[2], "fetch.txt", percent_encoded=declaration.percent_encoded
+        )
+        _report(problems, report)
         if name is None:
             continue
         if not name.startswith("data/"):
@@ -259,7 +186,7 @@ def _bag_info(bag: Path, encoding: str, report: Report) -> dict[str, list[str]]:
         return info
     text = _read_tag_text(path, encoding, report) or ""
     label = None
-    for number, line in enumerate(_lines(text), start=1):
+    for number, line in enumerate(manifest.split_lines(text), start=1):
         if not line.strip():
             continue
         if line[0] in " \t" and label is not None:
@@ -291,29 +218,31 @@ def validate(bag: Path, *, fast: bool = False, workers: int | None = None) -> Re
 
 
 def _validate(bag: Path, report: Report, fast: bool, workers: int | None) -> None:
-    encoding = _read_declaration(bag, report)
+    declaration = _read_declaration(bag, report)
+    encoding = declaration.reading_encoding  # the declared one: known, or _Invalid above
     if not (bag / "data").is_dir():
         report.findings.append(Finding.of("E005", "no data/ directory"))
         raise _Invalid
     manifests: dict[str, dict[str, str]] = {}
     tag_manifests: dict[str, dict[str, str]] = {}
-    for path in sorted(bag.glob("*manifest-*.txt")):
-        match = _MANIFEST.match(path.name)
-        if not match or match.group(2) not in ALGORITHMS:
+    for path in manifest.manifest_paths(bag):
+        kind = manifest.manifest_kind(path.name)
+        if kind is None:
             report.findings.append(Finding.of("E018", path.name, path.name))
             continue
-        entries = _read_manifest(path, encoding, report)
-        if entries is None:
+        read = manifest.read_manifest(path, declaration)
+        _report(read.problems, report)
+        if not read.readable:
             continue
-        (tag_manifests if match.group(1) else manifests)[match.group(2)] = entries
-        if match.group(2) in {"md5", "sha1"}:
+        (tag_manifests if read.tag else manifests)[read.algorithm] = read.entries
+        if read.algorithm in {"md5", "sha1"}:
             report.findings.append(Finding.of("W108", path.name, path.name))
     if not manifests:
         report.findings.append(Finding.of("E006", "no manifest-ALGORITHM.txt"))
         raise _Invalid
 
     payload = _payload_files(bag)
-    fetchable = _fetch_paths(bag, encoding, report)
+    fetchable = _fetch_paths(bag, declaration, report)
     present_folded = defaultdict(list)
     for name in payload:
         present_folded[_folded(name)].append(name)

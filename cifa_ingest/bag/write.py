@@ -1,7 +1,8 @@
 """Writing bags with our fixity engine: ``cifa bag DIR`` turns a directory into a BagIt 1.0 bag in
 place, as ``bagit.py`` does, hashing every file once for sha256 and sha512 in parallel.
 
-Manifest paths are percent-encoded where RFC 8493 §2.1.3 asks (CR, LF and %), bag-info values are
+Manifest paths are percent-encoded where RFC 8493 §2.1.3 asks (CR, LF and %), by
+:mod:`cifa_ingest.bag.manifest`, which reads them back for every consumer; bag-info values are
 folded to one clean line (no field can be forged by a value), and the tag manifests cover every
 tag file. bagit-python validates what this writes, and this module's validator validates what
 bagit-python writes (see the tests).
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cifa_ingest import __version__
 from cifa_ingest.bag import fixity
+from cifa_ingest.bag.manifest import format_manifest
 
 ALGORITHMS = ("sha256", "sha512")
 _MAX_TAG_VALUE = 1000
@@ -37,24 +39,8 @@ def tag_value(text: str) -> str:
     return folded[:_MAX_TAG_VALUE]
 
 
-def encode_path(path: str) -> str:
-    """A manifest path per RFC 8493 §2.1.3: %, CR and LF percent-encoded."""
-    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-_ENCODED = re.compile(r"%(0[aAdD]|25)")
-_DECODED = {"0a": "\n", "0d": "\r", "25": "%"}
-
-
-def decode_path(path: str) -> str:
-    """The inverse of :func:`encode_path`, in one pass (so that a decoded % never starts a new
-    escape): %0A, %0D and %25 only, as RFC 8493 §2.1.3 defines."""
-    return _ENCODED.sub(lambda match: _DECODED[match.group(1).lower()], path)
-
-
 def _write_manifest(target: Path, entries: dict[str, str]) -> None:
-    lines = [f"{digest}  {encode_path(name)}\n" for name, digest in sorted(entries.items())]
-    target.write_text("".join(lines), encoding="utf-8")
+    target.write_text(format_manifest(entries), encoding="utf-8")
 
 
 def make_bag_in_place(
@@ -62,7 +48,7 @@ def make_bag_in_place(
     info: dict[str, str] | None = None,
     algorithms: tuple[str, ...] = ALGORITHMS,
     workers: int | None = None,
-) -> dict[str, fixity.Digests]:
+) -> dict[Path, fixity.Digests]:
     """Move the contents of ``directory`` into ``data/`` and write the bag's tag files."""
     directory = directory.absolute()
     if (directory / "bagit.txt").exists():
