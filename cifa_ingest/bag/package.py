@@ -19,6 +19,7 @@ from typing import Any
 
 from cifa_ingest import __version__, sizes
 from cifa_ingest.bag import check as bagcheck
+from cifa_ingest.bag import manifest
 from cifa_ingest.bag import write as bagwrite
 from cifa_ingest.bag.write import tag_value
 from cifa_ingest.catalogue.model import Work
@@ -150,18 +151,14 @@ class BagSummary:
 
 
 def payload_files(bag_dir: Path) -> list[tuple[str, int, str | None, str | None]]:
-    """Each payload file's (path, size, sha256, sha512), read from the bag's manifests."""
-    digests: dict[str, dict[str, str]] = {}
-    for algorithm in ("sha256", "sha512"):
-        manifest = bag_dir / f"manifest-{algorithm}.txt"
-        if not manifest.is_file():
-            continue
-        for line in manifest.read_text("utf-8").splitlines():
-            digest, _, raw = line.partition("  ")
-            digests.setdefault(bagwrite.decode_path(raw), {})[algorithm] = digest
+    """Each payload file's (path, size, sha256, sha512), read from the bag's manifests by the
+    one manifest reader, so the ledger and the audit name a file as the validator does. Lenient:
+    a malformed line is the validator's to report (the audit reads this of valid bags only)."""
+    entries, _problems = manifest.payload_entries(bag_dir)
     return [
         (path, (bag_dir / path).stat().st_size, found.get("sha256"), found.get("sha512"))
-        for path, found in sorted(digests.items())
+        for path, found in sorted(entries.items())
+        if "sha256" in found or "sha512" in found
     ]
 
 
@@ -170,8 +167,8 @@ def summarise_bag(bag_dir: Path) -> BagSummary:
     info = (bag_dir / "bag-info.txt").read_text("utf-8")
     oxum = re.search(r"^Payload-Oxum:\s*(\S+)", info, re.MULTILINE)
     digests = {}
-    for manifest in sorted(bag_dir.glob("*manifest-*.txt")):
-        digests[manifest.name] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    for path in manifest.manifest_paths(bag_dir):
+        digests[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
     by_role: dict[str, int] = {}
     for path in (bag_dir / "data").rglob("*"):
         if path.is_file():
