@@ -5,9 +5,10 @@ Why one: the validator, :func:`cifa_ingest.bag.package.payload_files` (the ledge
 audit's list of files) and the PREMIS record each read manifests their own way, and the three
 disagreed on the same bytes. ``str.splitlines`` cut a name at U+2028 or NEL, which RFC 8493 does
 not encode; ``partition("  ")`` needed exactly two spaces; bagit-python 1.9 decodes neither %25
-nor a lower-case %0a, so a film called "100% 流浪北京" was a file PREMIS could not find. Every
-consumer now reads through this module, so a path is the same path everywhere, and the encoding
-of a path (:func:`encode_path`) sits beside its decoding (:func:`decode_path`).
+nor a lower-case %0a, and it too ends a line at U+2028, so a film called "100% 流浪北京" was a
+file PREMIS could not find. Every consumer now reads through this module, so a path is the same
+path everywhere, and the encoding of a path (:func:`encode_path`) sits beside its decoding
+(:func:`decode_path`).
 
 The rules, as the validator has always applied them:
 
@@ -139,7 +140,11 @@ class Declaration:
     @property
     def percent_encoded(self) -> bool:
         """Whether manifest paths are percent-encoded: BagIt 1.0 on (RFC 8493 §2.1.3)."""
-        return (self.version or DEFAULT_VERSION) >= (1, 0)
+        return _percent_encoded(self.version)
+
+
+def _percent_encoded(version: tuple[int, int] | None) -> bool:
+    return (version or DEFAULT_VERSION) >= (1, 0)
 
 
 def split_lines(text: str) -> list[str]:
@@ -231,7 +236,7 @@ def parse_manifest(text: str, name: str, *, version: tuple[int, int] | None = No
     kind = manifest_kind(name)
     tag, algorithm = kind if kind else (name.startswith("tag"), "")
     manifest = Manifest(name, algorithm, tag)
-    version = version or DEFAULT_VERSION
+    percent_encoded = _percent_encoded(version)
     problems = manifest.problems
     for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
@@ -243,13 +248,13 @@ def parse_manifest(text: str, name: str, *, version: tuple[int, int] | None = No
         digest, _gap, star, raw_path = match.groups()
         if star:
             problems.append(Problem("W101", f"{name} line {number}", raw_path))
-        path, path_problems = normalise_path(raw_path, name, percent_encoded=version >= (1, 0))
+        path, path_problems = normalise_path(raw_path, name, percent_encoded=percent_encoded)
         problems += path_problems
         if path is None:
             continue
         if path in manifest.entries:
             same = manifest.entries[path] == digest.lower()
-            code = "W105" if same and version < (1, 0) else "E012"
+            code = "W105" if same and not percent_encoded else "E012"  # before 1.0: a warning
             problems.append(Problem(code, f"{name}: {path}", path))
             continue
         manifest.entries[path] = digest.lower()
