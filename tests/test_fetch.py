@@ -10,13 +10,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from yt_dlp.networking import Request, RequestHandler
 
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch.failures import classify
+from cifa_ingest.fetch import request_policy, ytdlp_internals
+from cifa_ingest.fetch.failures import FetchErrorKind, SourceRefused, classify
+from cifa_ingest.fetch.request_policy import MAX_DOCUMENT_BYTES
+from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.fetch.ytdlp import fetch_work
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag, ffprobe, sha256
@@ -282,6 +286,44 @@ def test_classify_reads_through_yt_dlp_wrapping() -> None:
     assert classify(FetchError("x", kind="duplicate")).kind == "duplicate"
     assert classify(ConnectionResetError()).transient
     assert not classify(ValueError("something else")).transient
+
+
+def test_fetch_error_kinds_keep_their_published_spellings() -> None:
+    """The ledger, ``--json`` and the reports carry these words: a member may be renamed, its
+    value never."""
+    assert [kind.value for kind in FetchErrorKind] == [
+        "not-found", "gone", "private", "forbidden", "geo-blocked", "unsupported", "refused",
+        "duplicate", "too-large", "rate-limited", "server-error", "network", "error",
+    ]  # fmt: skip
+    assert all(kind.description for kind in FetchErrorKind)
+    # failures.py cannot import the limit (request_policy imports failures): said twice, held here.
+    assert f"over {MAX_DOCUMENT_BYTES // 2**20} MiB" in FetchErrorKind.TOO_LARGE.description
+
+
+def test_a_fetch_error_of_an_unknown_kind_is_refused() -> None:
+    assert FetchError("x", kind="gone").kind is FetchErrorKind.GONE
+    assert FetchError("x").kind is FetchErrorKind.ERROR
+    with pytest.raises(ValueError, match="'no-such-kind' is not a valid FetchErrorKind"):
+        FetchError("x", kind="no-such-kind")
+
+
+def test_the_private_yt_dlp_handler_the_policy_is_built_on_is_still_there() -> None:
+    """yt-dlp has no public way to police the requests of its own handlers (ytdlp_internals says
+    why), so the source policy subclasses its private urllib handler. An upgrade of yt-dlp that
+    moves it, or changes what the policy overrides, must fail here and say so, not leave a fetch
+    unpoliced: ``urllib_handler()`` raises YtdlpInternalsChanged naming what is missing."""
+    urllib_handler = ytdlp_internals.urllib_handler()
+    assert issubclass(urllib_handler, RequestHandler)
+    assert urllib_handler.RH_KEY == "Urllib"
+    policed = request_policy.policy_handler(SourcePolicy(("films.example.org",)))
+    assert issubclass(policed, urllib_handler)
+    with policed(logger=None) as handler:
+        # Redirects are followed inside the opener _create_instance builds: the guard is in it.
+        opener = handler._create_instance(proxies={}, cookiejar=None)
+        assert any(isinstance(h, request_policy._RedirectGuard) for h in opener.handlers)
+        # A request the policy refuses goes through _send and is refused there, unsent.
+        with pytest.raises(SourceRefused, match="not a public address"):
+            handler.send(Request("http://10.1.2.3/film.mp4"))
 
 
 def test_hls_fragments_that_fail_are_retried(

@@ -60,6 +60,8 @@ def policy_handler(policy: SourcePolicy) -> Any:
     (a RequestHandler class, for ``YoutubeDL.build_request_director``)."""
     urllib_handler = ytdlp_internals.urllib_handler()
 
+    # A class known only when a fetch begins (ytdlp_internals checks it then): mypy cannot
+    # take a variable for a base class.
     class CifaPolicyRH(urllib_handler):  # type: ignore[misc, valid-type]
         def _send(self, request: Any) -> Any:
             try:
