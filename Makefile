@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint setup system-deps test-deps clean lock
+.PHONY: demo test test-slow lint docs setup system-deps test-deps clean lock
 
 demo: setup
 	$(VENV)/bin/cifa demo
@@ -20,6 +20,11 @@ test-slow: setup test-deps
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning (a broken
+# link, a page left out of the navigation). tests/test_docs.py builds it too.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 setup: system-deps $(STAMP)
 
