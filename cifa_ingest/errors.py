@@ -62,15 +62,69 @@ class FetchError(WorkFailed):
         self.kind: FetchErrorKind = FetchErrorKind(kind)
 
 
-class FFmpegError(WorkFailed):
-    """ffmpeg or ffprobe failed; the message carries the command line and ffmpeg's stderr."""
+#: ffmpeg's own programs: their failures say "ffmpeg exited with …", as they always have.
+_FFMPEG_PROGRAMS = frozenset({"ffmpeg", "ffprobe"})
 
-    def __init__(self, command: str, returncode: int, stderr: str) -> None:
+
+class FFmpegError(WorkFailed):
+    """An external program run by :mod:`cifa_ingest.tools.runner` failed: ffmpeg or ffprobe
+    above all, also mkvpropedit, MediaConch or MediaInfo (``tool``, the program's name). The
+    message carries the command line, to re-run by hand, and the tail of the program's stderr."""
+
+    def __init__(self, command: str, returncode: int, stderr: str, tool: str = "ffmpeg") -> None:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
-        super().__init__(f"ffmpeg exited with {returncode}: {command}\n{tail}")
+        said = "ffmpeg" if tool in _FFMPEG_PROGRAMS else tool
+        super().__init__(f"{said} exited with {returncode}: {command}\n{tail}")
         self.command = command
         self.returncode = returncode
         self.stderr = stderr
+        self.tool = tool
+
+
+class ToolMissing(FFmpegError):
+    """A program the pipeline needs is not installed (not on PATH); the message says how to
+    install it. An optional program (MediaConch, MediaInfo) is looked for first, and its check
+    recorded as not run where it is missing: this is for the programs the pipeline cannot do
+    without."""
+
+    def __init__(self, tool: str, install: str) -> None:
+        super().__init__(tool, 127, f"{tool} not found: {install}", tool=tool)
+        self.install = install
+
+
+class ToolStalled(FFmpegError):
+    """The runner killed a program because it stopped making progress (``problem``: ``no
+    progress for 600 s``), ran past its time limit (``timed out after 300 s``), or, reading
+    another's output through a pipe, was not done long after that one ended. Why it failed is
+    a fact carried here, not read back from the message; the message says it first (``ffmpeg
+    killed: no progress for 600 s``, :attr:`killed`), then the program's last words
+    (``output``)."""
+
+    def __init__(
+        self, command: str, returncode: int, problem: str, output: str, tool: str = "ffmpeg"
+    ) -> None:
+        super().__init__(command, returncode, f"{tool} killed: {problem}\n{output}", tool=tool)
+        self.problem = problem
+        self.output = output
+
+    @property
+    def killed(self) -> str:
+        """What the runner did and why: ``ffmpeg killed: no progress for 600 s``."""
+        return f"{self.tool} killed: {self.problem}"
+
+
+class UnknownSampleFormat(FFmpegError):
+    """ffprobe describes an audio stream by a sample format no lossless codec of the master is
+    chosen for (:data:`cifa_ingest.normalise.audio.LOSSLESS_AUDIO`): the film cannot be
+    normalised. A normalisation failure like ffmpeg's own (stored as such), with the message it
+    has always had, which names ffprobe, the program that described the stream."""
+
+    def __init__(self, stream: int, sample_fmt: str) -> None:
+        super().__init__(
+            "ffprobe", 0, f"audio {stream}: unknown sample format {sample_fmt!r}", tool="ffprobe"
+        )
+        self.stream = stream
+        self.sample_fmt = sample_fmt
 
 
 class ProofFailed(WorkFailed):

@@ -38,6 +38,7 @@ from cifa_ingest.errors import (
     InsufficientSpace,
     PackagingError,
     ProofFailed,
+    ToolStalled,
 )
 from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, SourceKey
@@ -623,6 +624,12 @@ def _disk_full(exc: BaseException) -> bool:
     return False
 
 
+def _classified_as(exc: CifaError) -> type[CifaError]:
+    """The class :data:`_STEP_ERROR_KINDS` classifies ``exc`` by: its own, or the one there it is
+    a kind of (a ToolMissing or an UnknownSampleFormat is an FFmpegError's kind)."""
+    return next((cls for cls in _STEP_ERROR_KINDS if isinstance(exc, cls)), type(exc))
+
+
 def _failure(exc: BaseException, step: str) -> tuple[str, str]:
     """The error message and kind stored for a work that failed in ``step``: ``disk-full`` for a
     full disk in any step (the message says in which), the fetch's own classification, the kind
@@ -631,8 +638,8 @@ def _failure(exc: BaseException, step: str) -> tuple[str, str]:
     text = str(exc).strip() or type(exc).__name__
     if _disk_full(exc):
         return f"disk full during {step}: {text}", "disk-full"
-    if isinstance(exc, FFmpegError) and exc.stderr.startswith("ffmpeg killed:"):  # stalled
-        return f"{exc.stderr.splitlines()[0]}, during {step}: {text}", "normalisation"
+    if isinstance(exc, ToolStalled):  # killed by the runner: no progress, or overdue
+        return f"{exc.killed}, during {step}: {text}", "normalisation"
     if isinstance(exc, FFmpegError) and exc.returncode < 0:  # a signal from outside: a crash
         try:
             name = signal.Signals(-exc.returncode).name
@@ -642,6 +649,6 @@ def _failure(exc: BaseException, step: str) -> tuple[str, str]:
     if isinstance(exc, FetchError):
         return text, exc.kind
     if isinstance(exc, CifaError):
-        return text, _STEP_ERROR_KINDS.get(type(exc), "error")
+        return text, _STEP_ERROR_KINDS.get(_classified_as(exc), "error")
     tool = "yt-dlp" if step == "fetch" else "the pipeline"
     return f"{step} failed unexpectedly ({tool} raised {type(exc).__name__}): {text}", "unexpected"

@@ -1,20 +1,24 @@
-"""The ffmpeg runner's pipe between two ffmpegs (the master's encode and its proof's decode),
-with the real ffmpeg: what it makes, the shell line it logs, and how it fails when the reading
-side exits or hangs (an ffmpeg wrapper on PATH makes it do so)."""
+"""The runner of every external program, with real programs: its pipe between two ffmpegs (the
+master's encode and its proof's decode), what it makes, the shell line it logs, and how it fails
+when the reading side exits or hangs (an ffmpeg wrapper on PATH makes it do so); and, for any
+program, its time limit, a non-zero exit, and a program that is not installed."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import ffmpeg
 import pytest
 
-from cifa_ingest.errors import FFmpegError
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.errors import FFmpegError, ToolMissing, ToolStalled
+from cifa_ingest.tools import runner
 from tests.helpers import processes_naming
 
 
@@ -41,7 +45,7 @@ def test_the_reader_reads_what_the_writer_writes_and_the_shell_line_does_the_sam
     tmp_path: Path,
 ) -> None:
     before = _open_fds()
-    run = ffmpeg_runner.run_ffmpeg_piped(_writer(tmp_path), _reader(tmp_path))
+    run = runner.run_ffmpeg_piped(_writer(tmp_path), _reader(tmp_path))
     assert _open_fds() == before, "both ends of the pipe are closed"
     read = (tmp_path / "read.framemd5").read_text("utf-8")
     assert read.count("\n0,") == 50
@@ -78,7 +82,7 @@ def test_a_reader_that_exits_is_named_in_the_error(tmp_path: Path, reader_fault)
     reader_fault("exit")
     before = _open_fds()
     with pytest.raises(FFmpegError, match="exited with 3") as caught:
-        ffmpeg_runner.run_ffmpeg_piped(_writer(tmp_path, seconds=3), _reader(tmp_path))
+        runner.run_ffmpeg_piped(_writer(tmp_path, seconds=3), _reader(tmp_path))
     assert "-i pipe:0" in str(caught.value)
     assert _open_fds() == before
     assert processes_naming(str(tmp_path)) == []
@@ -87,11 +91,10 @@ def test_a_reader_that_exits_is_named_in_the_error(tmp_path: Path, reader_fault)
 def test_a_hung_reader_stalls_the_writer_and_both_are_killed(tmp_path: Path, reader_fault) -> None:
     """The pipe fills, the writer waits, makes no progress and is killed; so is the reader."""
     reader_fault("hang")
-    progress = ffmpeg_runner.Progress("hung reader", 30, stall_seconds=2, interval=60)
-    with pytest.raises(FFmpegError, match="ffmpeg killed: no progress for 2 s"):
-        ffmpeg_runner.run_ffmpeg_piped(
-            _writer(tmp_path, seconds=30), _reader(tmp_path), progress=progress
-        )
+    progress = runner.Progress("hung reader", 30, stall_seconds=2, interval=60)
+    with pytest.raises(FFmpegError, match="ffmpeg killed: no progress for 2 s") as caught:
+        runner.run_ffmpeg_piped(_writer(tmp_path, seconds=30), _reader(tmp_path), progress=progress)
+    assert isinstance(caught.value, ToolStalled) and caught.value.problem == "no progress for 2 s"
     assert processes_naming(str(tmp_path)) == []
 
 
@@ -100,8 +103,81 @@ def test_a_reader_still_busy_after_its_writer_is_killed_after_the_grace(
 ) -> None:
     """A film small enough to fit in the pipe: the writer ends, the stopped reader does not."""
     reader_fault("hang")
-    with pytest.raises(FFmpegError, match="ffmpeg killed: not done 1 s after the command"):
-        ffmpeg_runner.run_ffmpeg_piped(
-            _writer(tmp_path, seconds=0.2), _reader(tmp_path), reader_grace=1
-        )
+    killed = "ffmpeg killed: not done 1 s after the command"
+    with pytest.raises(FFmpegError, match=killed) as caught:
+        runner.run_ffmpeg_piped(_writer(tmp_path, seconds=0.2), _reader(tmp_path), reader_grace=1)
+    assert isinstance(caught.value, ToolStalled)
+    assert caught.value.killed == "ffmpeg killed: not done 1 s after the command it reads"
     assert processes_naming(str(tmp_path)) == []
+
+
+# Any program: the runner's time limit, exit codes, missing programs, logged command lines.
+
+
+def test_a_program_past_its_time_limit_is_killed_and_says_so() -> None:
+    """The fact (killed by the runner, and why) is carried by the error's type and fields, not
+    only its words; the program is gone when the error is raised."""
+    started = time.monotonic()
+    with pytest.raises(ToolStalled) as caught:
+        runner.run([runner.executable("sleep"), "30"], timeout=0.5)
+    assert time.monotonic() - started < 10
+    stalled = caught.value
+    assert (stalled.tool, stalled.problem) == ("sleep", "timed out after 0.5 s")
+    assert stalled.killed == "sleep killed: timed out after 0.5 s"
+    assert stalled.returncode < 0  # killed, not exited
+    assert str(stalled).startswith(f"sleep exited with {stalled.returncode}: ")
+    assert "sleep killed: timed out after 0.5 s" in str(stalled)
+    assert processes_naming("sleep 30") == []
+
+
+def test_a_non_zero_exit_is_an_error_with_the_programs_words() -> None:
+    script = "echo 'what went wrong' >&2; exit 3"
+    with pytest.raises(FFmpegError) as caught:
+        runner.run(["sh", "-c", script])
+    assert not isinstance(caught.value, ToolStalled | ToolMissing)
+    assert (caught.value.tool, caught.value.returncode) == ("sh", 3)
+    command = shlex.join(["sh", "-c", script])
+    assert str(caught.value) == f"sh exited with 3: {command}\nwhat went wrong"
+
+
+def test_an_exit_code_that_is_a_finding_is_returned_when_asked() -> None:
+    """check=False: the caller reads the exit code (ffmpeg decoding a damaged master)."""
+    completed = runner.run([runner.executable("false")], check=False)
+    assert completed.returncode == 1
+
+
+def test_ffmpeg_and_ffprobe_errors_say_ffmpeg_as_they_always_have(tmp_path: Path) -> None:
+    with pytest.raises(FFmpegError) as caught:
+        runner.probe(tmp_path / "no such film.mkv")
+    assert caught.value.tool == "ffprobe"
+    assert str(caught.value).startswith("ffmpeg exited with 1: ")
+    assert "no such film.mkv" in str(caught.value)
+
+
+def test_a_missing_program_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolMissing) as caught:
+        runner.executable("ffmpeg")
+    assert caught.value.returncode == 127 and caught.value.tool == "ffmpeg"
+    assert str(caught.value) == (
+        "ffmpeg exited with 127: ffmpeg\nffmpeg not found: install ffmpeg (make setup does)"
+    )
+    with pytest.raises(ToolMissing, match="mkvpropedit not found: install mkvtoolnix"):
+        runner.executable("mkvpropedit")
+    # A command line naming a program that is not there: the same error, not an OSError.
+    with pytest.raises(ToolMissing, match="cifa-no-such-tool not found: install cifa-no-such"):
+        runner.run(["cifa-no-such-tool", "--version"])
+    assert runner.find("mediaconch") is None
+
+
+def test_the_logged_command_line_reruns_the_same_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the variables the program was given, quoted: pasted into a shell, it does the same."""
+    script = 'test "$CIFA_RUNNER_TEST" = "a b; c"'
+    with caplog.at_level(logging.DEBUG, logger="cifa_ingest.tools.runner"):
+        runner.run(["sh", "-c", script], env={"CIFA_RUNNER_TEST": "a b; c"})
+    logged = [r.getMessage().removeprefix("running: ") for r in caplog.records]
+    assert logged == [f"CIFA_RUNNER_TEST='a b; c' sh -c '{script}'"]
+    rerun = subprocess.run(["bash", "-c", logged[0]], check=False, env={"PATH": os.environ["PATH"]})
+    assert rerun.returncode == 0

@@ -36,7 +36,7 @@ from typing import Any
 import ffmpeg
 
 from cifa_ingest.config import NormaliseSettings
-from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
+from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed, UnknownSampleFormat
 from cifa_ingest.normalise import mediaconch as conformance
 from cifa_ingest.normalise import proof
 from cifa_ingest.normalise.format_policy import Action, Profile
@@ -622,7 +622,7 @@ def audio_codec(stream: dict[str, Any], index: int = 0) -> str:
     sample_fmt = stream.get("sample_fmt", "")
     codec = LOSSLESS_AUDIO.get(sample_fmt)
     if codec is None:
-        raise FFmpegError("ffprobe", 0, f"audio {index}: unknown sample format {sample_fmt!r}")
+        raise UnknownSampleFormat(index, sample_fmt)
     bits = audio_bits(stream)
     if codec == "wavpack" and sample_fmt in ("s32", "s32p") and bits and 16 < bits <= 24:
         codec = "flac"
@@ -1411,15 +1411,18 @@ def subtitles_to_webvtt(
     for index, (path, language) in enumerate(subtitle_files, start=1):
         label = language if language and language.replace("-", "").isalnum() else f"track{index}"
         target = access_dir / f"{stem}.{label}.vtt"
+        reason = None
         try:
             command = ffmpeg_runner.run_ffmpeg(
                 ffmpeg.input(str(path)).output(str(target), f="webvtt")
             )
-            if "-->" not in target.read_text("utf-8", "replace"):
-                target.unlink()
-                raise FFmpegError("ffmpeg", 0, "no subtitle cues in it")
         except FFmpegError as exc:
             reason = str(exc).splitlines()[-1].removeprefix(f"{path}: ")
+        else:
+            if "-->" not in target.read_text("utf-8", "replace"):
+                target.unlink()
+                reason = "no subtitle cues in it"
+        if reason is not None:
             log.warning("%s: subtitle %s is not usable: %s", stem, path.name, reason)
             if notes is not None:
                 notes.append(f"subtitle original/{path.name} not converted to WebVTT: {reason}")

@@ -1,9 +1,12 @@
-"""The one place where ffmpeg and ffprobe are run.
+"""The one place where external programs are run: ffmpeg and ffprobe, and mkvpropedit,
+MediaConch and MediaInfo.
 
 Every call is logged as a copy-pasteable command line (so an archivist can re-run exactly what the
-pipeline did), runs without a shell, and raises :class:`FFmpegError` with ffmpeg's own stderr when
-it fails. Command lines are built with ffmpeg-python; arguments are always a list, so no title or
-file name can become an option or a shell word.
+pipeline did), runs without a shell, has a time limit where one is given (the program is killed
+past it: :class:`ToolStalled`), and raises :class:`FFmpegError` with the program's own stderr when
+it exits non-zero. A program that is not installed is :class:`ToolMissing`, saying how to install
+it. ffmpeg's command lines are built with ffmpeg-python; arguments are always a list, so no title
+or file name can become an option or a shell word.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import ffmpeg
 
-from cifa_ingest.errors import FFmpegError
+from cifa_ingest.errors import FFmpegError, ToolMissing, ToolStalled
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +39,84 @@ log = logging.getLogger(__name__)
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "warning", "-y"]
 
 
+#: How to install each program the pipeline runs, for the error when one is missing.
+INSTALL = {
+    "ffmpeg": "install ffmpeg (make setup does)",
+    "ffprobe": "install ffmpeg (make setup does)",
+    "mkvpropedit": "install mkvtoolnix (make setup does); it writes the source's HDR metadata"
+    " (mastering display, content light level) into the master",
+    "mediaconch": "install mediaconch (make setup does); it checks masters against the archive's"
+    " policy",
+    "mediainfo": "install mediainfo (make setup does); it describes every file of a bag",
+}
+
+
 def executable(name: str) -> str:
-    """The path of ffmpeg or ffprobe, or FFmpegError saying how to install it."""
+    """The path of a program the pipeline cannot do without, or :class:`ToolMissing` saying how
+    to install it."""
     found = shutil.which(name)
     if not found:
-        raise FFmpegError(name, 127, f"{name} not found: install ffmpeg (make setup does)")
+        raise ToolMissing(name, INSTALL.get(name, f"install {name}"))
     return found
 
 
-def run(
-    args: list[str], *, timeout: float | None = None, hand_over_fds: tuple[int, ...] = ()
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``args`` (program first), log it, and raise FFmpegError on a non-zero exit.
+def find(name: str) -> str | None:
+    """The path of an optional program (MediaConch, MediaInfo), None where it is not installed:
+    its caller records its check as not run, never as passed."""
+    return shutil.which(name)
 
+
+def tool_name(args: list[str]) -> str:
+    """The program's name (``ffprobe``), for messages, from its command line's first word."""
+    return Path(args[0]).name
+
+
+def command_line(args: list[str], env: dict[str, str] | None = None) -> str:
+    """``args`` as one shell line to re-run by hand, the variables in ``env`` set before it."""
+    assignments = [f"{name}={shlex.quote(value)}" for name, value in (env or {}).items()]
+    return " ".join([*assignments, shlex.join(args)])
+
+
+def run(
+    args: list[str],
+    *,
+    timeout: float | None = None,
+    hand_over_fds: tuple[int, ...] = (),
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``args`` (program first) and log it; FFmpegError, with the program's stderr, on a
+    non-zero exit; :class:`ToolStalled` if it runs past ``timeout`` seconds (it is killed).
+
+    ``env`` is added to this process's environment for the program (and to the logged line).
+    ``check=False`` is for a program whose exit code is itself a finding, not a failure of the
+    run (ffmpeg decoding a damaged master): the caller reads ``returncode``.
     ``hand_over_fds`` are given to the program and closed here once it has them (see
     :func:`_spawn`)."""
-    command = shlex.join(args)
+    command = command_line(args, env)
     log.debug("running: %s", command)
-    process = _spawn(args, hand_over_fds, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = _spawn(
+        args,
+        hand_over_fds,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env} if env else None,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         _, late = process.communicate()
         text = late.decode("utf-8", "replace")
-        raise FFmpegError(command, -1, f"timed out after {timeout} s\n{text}") from None
+        raise ToolStalled(
+            command, process.returncode, f"timed out after {timeout} s", text, tool_name(args)
+        ) from None
     if process.returncode != 0:
-        raise FFmpegError(command, process.returncode, stderr.decode("utf-8", "replace"))
+        if check:
+            raise FFmpegError(
+                command, process.returncode, stderr.decode("utf-8", "replace"), tool_name(args)
+            )
+        log.debug("exited with %d (for the caller to read): %s", process.returncode, command)
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 
 
@@ -71,10 +125,15 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``args`` with ``hand_over_fds`` open in it, and close them here whatever happens: a
     pipe's reader sees its end only once no process but the writer holds the writing end."""
+    tool = tool_name(args)
     try:
         return subprocess.Popen(args, pass_fds=hand_over_fds, **popen)
+    except FileNotFoundError as exc:
+        if exc.filename != args[0]:
+            raise FFmpegError(shlex.join(args), 127, str(exc), tool) from None
+        raise ToolMissing(tool, INSTALL.get(tool, f"install {tool}")) from None
     except OSError as exc:
-        raise FFmpegError(shlex.join(args), 127, str(exc)) from None
+        raise FFmpegError(shlex.join(args), 127, str(exc), tool) from None
     finally:
         for fd in hand_over_fds:
             os.close(fd)
@@ -204,18 +263,28 @@ def run_ffmpeg_piped(
             except FFmpegError as exc:
                 _end(reading, grace=3)  # it sees the end of its input: only for its last words
                 if reading.returncode:
+                    words = (
+                        f"the command reading its pipe exited with {reading.returncode}:"
+                        f" {_read_back(reader_stderr)}"
+                    )
+                    if isinstance(exc, ToolStalled):  # it stays what it was, with more words
+                        raise ToolStalled(
+                            exc.command,
+                            exc.returncode,
+                            exc.problem,
+                            f"{exc.output}\n{words}",
+                            exc.tool,
+                        ) from None
                     raise FFmpegError(
-                        exc.command,
-                        exc.returncode,
-                        f"{exc.stderr}\nthe command reading its pipe exited with"
-                        f" {reading.returncode}: {_read_back(reader_stderr)}",
+                        exc.command, exc.returncode, f"{exc.stderr}\n{words}"
                     ) from None
                 raise
             if not _end(reading, grace=reader_grace):
-                raise FFmpegError(
+                raise ToolStalled(
                     shlex.join(reader_args),
                     -9,
-                    f"ffmpeg killed: not done {reader_grace:.0f} s after the command it reads",
+                    f"not done {reader_grace:.0f} s after the command it reads",
+                    "",
                 )
             if reading.returncode != 0:
                 raise FFmpegError(
@@ -323,7 +392,7 @@ def _run_with_progress(
         stderr.seek(0)
         text = stderr.read().decode("utf-8", "replace")
     if problem:
-        raise FFmpegError(command, returncode, f"ffmpeg killed: {problem}\n{text}")
+        raise ToolStalled(command, returncode, problem, text)
     if returncode != 0:
         raise FFmpegError(command, returncode, text)
 
