@@ -27,7 +27,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-from cifa_ingest.pipelines import deployments
 
 from cifa_ingest import cli
 from cifa_ingest.archive.layout import Archive
@@ -36,6 +35,7 @@ from cifa_ingest.catalogue.one_off import work_for_job
 from cifa_ingest.config import Settings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import ConfigError, InputError
+from cifa_ingest.pipelines import deployments
 from tests.helpers import assert_valid_preserved_bag
 
 BIN = Path(sys.executable).parent

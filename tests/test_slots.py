@@ -150,10 +150,10 @@ def test_parallel_works_wait_for_an_encode_slot_and_one_video_is_placed_once(
     import threading
 
     import yaml
-    from cifa_ingest.pipelines.flows import nightly_ingest, reports_of_state
 
     from cifa_ingest.config import Settings, load_settings
     from cifa_ingest.demo import films as demo
+    from cifa_ingest.pipelines.flows import nightly_ingest, reports_of_state
     from cifa_ingest.preserve import Outcome
     from tests.helpers import assert_valid_preserved_bag
 
