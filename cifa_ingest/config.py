@@ -19,16 +19,16 @@ import atexit
 import contextlib
 import functools
 import importlib.resources
-import importlib.util
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cifa_ingest.errors import ConfigError
+from cifa_ingest.prefect_internals import cron_taken_by_prefect
 
 DEFAULT_CONFIG_PATH = Path("config/cifa.toml")
 #: The policy files shipped in the package (``cifa_ingest/policies/``, package data).
@@ -111,28 +111,6 @@ class NormaliseSettings(_Section):
     progress_interval_seconds: float = Field(default=10, gt=0)
 
 
-@functools.cache
-def _prefect_croniter() -> Any:
-    """The croniter class Prefect's scheduler parses cron expressions with (its vendored copy),
-    loaded from Prefect's own file without importing Prefect, which takes most of a second that
-    commands reading the settings should not spend. None when that file is not where Prefect 3
-    keeps it: :func:`_prefect_refusal` then decides every expression."""
-    spec = importlib.util.find_spec("prefect")  # finds the package without running it
-    folders = spec.submodule_search_locations if spec else None
-    if not folders:
-        return None
-    source = Path(folders[0]) / "_vendor" / "croniter" / "croniter.py"
-    module_spec = importlib.util.spec_from_file_location("_cifa_prefect_croniter", source)
-    if not source.is_file() or module_spec is None or module_spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-        return module.croniter
-    except Exception:  # a Prefect whose copy no longer loads alone: ask Prefect itself
-        return None
-
-
 def _prefect_refusal(**schedule: str) -> str | None:
     """Why Prefect refuses this cron schedule (its ``CronSchedule``, as its server checks the
     schedules it is given), or None when it takes it. Imports Prefect: called only when the
@@ -149,15 +127,10 @@ def _prefect_refusal(**schedule: str) -> str | None:
 def _valid_cron(value: str) -> str:
     """A cron expression Prefect's scheduler takes (minute hour day month weekday; croniter's
     extensions too), checked when the settings are read, not when ``cifa serve`` starts or at
-    2 a.m. The quick check is Prefect's own (``validate_cron_string``: its croniter, and no
-    random or hashed fields); Prefect has the last word on what it refuses, and names why."""
-    croniter = _prefect_croniter()
-    taken = (
-        croniter is not None
-        and croniter.is_valid(value)
-        and not any(field.casefold() in ("r", "h") for field in value.split())
-    )
-    if not taken and (refusal := _prefect_refusal(cron=value)):
+    2 a.m. The quick check is Prefect's own rule on its own croniter, without importing Prefect
+    (:mod:`cifa_ingest.prefect_internals`, the one use of Prefect's private parts, and why);
+    Prefect has the last word on what it refuses, and names why."""
+    if not cron_taken_by_prefect(value) and (refusal := _prefect_refusal(cron=value)):
         raise ValueError(f"Prefect's scheduler refuses it: {refusal}")
     return value
 
