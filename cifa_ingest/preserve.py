@@ -44,8 +44,8 @@ from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, SourceKey
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
-from cifa_ingest.normalise import mediaconch as conformance
 from cifa_ingest.normalise.format_policy import load_policy
+from cifa_ingest.tools import mediainfo
 from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ def package_step(job: Job) -> Job:
         for path in sorted((job.bag_dir / folder).glob("*"))
     ]
     technical = {p.relative_to(job.bag_dir).as_posix(): _technical(p) for p in payload}
-    described = {p.relative_to(job.bag_dir).as_posix(): conformance.mediainfo(p) for p in payload}
+    described = {p.relative_to(job.bag_dir).as_posix(): mediainfo.describe(p) for p in payload}
     documents = {
         "descriptive.json": package.descriptive_record(job.work, job.collection),
         "permission.json": job.work.permission.record(),  # full: the bag keeps it

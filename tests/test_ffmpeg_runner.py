@@ -1,7 +1,8 @@
 """The runner of every external program, with real programs: its pipe between two ffmpegs (the
 master's encode and its proof's decode), what it makes, the shell line it logs, and how it fails
 when the reading side exits or hangs (an ffmpeg wrapper on PATH makes it do so); and, for any
-program, its time limit, a non-zero exit, and a program that is not installed."""
+program, its time limit, a non-zero exit, a program that is not installed, and the optional
+programs (MediaConch, MediaInfo) recorded as not run where they are missing or fail."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 import ffmpeg
 import pytest
 
+from cifa_ingest.config import load_settings, mediaconch_policy_path
 from cifa_ingest.errors import FFmpegError, ToolMissing, ToolStalled
-from cifa_ingest.tools import runner
+from cifa_ingest.normalise import mediaconch
+from cifa_ingest.tools import mediainfo, runner
 from tests.helpers import processes_naming
 
 
@@ -181,3 +184,27 @@ def test_the_logged_command_line_reruns_the_same_command(
     assert logged == [f"CIFA_RUNNER_TEST='a b; c' sh -c '{script}'"]
     rerun = subprocess.run(["bash", "-c", logged[0]], check=False, env={"PATH": os.environ["PATH"]})
     assert rerun.returncode == 0
+
+
+def test_missing_optional_programs_are_recorded_as_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MediaConch and MediaInfo are optional: without them, the check is not run (and says why)
+    and there is no description, never a pass."""
+    master = tmp_path / "film.mkv"
+    master.write_bytes(b"not looked at")
+    policy = mediaconch_policy_path(load_settings())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    check = mediaconch.check_master(master, policy)
+    assert (check.outcome, check.detail) == ("not-run", "MediaConch is not installed")
+    assert mediainfo.describe(master) is None
+
+
+@pytest.mark.skipif(not shutil.which("mediaconch"), reason="MediaConch is not installed")
+def test_a_mediaconch_run_that_fails_is_a_check_not_run(tmp_path: Path) -> None:
+    """MediaConch exits non-zero when it cannot read the file: the check is not run, with
+    MediaConch's words, never a pass, and the work goes on."""
+    check = mediaconch.check_master(tmp_path / "gone.mkv", mediaconch_policy_path(load_settings()))
+    assert check.outcome == "not-run"
+    assert check.detail is not None and check.detail.startswith("no report: ")
+    assert "gone.mkv" in check.detail

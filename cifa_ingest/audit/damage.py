@@ -4,18 +4,27 @@ When a master's checksum fails, a conservator needs to know whether three frames
 are lost. Decoding the master with CRC checks on (``-err_detect crccheck``) makes FFV1's decoder
 report every slice whose CRC does not match, with the time of its frame; the packets' timestamps
 turn times into frame numbers. Used by ``cifa inspect BAG`` and by the audit.
+
+Both programs run through the one runner (:mod:`cifa_ingest.tools.runner`): logged, with a time
+limit. The decode's exit code is a finding, not a failure of the inspection: a master too damaged
+to decode to its end makes ffmpeg exit non-zero, and the inspection says so.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.tools import runner
+
+#: The decode's time limit: a fixed allowance, and one second per frame (FFV1 decodes hundreds of
+#: standard-definition frames a second on one core, dozens of 1080p ones): a hung decode ends,
+#: a feature-length master of any size is inspected.
+DECODE_BASE_SECONDS = 600
+DECODE_SECONDS_PER_FRAME = 1.0
 
 _CRC = re.compile(r"slice CRC mismatch [0-9A-Fa-f]+!\s*at (\d+(?:\.\d+)?) seconds")
 
@@ -58,8 +67,8 @@ class Inspection:
 
 def _frame_times(master: Path) -> list[float]:
     """The presentation time of every video packet (FFV1 is intra-only: a packet is a frame)."""
-    completed = ffmpeg_runner.run(
-        [ffmpeg_runner.executable("ffprobe"), "-v", "error", "-select_streams", "v:0",
+    completed = runner.run(
+        [runner.executable("ffprobe"), "-v", "error", "-select_streams", "v:0",
          "-show_entries", "packet=pts_time", "-of", "csv=p=0", "--", str(master)]
     )  # fmt: skip
     times = []
@@ -79,10 +88,11 @@ def _frame_at(times: list[float], time: float) -> int:
 def inspect_master(master: Path, name: str | None = None) -> Inspection:
     """Decode ``master`` with slice CRC checks and say which frames are damaged."""
     times = _frame_times(master)
-    completed = subprocess.run(
-        [ffmpeg_runner.executable("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
+    completed = runner.run(
+        [runner.executable("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
          "-err_detect", "crccheck", "-i", str(master), "-map", "0:v", "-f", "null", "-"],
-        capture_output=True, check=False,
+        timeout=DECODE_BASE_SECONDS + DECODE_SECONDS_PER_FRAME * len(times),
+        check=False,
     )  # fmt: skip
     result = Inspection(master=name or master.name, frames=len(times))
     by_frame: dict[int, DamagedFrame] = {}
@@ -95,6 +105,8 @@ def inspect_master(master: Path, name: str | None = None) -> Inspection:
         if not _CRC.search(line) and line.strip():
             result.other_errors.append(line.strip())
     result.damaged = [by_frame[k] for k in sorted(by_frame)]
+    if completed.returncode != 0:
+        result.other_errors.append(f"ffmpeg exited with {completed.returncode}")
     return result
 
 

@@ -41,6 +41,7 @@ from cifa_ingest.normalise import mediaconch as conformance
 from cifa_ingest.normalise import proof
 from cifa_ingest.normalise.format_policy import Action, Profile
 from cifa_ingest.normalise.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE, PCM_OF
+from cifa_ingest.tools import mediainfo
 from cifa_ingest.tools import runner as ffmpeg_runner
 
 log = logging.getLogger(__name__)
@@ -527,7 +528,7 @@ def missed_titles(originals: list[Path], probes: list[dict[str, Any]]) -> list[t
     for number, (original, probe) in enumerate(zip(originals, probes, strict=True)):
         if not str(probe.get("format", {}).get("format_name", "")).startswith("mov,mp4"):
             continue
-        for track in (conformance.mediainfo(original) or {}).get("media", {}).get("track", []):
+        for track in (mediainfo.describe(original) or {}).get("media", {}).get("track", []):
             order, title = str(track.get("StreamOrder", "")), track.get("Title")
             if order.isdigit() and title:
                 titles[number, int(order)] = str(title)

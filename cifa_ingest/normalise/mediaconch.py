@@ -1,27 +1,30 @@
-"""Conformance of masters to the archive's MediaConch policy, and MediaInfo's description of files.
+"""Conformance of masters to the archive's MediaConch policy.
 
-Both tools are optional (Debian packages ``mediaconch`` and ``mediainfo``; ``make setup`` installs
-them): where one is missing, the check is recorded as not run, never silently as passed.
-MediaConch's exit code does not say whether a policy passed, so the outcome is read from its XML
-report.
+MediaConch is optional (Debian package ``mediaconch``; ``make setup`` installs it): where it is
+missing, or its run fails (it exits non-zero when it cannot read a file or the policy, or runs past
+its time limit), the check is recorded as not run, with why, never silently as passed.
+MediaConch's exit code does not say whether a policy passed (it exits 0 for a file that fails
+it), so the outcome is read from its XML report. It runs through the one runner
+(:mod:`cifa_ingest.tools.runner`): logged, with a time limit, its exit code checked.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
+import logging
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cifa_ingest.errors import ConfigError
+from cifa_ingest.errors import ConfigError, FFmpegError
+from cifa_ingest.tools import runner
+
+log = logging.getLogger(__name__)
 
 POLICY_NAME = "mediaconch-master-policy.xml"
 _NS = {"mc": "https://mediaarea.net/mediaconch"}
+#: Seconds a check may take: MediaConch reads the whole master.
+CHECK_TIMEOUT = 3600
 
 
 @dataclass
@@ -36,7 +39,12 @@ class PolicyCheck:
 
 
 def _version(tool: str) -> str:
-    out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False).stdout
+    """MediaConch's version line (its last), for the record of what checked a master; its
+    program's name where it does not say."""
+    try:
+        out = runner.run([tool, "--version"], timeout=60).stdout.decode("utf-8", "replace")
+    except FFmpegError:
+        return tool
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     return lines[-1] if lines else tool
 
@@ -48,7 +56,7 @@ def check_master(master: Path, policy: Path | None) -> PolicyCheck:
         return PolicyCheck("not-run", POLICY_NAME, detail="no MediaConch policy was given")
     if not policy.is_file():
         raise ConfigError(f"MediaConch policy {policy} does not exist")
-    tool = shutil.which("mediaconch")
+    tool = runner.find("mediaconch")
     if tool is None:
         return PolicyCheck("not-run", policy.name, detail="MediaConch is not installed")
     # MediaConch keeps a database of every file it has seen in the user's home, shared by every
@@ -56,11 +64,18 @@ def check_master(master: Path, policy: Path | None) -> PolicyCheck:
     # registered there is answered from it rather than read again. Each check gets a home of its
     # own, thrown away afterwards, so every master is read and judged afresh.
     with tempfile.TemporaryDirectory(prefix="cifa-mediaconch-") as home:
-        completed = subprocess.run(
-            [tool, "-p", str(policy), "-fx", "--", str(master)],
-            capture_output=True, check=False, timeout=3600,
-            env={**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
-        )  # fmt: skip
+        try:
+            completed = runner.run(
+                [tool, "-p", str(policy), "-fx", "--", str(master)],
+                timeout=CHECK_TIMEOUT,
+                env={"HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
+            )
+        except FFmpegError as exc:
+            log.warning("%s: MediaConch did not check it: %s", master.name, exc)
+            stderr = exc.stderr.strip()
+            return PolicyCheck(
+                "not-run", policy.name, _version(tool), detail=f"no report: {stderr}"
+            )
     try:
         root = ET.fromstring(completed.stdout)
     except ET.ParseError:
@@ -75,17 +90,3 @@ def check_master(master: Path, policy: Path | None) -> PolicyCheck:
         if rule.get("outcome") != "pass"
     ]
     return PolicyCheck(str(verdict.get("outcome")), policy.name, _version(tool), failed)
-
-
-def mediainfo(path: Path) -> dict[str, Any] | None:
-    """MediaInfo's JSON description of a file, or None where MediaInfo is not installed."""
-    tool = shutil.which("mediainfo")
-    if tool is None:
-        return None
-    completed = subprocess.run(
-        [tool, "--Output=JSON", "--", str(path)], capture_output=True, check=False, timeout=600
-    )
-    try:
-        return json.loads(completed.stdout)
-    except json.JSONDecodeError:
-        return None
