@@ -26,7 +26,7 @@ from pathlib import Path
 from cifa_ingest import __version__
 from cifa_ingest.archive import slots
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import BagRecord, Ledger, now
+from cifa_ingest.archive.ledger import BagRecord, Ledger, Outcome, now
 from cifa_ingest.bag import package
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings, format_policy_path, locks_dir, mediaconch_policy_path
@@ -45,18 +45,53 @@ from cifa_ingest.fetch.capture import Capture, SourceKey
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
-from cifa_ingest.tools import mediainfo
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.tools import mediainfo, runner
 
 log = logging.getLogger(__name__)
 
 
-class Outcome(StrEnum):
-    PRESERVED = "preserved"
-    ALREADY_PRESERVED = "already-preserved"
-    FAILED = "failed"
-    NOT_PERMITTED = "not-permitted"
-    AWAITING_SOURCE = "awaiting-source"
+# ``Outcome``, what a run did to a work, is the ledger's word (cifa_ingest.archive.ledger),
+# imported above; ``cifa_ingest.preserve.Outcome`` is the same class.
+
+
+class Step(StrEnum):
+    """A work's steps, by the names its error messages (``disk full during fetch: …``) and the
+    Prefect tasks (``pipelines/flows.py``) give them: ``start`` makes the staging folder, then
+    each of :data:`STEPS` (its function is named ``<step>_step``), then ``place``."""
+
+    START = "start"
+    FETCH = "fetch"
+    NORMALISE = "normalise"
+    PACKAGE = "package"
+    PLACE = "place"
+
+    @classmethod
+    def of(cls, step: Callable[..., object]) -> Step:
+        """The step a step function is (``fetch_step``: ``fetch``)."""
+        return cls(step.__name__.removesuffix("_step"))
+
+
+class StepErrorKind(StrEnum):
+    """Why a work failed, as stored in the ledger (``work_outcomes.error_kind``) and shown in
+    ``--json``, the reports and ``cifa status``, for a failure the fetch did not classify itself
+    (a fetch failure carries its own kind, :class:`~cifa_ingest.errors.FetchError`'s)."""
+
+    #: A full disk, a quota or the file size limit, in any step (the message says which).
+    DISK_FULL = "disk-full"
+    #: ffmpeg or ffprobe failed, stalled or was killed.
+    NORMALISATION = "normalisation"
+    #: The master is not lossless against its source.
+    PROOF_FAILED = "proof-failed"
+    #: The archive's disk cannot hold the master (estimated before encoding).
+    DISK_SPACE = "disk-space"
+    #: The bag could not be built or did not validate.
+    PACKAGING = "packaging"
+    #: The archive holds something unexpected for this work.
+    ARCHIVE = "archive"
+    #: One of our errors of no more precise kind.
+    ERROR = "error"
+    #: A bug, or a library raising what it does not document.
+    UNEXPECTED = "unexpected"
 
 
 @dataclass
@@ -319,7 +354,7 @@ def _technical(path: Path) -> dict[str, object]:
     described by the reason, not a failed work: it is kept as received, and the film with it.
     A master or access copy that cannot be read still fails the work."""
     try:
-        return ffmpeg_runner.probe(path)
+        return runner.probe(path)
     except FFmpegError as exc:
         if path.parent.name != "original":
             raise
@@ -365,7 +400,7 @@ def package_step(job: Job) -> Job:
 def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
     """metadata/normalisation.json: per film or part, the policy's decision, every file made with
     the exact ffmpeg command, the storage factor, the proof, and the events for PREMIS."""
-    events = []
+    events: list[dict[str, object]] = []
     for group in normalised.groups:
         # What the master could not carry, and what it keeps as metadata instead: PREMIS's note.
         statements = group.fidelity.statements()
@@ -394,7 +429,7 @@ def normalisation_record(normalised: normalise.Normalised) -> dict[str, object]:
                     "detail": f"{group.stem}: lossless proof by {group.proof.method}",
                     "outcome": "pass" if group.proof.passed else "fail",
                     # How the master's hashes are tied to the file, where they were taken
-                    # beside the encode (normalise._bind).
+                    # beside the encode (normalise.master_hashes.bind).
                     "outcome_detail": "; ".join(
                         filter(
                             None,
@@ -506,12 +541,12 @@ def _register(work: Work, archive: Archive, ledger: Ledger, source_keys: list[st
 
 
 #: How failures of the later steps are classified in the ledger (fetch failures carry their own).
-_STEP_ERROR_KINDS = {
-    FFmpegError: "normalisation",
-    ProofFailed: "proof-failed",
-    InsufficientSpace: "disk-space",
-    PackagingError: "packaging",
-    ArchiveStateError: "archive",
+_STEP_ERROR_KINDS: dict[type[CifaError], StepErrorKind] = {
+    FFmpegError: StepErrorKind.NORMALISATION,
+    ProofFailed: StepErrorKind.PROOF_FAILED,
+    InsufficientSpace: StepErrorKind.DISK_SPACE,
+    PackagingError: StepErrorKind.PACKAGING,
+    ArchiveStateError: StepErrorKind.ARCHIVE,
 }
 
 #: The steps after triage, in order; each takes the Job the previous one returned.
@@ -568,22 +603,23 @@ def _attempt(
     run_step: StepRunner,
 ) -> WorkReport:
     started = time.monotonic()
-    step_name = "start"
+    step_name = Step.START
     try:
         job = start(
             work, archive, settings, collection, allow_private_sources=allow_private_sources
         )
         for step in STEPS:
-            step_name = step.__name__.removesuffix("_step")
+            step_name = Step.of(step)
             job = run_step(step, job)  # type: ignore[assignment]
-        step_name = "place"
+        step_name = Step.PLACE
         report = run_step(place_step, job)
         assert isinstance(report, WorkReport)
         return report
     except Exception as exc:  # a failure of this work, or a surprise: the other works go on
         error, kind = _failure(exc, step_name)
         log.warning("%s: failed (%s): %s", work.id, kind, error.splitlines()[0])
-        if kind == "unexpected":  # a bug or a library's surprise: the traceback is for debugging
+        # A bug or a library's surprise: the traceback is for debugging.
+        if kind == StepErrorKind.UNEXPECTED:
             log.debug("%s: %s step raised", work.id, step_name, exc_info=True)
         return _report(
             work, Outcome.FAILED, error=error, error_kind=kind, seconds=time.monotonic() - started
@@ -637,18 +673,21 @@ def _failure(exc: BaseException, step: str) -> tuple[str, str]:
     document), named with the step and the exception's type, never a traceback."""
     text = str(exc).strip() or type(exc).__name__
     if _disk_full(exc):
-        return f"disk full during {step}: {text}", "disk-full"
+        return f"disk full during {step}: {text}", StepErrorKind.DISK_FULL
     if isinstance(exc, ToolStalled):  # killed by the runner: no progress, or overdue
-        return f"{exc.killed}, during {step}: {text}", "normalisation"
+        return f"{exc.killed}, during {step}: {text}", StepErrorKind.NORMALISATION
     if isinstance(exc, FFmpegError) and exc.returncode < 0:  # a signal from outside: a crash
         try:
             name = signal.Signals(-exc.returncode).name
         except ValueError:
             name = f"signal {-exc.returncode}"
-        return f"ffmpeg was killed by {name} during {step}: {text}", "normalisation"
+        return f"ffmpeg was killed by {name} during {step}: {text}", StepErrorKind.NORMALISATION
     if isinstance(exc, FetchError):
         return text, exc.kind
     if isinstance(exc, CifaError):
-        return text, _STEP_ERROR_KINDS.get(_classified_as(exc), "error")
-    tool = "yt-dlp" if step == "fetch" else "the pipeline"
-    return f"{step} failed unexpectedly ({tool} raised {type(exc).__name__}): {text}", "unexpected"
+        return text, _STEP_ERROR_KINDS.get(_classified_as(exc), StepErrorKind.ERROR)
+    tool = "yt-dlp" if step == Step.FETCH else "the pipeline"
+    return (
+        f"{step} failed unexpectedly ({tool} raised {type(exc).__name__}): {text}",
+        StepErrorKind.UNEXPECTED,
+    )

@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,53 @@ from cifa_ingest.archive.migrations import upgrade
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# The words the ledger stores. They are defined here, beside the tables that hold them, because
+# they are a published contract (years of rows, ``--json`` outputs, the README) that every reader
+# and writer must spell alike: the pipeline (:mod:`cifa_ingest.preserve`), the watch
+# (:mod:`cifa_ingest.audit.watch`) and the audit import them from here, and the ledger, below
+# them all, can type what it reads without importing any of them.
+
+
+class Outcome(StrEnum):
+    """What one run did to one work (``work_outcomes.outcome``, the ``outcome`` of ``--json``)."""
+
+    PRESERVED = "preserved"
+    ALREADY_PRESERVED = "already-preserved"
+    FAILED = "failed"
+    NOT_PERMITTED = "not-permitted"
+    AWAITING_SOURCE = "awaiting-source"
+
+
+class SourceStatus(StrEnum):
+    """What one check of a preserved work's source found (``source_checks.status``, the
+    ``status`` of ``cifa watch --json``)."""
+
+    #: The source is there and says what it said at capture.
+    PRESENT = "present"
+    #: The source is there but its id, title, duration or formats differ from capture.
+    CHANGED = "changed"
+    #: The source answers not-found (404) or gone (410), or says the video was removed.
+    GONE = "gone"
+    #: The video is private, needs a login, or the source answers 401/403.
+    PRIVATE = "private"
+    #: The video is not available from the archive's country.
+    GEO_BLOCKED = "geo-blocked"
+    #: Network failures, 5xx or 429 after every retry: we could not tell.
+    UNREACHABLE = "unreachable"
+    #: Anything else (no film found at the address, refused by the source policy, …).
+    ERROR = "error"
+
+
+class CheckOutcome(StrEnum):
+    """What one fixity check found of one bag (``fixity_checks.outcome`` of the audit log,
+    :mod:`cifa_ingest.archive.audit_log`); the audit's reports also call a folder under
+    ``bags/`` that the ledger does not know ``unregistered``, which is never a check's outcome."""
+
+    INTACT = "intact"
+    DAMAGED = "damaged"
+    UNREGISTERED = "unregistered"
 
 
 @dataclass(frozen=True)
@@ -53,10 +101,10 @@ class SourceCheckRecord:
     source_index: int
     url: str
     checked_at: str
-    status: str
+    status: SourceStatus
     details: dict[str, Any] = field(default_factory=dict)
     software: str = ""
-    previous_status: str | None = None
+    previous_status: SourceStatus | None = None
     since: str | None = None
 
     @property
@@ -81,7 +129,7 @@ class OutcomeRecord:
 
     run_id: str
     work_id: str
-    outcome: str
+    outcome: Outcome
     error: str | None
     error_kind: str | None
     seconds: float | None
@@ -92,7 +140,7 @@ class OutcomeRecord:
 def connect(path: Path, *, autocommit: bool = False) -> Iterator[sqlite3.Connection]:
     """A connection to the ledger file: WAL (an audit reads while an ingest writes), full sync.
     Without ``autocommit`` the block is one transaction; with it, the caller begins its own."""
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None if autocommit else "")
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None if autocommit else "DEFERRED")
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -119,7 +167,7 @@ class Ledger:
         return connect(self.path)
 
     def register_bag(
-        self, record: BagRecord, files: list[tuple[str, int, str | None, str | None]] = ()
+        self, record: BagRecord, files: Iterable[tuple[str, int, str | None, str | None]] = ()
     ) -> None:
         """Register a placed bag, with each payload file's (path, size, sha256, sha512) at
         ingest: what the audit compares the archive with, years later."""
@@ -216,27 +264,32 @@ class Ledger:
         self,
         run_id: str,
         work_id: str,
-        outcome: str,
+        outcome: Outcome | str,
         error: str | None,
         seconds: float | None,
         error_kind: str | None = None,
     ) -> None:
+        """Record one work's outcome in one run. An outcome that is not one of :class:`Outcome`
+        is refused (ValueError) before anything is written: a misspelt outcome in the ledger
+        would be a work no reader counts."""
+        outcome = Outcome(outcome)
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO work_outcomes"
                 " (run_id, work_id, outcome, error, error_kind, seconds, at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, work_id, outcome, error, error_kind, seconds, _now()),
+                (run_id, work_id, str(outcome), error, error_kind, seconds, _now()),
             )
 
-    def outcomes(self, work_id: str) -> list[tuple[str, str, str | None, str | None]]:
+    def outcomes(self, work_id: str) -> list[tuple[str, Outcome, str | None, str | None]]:
         """(at, outcome, error kind, error) of every run of one work, oldest first."""
         with self._connect() as conn:
-            return conn.execute(
+            rows = conn.execute(
                 "SELECT at, outcome, error_kind, error FROM work_outcomes"
                 " WHERE work_id = ? ORDER BY id",
                 (work_id,),
             ).fetchall()
+        return [(at, Outcome(outcome), kind, error) for at, outcome, kind, error in rows]
 
     def payload_bytes(self) -> int:
         """The payload size of every registered bag, as ingested."""
@@ -247,8 +300,9 @@ class Ledger:
         """The run that recorded the latest outcome, summed up; None before any run."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT run_id, MAX(at), COUNT(*), SUM(outcome = 'failed') FROM work_outcomes"
-                " WHERE run_id = (SELECT run_id FROM work_outcomes ORDER BY id DESC LIMIT 1)"
+                "SELECT run_id, MAX(at), COUNT(*), SUM(outcome = ?) FROM work_outcomes"
+                " WHERE run_id = (SELECT run_id FROM work_outcomes ORDER BY id DESC LIMIT 1)",
+                (str(Outcome.FAILED),),
             ).fetchone()
         if row is None or row[0] is None:
             return None
@@ -260,24 +314,27 @@ class Ledger:
             rows = conn.execute(
                 "SELECT run_id, work_id, outcome, error, error_kind, seconds, at"
                 " FROM work_outcomes WHERE id IN"
-                " (SELECT MAX(id) FROM work_outcomes GROUP BY work_id) AND outcome = 'failed'"
-                " ORDER BY work_id"
+                " (SELECT MAX(id) FROM work_outcomes GROUP BY work_id) AND outcome = ?"
+                " ORDER BY work_id",
+                (str(Outcome.FAILED),),
             ).fetchall()
-        return [OutcomeRecord(*row) for row in rows]
+        return [_outcome_record(row) for row in rows]
 
     def record_source_check(
         self,
         work_id: str,
         source_index: int,
         url: str,
-        status: str,
+        status: SourceStatus | str,
         details: dict[str, Any],
         software: str,
         checked_at: str | None = None,
     ) -> SourceCheckRecord:
         """Store one check of a source. Returns it with the status it follows and since when the
         source is in its status, read in the same (immediate) transaction as the insert, so that
-        two watches at once cannot both claim the same change."""
+        two watches at once cannot both claim the same change. A status that is not one of
+        :class:`SourceStatus` is refused (ValueError) before anything is written."""
+        status = SourceStatus(status)
         checked_at = checked_at or _now()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -294,7 +351,7 @@ class Ledger:
                     source_index,
                     url,
                     checked_at,
-                    status,
+                    str(status),
                     json.dumps(details, sort_keys=True, ensure_ascii=False),
                     software,
                 ),
@@ -318,7 +375,8 @@ class Ledger:
     ) -> list[SourceCheckRecord]:
         """Every check of one work's sources (or of one source), oldest first, each with the
         status it follows and since when the source was in its status."""
-        where, params = "WHERE work_id = ?", [work_id]
+        where = "WHERE work_id = ?"
+        params: list[object] = [work_id]
         if source_index is not None:
             where, params = where + " AND source_index = ?", [*params, source_index]
         with self._connect() as conn:
@@ -453,9 +511,14 @@ def _source_check_record(row: tuple) -> SourceCheckRecord:
         source_index=index,
         url=url,
         checked_at=checked_at,
-        status=status,
+        status=SourceStatus(status),
         details=json.loads(details),
         software=software,
-        previous_status=previous,
+        previous_status=SourceStatus(previous) if previous is not None else None,
         since=since,
     )
+
+
+def _outcome_record(row: tuple) -> OutcomeRecord:
+    run_id, work_id, outcome, error, error_kind, seconds, at = row
+    return OutcomeRecord(run_id, work_id, Outcome(outcome), error, error_kind, seconds, at)
