@@ -249,7 +249,7 @@ def _reports_from_state(state: object) -> list[WorkReport]:
     from cifa_ingest.errors import CifaError
     from cifa_ingest.pipelines.flows import reports_of_state
 
-    reports = reports_of_state(state)  # type: ignore[arg-type]
+    reports = reports_of_state(state)
     if reports is not None:
         return reports
     data = state.result(raise_on_failure=False)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -27,6 +28,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from cifa_ingest.archive.layout import Archive, NoArchive
+from cifa_ingest.archive.ledger import CheckOutcome, SourceStatus
 from cifa_ingest.audit import fixity_audit as audit
 from cifa_ingest.audit import watch
 from cifa_ingest.catalogue.model import Work, load_catalogues
@@ -38,6 +40,7 @@ from cifa_ingest.preserve import (
     STEPS,
     Job,
     Outcome,
+    Step,
     WorkReport,
     catalogue_triage,
     place_step,
@@ -46,8 +49,7 @@ from cifa_ingest.preserve import (
 
 
 def _as_task(step: Callable[[Job], object]) -> Callable[[Job], object]:
-    name = step.__name__.removesuffix("_step")
-    return task(step, name=name, cache_policy=NO_CACHE, persist_result=False)
+    return task(name=str(Step.of(step)), cache_policy=NO_CACHE, persist_result=False)(step)
 
 
 _TASKS = {step: _as_task(step) for step in (*STEPS, place_step)}
@@ -330,7 +332,7 @@ def _start(
     """Submit one work's task to ``runner`` now (or, without one, prepare to run it in this
     thread); the function returned waits for the work's reports."""
     named = _preserve_work_task.with_options(task_run_name=f"preserve-{work.id}")
-    parameters = {
+    parameters: dict[str, Any] = {
         "work": work,
         "archive": archive,
         "allow_private_sources": allow_private_sources,
@@ -487,7 +489,7 @@ def _plan_watch(
     return watch.plan(archive, work_ids, min_interval=min_interval)
 
 
-_watch_work = task(watch.watch_work, name="watch-work", cache_policy=NO_CACHE, persist_result=False)
+_watch_work = task(name="watch-work", cache_policy=NO_CACHE, persist_result=False)(watch.watch_work)
 
 
 @flow(name="source-watch", persist_result=False, validate_parameters=False)
@@ -523,7 +525,7 @@ def source_watch(
         run_work=as_task,
     )
     logger = get_run_logger()
-    findings = [check for check in report.checks if check.status != "present"]
+    findings = [check for check in report.checks if check.status != SourceStatus.PRESENT]
     for check in findings:
         logger.warning(
             "%s source %d %s since %s: %s",
@@ -660,7 +662,7 @@ def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> Non
     rows = [
         {
             "bag": visible(p.bag),
-            "kind": p.kind,
+            "kind": str(p.kind),
             "path": visible(p.path or ""),
             "expected": p.expected or "",
             "found": p.found or "",
@@ -668,7 +670,7 @@ def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> Non
         }
         for p in report.problems
     ] + [
-        {"bag": bag.bag, "kind": "intact", "path": "", "expected": "", "found": "",
+        {"bag": bag.bag, "kind": str(CheckOutcome.INTACT), "path": "", "expected": "", "found": "",
          "damaged frames": 0}
         for bag in report.bags
         if bag.intact

@@ -16,7 +16,7 @@ import pytest
 
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.audit.fixity_audit import KINDS, audit_archive
+from cifa_ingest.audit.fixity_audit import ProblemKind, audit_archive
 from cifa_ingest.bag.write import write_tag_manifests
 from cifa_ingest.demo.http_server import LocalFileServer
 from tests.conftest import REPO
@@ -130,7 +130,7 @@ def test_each_kind_of_damage_is_named(archive: Path, damage: str, kind: str) -> 
     found = _kinds(archive)
     assert ("cifa-a-0001", kind) in found, found
     assert all(bag_id == "cifa-a-0001" for bag_id, _ in found)  # the other bag is intact
-    assert {k for _, k in found} <= set(KINDS)
+    assert {k for _, k in found} <= set(ProblemKind)
 
 
 def test_an_unregistered_bag_is_named(archive: Path) -> None:

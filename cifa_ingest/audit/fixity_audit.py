@@ -2,13 +2,13 @@
 files are not the files the archive ingested.
 
 Nothing is trusted: not sizes, not modification times, not an earlier result; every byte is read
-(:mod:`cifa_ingest.bag.fixity`, flat memory). Each problem is one of :data:`KINDS`. A bag that is
-valid
-on its own but whose manifests differ from those the ledger recorded at ingest was rewritten with
-its manifests (a forgery, or an unrecorded change): ``ledger_mismatch``. A damaged FFV1 master is
-decoded with slice CRC checks to name the damaged frames (:mod:`cifa_ingest.audit.damage`). Every
-check
-of every bag goes into the hash-chained audit log (:mod:`cifa_ingest.archive.audit_log`).
+(:mod:`cifa_ingest.bag.fixity`, flat memory). Each problem is one of :class:`ProblemKind`. A bag
+that is valid on its own but whose manifests differ from those the ledger recorded at ingest was
+rewritten with its manifests (a forgery, or an unrecorded change): ``ledger_mismatch``. A damaged
+FFV1 master is decoded with slice CRC checks to name the damaged frames
+(:mod:`cifa_ingest.audit.damage`). Every check of every bag goes into the hash-chained audit log
+(:mod:`cifa_ingest.archive.audit_log`), its outcome one of
+:class:`~cifa_ingest.archive.ledger.CheckOutcome`.
 """
 
 from __future__ import annotations
@@ -21,35 +21,67 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cifa_ingest import __version__
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
 from cifa_ingest.audit import damage as inspect
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag.package import payload_files
 
-KINDS = (
-    "checksum_mismatch",
-    "missing_file",
-    "unexpected_file",
-    "tag_checksum_mismatch",
-    "oxum_mismatch",
-    "invalid_structure",
-    "ledger_mismatch",
-    "missing_bag",
-    "unregistered_bag",
-)
+
+class ProblemKind(StrEnum):
+    """What is wrong, in the words ``cifa audit --json``, the audit log and the reports publish
+    (the README's table): a program that reads them matches these spellings, so they never
+    change. Underscores, unlike the hyphens of the ledger's other words: so they were published."""
+
+    #: A payload file's content differs from its manifest.
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    #: Listed in a manifest, absent on disk.
+    MISSING_FILE = "missing_file"
+    #: In the payload, listed in no manifest.
+    UNEXPECTED_FILE = "unexpected_file"
+    #: A tag file differs from its tag manifest.
+    TAG_CHECKSUM_MISMATCH = "tag_checksum_mismatch"
+    #: Payload-Oxum disagrees with the payload.
+    OXUM_MISMATCH = "oxum_mismatch"
+    #: Not a valid bag (bagit.txt, encodings, …).
+    INVALID_STRUCTURE = "invalid_structure"
+    #: Self-consistent, but not what was ingested: a forgery, or an unrecorded change.
+    LEDGER_MISMATCH = "ledger_mismatch"
+    #: Registered in the ledger, gone from disk.
+    MISSING_BAG = "missing_bag"
+    #: Under bags/, unknown to the ledger.
+    UNREGISTERED_BAG = "unregistered_bag"
+
+
+class AuditMode(StrEnum):
+    """Which bags an audit checks: every one (``cifa audit --full``, the default), or those not
+    verified within a maximum age (``--max-age DAYS``). The report's ``mode`` is ``full``, or
+    ``rolling`` followed by the age, ``rolling (max age 90 days)``."""
+
+    FULL = "full"
+    ROLLING = "rolling"
+
+    @staticmethod
+    def described(max_age_days: float | None) -> str:
+        """The report's ``mode``: what ``max_age_days`` makes of the audit."""
+        if max_age_days is None:
+            return str(AuditMode.FULL)
+        return f"{AuditMode.ROLLING} (max age {max_age_days:g} days)"
+
+
 #: Validator codes (cifa_ingest.bag.check) -> audit kinds; every other error is invalid_structure.
 _KIND_OF_CODE = {
-    "E011": "checksum_mismatch",
-    "E009": "missing_file",
-    "E010": "unexpected_file",
-    "E013": "tag_checksum_mismatch",
-    "E014": "oxum_mismatch",
+    "E011": ProblemKind.CHECKSUM_MISMATCH,
+    "E009": ProblemKind.MISSING_FILE,
+    "E010": ProblemKind.UNEXPECTED_FILE,
+    "E013": ProblemKind.TAG_CHECKSUM_MISMATCH,
+    "E014": ProblemKind.OXUM_MISMATCH,
 }
 SOFTWARE = f"cifa-ingest {__version__}"
 
@@ -57,7 +89,7 @@ SOFTWARE = f"cifa-ingest {__version__}"
 @dataclass
 class Problem:
     bag: str
-    kind: str
+    kind: ProblemKind
     path: str | None = None
     detail: str | None = None
     damaged_frames: list[int] | None = None
@@ -126,13 +158,13 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
     result = BagAudit(bag=record.work_id)
     bag_dir = archive.root / record.bag_path
     if not bag_dir.is_dir():
-        result.problems.append(Problem(record.work_id, "missing_bag", record.bag_path))
+        result.problems.append(Problem(record.work_id, ProblemKind.MISSING_BAG, record.bag_path))
         return result
     report = bagcheck.validate(bag_dir)
     result.bytes_read = report.bytes_checked
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[tuple[ProblemKind, str | None]] = set()
     for finding in report.errors:  # one problem per file, though each manifest names it
-        kind = _KIND_OF_CODE.get(finding.code, "invalid_structure")
+        kind = _KIND_OF_CODE.get(finding.code, ProblemKind.INVALID_STRUCTURE)
         if (kind, finding.path) not in seen:
             seen.add((kind, finding.path))
             result.problems.append(
@@ -146,14 +178,15 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
                     found=finding.found,
                 )
             )
-    if {k for k, _ in seen} & {"missing_file", "unexpected_file"}:
+    if {k for k, _ in seen} & {ProblemKind.MISSING_FILE, ProblemKind.UNEXPECTED_FILE}:
         # A file gone or added changes the Payload-Oxum too: that is not a problem of its own.
-        result.problems = [p for p in result.problems if p.kind != "oxum_mismatch"]
+        result.problems = [p for p in result.problems if p.kind != ProblemKind.OXUM_MISMATCH]
     if report.valid:
         ingested = Ledger(archive.ledger_path).bag_files(record.work_id)
         result.problems += _ledger_mismatches(bag_dir, record, ingested)
     for problem in result.problems:
-        if problem.kind == "checksum_mismatch" and (problem.path or "").startswith("data/master/"):
+        in_master = (problem.path or "").startswith("data/master/")
+        if problem.kind == ProblemKind.CHECKSUM_MISMATCH and in_master:
             master = bag_dir / str(problem.path)
             if master.suffix == ".mkv" and master.is_file():
                 problem.damaged_frames = [d.frame for d in inspect.inspect_master(master).damaged]
@@ -182,20 +215,21 @@ def _ledger_mismatches(
                 )  # fmt: skip
                 problems.append(
                     Problem(
-                        record.work_id, "ledger_mismatch", path, detail, algorithm="sha256",
-                        expected=was[1] if was else None, found=is_[1] if is_ else None,
+                        record.work_id, ProblemKind.LEDGER_MISMATCH, path, detail,
+                        algorithm="sha256", expected=was[1] if was else None,
+                        found=is_[1] if is_ else None,
                     )
                 )  # fmt: skip
     present = {p.name for p in bag_dir.glob("*manifest-*.txt")}
     for name in sorted(present | set(record.manifest_digests)):
-        path = bag_dir / name
+        manifest = bag_dir / name
         expected = record.manifest_digests.get(name)
-        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        actual = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
         if expected != actual:
             detail = "not registered at ingest" if expected is None else "differs from ingest"
             problems.append(
                 Problem(
-                    record.work_id, "ledger_mismatch", name, detail,
+                    record.work_id, ProblemKind.LEDGER_MISMATCH, name, detail,
                     algorithm="sha256", expected=expected, found=actual,
                 )
             )  # fmt: skip
@@ -230,7 +264,7 @@ def unregistered_bags(archive: Archive, records: list[BagRecord]) -> list[Proble
     known = {Path(r.bag_path).name for r in [*records, *ledger.bags()]}
     known |= set(ledger.pending_placements())
     return [
-        Problem(entry.name, "unregistered_bag", archive.relative(entry))
+        Problem(entry.name, ProblemKind.UNREGISTERED_BAG, archive.relative(entry))
         for entry in entries
         if entry.name not in known
     ]
@@ -250,7 +284,7 @@ def audit_archive(
     ``check`` audits one bag (pipelines/ passes it as a Prefect task)."""
     ledger, log = Ledger(archive.ledger_path), AuditLog(archive.ledger_path)
     records = ledger.bags()
-    mode = "full" if max_age_days is None else f"rolling (max age {max_age_days:g} days)"
+    mode = AuditMode.described(max_age_days)
     report = AuditReport(archive=str(archive.root), mode=mode, started=_now())
     todo = plan(records, log.last_verified(), max_age_days, report.started)
     started, read = time.monotonic(), 0
@@ -286,7 +320,7 @@ def _finish(checked: BagAudit, log: AuditLog, done: dict[str, BagAudit]) -> int:
         checked.bag,
         _now(),
         SOFTWARE,
-        "intact" if checked.intact else "damaged",
+        CheckOutcome.INTACT if checked.intact else CheckOutcome.DAMAGED,
         [asdict(p) for p in checked.problems],
         checked.bytes_read,
         checked.seconds,

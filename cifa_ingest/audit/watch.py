@@ -10,8 +10,9 @@ the
 source says now is compared with what it said at capture, and the check is recorded in the ledger
 (``source_checks``), where a status that differs from the previous check is a *change*.
 
-Statuses (:data:`STATUSES`): ``present``, ``changed``, ``gone``, ``private``, ``geo-blocked``,
-``unreachable`` (we could not tell), ``error``.
+Statuses (:class:`~cifa_ingest.archive.ledger.SourceStatus`, the ledger's word, since it stores
+them): ``present``, ``changed``, ``gone``, ``private``, ``geo-blocked``, ``unreachable`` (we could
+not tell), ``error``.
 
 Only what the source reports can be compared: the video's identity (extractor and id), title,
 duration and the set of format ids it offers. A plain file replaced by another film of the same
@@ -36,7 +37,7 @@ from yt_dlp.version import __version__ as YTDLP_VERSION
 
 from cifa_ingest import __version__
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import Ledger, SourceCheckRecord
+from cifa_ingest.archive.ledger import Ledger, SourceCheckRecord, SourceStatus
 from cifa_ingest.config import Settings
 from cifa_ingest.errors import FetchError
 from cifa_ingest.fetch.failures import FetchErrorKind
@@ -46,17 +47,6 @@ from cifa_ingest.fetch.ytdlp import probe_source
 log = logging.getLogger(__name__)
 
 SOFTWARE = f"cifa-ingest {__version__} (yt-dlp {YTDLP_VERSION})"
-
-#: What a check can find.
-STATUSES = {
-    "present": "the source is there and says what it said at capture",
-    "changed": "the source is there but its id, title, duration or formats differ from capture",
-    "gone": "the source answers not-found (404) or gone (410), or says the video was removed",
-    "private": "the video is private, needs a login, or the source answers 401/403",
-    "geo-blocked": "the video is not available from the archive's country",
-    "unreachable": "network failures, 5xx or 429 after every retry: we could not tell",
-    "error": "anything else (no film found at the address, refused by the source policy, …)",
-}
 
 #: How a classified failure of the probe (:class:`~cifa_ingest.fetch.failures.FetchErrorKind`)
 #: reads as a status.
@@ -125,13 +115,13 @@ class SourceCheck:
     work_id: str
     source_index: int
     url: str
-    status: str
+    status: SourceStatus
     checked_at: str
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field → {old, new}
     error: str | None = None
     error_kind: str | None = None
     observed: dict[str, Any] | None = None  # what the source said now
-    previous_status: str | None = None
+    previous_status: SourceStatus | None = None
     since: str | None = None  # when the source entered this status
 
     @property
@@ -186,7 +176,7 @@ class WatchReport:
     @property
     def ok(self) -> bool:
         """Whether every source checked is present and unchanged."""
-        return all(check.status == "present" for check in self.checks)
+        return all(check.status == SourceStatus.PRESENT for check in self.checks)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -341,14 +331,15 @@ def check_source(source: CapturedSource, settings: Settings, policy: SourcePolic
     """Ask one source, metadata only, and classify the answer. Never raises for the source's
     sake: whatever happens becomes the check's status."""
     log.info("%s: asking source %d, %s", source.work_id, source.index, source.url)
-    status, changes, observed = "error", {}, None
+    status, changes, observed = SourceStatus.ERROR, {}, None
     error: str | None = None
     kind: str | None = None
     try:
         info = probe_source(source.url, settings.fetch, policy)
     except FetchError as exc:
         kind, error = exc.kind, exc.message
-        status = _KIND_STATUS.get(exc.kind, "error")
+        # The mapping's values are spellings of SourceStatus: checked here, whatever it holds.
+        status = SourceStatus(_KIND_STATUS.get(exc.kind, SourceStatus.ERROR))
     except Exception as exc:  # a library's surprise must not stop the watch of the others
         log.warning(
             "%s: checking %s failed unexpectedly", source.work_id, source.url, exc_info=True
@@ -357,7 +348,7 @@ def check_source(source: CapturedSource, settings: Settings, policy: SourcePolic
     else:
         observed = describe(info)
         changes = compare(source, info)
-        status = "changed" if changes else "present"
+        status = SourceStatus.CHANGED if changes else SourceStatus.PRESENT
     return SourceCheck(
         work_id=source.work_id,
         source_index=source.index,
@@ -451,7 +442,7 @@ def table(report: WatchReport) -> str:
     lines = ["  ".join(name.ljust(width) for name, width in columns) + "  what changed"]
     lines.append("  ".join("-" * width for _name, width in [*columns, ("", 13)]))
     for check in report.checks:
-        status = check.status if check.status == "present" else check.status.upper()
+        status = check.status if check.status == SourceStatus.PRESENT else check.status.upper()
         source = f"{check.source_index} {check.url}"
         if len(source) > 44:
             source = source[:43] + "…"

@@ -32,8 +32,8 @@ from pathlib import Path
 from cifa_ingest import sizes
 from cifa_ingest.archive.audit_log import AuditLog, Check
 from cifa_ingest.archive.layout import Archive, write_atomically
-from cifa_ingest.archive.ledger import BagRecord, Ledger
-from cifa_ingest.audit.fixity_audit import AuditReport, Problem
+from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
+from cifa_ingest.audit.fixity_audit import AuditReport, Problem, ProblemKind
 from cifa_ingest.reports.ingest_report import CSP, poster_thumbnail, visible
 
 LATEST = "audit-latest.html"
@@ -42,16 +42,17 @@ HISTORY_ROWS = 20
 #: A title longer than this is cut in the HTML (a catalogue's titles are far shorter).
 TITLE_CHARS = 300
 
+#: Each kind of problem explained, in the page's words (a test checks that every kind has one).
 KIND_TEXT = {
-    "checksum_mismatch": "content differs from its manifest",
-    "missing_file": "listed in the manifests, gone from disk",
-    "unexpected_file": "in the payload, listed in no manifest",
-    "tag_checksum_mismatch": "tag file differs from its tag manifest",
-    "oxum_mismatch": "Payload-Oxum disagrees with the payload",
-    "invalid_structure": "not a valid bag",
-    "ledger_mismatch": "differs from what was ingested",
-    "missing_bag": "registered in the ledger, gone from disk",
-    "unregistered_bag": "under bags/, unknown to the ledger",
+    ProblemKind.CHECKSUM_MISMATCH: "content differs from its manifest",
+    ProblemKind.MISSING_FILE: "listed in the manifests, gone from disk",
+    ProblemKind.UNEXPECTED_FILE: "in the payload, listed in no manifest",
+    ProblemKind.TAG_CHECKSUM_MISMATCH: "tag file differs from its tag manifest",
+    ProblemKind.OXUM_MISMATCH: "Payload-Oxum disagrees with the payload",
+    ProblemKind.INVALID_STRUCTURE: "not a valid bag",
+    ProblemKind.LEDGER_MISMATCH: "differs from what was ingested",
+    ProblemKind.MISSING_BAG: "registered in the ledger, gone from disk",
+    ProblemKind.UNREGISTERED_BAG: "under bags/, unknown to the ledger",
 }
 
 _STYLE = (
@@ -128,9 +129,9 @@ class AuditView:
                 {
                     **facts.as_dict(),
                     "outcome": (
-                        ("intact" if checked[bag].intact else "damaged")
+                        _outcome(checked[bag].intact)
                         if bag in checked
-                        else "unregistered"
+                        else CheckOutcome.UNREGISTERED
                     ),
                     "bytes_read": checked[bag].bytes_read if bag in checked else 0,
                     "poster": facts.thumbnail is not None,
@@ -163,7 +164,7 @@ def build(report: AuditReport, archive: Archive) -> AuditView:
         folder = _bag_folder(archive, record, name)
         history = tuple(log.history(name)) if record is not None else ()
         payload = _oxum(record.payload_oxum) if record is not None else (None, None)
-        intact = [check.checked_at for check in history if check.outcome == "intact"]
+        intact = [c.checked_at for c in history if c.outcome == CheckOutcome.INTACT]
         facts[name] = BagFacts(
             bag=name,
             title=_title(folder) if folder else None,
@@ -318,9 +319,10 @@ def _problem_html(problem: Problem) -> str:
     # The validator's message repeats the evidence shown beside it; the ledger's says which way.
     no_evidence = problem.expected is None and problem.found is None
     detail = ""
-    if problem.detail and (no_evidence or problem.kind == "ledger_mismatch"):
+    if problem.detail and (no_evidence or problem.kind == ProblemKind.LEDGER_MISMATCH):
         detail = f"<br><span class='detail'>{_e(problem.detail)}</span>"
-    gone = "gone" if problem.kind in ("missing_file", "tag_checksum_mismatch") else "-"
+    file_gone = problem.kind in (ProblemKind.MISSING_FILE, ProblemKind.TAG_CHECKSUM_MISMATCH)
+    gone = "gone" if file_gone else "-"
     expected = _digest(problem.expected, "-") if problem.algorithm else "-"
     found = _digest(problem.found, gone) if problem.algorithm else "-"
     frames = problem.damaged_frames or []
@@ -343,7 +345,7 @@ def _bags_html(view: AuditView) -> str:
     rows = []
     for bag in bags:
         facts = view.facts[bag.bag]
-        outcome = "intact" if bag.intact else "damaged"
+        outcome = _outcome(bag.intact)
         history = "".join(
             f"<tr><td>{_e(check.checked_at)}</td><td>{_e(check.outcome)}</td>"
             f"<td class='num'>{_e(_size(check.bytes_read))}</td><td>{_e(check.software)}</td></tr>"
@@ -399,6 +401,11 @@ def write_reports(report: AuditReport, archive: Archive) -> tuple[Path, Path]:
     """Write the audit's reports (:func:`write`); returns the JSON's and the HTML's paths."""
     written = write(report, archive)
     return written.json, written.html
+
+
+def _outcome(intact: bool) -> CheckOutcome:
+    """A checked bag's outcome, as the audit log records it."""
+    return CheckOutcome.INTACT if intact else CheckOutcome.DAMAGED
 
 
 def _count(number: int, noun: str) -> str:

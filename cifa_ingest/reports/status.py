@@ -8,14 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import Ledger
+from cifa_ingest.archive.ledger import CheckOutcome, Ledger, SourceStatus
 from cifa_ingest.catalogue.model import load_catalogues
 from cifa_ingest.reports.summary import human_bytes
+
+
+class RunOutcome(StrEnum):
+    """How the last ingest went, as a whole (``last_ingest.outcome`` of ``cifa status --json``):
+    ``failed`` when any of its works failed. The last audit's outcome is a bag's word,
+    :class:`~cifa_ingest.archive.ledger.CheckOutcome` (``damaged`` when any bag is)."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+#: Sources that are not listed as vanished: there, or not known to be otherwise (unreachable:
+#: the watch could not tell, and a network outage must not read as a censored film).
+_NOT_VANISHED = frozenset({SourceStatus.PRESENT, SourceStatus.UNREACHABLE})
 
 
 @dataclass
@@ -51,7 +66,7 @@ def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Pa
         status.bags = len(ledger.bags())
         status.payload_bytes = ledger.payload_bytes()
         if (run := ledger.last_run()) is not None:
-            outcome = "failed" if run.failed else "ok"
+            outcome = RunOutcome.FAILED if run.failed else RunOutcome.OK
             status.last_ingest = {
                 "at": run.at,
                 "works": run.works,
@@ -59,12 +74,12 @@ def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Pa
                 "outcome": outcome,
             }
         if latest := log.latest_checks():
-            damaged = sum(check.outcome != "intact" for check in latest)
+            damaged = sum(check.outcome != CheckOutcome.INTACT for check in latest)
             status.last_audit = {
                 "at": max(check.checked_at for check in latest),
                 "bags": len(latest),
                 "damaged": damaged,
-                "outcome": "damaged" if damaged else "intact",
+                "outcome": CheckOutcome.DAMAGED if damaged else CheckOutcome.INTACT,
             }
         for failure in ledger.failing_works():
             first_line = failure.error.splitlines()[0] if failure.error else ""
@@ -77,7 +92,7 @@ def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Pa
                 }
             )
         for check in ledger.latest_source_checks():
-            if check.status not in {"present", "unreachable"}:
+            if check.status not in _NOT_VANISHED:
                 status.vanished.append(
                     {
                         "id": check.work_id,
