@@ -1,0 +1,143 @@
+"""The published words: every kind, status and outcome the ledger stores and ``--json``, the
+reports and ``cifa status`` print is a member of one enumeration, and each enumeration's values are
+written out here, as the README publishes them. Renaming a member's value, adding one or dropping
+one fails a test: years of ledger rows and every program reading the JSON depend on these
+spellings, so a change to them must be a decision, made here too, never a slip of a refactoring."""
+
+from __future__ import annotations
+
+import sqlite3
+from enum import StrEnum
+from pathlib import Path
+
+import pytest
+
+from cifa_ingest.archive.ledger import CheckOutcome, Ledger, Outcome, SourceStatus
+from cifa_ingest.audit import watch
+from cifa_ingest.audit.fixity_audit import AuditMode, ProblemKind
+from cifa_ingest.preserve import Step, StepErrorKind
+from cifa_ingest.reports.audit_report import KIND_TEXT
+from cifa_ingest.reports.status import RunOutcome
+
+#: Each enumeration and its values, in order, as published.
+PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
+    # README, "Running it": the outcomes of ``--json``, also work_outcomes.outcome.
+    (Outcome, ["preserved", "already-preserved", "failed", "not-permitted", "awaiting-source"]),
+    # README, "Fixity audits": the table of kinds, and ``cifa audit --json``'s problems.
+    (
+        ProblemKind,
+        [
+            "checksum_mismatch",
+            "missing_file",
+            "unexpected_file",
+            "tag_checksum_mismatch",
+            "oxum_mismatch",
+            "invalid_structure",
+            "ledger_mismatch",
+            "missing_bag",
+            "unregistered_bag",
+        ],
+    ),
+    # The audit log's outcome of a check, and the audit report's bags (unregistered: a folder
+    # under bags/ the ledger does not know); ``cifa status``'s last audit.
+    (CheckOutcome, ["intact", "damaged", "unregistered"]),
+    # ``cifa audit --json``'s mode: ``full``, or ``rolling (max age N days)``.
+    (AuditMode, ["full", "rolling"]),
+    # README, "Source watch": each source's status, also source_checks.status.
+    (
+        SourceStatus,
+        ["present", "changed", "gone", "private", "geo-blocked", "unreachable", "error"],
+    ),
+    # README, "Killed at any instant" and "Normalisation": work_outcomes.error_kind of a failure
+    # the fetch did not classify.
+    (
+        StepErrorKind,
+        [
+            "disk-full",
+            "normalisation",
+            "proof-failed",
+            "disk-space",
+            "packaging",
+            "archive",
+            "error",
+            "unexpected",
+        ],
+    ),
+    # The steps, in the messages (``disk full during fetch: …``) and the Prefect tasks' names.
+    (Step, ["start", "fetch", "normalise", "package", "place"]),
+    # ``cifa status --json``'s last_ingest.outcome.
+    (RunOutcome, ["ok", "failed"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("vocabulary", "spellings"), PUBLISHED, ids=[enum.__name__ for enum, _ in PUBLISHED]
+)
+def test_each_vocabulary_has_exactly_its_published_spellings(
+    vocabulary: type[StrEnum], spellings: list[str]
+) -> None:
+    assert [member.value for member in vocabulary] == spellings
+    # What is written out (JSON, the ledger, an f-string) is the spelling, never ``Kind.NAME``.
+    assert [str(member) for member in vocabulary] == spellings
+    assert [f"{member}" for member in vocabulary] == spellings
+
+
+def test_the_pipeline_and_the_watch_use_the_ledgers_words() -> None:
+    """One class per vocabulary, wherever it is imported from."""
+    from cifa_ingest import preserve
+
+    assert preserve.Outcome is Outcome
+    assert watch.SourceStatus is SourceStatus
+
+
+def test_every_problem_kind_is_explained_in_the_audit_report() -> None:
+    assert set(KIND_TEXT) == set(ProblemKind)
+
+
+def test_audit_mode_as_the_report_says_it() -> None:
+    assert AuditMode.described(None) == "full"
+    assert AuditMode.described(90) == "rolling (max age 90 days)"
+    assert AuditMode.described(0.5) == "rolling (max age 0.5 days)"
+
+
+def test_step_of_a_step_function() -> None:
+    from cifa_ingest.preserve import STEPS, place_step
+
+    steps = [Step.of(step) for step in (*STEPS, place_step)]
+    assert steps == [Step.FETCH, Step.NORMALISE, Step.PACKAGE, Step.PLACE]
+
+
+def test_the_ledger_stores_the_spellings_and_reads_back_the_members(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    ledger.record_outcome("run-1", "cifa-v-0001", Outcome.ALREADY_PRESERVED, None, 1.0)
+    ledger.record_outcome("run-1", "cifa-v-0002", "failed", "no route", 1.0, "network")
+    ledger.record_source_check("cifa-v-0001", 0, "https://example.org/a", "geo-blocked", {}, "t")
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute("SELECT outcome FROM work_outcomes ORDER BY id").fetchall()
+        statuses = conn.execute("SELECT status FROM source_checks").fetchall()
+    assert [type(row[0]) for row in stored + statuses] == [str, str, str]
+    assert stored == [("already-preserved",), ("failed",)]
+    assert statuses == [("geo-blocked",)]
+
+    assert [outcome for _at, outcome, _kind, _error in ledger.outcomes("cifa-v-0001")] == [
+        Outcome.ALREADY_PRESERVED
+    ]
+    (failing,) = ledger.failing_works()
+    assert failing.outcome is Outcome.FAILED
+    (check,) = ledger.latest_source_checks()
+    assert check.status is SourceStatus.GEO_BLOCKED
+    run = ledger.last_run()
+    assert run is not None and run.failed == 1
+
+
+def test_the_ledger_refuses_a_word_it_does_not_know(tmp_path: Path) -> None:
+    """A misspelt outcome or status is an error where it is written, never a row no reader
+    counts."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with pytest.raises(ValueError):
+        ledger.record_outcome("run-1", "cifa-v-0001", "preserve", None, 1.0)
+    with pytest.raises(ValueError):
+        ledger.record_source_check("cifa-v-0001", 0, "https://example.org/a", "vanished", {}, "t")
+    assert ledger.outcomes("cifa-v-0001") == []
+    assert ledger.latest_source_checks() == []
