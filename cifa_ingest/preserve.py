@@ -42,6 +42,7 @@ from cifa_ingest.errors import (
 )
 from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, SourceKey
+from cifa_ingest.fetch.failures import FetchErrorKind
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
@@ -103,7 +104,8 @@ class WorkReport:
     outcome: Outcome
     bag: str | None = None
     error: str | None = None
-    error_kind: str | None = None
+    #: Why it failed: the fetch's own kind, or the later steps'.
+    error_kind: FetchErrorKind | StepErrorKind | None = None
     bytes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     #: Where it was preserved (host and process, and the Dask worker on a cluster): set by the
@@ -300,7 +302,7 @@ def fetch_step(job: Job) -> Job:
             raise FetchError(
                 f"{job.work.id}: the same source video ({source_key}) is already preserved"
                 f" as {holder}",
-                kind="duplicate",
+                kind=FetchErrorKind.DUPLICATE,
             )
 
     job.capture = fetch.fetch_work(
@@ -501,7 +503,7 @@ def place_step(job: Job) -> WorkReport:
                 raise FetchError(
                     f"{job.work.id}: the same source video ({key}) was preserved as {holder}"
                     " while this work was in progress",
-                    kind="duplicate",
+                    kind=FetchErrorKind.DUPLICATE,
                 )
         ledger.begin_placement(
             _bag_record(job.archive, job.work.id, job.bag_dir, job.capture.source_keys),
@@ -666,7 +668,7 @@ def _classified_as(exc: CifaError) -> type[CifaError]:
     return next((cls for cls in _STEP_ERROR_KINDS if isinstance(exc, cls)), type(exc))
 
 
-def _failure(exc: BaseException, step: str) -> tuple[str, str]:
+def _failure(exc: BaseException, step: str) -> tuple[str, FetchErrorKind | StepErrorKind]:
     """The error message and kind stored for a work that failed in ``step``: ``disk-full`` for a
     full disk in any step (the message says in which), the fetch's own classification, the kind
     of the later steps' errors, else ``unexpected`` (a bug, or a library raising what it does not

@@ -41,6 +41,7 @@ from cifa_ingest.preserve import (
     Job,
     Outcome,
     Step,
+    StepErrorKind,
     WorkReport,
     catalogue_triage,
     place_step,
@@ -103,15 +104,19 @@ def _final_state(reports: list[WorkReport]) -> State:
         return Completed(message=f"{len(reports)} work(s) done", data=reports)
     logger = get_run_logger()
     for report in failed:
-        logger.error("%s failed (%s): %s", report.id, report.error_kind or "error", report.error)
+        logger.error("%s failed (%s): %s", report.id, _kind(report), report.error)
     reasons = "; ".join(
-        f"{r.id}: {r.error_kind or 'error'}: {r.error.splitlines()[0] if r.error else ''}"
-        for r in failed
+        f"{r.id}: {_kind(r)}: {r.error.splitlines()[0] if r.error else ''}" for r in failed
     )
     message = f"{len(failed)} of {len(reports)} work(s) failed: {reasons}"
     if len(message) > _MESSAGE_CHARS:
         message = message[: _MESSAGE_CHARS - 1] + "…"
     return Failed(message=message, data=RunFailed(message, reports))
+
+
+def _kind(report: WorkReport) -> str:
+    """A failed work's kind; a failure report made here (a lost task, a crashed run) has none."""
+    return report.error_kind or StepErrorKind.ERROR
 
 
 def reports_of_state(state: State) -> list[WorkReport] | None:

@@ -119,7 +119,7 @@ class SourceCheck:
     checked_at: str
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field → {old, new}
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: FetchErrorKind | None = None  # why the source could not be read
     observed: dict[str, Any] | None = None  # what the source said now
     previous_status: SourceStatus | None = None
     since: str | None = None  # when the source entered this status
@@ -333,7 +333,7 @@ def check_source(source: CapturedSource, settings: Settings, policy: SourcePolic
     log.info("%s: asking source %d, %s", source.work_id, source.index, source.url)
     status, changes, observed = SourceStatus.ERROR, {}, None
     error: str | None = None
-    kind: str | None = None
+    kind: FetchErrorKind | None = None
     try:
         info = probe_source(source.url, settings.fetch, policy)
     except FetchError as exc:
@@ -344,7 +344,7 @@ def check_source(source: CapturedSource, settings: Settings, policy: SourcePolic
         log.warning(
             "%s: checking %s failed unexpectedly", source.work_id, source.url, exc_info=True
         )
-        kind, error = "error", f"unexpected {type(exc).__name__}: {exc}"
+        kind, error = FetchErrorKind.ERROR, f"unexpected {type(exc).__name__}: {exc}"
     else:
         observed = describe(info)
         changes = compare(source, info)
