@@ -46,7 +46,7 @@ from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.errors import FFmpegError
 from cifa_ingest.preserve import Outcome, WorkReport
 from cifa_ingest.reports.summary import human_bytes
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.tools import runner
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +258,14 @@ def poster_thumbnail(bag: Path) -> bytes | None:
     if not posters:
         return None
     args = [
-        ffmpeg_runner.executable("ffmpeg"),
-        *ffmpeg_runner.GLOBAL_ARGS,
+        runner.executable("ffmpeg"),
+        *runner.GLOBAL_ARGS,
         "-i", str(posters[0]),
         "-vf", f"scale={THUMBNAIL_WIDTH}:-1",
         "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2pipe", "pipe:1",
     ]  # fmt: skip
     try:
-        data = ffmpeg_runner.run(args, timeout=60).stdout
+        data = runner.run(args, timeout=60).stdout
     except FFmpegError as exc:
         log.warning("no poster thumbnail for %s: %s", bag.name, exc)
         return None
@@ -325,7 +325,7 @@ def render_html(run: RunReport) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
         f"<title>CIFA ingest {_e(run.finished)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Ingest run: <span class='{'preserved' if run.ok else 'failed'}'>"
+        f"<h1>Ingest run: <span class='{Outcome.PRESERVED if run.ok else Outcome.FAILED}'>"
         f"{_e(verdict)}</span></h1>",
         f"<p>Archive <code>{_e(run.archive)}</code>, {_e(when)}"
         + (f", Prefect flow run <code>{_e(run.run_name)}</code>" if run.run_name else "")
