@@ -49,7 +49,8 @@ print(json.dumps({"seconds": time.monotonic() - started,
 NAIVE = """
 import json, resource, subprocess, sys, time
 from pathlib import Path
-from cifa_ingest.normalise.encode import WAVPACK_BLOCK_SAMPLES, ffv1_slices
+from cifa_ingest.normalise.audio import WAVPACK_BLOCK_SAMPLES
+from cifa_ingest.normalise.master import ffv1_slices
 source, work = sys.argv[1], Path(sys.argv[2])
 work.mkdir(parents=True, exist_ok=True)
 ff = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]

@@ -13,9 +13,11 @@ import pytest
 from cifa_ingest.config import format_policy_path, load_settings, mediaconch_policy_path
 from cifa_ingest.errors import FFmpegError, InsufficientSpace, ProofFailed
 from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise.audio import LOSSLESS_AUDIO
 from cifa_ingest.normalise.format_policy import Action, Profile, Rule, load_policy
 from cifa_ingest.normalise.proof import compare, read_framemd5
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.normalise.results import GroupResult
+from cifa_ingest.tools import runner
 from tests.helpers import ffprobe
 
 SETTINGS = load_settings().normalise
@@ -40,7 +42,7 @@ def _pattern(size: str = "160x120", rate: str = "25") -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
 
 
-def _normalise(tmp_path: Path, *sources: Path, profile: Profile = DEFAULT) -> normalise.GroupResult:
+def _normalise(tmp_path: Path, *sources: Path, profile: Profile = DEFAULT) -> GroupResult:
     bag = tmp_path / "bag"
     (bag / "original").mkdir(parents=True, exist_ok=True)
     placed = []
@@ -90,7 +92,7 @@ def test_flac_from_a_float_decode_is_caught_by_the_proof(
 ) -> None:
     """The mistake the proof exists for: FLAC cannot hold float samples, so the master's sound
     differs from the source's, and the work must fail naming the first differing block."""
-    monkeypatch.setitem(normalise.LOSSLESS_AUDIO, "fltp", "flac")
+    monkeypatch.setitem(LOSSLESS_AUDIO, "fltp", "flac")
     source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
     with pytest.raises(
         ProofFailed, match=r"stream 1 \(audio\) block 0 at 0\.\d+ s: content differs"
@@ -303,10 +305,10 @@ def test_a_hung_ffmpeg_is_killed_and_reported(tmp_path: Path) -> None:
 
     fifo = tmp_path / "never-written"
     os.mkfifo(fifo)
-    progress = ffmpeg_runner.Progress("hung", None, stall_seconds=1.5, interval=60)
+    progress = runner.Progress("hung", None, stall_seconds=1.5, interval=60)
     stream = ffmpeg.input(str(fifo), f="mpegts").output(str(tmp_path / "out.mkv"))
     with pytest.raises(FFmpegError, match="ffmpeg killed: no progress for 2 s"):
-        ffmpeg_runner.run_ffmpeg(stream, progress=progress)
+        runner.run_ffmpeg(stream, progress=progress)
 
 
 def test_every_ffv1_master_is_checked_against_the_mediaconch_policy(tmp_path: Path) -> None:
@@ -402,7 +404,7 @@ def test_a_lossy_master_is_caught_by_the_proof_beside_the_encode(
 ) -> None:
     """Float samples squeezed into 16-bit PCM (not FLAC, so the proof runs beside the encode)."""
     caplog.set_level("INFO", logger="cifa_ingest")
-    monkeypatch.setitem(normalise.LOSSLESS_AUDIO, "fltp", "pcm_s16le")
+    monkeypatch.setitem(LOSSLESS_AUDIO, "fltp", "pcm_s16le")
     source = _make(tmp_path / "s.mp4", *_pattern(), *TONE, "-c:v", "libx264", "-c:a", "aac")
     with pytest.raises(ProofFailed, match=r"stream 1 \(audio\) block 0 at 0\.\d+ s"):
         _normalise(tmp_path, source)
@@ -474,3 +476,31 @@ def test_a_master_path_the_tee_list_could_misread_is_written_where_it_belongs(
     assert _video(_master(odd))["codec_name"] == "ffv1"
     assert sorted(p.name for p in (odd / "bag" / "master").iterdir()) == ["film.mkv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name]
+
+
+def test_typed_normalisation_errors_keep_their_messages_and_stored_kinds() -> None:
+    """What the runner and the audio choice know is carried by the error's type (a stalled
+    ffmpeg, a missing program, a sample format with no lossless codec), not read back from its
+    words; the messages stored for them, and their kind, are as they were."""
+    from cifa_ingest.errors import ToolMissing, ToolStalled, UnknownSampleFormat
+    from cifa_ingest.normalise.audio import audio_codec
+    from cifa_ingest.preserve import _failure
+
+    with pytest.raises(UnknownSampleFormat) as caught:
+        audio_codec({"sample_fmt": "s64"}, 1)
+    unknown = caught.value
+    assert str(unknown) == "ffmpeg exited with 0: ffprobe\naudio 1: unknown sample format 's64'"
+    assert (unknown.stream, unknown.sample_fmt) == (1, "s64")
+    assert _failure(unknown, "normalise") == (str(unknown), "normalisation")
+
+    stalled = ToolStalled("ffmpeg -i film.mp4", -9, "no progress for 600 s", "last words")
+    assert str(stalled) == (
+        "ffmpeg exited with -9: ffmpeg -i film.mp4\n"
+        "ffmpeg killed: no progress for 600 s\nlast words"
+    )
+    assert _failure(stalled, "normalise") == (
+        f"ffmpeg killed: no progress for 600 s, during normalise: {stalled}",
+        "normalisation",
+    )
+    missing = ToolMissing("ffmpeg", "install ffmpeg (make setup does)")
+    assert _failure(missing, "normalise") == (str(missing), "normalisation")

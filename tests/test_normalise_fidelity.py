@@ -18,7 +18,7 @@ import pytest
 from cifa_ingest.bag.package import make_bag
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.metadata.premis import write_premis
-from cifa_ingest.normalise import encode as normalise
+from cifa_ingest.normalise.results import GroupResult, Normalised
 from cifa_ingest.preserve import normalisation_record
 from tests.helpers import ffprobe
 from tests.test_normalise import POLICY, TONE, _make, _master, _normalise, _pattern
@@ -48,9 +48,9 @@ def _packet_bytes(path: Path, stream: str) -> bytes:
     )  # fmt: skip
 
 
-def _record(result: normalise.GroupResult) -> dict:
+def _record(result: GroupResult) -> dict:
     """normalisation.json as the pipeline writes it, for this one film."""
-    normalised = normalise.Normalised(ffmpeg_version="ffmpeg", profile="default", groups=[result])
+    normalised = Normalised(ffmpeg_version="ffmpeg", profile="default", groups=[result])
     return json.loads(json.dumps(normalisation_record(normalised)))
 
 

@@ -19,6 +19,7 @@ from cifa_ingest.config import format_policy_path, load_settings, mediaconch_pol
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import Action, load_policy
 from cifa_ingest.normalise.proof import HashPlan, Proof, compare, read_framemd5
+from cifa_ingest.normalise.results import GroupResult
 from tests.helpers import ffprobe
 
 VIDEO, AUDIO = Fraction(1, 1000), Fraction(1, 48000)
@@ -172,7 +173,7 @@ def _webm(path: Path) -> Path:
     return path
 
 
-def _normalise_webm(tmp_path: Path, profile: str = "default") -> tuple[Path, normalise.GroupResult]:
+def _normalise_webm(tmp_path: Path, profile: str = "default") -> tuple[Path, GroupResult]:
     source = _webm(tmp_path / "s.webm")
     assert float(ffprobe(source)["format"]["start_time"]) < 0  # the start the proof tripped on
     bag = tmp_path / "bag"

@@ -17,7 +17,7 @@ from pathlib import Path
 import ffmpeg
 import yaml
 
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.tools import runner
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def make_film(film: DemoFilm, target: Path) -> None:
         acodec=film.audio_codec,
         **({"sample_fmt": "s16"} if film.audio_codec == "flac" else {}),
     )
-    ffmpeg_runner.run_ffmpeg(stream)
+    runner.run_ffmpeg(stream)
     partial.replace(target)
 
 
@@ -117,7 +117,7 @@ def _make_hls(target_dir: Path, split: bool) -> None:
     else:
         options["hls_segment_filename"] = str(partial / "seg-%03d.ts")
         target = partial / "stream.m3u8"
-    ffmpeg_runner.run_ffmpeg(ffmpeg.output(video, audio, str(target), **options))
+    runner.run_ffmpeg(ffmpeg.output(video, audio, str(target), **options))
     partial.replace(target_dir)
 
 
@@ -126,7 +126,7 @@ def _make_subtitled_page(root: Path) -> None:
     poster = films / "subtitled-poster.jpg"
     if not poster.is_file():
         frame = _lavfi("testsrc2=size=480x270:rate=1", 1)
-        ffmpeg_runner.run_ffmpeg(ffmpeg.output(frame, str(poster), vframes=1))
+        runner.run_ffmpeg(ffmpeg.output(frame, str(poster), vframes=1))
     for code, _label, text in SUBTITLES:
         cue = f"WEBVTT\n\n00:00:00.000 --> 00:00:02.500\n{text}\n"
         (films / f"subtitled.{code}.vtt").write_text(cue, encoding="utf-8")

@@ -40,7 +40,7 @@ from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, Rece
 from cifa_ingest.fetch.failures import FetchErrorKind, classify, error_text, uncoloured
 from cifa_ingest.fetch.request_policy import limit_document, policy_handler
 from cifa_ingest.fetch.source_policy import SourcePolicy
-from cifa_ingest.tools import runner as ffmpeg_runner
+from cifa_ingest.tools import runner
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _make_remote_names_safe(info: dict[str, Any]) -> dict[str, str]:
 def _media_role(path: Path) -> str:
     """What a received media file holds, read from the file itself (a source's own labels of
     its formats are often wrong: an HLS variant lists the codecs of its audio group too)."""
-    kinds = {s.get("codec_type") for s in ffmpeg_runner.probe(path).get("streams", [])}
+    kinds = {s.get("codec_type") for s in runner.probe(path).get("streams", [])}
     if "video" in kinds and "audio" in kinds:
         return "video+audio"
     if "video" in kinds:

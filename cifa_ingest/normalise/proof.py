@@ -159,8 +159,8 @@ def read_framemd5(path: Path) -> dict[int, StreamHashes]:
         elif line and not line.startswith("#"):
             fields = [part.strip() for part in line.split(",")]
             streams[int(fields[0])].frames.append((int(fields[2]), int(fields[4]), fields[5]))
-    for index, kind in kinds.items():
-        streams[index].kind = kind
+    for number, kind in kinds.items():
+        streams[number].kind = kind
     return streams
 
 
