@@ -30,11 +30,9 @@ LOSSLESS_AUDIO = {
     "dblp": PCM_OF["dblp"],
 }
 
-
 #: Where MediaInfo (23.04) reads a Matroska track's channel layout: FLAC's channel mask, not
 #: WavPack's (ffprobe reads both).
 MEDIAINFO_READS_LAYOUT = {"flac"}
-
 
 #: Samples per WavPack block in a master (see :func:`cifa_ingest.normalise.master.master_options`).
 WAVPACK_BLOCK_SAMPLES = 4096

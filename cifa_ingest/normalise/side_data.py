@@ -18,7 +18,6 @@ from cifa_ingest.tools import runner
 #: The HDR10 side data: SMPTE ST 2086's mastering display and CTA-861.3's content light level.
 HDR_SIDE_DATA = ("Mastering display metadata", "Content light level metadata")
 
-
 #: ffprobe's names of the HDR side data's values -> mkvpropedit's properties of Matroska's
 #: Colour element (MasteringMetadata, MaxCLL, MaxFALL).
 MATROSKA_COLOUR = {

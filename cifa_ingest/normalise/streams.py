@@ -12,7 +12,6 @@ from typing import Any
 #: Text subtitle codecs that Matroska cannot hold as they are, and what they become.
 SUBTITLE_CONVERSION = {"mov_text": "srt"}
 
-
 #: Subtitle codecs our ffmpeg's (5.1) Matroska muxer holds as they are (libavformat/matroska.c);
 #: with :data:`SUBTITLE_CONVERSION`'s, the subtitles a master can keep.
 MATROSKA_SUBTITLES = {
