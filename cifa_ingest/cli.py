@@ -681,7 +681,8 @@ def _serve(settings: Settings, archive: Path, args: argparse.Namespace, own_serv
     if own_server:
         print(
             f"That server (UI at {api.removesuffix('/api')}) lives as long as this command; for one"
-            " that outlives it, start `prefect server start` and set PREFECT_API_URL (README)."
+            " that outlives it, start `prefect server start` and set PREFECT_API_URL"
+            " (docs/guides/operators.md, 'A Prefect server')."
         )
     print("Ctrl-C stops.", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how serving ends, not a failure

@@ -315,7 +315,8 @@ def _works_runner(settings: Settings) -> TaskRunner | None:
     On Dask, every worker needs this project, ffmpeg, the archive at the same path, and the
     Prefect API: with ``PREFECT_API_URL`` unset, each worker starts Prefect's embedded server on
     its own ``PREFECT_HOME`` database (which works on one machine, at a few seconds per worker);
-    across machines, a Prefect server (on PostgreSQL) that every machine names (README)."""
+    across machines, a Prefect server (on PostgreSQL) that every machine names (the operators'
+    guide)."""
     execution = settings.execution
     if execution.dask_address:
         from prefect_dask import DaskTaskRunner

@@ -414,15 +414,17 @@ def _finished(http: httpx.Client, flow_run_id: str) -> dict:
     return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else {}
 
 
-#: The server's HTTP basic authentication (``PREFECT_SERVER_API_AUTH_STRING``), as the README
-#: advises for a server others can reach; `cifa serve` sends it as ``PREFECT_API_AUTH_STRING``.
+#: The server's HTTP basic authentication (``PREFECT_SERVER_API_AUTH_STRING``), as the
+#: operators' guide advises for a server others can reach; `cifa serve` sends it as
+#: ``PREFECT_API_AUTH_STRING``.
 AUTH = ("cifa", "a-test-password")
 
 
 @contextlib.contextmanager
 def running_prefect_server(tmp_path: Path, **settings: str) -> Iterator[str]:
-    """A real ``prefect server start`` on 127.0.0.1 and a free port, started as the README says
-    (``PREFECT_SERVER_API_PORT`` set to the port, so that its UI finds its API), SQLite in a
+    """A real ``prefect server start`` on 127.0.0.1 and a free port, started as the operators'
+    guide says (``PREFECT_SERVER_API_PORT`` set to the port, so that its UI finds its API), SQLite
+    in a
     temporary home, with ``settings`` in its environment; yields its API URL, stops it after."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

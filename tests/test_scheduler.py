@@ -4,8 +4,9 @@ Every run in ``test_deployments.py`` is started through the API; none by the sch
 all tests passed while no scheduled run could ever start (prefect 3.8.8's scheduler service failed
 every minute with SQLAlchemy 2.1). Here:
 
-- a real ``prefect server start`` on a port other than 4200, started as the README says (the port
-  also in ``PREFECT_SERVER_API_PORT``), and ``cifa serve`` with schedules due every minute: the
+- a real ``prefect server start`` on a port other than 4200, started as the operators' guide says
+  (the port also in ``PREFECT_SERVER_API_PORT``), and ``cifa serve`` with schedules due every
+  minute: the
   server's scheduler creates the runs, ``cifa serve`` starts them, and the nightly ingest of the
   demo films and a full audit complete; each leaves its reports in ``ARCHIVE/reports/``;
 - the UI of that server and of ``cifa serve``'s own server, opened in headless Chromium: the
@@ -126,8 +127,8 @@ def _logs(http: httpx.Client, flow_run_id: str) -> list[dict]:
 def test_prefects_scheduler_starts_the_nightly_ingest_and_the_audit(
     tmp_path: Path, film_server: LocalFileServer
 ) -> None:
-    """A server on a port of its own (not 4200), as the README starts one; schedules due every
-    minute. The runs are created by the server's scheduler (``auto_scheduled``), started by
+    """A server on a port of its own (not 4200), as the operators' guide starts one; schedules due
+    every minute. The runs are created by the server's scheduler (``auto_scheduled``), started by
     ``cifa serve``, and complete: the demo films preserved, then every bag audited, each run
     leaving its reports."""
     archive = tmp_path / "archive"
@@ -233,7 +234,7 @@ def test_cifa_serves_own_server_shows_deployments_runs_and_artifacts_in_its_ui(
             [serve],
         )
 
-        # Two one-off jobs, as the README starts them: `prefect deployment run`.
+        # Two one-off jobs, as the operators' guide starts them: `prefect deployment run`.
         def one_off(work_id: str, film: str) -> str:
             started = subprocess.run(
                 [str(BIN / "prefect"), "deployment", "run", "preserve-film/preserve-film",

@@ -32,7 +32,7 @@ def _now() -> str:
 
 
 # The words the ledger stores. They are defined here, beside the tables that hold them, because
-# they are a published contract (years of rows, ``--json`` outputs, the README) that every reader
+# they are a published contract (years of rows, ``--json`` outputs, the docs) that every reader
 # and writer must spell alike: the pipeline (:mod:`cifa_ingest.preserve`), the watch
 # (:mod:`cifa_ingest.audit.watch`) and the audit import them from here, and the ledger, below
 # them all, can type what it reads without importing any of them.

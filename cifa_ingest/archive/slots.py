@@ -20,7 +20,8 @@ servers do not see each other's leases, and the limit's slot count in the databa
 share. And the library runs without Prefect (``cifa_ingest.preserve``), where the limits must
 hold just the same. A lock file needs nothing but a file system, and is as shared as the archive
 is: on one machine always; across machines where the archive's file system carries ``flock``
-(NFS does, through its byte-range locks, unless mounted ``nolock``; see the README).
+(NFS does, through its byte-range locks, unless mounted ``nolock``; see the operators' guide,
+docs/guides/operators.md, "Dask and several machines").
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from cifa_ingest.bag.package import payload_files
 
 class ProblemKind(StrEnum):
     """What is wrong, in the words ``cifa audit --json``, the audit log and the reports publish
-    (the README's table): a program that reads them matches these spellings, so they never
+    (docs/reference/kinds.md): a program that reads them matches these spellings, so they never
     change. Underscores, unlike the hyphens of the ledger's other words: so they were published."""
 
     #: A payload file's content differs from its manifest.

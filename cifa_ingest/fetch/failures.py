@@ -41,7 +41,7 @@ class FetchErrorKind(StrEnum):
 
     @property
     def description(self) -> str:
-        """What the kind means, for people (the README's list of kinds says the same)."""
+        """What the kind means, for people (docs/reference/kinds.md says the same)."""
         return _DESCRIPTIONS[self]
 
 
