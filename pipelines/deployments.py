@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cifa_ingest.audit.fixity_audit import AuditMode
 from cifa_ingest.config import Settings
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def plan(
         Deployment(
             flow="fixity-audit",
             entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
-            name="rolling",
+            name=AuditMode.ROLLING,  # the deployment fixity-audit/rolling
             description=(
                 f"Every night: re-verify the bags not verified in {max_age:g} days, oldest first"
                 + (f", within {budget:g} h" if budget is not None else "")
@@ -144,7 +145,7 @@ def plan(
         Deployment(
             flow="fixity-audit",
             entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
-            name="full",
+            name=AuditMode.FULL,
             description=(
                 "Every week: re-read and re-hash every file of every bag. Fails when any problem"
                 " is found."

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.ledger import CheckOutcome, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.audit.fixity_audit import AuditMode, ProblemKind
@@ -141,3 +142,18 @@ def test_the_ledger_refuses_a_word_it_does_not_know(tmp_path: Path) -> None:
         ledger.record_source_check("cifa-v-0001", 0, "https://example.org/a", "vanished", {}, "t")
     assert ledger.outcomes("cifa-v-0001") == []
     assert ledger.latest_source_checks() == []
+
+
+def test_the_audit_log_records_only_a_checks_outcomes(tmp_path: Path) -> None:
+    """``intact`` and ``damaged`` are what a check of a registered bag can find; a misspelt word
+    or ``unregistered`` (a report's word for a folder the ledger does not know) is refused before
+    the hash chain grows, and what is read back is the enum's member."""
+    log = AuditLog(tmp_path / "ledger.sqlite")
+    for word in ("unregistered", "intakt"):
+        with pytest.raises(ValueError):
+            log.record("bag-1", "2026-11-27T00:00:00Z", "test", word, [], 0, 0.0)  # type: ignore[arg-type]
+    assert log.history("bag-1") == []
+    log.record("bag-1", "2026-11-27T00:00:00Z", "test", CheckOutcome.DAMAGED, [], 0, 0.0)
+    (check,) = log.history("bag-1")
+    assert check.outcome is CheckOutcome.DAMAGED
+    assert log.verify() == []

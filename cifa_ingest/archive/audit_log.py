@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.archive.ledger import connect
+from cifa_ingest.archive.ledger import CheckOutcome, connect
 from cifa_ingest.archive.migrations import upgrade
 
 GENESIS = "0" * 64
@@ -32,14 +32,15 @@ class Check:
     bag_id: str
     checked_at: str
     software: str
-    outcome: str
+    outcome: CheckOutcome
     problems: list[dict[str, Any]]
     bytes_read: int
     seconds: float
 
 
 def _check(row: tuple[Any, ...]) -> Check:
-    return Check(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7])
+    outcome = CheckOutcome(row[4])
+    return Check(row[0], row[1], row[2], row[3], outcome, json.loads(row[5]), row[6], row[7])
 
 
 def _digest(prev_hash: str, values: dict[str, Any]) -> str:
@@ -62,16 +63,18 @@ class AuditLog:
         bag_id: str,
         checked_at: str,
         software: str,
-        outcome: str,
+        outcome: CheckOutcome,
         problems: list[dict[str, Any]],
         bytes_read: int,
         seconds: float,
     ) -> None:
+        if CheckOutcome(outcome) is CheckOutcome.UNREGISTERED:  # also refuses an unknown word
+            raise ValueError("a fixity check's outcome is intact or damaged, never unregistered")
         values = {
             "bag_id": bag_id,
             "checked_at": checked_at,
             "software": software,
-            "outcome": outcome,
+            "outcome": str(outcome),  # the value: the chain's digests hash plain strings
             "problems": json.dumps(problems, sort_keys=True, ensure_ascii=False),
             "bytes_read": int(bytes_read),
             "seconds": round(float(seconds), 3),

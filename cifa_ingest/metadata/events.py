@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.ledger import CheckOutcome
 from cifa_ingest.metadata import premis
 
 
@@ -42,7 +43,7 @@ def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
                 date_time=check.checked_at,
                 detail=f"every file re-read and re-hashed: {check.bytes_read} bytes"
                 f" in {check.seconds:.1f} s",
-                outcome="pass" if check.outcome == "intact" else "fail",
+                outcome="pass" if check.outcome is CheckOutcome.INTACT else "fail",
                 outcome_detail=", ".join(kinds) if kinds else None,
                 agents=[(agent, "executing program")],
                 objects=[(path, "source") for path in payload],
