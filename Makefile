@@ -17,9 +17,11 @@ SLOW ?= slow
 test-slow: setup test-deps
 	$(VENV)/bin/pytest -m "$(SLOW)"
 
+# ruff, and mypy over cifa_ingest/ and pipelines/ (its settings are in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning (a broken
 # link, a page left out of the navigation). tests/test_docs.py builds it too.
