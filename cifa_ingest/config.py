@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from cifa_ingest.errors import ConfigError
 from cifa_ingest.prefect_internals import cron_taken_by_prefect
+from cifa_ingest.storage.locations import StorageSettings
 
 DEFAULT_CONFIG_PATH = Path("config/cifa.toml")
 #: The policy files shipped in the package (``cifa_ingest/policies/``, package data).
@@ -191,6 +192,7 @@ class Settings(_Section):
     normalise: NormaliseSettings = Field(default_factory=NormaliseSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
 
 def config_path() -> Path | None:
