@@ -120,6 +120,8 @@ def test_an_installed_package_holds_the_policies(tmp_path: Path) -> None:
     # The Prefect flows of pipelines/ install inside the package, never as a generic top-level
     # `pipelines` that could collide with another project's in a user's environment.
     assert sorted(p.name for p in built.iterdir()) == ["cifa_ingest"]
+    packages = {p.parent.relative_to(REPO) for p in (REPO / "cifa_ingest").rglob("__init__.py")}
+    assert packages <= {p.parent.relative_to(built) for p in built.rglob("__init__.py")}
     assert (built / "cifa_ingest" / "pipelines" / "flows.py").is_file()
 
 
