@@ -129,33 +129,39 @@ def normalise_group(
     and the record says why."""
     probes = [runner.probe(original) for original in originals]
     action, reason = profile.decide(probes)
-    arguments = (stem, originals, bag_root, proof_dir, settings, profile, mediaconch_policy)
+    job = _Job(stem, originals, bag_root, proof_dir, settings, profile, mediaconch_policy)
     if action is not Action.REMUX:
-        return _normalise_as(action, reason, probes, *arguments)
+        return _normalise_as(action, reason, probes, job)
     try:
-        return _normalise_as(action, reason, probes, *arguments)
+        return _normalise_as(action, reason, probes, job)
     except ProofFailed as refused:
         log.warning("%s: the remux failed its proof; decoding to FFV1 instead: %s", stem, refused)
         (bag_root / "master" / f"{stem}.mkv").unlink(missing_ok=True)
         instead = f"{reason}; the remux failed its proof ({refused}), so decoded to FFV1 instead"
-        result = _normalise_as(Action.FFV1, instead, probes, *arguments)
+        result = _normalise_as(Action.FFV1, instead, probes, job)
         result.notes.append(f"remux refused by its proof, decoded to FFV1 instead: {refused}")
         return result
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What :func:`normalise_group` was asked, as each attempt (a remux, then FFV1) takes it."""
+
+    stem: str
+    originals: list[Path]
+    bag_root: Path
+    proof_dir: Path
+    settings: NormaliseSettings
+    profile: Profile
+    mediaconch_policy: Path | None
+
+
 def _normalise_as(
-    action: Action,
-    reason: str,
-    probes: list[dict[str, Any]],
-    stem: str,
-    originals: list[Path],
-    bag_root: Path,
-    proof_dir: Path,
-    settings: NormaliseSettings,
-    profile: Profile,
-    mediaconch_policy: Path | None,
+    action: Action, reason: str, probes: list[dict[str, Any]], job: _Job
 ) -> GroupResult:
     """:func:`normalise_group` by ``action``, for the reason given."""
+    stem, originals, bag_root, proof_dir = job.stem, job.originals, job.bag_root, job.proof_dir
+    settings, profile, mediaconch_policy = job.settings, job.profile, job.mediaconch_policy
     result = GroupResult(
         stem=stem,
         action=str(action),
