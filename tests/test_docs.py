@@ -273,6 +273,17 @@ def _arguments(parser: Any) -> tuple[set[str], list[str]]:
     return options, positionals
 
 
+def test_every_package_is_in_the_architecture_table_and_nothing_else() -> None:
+    """The developers' map of the code names each package of cifa_ingest/ that exists, and no
+    package that does not: a package added or renamed shows here."""
+    packages = {
+        f"cifa_ingest/{p.parent.name}/" for p in (REPO / "cifa_ingest").glob("*/__init__.py")
+    } | {"cifa_ingest/policies/"}
+    page = (REPO / "docs" / "developers" / "index.md").read_text("utf-8")
+    rows = set(re.findall(r"^\| `(cifa_ingest/[a-z_]+/)` \|", page, re.MULTILINE))
+    assert rows == packages
+
+
 def test_every_command_and_option_is_documented_and_nothing_else() -> None:
     cli_page = page("reference/cli.md")
     commands = _subcommands()
