@@ -107,7 +107,9 @@ def test_a_v0_1_0_ledger_is_upgraded_in_place_rows_chain_and_backup_kept(
     ledger = Ledger(ledger_path)
 
     assert _user_version(ledger_path) == LATEST
-    assert _rows(ledger_path) == before
+    after = _rows(ledger_path)
+    assert {t: after[t] for t in before} == before  # every row kept
+    assert set(after) - set(before) == {"copies"} and after["copies"] == []  # step 2's table
     backup = archive / f"ledger.sqlite.before-v{LATEST}"
     assert _user_version(backup) == 0 and _rows(backup) == before
     assert not (archive / f"ledger.sqlite.before-v{LATEST}-wal").exists()  # one file
@@ -362,7 +364,7 @@ def test_a_process_killed_mid_migration_leaves_the_ledger_as_it_was(tmp_path: Pa
             conn.execute(next(s for s in m._V0_1_0_TABLES if "fixity_checks" in s))
             os._exit(9)  # no rollback, no close: as a SIGKILL or a power cut would
 
-        m.upgrade(Path(sys.argv[1]), [m.Migration(1, dying)])
+        m.upgrade(Path(sys.argv[1]), [m.Migration(1, dying), *m.MIGRATIONS[1:]])
         """
     )
     result = subprocess.run(
@@ -426,3 +428,59 @@ def test_processes_opening_a_new_ledger_at_once_migrate_it_once(tmp_path: Path) 
     assert _user_version(path) == LATEST
     assert not list(tmp_path.glob("ledger.sqlite.before-*"))  # a new ledger: nothing to back up
     assert os.path.getsize(path) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 2 (issue 16): the copies of each bag in further storage locations.
+
+
+def test_a_v1_ledger_gets_the_copies_table_rows_kept_and_a_backup_of_v1(tmp_path: Path) -> None:
+    """A ledger the release before storage locations made (schema version 1) is upgraded in
+    place: its rows kept, a backup of it named after version 2, the copies table empty."""
+    from cifa_ingest.archive.ledger import CopyState
+
+    path = _v0_1_0_ledger(tmp_path / "ledger.sqlite")
+    assert upgrade(path, MIGRATIONS[:1]) == 1  # what the previous release did on open
+    first_backup = tmp_path / "ledger.sqlite.before-v1"
+    assert first_backup.exists()
+    before = _rows(path)
+    ledger = Ledger(path)
+    assert _user_version(path) == 2 == LATEST
+    after = _rows(path)
+    assert {t: after[t] for t in before} == before and after["copies"] == []
+    backup = tmp_path / "ledger.sqlite.before-v2"
+    assert _user_version(backup) == 1 and _rows(backup) == before
+    assert first_backup.exists()  # each version's backup kept
+    assert AuditLog(path).verify() == []
+    # The copies API on the upgraded ledger.
+    pending = ledger.record_copy("cifa-v-0001", "disk2", "pending", software="cifa-ingest t")
+    assert pending.state is CopyState.PENDING and pending.verified_at is None
+    good = ledger.record_copy(
+        "cifa-v-0001", "disk2", CopyState.GOOD, software="cifa-ingest t", size=600, copied=True
+    )
+    assert good.verified_at and good.copied_at and good.bytes == 600
+    damaged = ledger.record_copy(
+        "cifa-v-0001", "disk2", CopyState.DAMAGED, software="t", detail="data/x differs"
+    )
+    # A damaged copy still says when it was last known good, and how large it was.
+    assert (damaged.verified_at, damaged.copied_at, damaged.bytes) == (
+        good.verified_at, good.copied_at, 600,
+    )  # fmt: skip
+    assert [c.state for c in ledger.copies(work_id="cifa-v-0001")] == [CopyState.DAMAGED]
+    assert ledger.copy("cifa-v-0002", "disk2") is None
+    with pytest.raises(ValueError):
+        ledger.record_copy("cifa-v-0001", "disk2", "fine", software="t")
+    assert ledger.copies(location="disk2")[0].detail == "data/x differs"
+
+
+def test_step_2_makes_the_copies_table_and_its_index() -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        MIGRATIONS[0].apply(conn)
+        MIGRATIONS[1].apply(conn)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(copies)")]
+        assert columns == [
+            "work_id", "location", "state", "copied_at", "verified_at", "bytes", "detail",
+            "software", "updated_at",
+        ]  # fmt: skip
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(copies)")]
+        assert "copies_location" in indexes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,50 @@ class CheckOutcome(StrEnum):
     INTACT = "intact"
     DAMAGED = "damaged"
     UNREGISTERED = "unregistered"
+
+
+class CopyState(StrEnum):
+    """What the ledger knows of one bag's copy in one storage location (``copies.state``, the
+    ``state`` of ``cifa replicate --json``). Only ``good`` is trusted: a copy is recorded good
+    after every one of its files was verified against the ledger's digests, never before; any
+    other state is a copy that replication (re)makes on its next run."""
+
+    #: Every file of the bag is at the location, each verified against the ledger's sha256
+    #: (at ``verified_at``).
+    GOOD = "good"
+    #: Replication began to write the copy and has not verified all of it: a run under way, or
+    #: one interrupted (killed, a full disk, a connection lost). The next run resumes it.
+    PENDING = "pending"
+    #: A check of the location found files of the copy absent (the location answered).
+    MISSING = "missing"
+    #: A check of the location found a file of the copy whose bytes differ from the ledger's.
+    DAMAGED = "damaged"
+
+
+@dataclass(frozen=True)
+class CopyRecord:
+    """One bag's copy in one storage location, as the ledger records it (:class:`CopyState`)."""
+
+    work_id: str
+    location: str
+    state: CopyState
+    copied_at: str | None
+    verified_at: str | None
+    bytes: int | None
+    detail: str
+    software: str
+    updated_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.work_id,
+            "location": self.location,
+            "state": str(self.state),
+            "copied_at": self.copied_at,
+            "verified_at": self.verified_at,
+            "bytes": self.bytes,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -418,6 +463,106 @@ class Ledger:
                 [*params, since or ""],
             ).fetchall()
         return [_source_check_record(row) for row in rows]
+
+    # Copies in further storage locations (issue 16): one row per (bag, location).
+
+    def record_copy(
+        self,
+        work_id: str,
+        location: str,
+        state: CopyState | str,
+        *,
+        software: str,
+        detail: str = "",
+        size: int | None = None,
+        copied: bool = False,
+    ) -> CopyRecord:
+        """Record what is now known of ``work_id``'s copy at ``location``, replacing what was.
+
+        ``good`` stamps ``verified_at`` now, and ``copied_at`` too when this run wrote bytes
+        (``copied``); other states keep the times of the last good copy, so a damaged copy still
+        says when it was last known good. A state that is not a :class:`CopyState` is refused
+        (ValueError) before anything is written. ``detail`` says what is wrong in words for an
+        operator; callers never put a credential or a signed address in it."""
+        state = CopyState(state)
+        now = _now()
+        verified = now if state is CopyState.GOOD else None
+        copied_at = now if copied and state is CopyState.GOOD else None
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO copies (work_id, location, state, copied_at, verified_at, bytes,"
+                " detail, software, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (work_id, location) DO UPDATE SET state = excluded.state,"
+                " copied_at = COALESCE(excluded.copied_at, copies.copied_at),"
+                " verified_at = COALESCE(excluded.verified_at, copies.verified_at),"
+                " bytes = COALESCE(excluded.bytes, copies.bytes), detail = excluded.detail,"
+                " software = excluded.software, updated_at = excluded.updated_at",
+                (work_id, location, str(state), copied_at, verified, size, detail, software, now),
+            )
+            row = conn.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies WHERE work_id = ? AND location = ?",
+                (work_id, location),
+            ).fetchone()
+        return _copy_record(row)
+
+    def copy(self, work_id: str, location: str) -> CopyRecord | None:
+        """The ledger's record of ``work_id``'s copy at ``location``, if it has one."""
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies WHERE work_id = ? AND location = ?",
+                (work_id, location),
+            ).fetchone()
+        return _copy_record(row) if row else None
+
+    def copies(
+        self, *, work_id: str | None = None, location: str | None = None
+    ) -> list[CopyRecord]:
+        """Every recorded copy (of one bag, at one location, or all), by bag then location."""
+        where: list[str] = []
+        params: list[str] = []
+        if work_id is not None:
+            where, params = [*where, "work_id = ?"], [*params, work_id]
+        if location is not None:
+            where, params = [*where, "location = ?"], [*params, location]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies{clause} ORDER BY work_id, location", params
+            ).fetchall()
+        return [_copy_record(row) for row in rows]
+
+    def snapshot(self, target: Path) -> Path:
+        """A consistent copy of the whole ledger in the new file ``target`` (one file, no
+        write-ahead log, flushed): SQLite's online backup, so a run writing meanwhile is never
+        caught half-way. What replication sends to every location, so that any one location
+        holds what it needs to rebuild the archive: the bags and the ledger that vouches for
+        them."""
+        try:
+            with (
+                contextlib.closing(sqlite3.connect(self.path, timeout=60)) as source,
+                contextlib.closing(sqlite3.connect(target, isolation_level=None)) as copy,
+            ):
+                source.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+            with open(target, "rb") as written:
+                os.fsync(written.fileno())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+
+_COPY_COLUMNS = (
+    "work_id, location, state, copied_at, verified_at, bytes, detail, software, updated_at"
+)
+
+
+def _copy_record(row: tuple) -> CopyRecord:
+    work_id, location, state, copied_at, verified_at, size, detail, software, updated = row
+    return CopyRecord(
+        work_id, location, CopyState(state), copied_at, verified_at, size, detail, software,
+        updated,
+    )  # fmt: skip
 
 
 def _insert_bag(

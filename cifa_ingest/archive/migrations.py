@@ -136,8 +136,38 @@ def _v1_schema_of_v0_1_0(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v2_copies(conn: sqlite3.Connection) -> None:
+    """Issue 16: every bag is kept in several storage locations (``[[storage.locations]]``),
+    and the ledger must say, bag by bag and location by location, which copies exist and were
+    verified, so that a copy is trusted only once every byte of it was checked against the
+    ledger's digests, and an interrupted replication is told apart from a complete one. One row
+    per (bag, location): its state (:class:`cifa_ingest.archive.ledger.CopyState`), when it was
+    copied and last verified, its size, and a detail that names a problem (never a credential
+    or an endpoint's secret). The primary copy (``ARCHIVE/bags/``) has no row: the bags and the
+    audit log are its record. The index serves "every copy at this location", the question of
+    replication, a location's audit and the holdings report."""
+    conn.execute(
+        """CREATE TABLE copies (
+    work_id     TEXT NOT NULL REFERENCES bags (work_id),
+    location    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    copied_at   TEXT,
+    verified_at TEXT,
+    bytes       INTEGER,
+    detail      TEXT NOT NULL DEFAULT '',
+    software    TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (work_id, location)
+)"""
+    )
+    conn.execute("CREATE INDEX copies_location ON copies (location, state)")
+
+
 #: Every step, in order; ``version`` is 1, 2, 3, … with no gap.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, _v1_schema_of_v0_1_0),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _v1_schema_of_v0_1_0),
+    Migration(2, _v2_copies),
+)
 #: The schema version this program writes, and the highest it opens.
 LATEST = MIGRATIONS[-1].version
 
