@@ -1,0 +1,559 @@
+"""A storage location in an S3-compatible object store: the
+:class:`~cifa_ingest.storage.store.Store` of an :class:`~cifa_ingest.storage.locations.S3Location`.
+
+Objects are ``<prefix><key>`` in the location's bucket. Why it works as it does:
+
+- **The server checks the bytes on receipt.** Every write carries the SHA-256 the ledger
+  expects (``x-amz-checksum-sha256``): a file up to :data:`MULTIPART_THRESHOLD` goes in one
+  PutObject, which the server refuses (``BadDigest``) unless the bytes it received have that
+  digest, so a copy damaged on the way never becomes an object. The digest is the ledger's, not
+  one computed while sending: a source changed on the primary since it was recorded is refused,
+  not copied.
+- **Large files in parts, with bounded memory.** A larger file is a multipart upload: one part
+  in memory at a time, each part with its own SHA-256 the server checks, and the whole file's
+  SHA-256 computed while the parts stream. Only when it equals the ledger's is the upload
+  completed; otherwise, or on any failure, the upload is aborted, so nothing half-written ever
+  becomes an object (an upload that cannot even be aborted, the server gone, is left to the
+  bucket's lifecycle rule for incomplete uploads, and is never visible as an object).
+- **Trust, but verify what was kept.** After a write the object is read back by HEAD: its size
+  and the server's stored checksum (a full-object SHA-256 for a single PUT, the composite of the
+  parts' SHA-256 for a multipart one, which is compared with the composite computed here). A
+  server that keeps no checksum at all gets its object read back and hashed instead: slower, but
+  nothing is called a copy unverified.
+- **Write-once where asked.** With ``object_lock_days`` every write carries COMPLIANCE retention
+  until that many days from now; nobody, root included, can remove or shorten it. An overwrite is
+  a new version, the old one stays. :meth:`S3Store.delete` refuses a locked object rather than
+  hide it behind a delete marker and report it gone.
+- **Unreachable is not damaged.** A server that does not answer, a timeout, refused credentials
+  or a missing bucket are :class:`LocationUnreachable` (nothing is said about the copies), after
+  a few bounded retries and timeouts so that a dead location costs seconds, not hours. Only an
+  absent key is "missing".
+- **No secret ever written.** Credentials come only from boto3's standard chain (environment,
+  shared profile, instance role), never from settings or arguments. Messages name the location,
+  the endpoint and the server's error code, never the server's message text or a credential, and
+  the S3 client's DEBUG logging (request dumps with signed headers and session tokens) is kept
+  off in this process (:func:`_quiet_client_logging`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import logging
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from cifa_ingest.storage.locations import S3Location
+from cifa_ingest.storage.store import CopyRefused, LocationUnreachable, ObjectMissing, StoredObject
+
+#: Files up to this size go in one PutObject (the server verifies the whole file's SHA-256);
+#: larger ones in a multipart upload.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+#: A multipart upload's part size: the memory one upload holds. Raised for very large files so
+#: that no upload needs more than :data:`MAX_PARTS` parts (S3's limit is 10,000).
+PART_SIZE = 16 * 1024 * 1024
+MAX_PARTS = 9_000
+#: Seconds to open a connection, and to wait for any answer once a request is sent.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+#: Attempts of one request (the first included) before the location is unreachable: botocore's
+#: "standard" retry mode, with its exponential backoff (a few seconds in all at this count).
+MAX_ATTEMPTS = 3
+#: Reads of :meth:`S3Store.open`'s stream are this large underneath.
+READ_CHUNK = 1024 * 1024
+
+#: The server's error codes that mean the credentials were refused.
+_REFUSED_CREDENTIALS = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "AuthorizationHeaderMalformed",
+        "AccountProblem",
+    }
+)
+_NO_BUCKET = frozenset({"NoSuchBucket"})
+_NO_KEY = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+#: The server's error codes for bytes that do not match the checksum sent with them.
+_BAD_DIGEST = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"})
+_CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+)
+#: Errors on the way (no answer, timeouts, a broken connection, no credentials at all).
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+    botocore.exceptions.NoRegionError,
+)
+#: Loggers of the S3 client whose DEBUG records carry signed request headers.
+_CLIENT_LOGGERS = ("boto3", "botocore", "s3transfer")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _quiet_client_logging() -> None:
+    """Keep the S3 client's loggers at WARNING (unless set to INFO or above), whatever the root
+    logger's level.
+
+    botocore's DEBUG records dump every request: its signed headers (the access key id, the
+    signature) and, with temporary credentials, the session token itself. A process that logs
+    at DEBUG (``caplog``, a developer's ``logging.basicConfig(level=DEBUG)``, a Prefect worker)
+    would write those to its log and Prefect's database. Setting the level on the parent
+    loggers covers their children (``botocore.endpoint``, ``botocore.auth``, …), which inherit
+    it."""
+    for name in _CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:
+            logger.setLevel(logging.WARNING)
+
+
+class S3Store:
+    """The objects of one S3 location. Nothing is contacted when it is made: :meth:`check`."""
+
+    def __init__(
+        self,
+        location: S3Location,
+        *,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        if part_size < 1 or multipart_threshold < 0:
+            raise ValueError("part_size must be positive and multipart_threshold not negative")
+        _quiet_client_logging()
+        self.name = location.name
+        self.location = location
+        self.bucket = location.bucket
+        self.prefix = location.prefix
+        self.endpoint = location.endpoint or "AWS S3"
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self._attempts = max_attempts
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            # Checksums are the ones we send (the ledger's); none is computed by the client on
+            # its own, and reads are not validated by it: the caller hashes what it reads.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # A custom endpoint (SeaweedFS, MinIO, Ceph) rarely has a DNS name per bucket.
+            s3={"addressing_style": "path" if location.endpoint else "auto"},
+            user_agent_extra="cifa-ingest",
+        )
+        # A session of its own: boto3's default session is shared, mutable module state.
+        session = boto3.session.Session()
+        self._client: Any = session.client(
+            "s3", endpoint_url=location.endpoint, region_name=location.region, config=config
+        )
+
+    # -----------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """The bucket answers to these credentials (HEAD bucket); with ``object_lock_days``, it
+        has Object Lock enabled, since a write with retention to a bucket without it is refused
+        and a copy meant to be write-once must not silently become an ordinary one."""
+        self._call("reach the bucket", None, self._client.head_bucket, Bucket=self.bucket)
+        if self.location.object_lock_days:
+            try:
+                found = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            except botocore.exceptions.ClientError as exc:
+                if _code(exc) != "ObjectLockConfigurationNotFoundError":
+                    raise self._unreachable_or(exc, "read the bucket's Object Lock", None) from None
+                found = {}
+            except _TRANSPORT_ERRORS as exc:
+                raise self._unreachable(exc, "read the bucket's Object Lock", None) from None
+            enabled = found.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            if enabled != "Enabled":
+                raise LocationUnreachable(
+                    f"location {self.name}: the settings ask for Object Lock"
+                    f" (object_lock_days = {self.location.object_lock_days}) but bucket"
+                    f" {self.bucket} at {self.endpoint} has none; Object Lock is enabled when a"
+                    " bucket is created"
+                )
+
+    def put(self, key: str, source: Path, sha256: str) -> StoredObject:
+        """Write ``source`` under ``key``, verified by the server against ``sha256`` (the
+        ledger's digest, hex): one PutObject up to the threshold, a multipart upload above."""
+        if not _HEX64.match(sha256):
+            raise ValueError(f"not a SHA-256 (64 hex digits): {sha256!r}")
+        expected = sha256.lower()
+        full = self._full(key)
+        size = source.stat().st_size
+        composite: str | None = None
+        if size <= self.multipart_threshold:
+            self._put_single(key, full, source, expected)
+        else:
+            composite = self._put_multipart(key, full, source, size, expected)
+        return self._verify_kept(key, full, size, expected, composite)
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        """The object's bytes, streamed from the server (never held whole in memory)."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _NO_KEY:
+                raise ObjectMissing(f"location {self.name}: no {key}") from None
+            raise self._unreachable_or(exc, "read", key) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "read", key) from None
+        body = answer["Body"]
+        reader = io.BufferedReader(_Body(body, self, key), buffer_size=READ_CHUNK)
+        try:
+            yield reader
+        finally:
+            body.close()
+
+    def stat(self, key: str) -> StoredObject | None:
+        """The object under ``key`` as the server keeps it: size, its full-object SHA-256 when
+        it keeps one (not for a multipart object: a composite of the parts' digests says
+        nothing the ledger can compare with), and whether COMPLIANCE retention holds it now."""
+        full = self._full(key)
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _NO_KEY:
+                # HEAD answers a bare 404 for a missing bucket too: a location whose bucket is
+                # gone is unreachable, not a location whose copies are all missing.
+                self._call("reach the bucket", None, self._client.head_bucket, Bucket=self.bucket)
+                return None
+            raise self._unreachable_or(exc, "look up", key) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "look up", key) from None
+        return StoredObject(
+            key=key,
+            size=int(head["ContentLength"]),
+            sha256=_full_object_sha256(head),
+            locked=_locked_now(head),
+        )
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with ``prefix``, in key order (S3 lists in UTF-8 byte
+        order, which is the order of Python's strings), with their sizes: a listing carries no
+        checksum and no retention, :meth:`stat` does."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        try:
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    yield StoredObject(
+                        key=entry["Key"][len(self.prefix) :], size=int(entry["Size"])
+                    )
+        except botocore.exceptions.ClientError as exc:
+            raise self._unreachable_or(exc, "list", prefix or "(everything)") from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "list", prefix or "(everything)") from None
+
+    def delete(self, key: str) -> None:
+        """Remove the object; nothing to do when there is none. An object under COMPLIANCE
+        retention is refused (:class:`CopyRefused`): S3 would accept the DELETE and only hide the
+        object behind a delete marker, its bytes kept until the retention ends, and a caller told
+        "deleted" would believe something false. In a versioned bucket without retention the
+        older versions stay, as the bucket's versioning means them to."""
+        found = self.stat(key)
+        if found is None:
+            return
+        if found.locked:
+            raise CopyRefused(
+                f"location {self.name}: {key} is held under Object Lock (COMPLIANCE retention);"
+                " it cannot be removed before its retention ends"
+            )
+        self._call(
+            "delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._full(key)
+        )
+
+    # -----------------------------------------------------------------------------------------
+
+    def _full(self, key: str) -> str:
+        """The object key of ``key``: relative, ``/``-separated, no ``..`` and no empty part,
+        the same keys a filesystem location accepts, under the location's prefix."""
+        parts = PurePosixPath(key).parts
+        if not parts or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
+            raise ValueError(f"not a key: {key!r}")
+        return self.prefix + key
+
+    def _retention(self) -> dict[str, Any]:
+        days = self.location.object_lock_days
+        if not days:
+            return {}
+        until = datetime.now(UTC) + timedelta(days=days)
+        return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+
+    def _put_single(self, key: str, full: str, source: Path, expected: str) -> None:
+        """One PutObject carrying the expected SHA-256: the server keeps the object only if the
+        bytes it received have it."""
+        with source.open("rb") as body:
+            self._call(
+                "write",
+                key,
+                self._client.put_object,
+                Bucket=self.bucket,
+                Key=full,
+                Body=body,
+                ChecksumSHA256=_b64(bytes.fromhex(expected)),
+                **self._retention(),
+            )
+
+    def _put_multipart(self, key: str, full: str, source: Path, size: int, expected: str) -> str:
+        """A multipart upload, one part in memory at a time; completed only when the whole
+        file's SHA-256 equals ``expected``, aborted otherwise and on any failure. Returns the
+        composite checksum the server must report for the completed object."""
+        part_size = max(self.part_size, -(-size // MAX_PARTS))
+        created = self._call(
+            "start an upload of",
+            key,
+            self._client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=full,
+            ChecksumAlgorithm="SHA256",
+            **self._retention(),
+        )
+        upload_id = created["UploadId"]
+        whole = hashlib.sha256()
+        part_digests: list[bytes] = []
+        parts: list[dict[str, Any]] = []
+        completed = False
+        try:
+            with source.open("rb") as reader:
+                while chunk := reader.read(part_size):
+                    whole.update(chunk)
+                    digest = hashlib.sha256(chunk).digest()
+                    number = len(parts) + 1
+                    answer = self._call(
+                        "write a part of",
+                        key,
+                        self._client.upload_part,
+                        Bucket=self.bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                        ChecksumSHA256=_b64(digest),
+                    )
+                    del chunk
+                    part_digests.append(digest)
+                    parts.append(
+                        {
+                            "PartNumber": number,
+                            "ETag": answer["ETag"],
+                            "ChecksumSHA256": _b64(digest),
+                        }
+                    )
+            if whole.hexdigest() != expected:
+                raise CopyRefused(
+                    f"location {self.name}: {key}: {source} reads as sha256 {whole.hexdigest()},"
+                    f" not the {expected} the ledger expects; the upload was aborted"
+                )
+            self._call(
+                "complete the upload of",
+                key,
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            completed = True
+        finally:
+            if not completed:
+                # Best effort: an upload the server cannot abort now stays invisible, and the
+                # bucket's lifecycle rule for incomplete uploads removes it.
+                with contextlib.suppress(Exception):
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=full, UploadId=upload_id
+                    )
+        return f"{_b64(hashlib.sha256(b''.join(part_digests)).digest())}-{len(part_digests)}"
+
+    def _verify_kept(
+        self, key: str, full: str, size: int, expected: str, composite: str | None
+    ) -> StoredObject:
+        """HEAD the object just written: the size and the server's checksum must be the ones
+        sent (the full-object SHA-256, or the composite of the parts'). A server that keeps no
+        checksum has the object read back and hashed."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _NO_KEY:
+                raise CopyRefused(
+                    f"location {self.name}: {key}: the server accepted the write but has no such"
+                    " object"
+                ) from None
+            raise self._unreachable_or(exc, "look up", key) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "look up", key) from None
+        kept = head.get("ChecksumSHA256")
+        stored = int(head["ContentLength"])
+        if stored != size:
+            self._refuse(key, f"it keeps {stored} bytes, not the {size} sent")
+        if composite is None:
+            wanted = _b64(bytes.fromhex(expected))
+            if kept is not None and kept != wanted:
+                self._refuse(key, f"it keeps SHA-256 {kept}, not {wanted}")
+        elif kept is not None and kept != composite:
+            self._refuse(key, f"it keeps the parts' checksum {kept}, not {composite}")
+        if kept is None:
+            read_back = hashlib.sha256()
+            with self.open(key) as reader:
+                while chunk := reader.read(READ_CHUNK):
+                    read_back.update(chunk)
+            if read_back.hexdigest() != expected:
+                self._refuse(key, f"it reads back as sha256 {read_back.hexdigest()}")
+        return StoredObject(
+            key=key,
+            size=stored,
+            sha256=_full_object_sha256(head),
+            locked=_locked_now(head),
+        )
+
+    def _refuse(self, key: str, why: str) -> None:
+        """The server kept something other than what was sent: remove it where it can be
+        removed (retention may forbid it) and refuse the copy."""
+        with contextlib.suppress(Exception):
+            self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        raise CopyRefused(f"location {self.name}: {key}: not kept as sent: {why}")
+
+    def _call(self, action: str, key: str | None, method: Any, **kwargs: Any) -> Any:
+        """``method(**kwargs)``, its failures as this package's errors: what the server refuses
+        to write is :class:`CopyRefused`, everything else :class:`LocationUnreachable`."""
+        try:
+            return method(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            writing = action not in ("reach the bucket", "look up", "list", "read")
+            if writing and not _unreachable_code(exc):
+                code = _code(exc)
+                why = ""
+                if code in _BAD_DIGEST:
+                    why = " (the bytes received do not have the ledger's SHA-256)"
+                elif code == "InvalidRequest" and self.location.object_lock_days:
+                    why = f" (the settings ask for Object Lock: is it enabled on {self.bucket}?)"
+                raise CopyRefused(
+                    f"location {self.name}: the server at {self.endpoint} refused to {action}"
+                    f" {key}: {code}{why}"
+                ) from None
+            raise self._unreachable_or(exc, action, key) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, action, key) from None
+
+    def _unreachable_or(
+        self, exc: botocore.exceptions.ClientError, action: str, key: str | None
+    ) -> LocationUnreachable:
+        code = _code(exc)
+        where = f"location {self.name} (bucket {self.bucket} at {self.endpoint})"
+        if code in _REFUSED_CREDENTIALS:
+            why = f"the server refused the credentials ({code}); they come from the S3 client's"
+            why += " standard places (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, a role)"
+        elif code in _NO_BUCKET or (key is None and code in _NO_KEY):
+            why = "the bucket does not exist"
+        else:
+            why = f"the server answered {code} (HTTP {_status(exc)})"
+        target = f" {key}" if key else ""
+        return LocationUnreachable(f"{where}: cannot {action}{target}: {why}")
+
+    def _unreachable(self, exc: Exception, action: str, key: str | None) -> LocationUnreachable:
+        if isinstance(exc, _CREDENTIAL_ERRORS):
+            why = (
+                "no usable S3 credentials: give them to the S3 client (AWS_ACCESS_KEY_ID and"
+                " AWS_SECRET_ACCESS_KEY in the environment, a profile, or an instance role)"
+            )
+        elif isinstance(exc, botocore.exceptions.NoRegionError):
+            why = "no region: set the location's region (or AWS_DEFAULT_REGION)"
+        else:
+            why = f"no answer ({type(exc).__name__}, after {self._attempts} attempts at most)"
+        target = f" {key}" if key else ""
+        return LocationUnreachable(
+            f"location {self.name} (bucket {self.bucket} at {self.endpoint}): cannot"
+            f" {action}{target}: {why}"
+        )
+
+
+class _Body(io.RawIOBase):
+    """An object's streamed body as a file, its transport failures as
+    :class:`LocationUnreachable` (a connection dropped mid-read says nothing about the copy)."""
+
+    def __init__(self, body: Any, store: S3Store, key: str) -> None:
+        super().__init__()
+        self._body = body
+        self._store = store
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._body.read(len(view))
+        except _TRANSPORT_ERRORS as exc:
+            raise self._store._unreachable(exc, "read", self._key) from None
+        view[: len(data)] = data
+        return len(data)
+
+
+def _code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "") or _status(exc))
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int | str:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else "?"
+
+
+def _unreachable_code(exc: botocore.exceptions.ClientError) -> bool:
+    """Whether a refused request means the location (credentials, bucket, server) rather than
+    the bytes."""
+    code = _code(exc)
+    status = _status(exc)
+    return (
+        code in _REFUSED_CREDENTIALS
+        or code in _NO_BUCKET
+        or (isinstance(status, int) and status >= 500)
+    )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _full_object_sha256(head: dict[str, Any]) -> str | None:
+    """The hex SHA-256 of the whole object, when the server keeps one: not a composite of
+    parts (``…-N``, or ChecksumType COMPOSITE)."""
+    kept = head.get("ChecksumSHA256")
+    if not kept or "-" in kept or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    try:
+        digest = base64.b64decode(kept, validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
+def _locked_now(head: dict[str, Any]) -> bool:
+    """COMPLIANCE retention that has not ended (GOVERNANCE can be lifted: not write-once)."""
+    until = head.get("ObjectLockRetainUntilDate")
+    return (
+        head.get("ObjectLockMode") == "COMPLIANCE"
+        and isinstance(until, datetime)
+        and until > datetime.now(UTC)
+    )
