@@ -10,7 +10,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from cifa_ingest.storage.s3 import S3Store
@@ -101,6 +103,31 @@ def test_a_multipart_upload_with_a_wrong_digest_is_aborted(
     wrong = hashlib.sha256(b"not this").hexdigest()
     with pytest.raises(CopyRefused, match="upload was aborted"):
         store.put("bags/b/data/big", source, wrong)
+    assert store.stat("bags/b/data/big") is None
+    pending = s3_server.client().list_multipart_uploads(Bucket=store.bucket)
+    assert pending.get("Uploads", []) == []
+
+
+def test_a_multipart_upload_broken_midway_is_aborted(
+    s3_server: S3Server, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The connection drops after the first part went through: the location is unreachable,
+    and the upload is aborted on the real server (no object, no pending upload)."""
+    store = S3Store(s3_server.location(s3_server.create_bucket()), **SMALL)
+    source, sha = _file(tmp_path / "big", 12 * MIB)
+    real = store._client.upload_part
+    sent: list[int] = []
+
+    def drops_after_one(**kwargs: Any) -> Any:
+        if sent:
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url=s3_server.endpoint)
+        sent.append(kwargs["PartNumber"])
+        return real(**kwargs)
+
+    store._client.upload_part = drops_after_one
+    with pytest.raises(LocationUnreachable, match="ConnectionClosedError"):
+        store.put("bags/b/data/big", source, sha)
+    assert sent == [1]
     assert store.stat("bags/b/data/big") is None
     pending = s3_server.client().list_multipart_uploads(Bucket=store.bucket)
     assert pending.get("Uploads", []) == []
