@@ -1,0 +1,558 @@
+"""Replication: every registered bag to every storage location, each copy verified against the
+ledger before it is recorded good.
+
+Why it works as it does:
+
+- **The ledger decides what a bag's bytes must be, never the primary copy.** A bag's files and
+  the sha256 each must have are derived from the ledger (:func:`source_files`): the bag's manifest
+  and tag manifest files must hash to the digests the ledger recorded at ingest; then every file
+  that ``tagmanifest-sha256.txt`` or ``manifest-sha256.txt`` lists takes its digest from them.
+  Every byte sent is thus checked against the ledger's chain, and a primary that was damaged
+  since ingest is reported (``source_damaged``) instead of spread to every location.
+- **A copy is recorded good only once every file of it was verified.** Each file goes through
+  the store's all-or-nothing ``put``, which verifies what it received against the expected
+  digest; a store that keeps no digest of its own is read back and hashed here. Before the
+  first file the copy is recorded ``pending``; ``good`` is written after the last, in one row.
+  A run killed at any instant leaves every file at the location whole or absent, and the copy
+  not good; the next run resumes it, skipping each file already there with the right size and a
+  verified digest.
+- **An unreachable location is no verdict.** A disk not mounted or a server down is reported
+  ``location_unreachable`` and nothing new is recorded: the copies there are neither good nor
+  damaged for it.
+- **Then the ledger itself.** A run that recorded anything sends a consistent snapshot of the
+  ledger (SQLite's backup) to every location it reached, under ``ledger/``: any one location then
+  holds the bags and the record that vouches for them.
+
+One replication at a time per archive (:func:`replication_lock`): two would write the same
+temporary files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cifa_ingest import __version__
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
+from cifa_ingest.bag import manifest
+from cifa_ingest.errors import CifaError
+from cifa_ingest.storage.locations import FilesystemLocation, S3Location
+from cifa_ingest.storage.store import (
+    CopyRefused,
+    LocationUnreachable,
+    ObjectMissing,
+    Store,
+    StoredObject,
+)
+from cifa_ingest.storage.stores import open_store
+
+log = logging.getLogger("cifa_ingest.replicate")
+
+SOFTWARE = f"cifa-ingest {__version__}"
+#: The manifests whose digests replication sends with each file (the stores verify sha256).
+TAG_MANIFEST = "tagmanifest-sha256.txt"
+PAYLOAD_MANIFEST = "manifest-sha256.txt"
+_CHUNK = 8 * 1024 * 1024
+
+
+class ReplicationOutcome(StrEnum):
+    """What one run did for one bag at one location (``outcome`` of ``cifa replicate --json``)."""
+
+    #: This run made the copy, or completed one begun earlier, and verified every file of it.
+    COPIED = "copied"
+    #: The ledger already held a good copy there: nothing was read or written.
+    ALREADY_COPIED = "already_copied"
+    #: The location did not answer (a disk not mounted, a server down, credentials refused):
+    #: nothing new is recorded.
+    LOCATION_UNREACHABLE = "location_unreachable"
+    #: The primary copy does not verify against the ledger: nothing of it was sent.
+    SOURCE_DAMAGED = "source_damaged"
+    #: The location answered but did not keep the bytes (refused, a full disk, a read-back that
+    #: differs): the copy stays not good, the next run tries again.
+    COPY_FAILED = "copy_failed"
+
+
+#: The outcomes after which the bag's copy at the location is good.
+GOOD_OUTCOMES = frozenset({ReplicationOutcome.COPIED, ReplicationOutcome.ALREADY_COPIED})
+
+
+class SourceDamaged(CifaError):
+    """The primary copy of a bag does not match what the ledger recorded at ingest."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a placed bag: its path in the bag and the sha256 the ledger's chain gives it."""
+
+    path: str
+    sha256: str
+
+
+@dataclass
+class BagReplication:
+    """One bag at one location, as this run left it."""
+
+    work_id: str
+    location: str
+    outcome: ReplicationOutcome
+    #: The ledger's state of the copy after the run (None: the ledger records no copy there).
+    state: CopyState | None = None
+    files_copied: int = 0
+    files_present: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+    #: Whether this run wrote the copy's row in the ledger.
+    recorded: bool = field(default=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in GOOD_OUTCOMES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.work_id,
+            "location": self.location,
+            "outcome": str(self.outcome),
+            "state": str(self.state) if self.state is not None else None,
+            "files_copied": self.files_copied,
+            "files_present": self.files_present,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Snapshot:
+    """The ledger's snapshot sent to one location."""
+
+    location: str
+    key: str
+    ok: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"location": self.location, "key": self.key, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class ReplicationReport:
+    """A replication run: one row per bag and location, and the ledger snapshots sent."""
+
+    archive: str
+    started: str
+    locations: list[str]
+    copies: list[BagReplication] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every copy good and every snapshot sent."""
+        return all(c.ok for c in self.copies) and all(s.ok for s in self.snapshots)
+
+    @property
+    def problems(self) -> list[BagReplication]:
+        return [c for c in self.copies if not c.ok]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for copy in self.copies:
+            counts[str(copy.outcome)] = counts.get(str(copy.outcome), 0) + 1
+        return counts
+
+    def summary_line(self) -> str:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts().items()))
+        where = ", ".join(self.locations) or "no location"
+        return f"replication to {where}: {counts or 'no bag'}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "archive": self.archive,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "locations": [
+                {
+                    "name": name,
+                    "reachable": name not in self.unreachable,
+                    "detail": self.unreachable.get(name, ""),
+                }
+                for name in self.locations
+            ],
+            "counts": self.counts(),
+            "copies": [c.as_dict() for c in self.copies],
+            "snapshots": [s.as_dict() for s in self.snapshots],
+            "ok": self.ok,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# What a bag's bytes must be, from the ledger
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as reader:
+        while chunk := reader.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
+    """Every file of the placed bag with the sha256 the ledger's chain gives it, in the order
+    a copy is written: payload first, then tag files, the manifests, and ``bagit.txt`` last, so
+    that a copy cut short never looks like a complete bag. Raises :class:`SourceDamaged` when the
+    primary copy does not match the ledger: a manifest whose digest differs from the one recorded
+    at ingest, a manifest unknown to the ledger, a file in no manifest, a file listed and absent.
+    """
+    bag = archive.root / record.bag_path
+    name = Path(record.bag_path).name
+    if not bag.is_dir():
+        raise SourceDamaged(f"{record.bag_path}: not in the archive")
+    expected = record.manifest_digests
+    present = {p.name for p in manifest.manifest_paths(bag)}
+    unknown = sorted(present - set(expected))
+    if unknown:
+        raise SourceDamaged(f"{name}: {', '.join(unknown)} not registered at ingest")
+    digests: dict[str, str] = {}
+    texts: dict[str, bytes] = {}
+    for manifest_name, digest in sorted(expected.items()):
+        try:
+            data = (bag / manifest_name).read_bytes()
+        except FileNotFoundError:
+            raise SourceDamaged(f"{name}: {manifest_name} is missing") from None
+        if _sha256_bytes(data) != digest:
+            raise SourceDamaged(f"{name}: {manifest_name} differs from ingest")
+        digests[manifest_name], texts[manifest_name] = digest, data
+    declaration = manifest.read_declaration(bag)
+    for manifest_name, payload in ((TAG_MANIFEST, False), (PAYLOAD_MANIFEST, True)):
+        if manifest_name not in texts:
+            raise SourceDamaged(f"{name}: no {manifest_name} registered at ingest")
+        try:
+            text = texts[manifest_name].decode(declaration.reading_encoding)
+        except UnicodeDecodeError:
+            raise SourceDamaged(f"{name}: {manifest_name} does not decode") from None
+        read = manifest.parse_manifest(
+            text.removeprefix("\ufeff"), manifest_name, version=declaration.version
+        )
+        errors = [p.detail for p in read.problems if p.is_error]
+        if errors:
+            raise SourceDamaged(f"{name}: {'; '.join(errors[:3])}")
+        for path, digest in read.entries.items():
+            if path.startswith("data/") != payload:
+                raise SourceDamaged(f"{name}: {manifest_name} lists {path!r}")
+            if digests.setdefault(path, digest) != digest:
+                raise SourceDamaged(f"{name}: {path}: {manifest_name} and the ledger disagree")
+    on_disk = {
+        p.relative_to(bag).as_posix()
+        for p in bag.rglob("*")
+        if p.is_file() or p.is_symlink()
+    }  # fmt: skip
+    if stray := sorted(on_disk - set(digests)):
+        raise SourceDamaged(f"{name}: {stray[0]!r} is in no manifest" + _more(stray))
+    if gone := sorted(set(digests) - on_disk):
+        raise SourceDamaged(f"{name}: {gone[0]!r} is missing" + _more(gone))
+    if _sha256_file(bag / "bagit.txt") != digests.get("bagit.txt"):
+        raise SourceDamaged(f"{name}: bagit.txt differs from its tag manifest")
+    return [SourceFile(path, digests[path]) for path in sorted(digests, key=_copy_order)]
+
+
+def _more(items: list[str]) -> str:
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+
+
+def _copy_order(path: str) -> tuple[int, str]:
+    if path.startswith("data/"):
+        rank = 0
+    elif path == "bagit.txt":
+        rank = 4
+    elif path.startswith("tagmanifest-"):
+        rank = 3
+    elif path.startswith("manifest-"):
+        rank = 2
+    else:
+        rank = 1
+    return rank, path
+
+
+def bag_key(record: BagRecord, path: str) -> str:
+    """The key of a bag's file at every location: ``bags/<bag>/<path in the bag>``."""
+    return f"bags/{Path(record.bag_path).name}/{path}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One bag to one location
+
+
+def _verified_at_location(store: Store, found: StoredObject, sha256: str) -> bool:
+    """Whether the object's bytes have ``sha256``: the store's own digest where it keeps one,
+    else read back and hashed."""
+    if found.sha256 is not None:
+        return found.sha256.lower() == sha256
+    hasher = hashlib.sha256()
+    try:
+        with store.open(found.key) as reader:
+            while chunk := reader.read(_CHUNK):
+                hasher.update(chunk)
+    except ObjectMissing:
+        return False
+    return hasher.hexdigest() == sha256
+
+
+def replicate_bag(
+    archive: Archive,
+    ledger: Ledger,
+    record: BagRecord,
+    files: Sequence[SourceFile],
+    store: Store,
+) -> BagReplication:
+    """Copy one bag's ``files`` to ``store``, resuming, and record the copy good once every file
+    is verified there (the module says why). Never raises for what a location does: the outcome
+    says it."""
+    started = time.monotonic()
+    result = BagReplication(record.work_id, store.name, ReplicationOutcome.COPIED)
+    bag = archive.root / record.bag_path
+    ledger.record_copy(record.work_id, store.name, CopyState.PENDING, software=SOFTWARE)
+    result.state, result.recorded = CopyState.PENDING, True
+    total = 0
+    try:
+        for file in files:
+            key = bag_key(record, file.path)
+            source = bag / file.path
+            size = source.stat().st_size
+            total += size
+            found = store.stat(key)
+            if (
+                found is not None
+                and found.size == size
+                and _verified_at_location(store, found, file.sha256)
+            ):
+                result.files_present += 1
+                continue
+            try:
+                stored = store.put(key, source, file.sha256)
+            except CopyRefused as exc:
+                if _sha256_file(source) != file.sha256:
+                    raise SourceDamaged(
+                        f"{record.bag_path}/{file.path}: differs from the ledger's sha256"
+                    ) from None
+                raise exc
+            if not _verified_at_location(store, stored, file.sha256):
+                with contextlib.suppress(CifaError, OSError):
+                    store.delete(key)
+                raise CopyRefused(f"{key}: read back, it differs from what was sent")
+            result.files_copied += 1
+            result.bytes += stored.size
+    except LocationUnreachable as exc:
+        result.outcome, result.detail = ReplicationOutcome.LOCATION_UNREACHABLE, str(exc)
+    except SourceDamaged as exc:
+        result.outcome, result.detail = ReplicationOutcome.SOURCE_DAMAGED, str(exc)
+    except (CopyRefused, ObjectMissing) as exc:
+        result.outcome, result.detail = ReplicationOutcome.COPY_FAILED, str(exc)
+    except OSError as exc:  # a full disk, an I/O error, a connection reset
+        result.outcome = ReplicationOutcome.COPY_FAILED
+        result.detail = f"{type(exc).__name__}: {exc}"
+    else:
+        copy = ledger.record_copy(
+            record.work_id, store.name, CopyState.GOOD, software=SOFTWARE, size=total,
+            copied=True,
+        )  # fmt: skip
+        result.state = copy.state
+    if result.outcome is not ReplicationOutcome.COPIED and result.detail:
+        ledger.record_copy(
+            record.work_id, store.name, CopyState.PENDING, software=SOFTWARE,
+            detail=result.detail[:500],
+        )  # fmt: skip
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The archive to its locations
+
+
+@contextlib.contextmanager
+def replication_lock(archive: Archive, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One replication of the archive at a time, across processes (a ``cifa replicate`` and a
+    nightly run): the second waits. The lock dies with its process."""
+    with open(archive.root / ".replicate.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def replicate_archive(
+    archive: Archive,
+    locations: Sequence[FilesystemLocation | S3Location],
+    *,
+    stores: Callable[[FilesystemLocation | S3Location], Store] = open_store,
+) -> ReplicationReport:
+    """Replicate every registered bag to each of ``locations`` not holding a good copy of it,
+    then send the ledger's snapshot to every location reached if anything was recorded. Holds
+    :func:`replication_lock`."""
+    started = time.monotonic()
+    report = ReplicationReport(
+        archive=str(archive.root),
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        locations=[location.name for location in locations],
+    )
+
+    def waiting() -> None:
+        log.warning("another replication of %s is running; waiting for it", archive.root)
+
+    with replication_lock(archive, on_wait=waiting):
+        ledger = Ledger(archive.ledger_path)
+        records = ledger.bags()
+        sources: dict[str, list[SourceFile] | SourceDamaged] = {}
+        reached: list[Store] = []
+        changed = False
+        for location in locations:
+            store = stores(location)
+            good = {c.work_id for c in ledger.copies(location=location.name)
+                    if c.state is CopyState.GOOD}  # fmt: skip
+            try:
+                store.check()
+            except LocationUnreachable as exc:
+                report.unreachable[location.name] = str(exc)
+                log.warning("%s", exc)
+            else:
+                reached.append(store)
+            for record in records:
+                row = _replicate_one(archive, ledger, record, store, good, sources, report)
+                report.copies.append(row)
+                changed |= row.recorded
+                if row.outcome is ReplicationOutcome.LOCATION_UNREACHABLE:
+                    report.unreachable.setdefault(location.name, row.detail)
+        if changed:
+            report.snapshots = _send_snapshots(archive, ledger, [
+                s for s in reached if s.name not in report.unreachable
+            ])  # fmt: skip
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _replicate_one(
+    archive: Archive,
+    ledger: Ledger,
+    record: BagRecord,
+    store: Store,
+    good: set[str],
+    sources: dict[str, list[SourceFile] | SourceDamaged],
+    report: ReplicationReport,
+) -> BagReplication:
+    if record.work_id in good:
+        return BagReplication(
+            record.work_id, store.name, ReplicationOutcome.ALREADY_COPIED, CopyState.GOOD
+        )
+    prior = ledger.copy(record.work_id, store.name)
+    state = prior.state if prior else None
+    if store.name in report.unreachable:
+        return BagReplication(
+            record.work_id, store.name, ReplicationOutcome.LOCATION_UNREACHABLE, state,
+            detail=report.unreachable[store.name],
+        )  # fmt: skip
+    if record.work_id not in sources:
+        try:
+            sources[record.work_id] = source_files(archive, record)
+        except SourceDamaged as exc:
+            sources[record.work_id] = exc
+        except OSError as exc:
+            sources[record.work_id] = SourceDamaged(f"{record.bag_path}: {exc}")
+    files = sources[record.work_id]
+    if isinstance(files, SourceDamaged):
+        log.error("%s: not replicated to %s: %s", record.work_id, store.name, files)
+        return BagReplication(
+            record.work_id, store.name, ReplicationOutcome.SOURCE_DAMAGED, state,
+            detail=str(files),
+        )  # fmt: skip
+    log.info("%s: replicating to %s", record.work_id, store.name)
+    row = replicate_bag(archive, ledger, record, files, store)
+    if not row.ok:
+        log.error("%s: %s at %s: %s", record.work_id, row.outcome, store.name, row.detail)
+    return row
+
+
+def snapshot_key(at: dt.datetime | None = None) -> str:
+    """``ledger/ledger-<UTC time>.sqlite``: one per run that changed the ledger, kept (a
+    damaged ledger sent tonight must not replace last night's good one)."""
+    at = at or dt.datetime.now(dt.UTC)
+    return f"ledger/ledger-{at.strftime('%Y%m%dT%H%M%SZ')}.sqlite"
+
+
+def _send_snapshots(archive: Archive, ledger: Ledger, stores: Sequence[Store]) -> list[Snapshot]:
+    if not stores:
+        return []
+    key = snapshot_key()
+    temporary = archive.root / f".ledger-snapshot.{os.getpid()}.sqlite"
+    temporary.unlink(missing_ok=True)
+    sent = []
+    try:
+        ledger.snapshot(temporary)
+        digest = _sha256_file(temporary)
+        for store in stores:
+            try:
+                store.put(key, temporary, digest)
+            except (CifaError, OSError) as exc:
+                log.error("the ledger's snapshot could not be sent to %s: %s", store.name, exc)
+                sent.append(Snapshot(store.name, key, False, str(exc)))
+            else:
+                sent.append(Snapshot(store.name, key, True))
+    except (sqlite3.Error, OSError) as exc:
+        sent = [Snapshot(s.name, key, False, f"no snapshot: {exc}") for s in stores]
+    finally:
+        temporary.unlink(missing_ok=True)
+    return sent
+
+
+def table(report: ReplicationReport) -> str:
+    """The run for people: every copy this run made or could not make, problems first, then
+    the counts (copies already good are counted, not listed)."""
+    lines = []
+    for location, why in report.unreachable.items():
+        lines.append(f"{location}: {ReplicationOutcome.LOCATION_UNREACHABLE}: {why}")
+    ordered = sorted(report.copies, key=lambda c: (c.ok, c.location, c.work_id))
+    for copy in ordered:
+        if copy.outcome is ReplicationOutcome.ALREADY_COPIED:
+            continue
+        if copy.outcome is ReplicationOutcome.LOCATION_UNREACHABLE:
+            continue  # said once per location, above
+        done = (
+            f" ({copy.files_copied} files, {copy.bytes / 1e6:.1f} MB written,"
+            f" {copy.files_present} already there, {copy.seconds:.1f} s)"
+            if copy.ok
+            else f": {copy.detail}"
+        )
+        lines.append(f"{copy.work_id} → {copy.location}: {copy.outcome}{done}")
+    for snapshot in report.snapshots:
+        if not snapshot.ok:
+            lines.append(f"ledger snapshot → {snapshot.location}: failed: {snapshot.detail}")
+    sent = [s.location for s in report.snapshots if s.ok]
+    if sent:
+        lines.append(f"ledger snapshot {report.snapshots[0].key} → {', '.join(sent)}")
+    lines.append(f"{report.summary_line()}, in {report.seconds:.1f} s")
+    return "\n".join(lines)
