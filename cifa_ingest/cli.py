@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cifa_ingest import __version__
 from cifa_ingest.catalogue.model import (
@@ -153,6 +153,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--verbose", action="store_true", help="debug output, Prefect's logs too")
     allow_private(serve)
 
+    replicate = commands.add_parser(
+        "replicate",
+        help="copy every bag to the storage locations of the settings, each copy verified",
+    )
+    replicate.add_argument(
+        "--location",
+        action="append",
+        metavar="NAME",
+        help="only this location of [[storage.locations]] (repeatable; default: every one)",
+    )
+    common(replicate)
+
     ledger = commands.add_parser("ledger", help="the ledger: verify the audit log's hash chain")
     ledger.add_argument("action", choices=["verify"])
     common(ledger)
@@ -242,7 +254,16 @@ def _emit(args: argparse.Namespace, archive: Path, reports: list[WorkReport]) ->
             page := run_report.report_of(archive, reports)
         ):
             print(f"\nReport: {page}")
-    return EXIT_FAILED if any(r.outcome is Outcome.FAILED for r in reports) else EXIT_OK
+    for problem in _run_problems:
+        print(f"cifa: {problem}", file=sys.stderr)
+    if _run_problems or any(r.outcome is Outcome.FAILED for r in reports):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+#: Why the last ingest run of this process ended Failed though no work failed (its replication
+#: to the storage locations), for the exit code; set by :func:`run_ingest`.
+_run_problems: list[str] = []
 
 
 def _reports_from_state(state: object) -> list[WorkReport]:
@@ -274,7 +295,7 @@ def run_ingest(
         raise InputError(f"--only: no such work in the catalogues: {', '.join(unknown)}")
     policy = SourcePolicy.of(settings.fetch, allow_private_sources, resolve=False)
     _check_sources(catalogues, set(only) if only else None, policy)
-    from cifa_ingest.pipelines.flows import nightly_ingest
+    from cifa_ingest.pipelines.flows import nightly_ingest, replication_problem
 
     with _writer_lock(archive):
         state = nightly_ingest(
@@ -285,7 +306,9 @@ def run_ingest(
             settings=settings,
             return_state=True,
         )
-    return _reports_from_state(state)
+    reports = _reports_from_state(state)
+    _run_problems[:] = [problem] if (problem := replication_problem(state)) else []
+    return reports
 
 
 def _writer_lock(archive: Path) -> contextlib.AbstractContextManager[None]:
@@ -575,6 +598,44 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _chosen_locations(settings: Settings, names: list[str] | None) -> list[Any]:
+    """The locations ``--location`` names (every one of the settings without it); a name the
+    settings do not declare, or no location at all, is bad usage (exit 2)."""
+    declared = list(settings.storage.locations)
+    if not declared:
+        raise InputError(
+            "no storage locations in the settings: declare them as [[storage.locations]]"
+            " (docs/guides/operators.md, 'Storage locations')"
+        )
+    if not names:
+        return declared
+    unknown = [name for name in names if settings.storage.location(name) is None]
+    if unknown:
+        known = ", ".join(location.name for location in declared)
+        raise InputError(
+            f"--location: no location named {', '.join(map(repr, unknown))} in the settings"
+            f" (they declare: {known})"
+        )
+    return [location for location in declared if location.name in names]
+
+
+def _cmd_replicate(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every bag has a good copy at every location asked, 1 when any copy is not
+    good (a location unreachable, a source that does not verify, a copy that failed)."""
+    import json
+
+    from cifa_ingest.storage import replicate
+
+    locations = _chosen_locations(settings, args.location)
+    store = _existing_archive(archive)
+    report = replicate.replicate_archive(store, locations)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(replicate.table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     from cifa_ingest.archive.audit_log import AuditLog
 
@@ -695,6 +756,7 @@ COMMANDS = {
     "events": _cmd_events,
     "audit": _cmd_audit,
     "ledger": _cmd_ledger,
+    "replicate": _cmd_replicate,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,
@@ -709,6 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.quiet, args.verbose)
     started = time.monotonic()
+    _run_problems.clear()
     try:
         settings = load_settings()
         archive = resolve_archive(args.archive, settings)

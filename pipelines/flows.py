@@ -47,6 +47,7 @@ from cifa_ingest.preserve import (
     place_step,
     preserve_work,
 )
+from cifa_ingest.storage import replicate as replication
 
 
 def _as_task(step: Callable[[Job], object]) -> Callable[[Job], object]:
@@ -255,9 +256,10 @@ def nightly_ingest(
     settings: Settings | None = None,
     watch_sources: bool = True,
 ) -> State:
-    """Preserve every permitted work of the catalogues that is not preserved yet; then, as the
-    last step (``watch_sources``), ask the sources of the catalogues' preserved works whether
-    they are still there (``source-watch``).
+    """Preserve every permitted work of the catalogues that is not preserved yet; then copy
+    every bag to the storage locations of the settings, if any (the ``replicate`` task,
+    :func:`_replicate_after_ingest`); then, as the last step (``watch_sources``), ask the
+    sources of the catalogues' preserved works whether they are still there (``source-watch``).
 
     Works without permission or without a source address are reported and never contacted. A
     work that fails does not stop the others.
@@ -299,10 +301,11 @@ def nightly_ingest(
         for report in reports
         if report.outcome in {Outcome.PRESERVED, Outcome.ALREADY_PRESERVED}
     ]
+    replicated = _replicate_after_ingest(archive, settings)
     if watch_sources and preserved:
         _watch_after_ingest(archive, preserved, allow_private_sources, settings)
     _publish_run(reports, archive)
-    return _final_state(reports)
+    return _with_replication(_final_state(reports), replicated)
 
 
 def _works_runner(settings: Settings) -> TaskRunner | None:
@@ -478,6 +481,104 @@ def _publish_run(reports: list[WorkReport], archive: str, key: str = "nightly-in
         )
     except Exception as exc:
         logger.warning("the run's artifacts could not be created: %s", exc, exc_info=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Replication to the storage locations
+
+
+@task(name="replicate", cache_policy=NO_CACHE, persist_result=False)
+def _replicate(archive: str, settings: Settings) -> replication.ReplicationReport | State:
+    """Copy every bag to every location of the settings not holding a good copy of it
+    (:func:`cifa_ingest.storage.replicate.replicate_archive`). A copy that is not good at the
+    end ends the task Failed (red in the UI, the problems named), with the report as the state's
+    data: a location down or a damaged source is a finding, not an error of the task, so nothing
+    is raised."""
+    report = replication.replicate_archive(Archive(archive), settings.storage.locations)
+    logger = get_run_logger()
+    for copy in report.problems:
+        logger.error("%s → %s: %s: %s", copy.work_id, copy.location, copy.outcome, copy.detail)
+    if report.ok:
+        logger.info("%s", report.summary_line())
+        return report
+    return Failed(message=_replication_problems(report), data=report)
+
+
+def _replication_problems(report: replication.ReplicationReport) -> str:
+    """``replication to disk2, nas: 2 copied, 1 source_damaged (cifa-0001 → nas: …)``."""
+    named = [f"{c.work_id} → {c.location}: {c.outcome}" for c in report.problems[:5]]
+    named += [f"ledger snapshot → {s.location}: failed" for s in report.snapshots if not s.ok]
+    more = len(report.problems) - 5
+    return f"{report.summary_line()} ({'; '.join(named)}{f'; and {more} more' if more > 0 else ''})"
+
+
+def _replicate_after_ingest(archive: str, settings: Settings) -> str | None:
+    """The nightly run's replication, after every work was placed: a step of its own (the
+    ``replicate`` task), run only when the settings declare locations and the archive exists.
+    Returns what is wrong (None: every copy good). It never changes what the works' reports
+    say: a bag placed is preserved whether or not its copies could be made tonight, and the next
+    run (or ``cifa replicate``) completes them; but the run ends Failed
+    (:func:`_with_replication`), so that notifications fire."""
+    if not settings.storage.locations or not Archive(archive).ledger_path.is_file():
+        return None
+    logger = get_run_logger()
+    try:
+        state = _replicate(archive, settings, return_state=True)
+        report = state.result(raise_on_failure=False)
+    except Exception as exc:  # replication is an addition to the night's work: said, not raised
+        logger.error("replication could not run: %s: %s", type(exc).__name__, exc)
+        return f"replication could not run: {type(exc).__name__}: {exc}"
+    if isinstance(report, replication.ReplicationReport):
+        _publish_replication(report)
+        return None if report.ok else _replication_problems(report)
+    return f"replication ended {state.type.value}: {state.message}"
+
+
+def _with_replication(state: State, problem: str | None) -> State:
+    """The run's state with replication's problem added: Failed (the works' reports still its
+    data, in a :class:`RunFailed`), its message naming the works that failed, if any, then the
+    copies that could not be made."""
+    if problem is None:
+        return state
+    get_run_logger().error("%s", problem)
+    data = state.result(raise_on_failure=False)
+    reports = data.data if isinstance(data, RunFailed) else data
+    message = problem if state.is_completed() else f"{state.message}; {problem}"
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 1] + "…"
+    return Failed(message=message, data=RunFailed(message, reports))
+
+
+def replication_problem(state: State) -> str | None:
+    """Why a nightly-ingest run ended Failed though none of its works failed (its replication),
+    for ``cifa ingest``'s exit code; None when it did not."""
+    reports = reports_of_state(state)
+    if not state.is_failed() or reports is None:
+        return None
+    if any(report.outcome is Outcome.FAILED for report in reports):
+        return None
+    return state.message or "the run ended Failed"
+
+
+def _publish_replication(report: replication.ReplicationReport) -> None:
+    """A table artifact of the night's replication (``replicate``): every copy this run made
+    or could not make, problems first. Never changes the run's state."""
+    rows = [
+        {
+            "bag": copy.work_id,
+            "location": copy.location,
+            "outcome": str(copy.outcome),
+            "bytes": copy.bytes,
+            "seconds": round(copy.seconds, 1),
+            "detail": copy.detail,
+        }
+        for copy in sorted(report.copies, key=lambda c: (c.ok, c.location, c.work_id))
+        if copy.outcome is not replication.ReplicationOutcome.ALREADY_COPIED
+    ]
+    try:
+        create_table_artifact(table=rows, key="replicate", description=report.summary_line())
+    except Exception as exc:
+        get_run_logger().warning("the replication artifact could not be created: %s", exc)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,17 +14,20 @@ from pathlib import Path
 import pytest
 
 from cifa_ingest import cli
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_CONFIG
 
 WORK = "cifa-demo-0001"
 
 
-def _cifa(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it, with the test suite's Prefect home and settings."""
+def _cifa(*args: str, cwd: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, with the test suite's Prefect home and settings (or
+    ``config``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if config is not None:
+        env["CIFA_CONFIG"] = str(config)
     return subprocess.run(
         [sys.executable, "-m", "cifa_ingest.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=cwd, capture_output=True, text=True, timeout=600, check=False, env=env,
     )  # fmt: skip
 
 
@@ -69,6 +72,7 @@ CASES = {
     "validate": (["validate", f"ROOT/archive/bags/{WORK}", "--fast"], {0}),
     "bag": (["bag", "ROOT/to-bag"], {0}),
     "inspect": (["inspect", WORK], {0}),
+    "replicate": (["replicate"], {0}),  # to ROOT/disk2, the one location of its settings
 }  # fmt: skip
 
 
@@ -82,11 +86,22 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
     case = CASES[command]
     if case is not None:
         args, codes = case
+        config = None
         if command == "bag":
             (root / "to-bag").mkdir()
             (root / "to-bag" / "notes.txt").write_text("a film's notes\n", "utf-8")
+        if command == "replicate":
+            (root / "disk2").mkdir()
+            config = root / "replicate.toml"
+            config.write_text(
+                TEST_CONFIG.read_text("utf-8") + '\n[[storage.locations]]\nname = "disk2"\n'
+                f'kind = "filesystem"\npath = "{root / "disk2"}"\nzone = "here"\n',
+                "utf-8",
+            )
         args = [a.replace("ROOT", str(root)) for a in args]
-        run = _cifa(*args, "--archive", str(root / "archive"), "--json", "--quiet", cwd=root)
+        run = _cifa(
+            *args, "--archive", str(root / "archive"), "--json", "--quiet", cwd=root, config=config
+        )
         assert run.returncode in codes, run.stderr
     assert "Traceback" not in run.stderr
     document = json.loads(run.stdout)

@@ -343,7 +343,7 @@ def _toml(value: object) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):  # a tuple: a frozen list ([[storage.locations]])
         return "`[" + ", ".join(json.dumps(item, ensure_ascii=False) for item in value) + "]`"
     if isinstance(value, str):
         return f"`{json.dumps(value, ensure_ascii=False)}`"
