@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -209,42 +211,51 @@ def test_an_unreachable_location_is_reported_and_nothing_is_recorded(
 
 _KILLED = textwrap.dedent(
     """
-    import os, sys
+    import sys, time
+    from pathlib import Path
     from cifa_ingest import cli
     from cifa_ingest.storage import filesystem
 
-    real_put, puts = filesystem.FilesystemStore.put, []
+    real_copy, copies = filesystem._copy_flushed, []
 
-    def dying_put(self, key, source, sha256):
-        puts.append(key)
-        if len(puts) == int(sys.argv[1]):  # half of this file written, then killed outright
-            target = self._path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
+    def slow_copy(source, temporary):
+        copies.append(source)
+        if len(copies) == int(sys.argv[1]):  # this file half written when the SIGKILL comes
             data = source.read_bytes()
-            partial = target.with_name(f".{target.name}.0123456789ab.partial")
-            partial.write_bytes(data[: len(data) // 2])
-            os._exit(9)  # no cleanup, no rollback: as SIGKILL or a power cut would
-        return real_put(self, key, source, sha256)
+            with open(temporary, "xb") as out:
+                out.write(data[: len(data) // 2])
+                out.flush()
+            Path(sys.argv[2]).touch()
+            time.sleep(600)
+        return real_copy(source, temporary)
 
-    filesystem.FilesystemStore.put = dying_put
-    sys.exit(cli.main(sys.argv[2:]))
+    filesystem._copy_flushed = slow_copy
+    sys.exit(cli.main(sys.argv[3:]))
     """
 )
 
 
 def test_a_run_killed_mid_copy_records_nothing_good_and_the_next_completes_it(
     archive: Path,
+    tmp_path: Path,
     two_locations: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     disk, _nas = two_locations
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED, "4",
+    ready = tmp_path / "mid-copy"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED, "4", str(ready),
          "replicate", "--archive", str(archive), "--location", "disk2", "--quiet"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ},
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ},
     )  # fmt: skip
-    assert killed.returncode == 9, killed.stderr
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the copy never reached its fourth file"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # mid-copy: no cleanup, no rollback, no handler runs
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    process.stderr.close()  # type: ignore[union-attr]
     ledger = Ledger(archive / "ledger.sqlite")
     states = [(c.work_id, c.state) for c in ledger.copies(location="disk2")]
     assert states == [(sorted(WORKS)[0], CopyState.PENDING)]  # begun, never good
@@ -465,3 +476,29 @@ def test_the_nightly_run_replicates_after_placing_and_a_failure_fails_the_run_no
     assert [w["outcome"] for w in json.loads(out)["works"]] == ["already-preserved"]
     bagit.Bag(str(offsite / "bags" / "cifa-n-0001")).validate()
     assert {c.state for c in ledger.copies()} == {CopyState.GOOD} and len(ledger.copies()) == 2
+
+
+def test_a_copy_not_good_is_remade_each_file_verified_a_damaged_one_replaced(
+    archive: Path, two_locations: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy a check found damaged (a location's audit, to come) is made again: the files that
+    verify are kept, the damaged one is replaced, and only then is the copy good again."""
+    disk, _nas = two_locations
+    assert _replicate(capsys, archive, "--location", "disk2")[0] == 0
+    work = sorted(WORKS)[0]
+    damaged = next((disk / "bags" / work / "data" / "master").iterdir())
+    damaged.chmod(0o644)
+    data = bytearray(damaged.read_bytes())
+    data[-100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    ledger = Ledger(archive / "ledger.sqlite")
+    ledger.record_copy(work, "disk2", CopyState.DAMAGED, software="test", detail="a flipped byte")
+    code, report = _replicate(capsys, archive, "--location", "disk2")
+    assert code == 0
+    remade = next(c for c in report["copies"] if c["id"] == work)
+    assert (remade["outcome"], remade["files_copied"]) == ("copied", 1)
+    assert remade["files_present"] > 1
+    bagit.Bag(str(disk / "bags" / work)).validate()
+    assert damaged.stat().st_mode & 0o777 == 0o444
+    copy = ledger.copy(work, "disk2")
+    assert copy is not None and copy.state is CopyState.GOOD and copy.detail == ""
