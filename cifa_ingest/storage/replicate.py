@@ -34,7 +34,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -508,7 +507,8 @@ def _send_snapshots(archive: Archive, ledger: Ledger, stores: Sequence[Store]) -
     if not stores:
         return []
     key = snapshot_key()
-    temporary = archive.root / f".ledger-snapshot.{os.getpid()}.sqlite"
+    # One name: the replication lock is held, and a run killed here leaves nothing for long.
+    temporary = archive.root / ".ledger-snapshot.sqlite"
     temporary.unlink(missing_ok=True)
     sent = []
     try:
