@@ -10,8 +10,9 @@ Why it works as it does:
   Every byte sent is thus checked against the ledger's chain, and a primary that was damaged
   since ingest is reported (``source_damaged``) instead of spread to every location.
 - **A copy is recorded good only once every file of it was verified.** Each file goes through
-  the store's all-or-nothing ``put``, which verifies what it received against the expected
-  digest; a store that keeps no digest of its own is read back and hashed here. Before the
+  the store's all-or-nothing ``put``, which returns only once what it kept was verified against
+  the expected digest (read back from disk, or checked by the server); a file found already
+  there is trusted only on the store's own digest of it, or read back and hashed here. Before the
   first file the copy is recorded ``pending``; ``good`` is written after the last, in one row.
   A run killed at any instant leaves every file at the location whole or absent, and the copy
   not good; the next run resumes it, skipping each file already there with the right size and a
@@ -354,10 +355,13 @@ def replicate_bag(
                         f"{record.bag_path}/{file.path}: differs from the ledger's sha256"
                     ) from None
                 raise exc
-            if not _verified_at_location(store, stored, file.sha256):
+            # A put returns only once the bytes kept were verified against the digest (the
+            # Store's contract: each store reads back or has the server check, and raises
+            # otherwise), so they are not read again here; a digest it reports is compared.
+            if stored.sha256 is not None and stored.sha256.lower() != file.sha256:
                 with contextlib.suppress(CifaError, OSError):
                     store.delete(key)
-                raise CopyRefused(f"{key}: read back, it differs from what was sent")
+                raise CopyRefused(f"{key}: the location keeps sha256 {stored.sha256}")
             result.files_copied += 1
             result.bytes += stored.size
     except LocationUnreachable as exc:
