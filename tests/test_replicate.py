@@ -550,3 +550,26 @@ def test_replication_to_s3_is_verified_by_the_server_and_resumes_on_its_digests(
     remade = next(c for c in again.copies if c.work_id == work)
     assert remade.outcome is ReplicationOutcome.COPIED
     assert (remade.files_copied, remade.bytes) == (0, 0) and remade.files_present > 0
+
+
+def test_a_mount_point_left_empty_is_unreachable_not_filled(
+    archive: Path, two_locations: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The disk that held the copies is not mounted tonight: its mount point is an empty folder
+    of the system disk. The ledger records good copies there, none is found: nothing is written
+    to the system disk, nothing is recorded, and the run says why."""
+    disk, _nas = two_locations
+    assert _replicate(capsys, archive, "--location", "disk2")[0] == 0
+    ledger = Ledger(archive / "ledger.sqlite")
+    work = sorted(WORKS)[0]
+    ledger.record_copy(work, "disk2", CopyState.PENDING, software="test")  # a copy to complete
+    disk.rename(disk.with_name("disk2-unmounted"))
+    disk.mkdir()  # the bare mount point
+    code, report = _replicate(capsys, archive, "--location", "disk2")
+    assert code == 1
+    assert {c["outcome"] for c in report["copies"]} == {"location_unreachable"}
+    assert "not there (a disk not mounted?" in report["locations"][0]["detail"]
+    assert list(disk.iterdir()) == []  # the system disk is not filled
+    copy = ledger.copy(work, "disk2")
+    assert copy is not None and copy.state is CopyState.PENDING  # nothing new recorded
+    assert report["snapshots"] == []

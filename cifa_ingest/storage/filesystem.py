@@ -9,7 +9,9 @@ Objects are files under the location's root, at their keys (``bags/<bag>/<path>`
   of the parent file system (or no folder at all); writing there would silently fill the system
   disk with a "copy" that vanishes when the disk is mounted again. The root must exist and be a
   directory, or the location is :class:`LocationUnreachable`; folders *under* it are made as
-  needed.
+  needed. So a location's path is a folder *inside* the mounted disk, made once while it is
+  mounted (absent when it is not); and replication treats a location where the ledger records
+  good copies but none is found as unreachable too (a mount point left empty).
 - **All or nothing.** A file is written to a temporary name in its destination folder, flushed
   to stable storage, read back and hashed against the digest the ledger expects, then renamed
   into place (atomic within a file system) and its folder flushed: a reader, or a crash at any
@@ -75,8 +77,8 @@ class FilesystemStore:
             ) from None
         if not stat.S_ISDIR(mode):
             raise LocationUnreachable(f"location {self.name}: {self.root} is not a directory")
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise LocationUnreachable(f"location {self.name}: {self.root} is not writable")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise LocationUnreachable(f"location {self.name}: {self.root} cannot be read")
 
     def _path(self, key: str) -> Path:
         """The file of ``key``: relative, ``/``-separated, no ``..``, no empty part."""
@@ -89,10 +91,7 @@ class FilesystemStore:
         """Copy ``source`` to ``key`` through a verified temporary file (see the module)."""
         self.check()
         target = self._path(key)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LocationUnreachable(f"location {self.name}: {exc}") from None
+        target.parent.mkdir(parents=True, exist_ok=True)  # a read-only disk: OSError, said
         _remove_partials(target)
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
         try:

@@ -440,6 +440,7 @@ def replicate_archive(
                     if c.state is CopyState.GOOD}  # fmt: skip
             try:
                 store.check()
+                _holds_what_the_ledger_says(store, sorted(good))
             except LocationUnreachable as exc:
                 report.unreachable[location.name] = str(exc)
                 log.warning("%s", exc)
@@ -459,6 +460,25 @@ def replicate_archive(
     return report
 
 
+#: How many of a location's good copies are looked for before it is written to.
+_PROBES = 3
+
+
+def _holds_what_the_ledger_says(store: Store, good: Sequence[str]) -> None:
+    """Raise :class:`LocationUnreachable` when the ledger records good copies at the location
+    and the first few of them are not there at all (not even their ``bagit.txt``): that is a disk
+    not mounted (its mount point an empty folder of the system disk), another disk mounted in
+    its place, or a wrong bucket or prefix, not copies lost one by one. Nothing is written
+    there, nor recorded. A copy missing among others that are there is for an audit to find."""
+    probes = good[:_PROBES]
+    if probes and all(store.stat(f"bags/{work_id}/bagit.txt") is None for work_id in probes):
+        raise LocationUnreachable(
+            f"location {store.name}: the ledger records {len(good)} good copies there, and"
+            f" {', '.join(probes)} are not there (a disk not mounted? another in its place?);"
+            " nothing written"
+        )
+
+
 def _replicate_one(
     archive: Archive,
     ledger: Ledger,
@@ -468,17 +488,17 @@ def _replicate_one(
     sources: dict[str, list[SourceFile] | SourceDamaged],
     report: ReplicationReport,
 ) -> BagReplication:
-    if record.work_id in good:
-        return BagReplication(
-            record.work_id, store.name, ReplicationOutcome.ALREADY_COPIED, CopyState.GOOD
-        )
     prior = ledger.copy(record.work_id, store.name)
     state = prior.state if prior else None
-    if store.name in report.unreachable:
+    if store.name in report.unreachable:  # the ledger's state stands, unconfirmed tonight
         return BagReplication(
             record.work_id, store.name, ReplicationOutcome.LOCATION_UNREACHABLE, state,
             detail=report.unreachable[store.name],
         )  # fmt: skip
+    if record.work_id in good:
+        return BagReplication(
+            record.work_id, store.name, ReplicationOutcome.ALREADY_COPIED, CopyState.GOOD
+        )
     if record.work_id not in sources:
         try:
             sources[record.work_id] = source_files(archive, record)
