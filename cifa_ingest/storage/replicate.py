@@ -328,10 +328,19 @@ def replicate_bag(
     is verified there (the module says why). Never raises for what a location does: the outcome
     says it."""
     started = time.monotonic()
-    result = BagReplication(record.work_id, store.name, ReplicationOutcome.COPIED)
+    prior = ledger.copy(record.work_id, store.name)
+    result = BagReplication(
+        record.work_id, store.name, ReplicationOutcome.COPIED, prior.state if prior else None
+    )
     bag = archive.root / record.bag_path
-    ledger.record_copy(record.work_id, store.name, CopyState.PENDING, software=SOFTWARE)
-    result.state, result.recorded = CopyState.PENDING, True
+
+    def begin() -> None:
+        """Before the first byte is written, the copy is pending (and no longer what it was):
+        a run killed from here on leaves it so, never good."""
+        if not result.recorded:
+            ledger.record_copy(record.work_id, store.name, CopyState.PENDING, software=SOFTWARE)
+            result.state, result.recorded = CopyState.PENDING, True
+
     total = 0
     try:
         for file in files:
@@ -347,6 +356,7 @@ def replicate_bag(
             ):
                 result.files_present += 1
                 continue
+            begin()
             try:
                 stored = store.put(key, source, file.sha256)
             except CopyRefused as exc:
@@ -378,8 +388,8 @@ def replicate_bag(
             record.work_id, store.name, CopyState.GOOD, software=SOFTWARE, size=total,
             copied=True,
         )  # fmt: skip
-        result.state = copy.state
-    if result.outcome is not ReplicationOutcome.COPIED and result.detail:
+        result.state, result.recorded = copy.state, True
+    if result.outcome is not ReplicationOutcome.COPIED and result.recorded:
         ledger.record_copy(
             record.work_id, store.name, CopyState.PENDING, software=SOFTWARE,
             detail=result.detail[:500],
