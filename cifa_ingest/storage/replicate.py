@@ -158,6 +158,9 @@ class ReplicationReport:
     copies: list[BagReplication] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: Locations that answered but refused to be used (a bucket without the Object Lock the
+    #: settings ask for): why.
+    refused: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -189,7 +192,7 @@ class ReplicationReport:
                 {
                     "name": name,
                     "reachable": name not in self.unreachable,
-                    "detail": self.unreachable.get(name, ""),
+                    "detail": self.unreachable.get(name) or self.refused.get(name, ""),
                 }
                 for name in self.locations
             ],
@@ -380,7 +383,7 @@ def replicate_bag(
         result.outcome, result.detail = ReplicationOutcome.SOURCE_DAMAGED, str(exc)
     except (CopyRefused, ObjectMissing) as exc:
         result.outcome, result.detail = ReplicationOutcome.COPY_FAILED, str(exc)
-    except OSError as exc:  # a full disk, an I/O error, a connection reset
+    except (CifaError, OSError) as exc:  # a full disk, an I/O error, a refusal of the store's
         result.outcome = ReplicationOutcome.COPY_FAILED
         result.detail = f"{type(exc).__name__}: {exc}"
     else:
@@ -454,6 +457,9 @@ def replicate_archive(
             except LocationUnreachable as exc:
                 report.unreachable[location.name] = str(exc)
                 log.warning("%s", exc)
+            except (CifaError, OSError) as exc:  # it answered, and refused: nothing to write to
+                report.refused[location.name] = f"{type(exc).__name__}: {exc}"
+                log.error("location %s: %s", location.name, exc)
             else:
                 reached.append(store)
             for record in records:
@@ -504,6 +510,11 @@ def _replicate_one(
         return BagReplication(
             record.work_id, store.name, ReplicationOutcome.LOCATION_UNREACHABLE, state,
             detail=report.unreachable[store.name],
+        )  # fmt: skip
+    if store.name in report.refused:
+        return BagReplication(
+            record.work_id, store.name, ReplicationOutcome.COPY_FAILED, state,
+            detail=report.refused[store.name],
         )  # fmt: skip
     if record.work_id in good:
         return BagReplication(
@@ -569,11 +580,15 @@ def table(report: ReplicationReport) -> str:
     lines = []
     for location, why in report.unreachable.items():
         lines.append(f"{location}: {ReplicationOutcome.LOCATION_UNREACHABLE}: {why}")
+    for location, why in report.refused.items():
+        lines.append(f"{location}: refused: {why}")
     ordered = sorted(report.copies, key=lambda c: (c.ok, c.location, c.work_id))
     for copy in ordered:
         if copy.outcome is ReplicationOutcome.ALREADY_COPIED:
             continue
-        if copy.outcome is ReplicationOutcome.LOCATION_UNREACHABLE:
+        if copy.outcome is ReplicationOutcome.LOCATION_UNREACHABLE or (
+            copy.location in report.refused
+        ):
             continue  # said once per location, above
         done = (
             f" ({copy.files_copied} files, {copy.bytes / 1e6:.1f} MB written,"
