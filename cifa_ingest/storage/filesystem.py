@@ -91,7 +91,7 @@ class FilesystemStore:
         """Copy ``source`` to ``key`` through a verified temporary file (see the module)."""
         self.check()
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)  # a read-only disk: OSError, said
+        _make_folders(target.parent)  # a read-only disk: OSError, said
         _remove_partials(target)
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
         try:
@@ -152,6 +152,20 @@ class FilesystemStore:
             self._path(key).unlink()
         except FileNotFoundError:
             return
+
+
+def _make_folders(folder: Path) -> None:
+    """Make ``folder`` and the folders above it that are missing, each new entry flushed in its
+    parent: a power cut after a copy is recorded good must not take a new folder, and the files
+    in it, with it."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile: flushed by its maker
+            new.mkdir()
+        _fsync_dir(new.parent)
 
 
 def _remove_partials(target: Path) -> None:
