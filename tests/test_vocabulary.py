@@ -1,6 +1,7 @@
 """The published words: every kind, status and outcome the ledger stores and ``--json``, the
 reports and ``cifa status`` print is a member of one enumeration, and each enumeration's values are
-written out here, as the README publishes them. Renaming a member's value, adding one or dropping
+written out here, as the documentation publishes them. Renaming a member's value, adding one or
+dropping
 one fails a test: years of ledger rows and every program reading the JSON depend on these
 spellings, so a change to them must be a decision, made here too, never a slip of a refactoring."""
 
@@ -13,18 +14,20 @@ from pathlib import Path
 import pytest
 
 from cifa_ingest.archive.audit_log import AuditLog
-from cifa_ingest.archive.ledger import CheckOutcome, Ledger, Outcome, SourceStatus
+from cifa_ingest.archive.ledger import CheckOutcome, CopyState, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.audit.fixity_audit import AuditMode, ProblemKind
 from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
+from cifa_ingest.storage.locations import LocationKind
+from cifa_ingest.storage.replicate import ReplicationOutcome
 
 #: Each enumeration and its values, in order, as published.
 PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
-    # README, "Running it": the outcomes of ``--json``, also work_outcomes.outcome.
+    # docs/reference/kinds.md, "Outcomes": the outcomes of ``--json``, also work_outcomes.outcome.
     (Outcome, ["preserved", "already-preserved", "failed", "not-permitted", "awaiting-source"]),
-    # README, "Fixity audits": the table of kinds, and ``cifa audit --json``'s problems.
+    # docs/guides/auditors.md: the table of kinds, and ``cifa audit --json``'s problems.
     (
         ProblemKind,
         [
@@ -44,12 +47,12 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     (CheckOutcome, ["intact", "damaged", "unregistered"]),
     # ``cifa audit --json``'s mode: ``full``, or ``rolling (max age N days)``.
     (AuditMode, ["full", "rolling"]),
-    # README, "Source watch": each source's status, also source_checks.status.
+    # docs/guides/auditors.md, "The source watch": each source's status, also source_checks.status.
     (
         SourceStatus,
         ["present", "changed", "gone", "private", "geo-blocked", "unreachable", "error"],
     ),
-    # README, "Killed at any instant" and "Normalisation": work_outcomes.error_kind of a failure
+    # docs/reference/kinds.md, "Error kinds": work_outcomes.error_kind of a failure
     # the fetch did not classify.
     (
         StepErrorKind,
@@ -68,6 +71,15 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     (Step, ["start", "fetch", "normalise", "package", "place"]),
     # ``cifa status --json``'s last_ingest.outcome.
     (RunOutcome, ["ok", "failed"]),
+    # docs/reference/kinds.md, "Copy states": copies.state, ``cifa replicate --json``'s state.
+    (CopyState, ["good", "pending", "missing", "damaged"]),
+    # docs/reference/kinds.md, "Replication outcomes": ``cifa replicate --json``'s outcome.
+    (
+        ReplicationOutcome,
+        ["copied", "already_copied", "location_unreachable", "source_damaged", "copy_failed"],
+    ),
+    # The kinds of storage location, ``kind`` of each ``[[storage.locations]]``.
+    (LocationKind, ["filesystem", "s3"]),
 ]
 
 

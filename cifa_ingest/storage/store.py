@@ -56,9 +56,10 @@ class Store(Protocol):
         """Raise :class:`LocationUnreachable` unless the location answers now."""
 
     def put(self, key: str, source: Path, sha256: str) -> StoredObject:
-        """Write ``source`` under ``key``, all or nothing: a reader never sees part of it. The
-        store verifies on receipt where it can (``sha256`` is the digest the ledger expects);
-        raises :class:`CopyRefused` when the bytes do not match."""
+        """Write ``source`` under ``key``, all or nothing: a reader never sees part of it.
+        Returns only after verifying what the location kept against ``sha256`` (the digest the
+        ledger expects): S3 checks it on receipt and keeps it, a file system's copy is read back
+        and hashed. Raises :class:`CopyRefused` when the bytes kept are not those."""
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         """The object's bytes, streamed; :class:`ObjectMissing` when there is none."""
