@@ -226,6 +226,24 @@ def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
     primary copy does not match the ledger: a manifest whose digest differs from the one recorded
     at ingest, a manifest unknown to the ledger, a file in no manifest, a file listed and absent.
     """
+    return [
+        SourceFile(path, digests["sha256"])
+        for path, digests in expected_digests(archive, record, ("sha256",)).items()
+    ]
+
+
+def expected_digests(
+    archive: Archive, record: BagRecord, algorithms: Sequence[str] = ("sha256", "sha512")
+) -> dict[str, dict[str, str]]:
+    """Every file of the placed bag, in copy order (:func:`source_files`), with the digest of
+    each of ``algorithms`` the ledger's chain vouches for: the manifest files must hash to the
+    sha256 the ledger recorded at ingest before anything they list is believed, and only then
+    does ``manifest-<algorithm>.txt`` / ``tagmanifest-<algorithm>.txt`` give each file its
+    digest. So a location's audit checks its copies' sha512 against the same chain as their
+    sha256 (what replication sends), one definition for both. A file no manifest of an algorithm
+    lists (a tag manifest does not list itself) has no digest of it; sha256 is always required
+    (the ledger's own digests of the manifests are sha256). Raises :class:`SourceDamaged` as
+    :func:`source_files` does."""
     bag = archive.root / record.bag_path
     name = Path(record.bag_path).name
     if not bag.is_dir():
@@ -246,24 +264,19 @@ def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
             raise SourceDamaged(f"{name}: {manifest_name} differs from ingest")
         digests[manifest_name], texts[manifest_name] = digest, data
     declaration = manifest.read_declaration(bag)
-    for manifest_name, payload in ((TAG_MANIFEST, False), (PAYLOAD_MANIFEST, True)):
-        if manifest_name not in texts:
-            raise SourceDamaged(f"{name}: no {manifest_name} registered at ingest")
-        try:
-            text = texts[manifest_name].decode(declaration.reading_encoding)
-        except UnicodeDecodeError:
-            raise SourceDamaged(f"{name}: {manifest_name} does not decode") from None
-        read = manifest.parse_manifest(
-            text.removeprefix("\ufeff"), manifest_name, version=declaration.version
-        )
-        errors = [p.detail for p in read.problems if p.is_error]
-        if errors:
-            raise SourceDamaged(f"{name}: {'; '.join(errors[:3])}")
-        for path, digest in read.entries.items():
-            if path.startswith("data/") != payload:
-                raise SourceDamaged(f"{name}: {manifest_name} lists {path!r}")
-            if digests.setdefault(path, digest) != digest:
-                raise SourceDamaged(f"{name}: {path}: {manifest_name} and the ledger disagree")
+    listed = {"sha256": digests}
+    for algorithm in dict.fromkeys(("sha256", *algorithms)):
+        found = listed.setdefault(algorithm, {})
+        for manifest_name, payload in (
+            (f"tagmanifest-{algorithm}.txt", False),
+            (f"manifest-{algorithm}.txt", True),
+        ):
+            if manifest_name not in texts:
+                if algorithm == "sha256":
+                    raise SourceDamaged(f"{name}: no {manifest_name} registered at ingest")
+                continue
+            found.update(_listed(name, texts[manifest_name], manifest_name, payload,
+                                 declaration, found))  # fmt: skip
     on_disk = {
         p.relative_to(bag).as_posix()
         for p in bag.rglob("*")
@@ -275,7 +288,40 @@ def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
         raise SourceDamaged(f"{name}: {gone[0]!r} is missing" + _more(gone))
     if _sha256_file(bag / "bagit.txt") != digests.get("bagit.txt"):
         raise SourceDamaged(f"{name}: bagit.txt differs from its tag manifest")
-    return [SourceFile(path, digests[path]) for path in sorted(digests, key=_copy_order)]
+    return {
+        path: {a: listed[a][path] for a in ("sha256", *algorithms) if path in listed.get(a, {})}
+        for path in sorted(digests, key=_copy_order)
+    }
+
+
+def _listed(
+    name: str,
+    data: bytes,
+    manifest_name: str,
+    payload: bool,
+    declaration: manifest.Declaration,
+    known: dict[str, str],
+) -> dict[str, str]:
+    """The entries of one manifest whose bytes the ledger vouched for: payload paths only in a
+    payload manifest, tag paths only in a tag manifest, never two digests for one path."""
+    try:
+        text = data.decode(declaration.reading_encoding)
+    except UnicodeDecodeError:
+        raise SourceDamaged(f"{name}: {manifest_name} does not decode") from None
+    read = manifest.parse_manifest(
+        text.removeprefix("\ufeff"), manifest_name, version=declaration.version
+    )
+    errors = [p.detail for p in read.problems if p.is_error]
+    if errors:
+        raise SourceDamaged(f"{name}: {'; '.join(errors[:3])}")
+    entries: dict[str, str] = {}
+    for path, digest in read.entries.items():
+        if path.startswith("data/") != payload:
+            raise SourceDamaged(f"{name}: {manifest_name} lists {path!r}")
+        if known.get(path, digest) != digest:
+            raise SourceDamaged(f"{name}: {path}: {manifest_name} and the ledger disagree")
+        entries[path] = digest
+    return entries
 
 
 def _more(items: list[str]) -> str:
