@@ -109,7 +109,9 @@ def test_a_v0_1_0_ledger_is_upgraded_in_place_rows_chain_and_backup_kept(
     assert _user_version(ledger_path) == LATEST
     after = _rows(ledger_path)
     assert {t: after[t] for t in before} == before  # every row kept
-    assert set(after) - set(before) == {"copies"} and after["copies"] == []  # step 2's table
+    new_tables = {"copies", "preservation_events", "events_chain_head"}  # steps 2 and 3
+    assert set(after) - set(before) == new_tables
+    assert all(after[t] == [] for t in new_tables)
     backup = archive / f"ledger.sqlite.before-v{LATEST}"
     assert _user_version(backup) == 0 and _rows(backup) == before
     assert not (archive / f"ledger.sqlite.before-v{LATEST}-wal").exists()  # one file
@@ -444,8 +446,9 @@ def test_a_v1_ledger_gets_the_copies_table_rows_kept_and_a_backup_of_v1(tmp_path
     first_backup = tmp_path / "ledger.sqlite.before-v1"
     assert first_backup.exists()
     before = _rows(path)
+    assert upgrade(path, MIGRATIONS[:2]) == 2  # the release of issue 16's first half
     ledger = Ledger(path)
-    assert _user_version(path) == 2 == LATEST
+    assert _user_version(path) == LATEST
     after = _rows(path)
     assert {t: after[t] for t in before} == before and after["copies"] == []
     backup = tmp_path / "ledger.sqlite.before-v2"
@@ -484,3 +487,55 @@ def test_step_2_makes_the_copies_table_and_its_index() -> None:
         ]  # fmt: skip
         indexes = [row[1] for row in conn.execute("PRAGMA index_list(copies)")]
         assert "copies_location" in indexes
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 3 (issue 16): preservation events of repair, in a hash chain of their own.
+
+
+def test_a_v2_ledger_gets_the_preservation_events_chain_and_old_digests_keep_verifying(
+    tmp_path: Path,
+) -> None:
+    """A ledger at schema version 2 (copies, no events) with fixity checks chained is upgraded
+    in place: its rows and chain kept, a backup named after version 3; events then extend a
+    chain of their own, which ``verify`` walks and a tampered row breaks."""
+    path = _v0_1_0_ledger(tmp_path / "ledger.sqlite")
+    assert upgrade(path, MIGRATIONS[:2]) == 2
+    before = _rows(path)
+    assert before["fixity_checks"]
+    assert upgrade(path) == 3 == LATEST
+    after = _rows(path)
+    assert {t: after[t] for t in before} == before
+    assert after["preservation_events"] == [] and after["events_chain_head"] == []
+    assert _user_version(tmp_path / "ledger.sqlite.before-v3") == 2
+    log = AuditLog(path)
+    assert log.verify() == [] and _chain_as_v0_1_0_checks_it(path) == []
+    first = log.record_event(
+        "cifa-v-0001", "fixity check", "nas", "failure", {"damaged": ["data/x"]}, "cifa-ingest t"
+    )
+    log.record_event("cifa-v-0001", "replication", "nas", "success", {"path": "data/x"}, "t")
+    log.record_event("cifa-v-0001", "recovery", "nas", "success", {}, "t")
+    assert [e.event_type for e in log.events("cifa-v-0001")] == [
+        "fixity check", "replication", "recovery"
+    ]  # fmt: skip
+    assert first.detail == {"damaged": ["data/x"]} and log.events("cifa-v-0002") == []
+    assert log.verify() == []
+    with pytest.raises(ValueError):
+        log.record_event("cifa-v-0001", "repair", "nas", "success", {}, "t")  # not LoC's term
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE preservation_events SET outcome = 'success' WHERE id = ?", (first.id,))
+        conn.commit()
+    assert any("preservation event 1" in p and "altered" in p for p in log.verify())
+
+
+def test_step_3_makes_the_events_tables_and_index() -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        for step in MIGRATIONS[:3]:
+            step.apply(conn)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(preservation_events)")]
+        assert columns == [
+            "id", "bag_id", "event_type", "event_at", "location", "outcome", "detail",
+            "software", "prev_hash", "record_hash",
+        ]  # fmt: skip
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(preservation_events)")]
+        assert "preservation_events_bag" in indexes

@@ -163,10 +163,46 @@ def _v2_copies(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX copies_location ON copies (location, state)")
 
 
+def _v3_preservation_events(conn: sqlite3.Connection) -> None:
+    """Issue 16: a damaged or missing copy is repaired from one that verifies, and every repair
+    must be part of the archive's hash-chained history, as the fixity checks are: which copy
+    was checked and found wanting (PREMIS ``fixity check``), which file was copied from where
+    to where (``replication``), which copy was brought back whole (``recovery``). These events
+    are not fixity checks of a bag (the audit's "last verified" must not count them), so they
+    get a chained table of their own, with its own head row, rather than a column in
+    ``fixity_checks``: the rows already chained there are not touched, so every digest of a
+    ledger made before keeps verifying. ``location`` names the copy (``primary`` for
+    ``ARCHIVE/bags/``); ``detail`` is JSON (the files, the source copy, their sha256), never a
+    credential."""
+    conn.execute(
+        """CREATE TABLE preservation_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    bag_id      TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    event_at    TEXT NOT NULL,
+    location    TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    software    TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    record_hash TEXT NOT NULL
+)"""
+    )
+    conn.execute("CREATE INDEX preservation_events_bag ON preservation_events (bag_id, id)")
+    conn.execute(
+        """CREATE TABLE events_chain_head (
+    one       INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id   INTEGER NOT NULL,
+    last_hash TEXT NOT NULL
+)"""
+    )
+
+
 #: Every step, in order; ``version`` is 1, 2, 3, … with no gap.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, _v1_schema_of_v0_1_0),
     Migration(2, _v2_copies),
+    Migration(3, _v3_preservation_events),
 )
 #: The schema version this program writes, and the highest it opens.
 LATEST = MIGRATIONS[-1].version
