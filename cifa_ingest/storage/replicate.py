@@ -324,6 +324,24 @@ def _listed(
     return entries
 
 
+def sha256_of_manifests(
+    name: str, texts: dict[str, bytes], declaration: manifest.Declaration
+) -> dict[str, str]:
+    """Every file of a bag with its sha256, in copy order, from the bytes of its sha256 manifests
+    (``texts``: every manifest the ledger registered, by file name, each of which the caller
+    verified against the ledger's digest, from whichever copy held it whole). What
+    :func:`expected_digests` reads from the primary, for a reader (repair, restore) whose
+    primary may be the damaged copy. Raises :class:`SourceDamaged` as it does."""
+    digests = {manifest_name: _sha256_bytes(data) for manifest_name, data in texts.items()}
+    for manifest_name, payload in ((TAG_MANIFEST, False), (PAYLOAD_MANIFEST, True)):
+        if manifest_name not in texts:
+            raise SourceDamaged(f"{name}: no {manifest_name} registered at ingest")
+        digests.update(
+            _listed(name, texts[manifest_name], manifest_name, payload, declaration, digests)
+        )
+    return {path: digests[path] for path in sorted(digests, key=_copy_order)}
+
+
 def _more(items: list[str]) -> str:
     return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
 
