@@ -17,6 +17,7 @@ SMALLEST = {
     "audit.py": ["--scale", "0.001", "--rounds", "2", "--limit-mb", "8"],
     "bagging.py": ["--scale", "0.001", "--rounds", "2", "--limit-mb", "8"],
     "normalise.py": ["--seconds", "1", "--rounds", "2"],
+    "replicate.py": ["--gigabytes", "0.08", "--rounds", "2", "--small", "2"],
 }
 
 #: What each must print: the lines with a ratio, and the lines with a spread.
@@ -46,6 +47,9 @@ def test_a_benchmark_runs_on_a_tiny_input_and_prints_its_ratio_and_spread(script
     timed = [line for line in out.splitlines() if re.search(r"\d s \(" + SPREAD, line)]
     if script == "normalise.py":
         assert len(ratios) == 1 and len(timed) == 2, out  # ours, the naive chain
+    elif script == "replicate.py":  # ours, boto3's upload_file; and ours' peak memory
+        assert len(ratios) == 1 and len(timed) == 2, out
+        assert re.search(r"peak memory of ours: \d+ MB RSS", out), out
     else:
         assert re.search(LIMIT, out), out
         shares = re.findall(SHARE, out)
