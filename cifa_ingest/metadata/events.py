@@ -1,6 +1,10 @@
 """A bag's life as PREMIS events: the objects and events recorded in its ``metadata/premis.xml``
 (capture, message digest calculation, normalization, validation, ingestion …) followed by every
-fixity check the audit log holds for it, as PREMIS ``fixity check`` events. ``cifa events ID``
+fixity check the audit log holds for it, as PREMIS ``fixity check`` events, then the preservation
+events of its copies that repair recorded in the audit log's second chain (``fixity check`` of
+one copy, ``replication`` of a file to a copy, ``recovery`` of a copy), each naming the copy
+(``primary`` or a location) in its detail: what happened to the bag after ingest is part of its
+history, from the same hash-chained record as the audits. ``cifa events ID``
 prints it; the document validates against the PREMIS 3.0 schema like the bag's own. With
 ``--json`` it prints the same events as JSON objects (:func:`as_dict`).
 """
@@ -11,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType, PreservationEvent
 from cifa_ingest.archive.ledger import CheckOutcome
 from cifa_ingest.metadata import premis
 
@@ -49,6 +53,10 @@ def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
                 objects=[(path, "source") for path in payload],
             ),
         )
+    for happened in log.events(work_id):
+        name, version = premis.split_tool(happened.software, "cifa-ingest")
+        agent = auditors.setdefault(happened.software, premis.Agent(name, "software", version))
+        premis._event(root, _preservation_event(happened, agent))
     known = set()
     for element in recorded.findall(premis._q("agent")):
         root.append(element)
@@ -58,6 +66,39 @@ def bag_events(bag_dir: Path, log: AuditLog, work_id: str) -> ET.Element:
         if agent.identifier not in known:
             premis._agent(root, agent)
     return root
+
+
+def _preservation_event(event: PreservationEvent, agent: premis.Agent) -> premis.Event:
+    """One event of the audit log's second chain as PREMIS: its detail says which copy, and what
+    was found or done; the files it names are its objects (the source of a check, the outcome of
+    a copy made)."""
+    detail = event.detail
+    where = f"the copy at {event.location}"
+    if event.event_type is EventType.REPLICATION:
+        text = f"{detail.get('path')} copied from the copy at {detail.get('source')} to {where},"
+        text += " verified against the ledger's sha256" if "sha256" in detail else ""
+        objects = [(str(detail.get("path")), "outcome")]
+    else:
+        missing, damaged = detail.get("missing", []), detail.get("damaged", [])
+        verb = (
+            "every file re-read and re-hashed against the ledger's digests"
+            if event.event_type is EventType.FIXITY_CHECK
+            else f"files found missing or damaged replaced ({detail.get('repaired', 0)})"
+        )
+        text = f"{where}: {verb}: {len(missing)} missing, {len(damaged)} damaged"
+        objects = [(path, "source") for path in [*missing, *damaged]]
+    outcome_detail = detail.get("error") or ", ".join(
+        f"{word}: {', '.join(detail[word])}" for word in ("missing", "damaged") if detail.get(word)
+    )
+    return premis.Event(
+        type=str(event.event_type),
+        date_time=event.event_at,
+        detail=text,
+        outcome="success" if event.outcome is EventOutcome.SUCCESS else "failure",
+        outcome_detail=outcome_detail or None,
+        agents=[(agent, "executing program")],
+        objects=objects,
+    )
 
 
 def to_bytes(root: ET.Element) -> bytes:
