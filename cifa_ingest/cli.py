@@ -165,30 +165,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(replicate)
 
-    repair = commands.add_parser(
-        "repair",
-        help="re-hash every copy of bags in full and replace each missing or damaged file from"
-        " a copy that verifies",
+    recover = commands.add_parser(
+        "recover",
+        help="rebuild the whole archive (bags and ledger) from one storage location, verified",
     )
-    repair.add_argument(
-        "work_ids", nargs="*", metavar="ID", help="the bags to repair (default: every bag)"
-    )
-    common(repair)
-
-    restore = commands.add_parser(
-        "restore", help="bring a bag back from one of its copies into a folder, verified"
-    )
-    restore.add_argument("work_id", metavar="ID")
-    restore.add_argument(
-        "--to", required=True, metavar="DIR", help="the folder to make (absent or empty)"
-    )
-    restore.add_argument(
-        "--from",
-        dest="source",
-        metavar="NAME",
-        help="the copy: primary or a location's name (default: the first copy that verifies)",
-    )
-    common(restore)
+    recover.add_argument(
+        "--from", dest="source", required=True, metavar="NAME",
+        help="the location of [[storage.locations]] to rebuild from",
+    )  # fmt: skip
+    recover.add_argument(
+        "--to", dest="target", required=True, metavar="DIR",
+        help="the new archive's folder: absent or empty (never written over)",
+    )  # fmt: skip
+    recover.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    recover.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    recover.add_argument("--verbose", action="store_true", help="debug output")
 
     ledger = commands.add_parser("ledger", help="the ledger: verify the audit log's hash chain")
     ledger.add_argument("action", choices=["verify"])
@@ -623,7 +614,9 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _chosen_locations(settings: Settings, names: list[str] | None) -> list[Any]:
+def _chosen_locations(
+    settings: Settings, names: list[str] | None, option: str = "--location"
+) -> list[Any]:
     """The locations ``--location`` names (every one of the settings without it); a name the
     settings do not declare, or no location at all, is bad usage (exit 2)."""
     declared = list(settings.storage.locations)
@@ -638,7 +631,7 @@ def _chosen_locations(settings: Settings, names: list[str] | None) -> list[Any]:
     if unknown:
         known = ", ".join(location.name for location in declared)
         raise InputError(
-            f"--location: no location named {', '.join(map(repr, unknown))} in the settings"
+            f"{option}: no location named {', '.join(map(repr, unknown))} in the settings"
             f" (they declare: {known})"
         )
     return [location for location in declared if location.name in names]
@@ -661,66 +654,27 @@ def _cmd_replicate(args: argparse.Namespace, settings: Settings, archive: Path) 
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _cmd_repair(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    """Exit 0 when every copy checked is good (repaired or already), 1 when a problem remains
-    (no good copy of a file anywhere, a location unreachable) or the ledger's chain is broken
-    (nothing repaired), 2 for an unknown id or no archive."""
+def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every bag was recovered and the rebuilt archive audits clean, 1 when a bag
+    could not be (damaged or missing at the location: said, never taken) or nothing could be
+    rebuilt (the location unreachable, no sound ledger snapshot there), 2 for bad usage (an
+    unknown location, a ``--to`` folder that is not empty)."""
     import json
 
-    from cifa_ingest.storage import repair
+    from cifa_ingest.storage import recover
+    from cifa_ingest.storage.store import LocationUnreachable
 
-    store = _existing_archive(archive)
-    for work_id in args.work_ids:
-        _preserved_bag(store, work_id)  # an unknown id is bad usage, before anything is read
-    locations = list(settings.storage.locations)
+    [location] = _chosen_locations(settings, [args.source], option="--from")
     try:
-        report = repair.repair_work(store, args.work_ids or None, locations)
-    except repair.LedgerTampered as exc:
-        if args.json:
-            refused = {"archive": str(store.root), "refused": str(exc), "ok": False}
-            print(json.dumps(refused, indent=2, ensure_ascii=False))
-        print(f"cifa: repair refused: {exc}", file=sys.stderr)
+        report = recover.recover_archive(location, Path(args.target))
+    except (LocationUnreachable, recover.RecoveryFailed) as exc:
+        print(f"cifa: recover: {exc}; nothing was made in {args.target}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
-        print(repair.table(report))
+        print(recover.table(report))
     return EXIT_OK if report.ok else EXIT_FAILED
-
-
-def _cmd_restore(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    """Exit 0 when the bag was restored whole, every file verified; 1 when no copy asked for
-    verifies (nothing left at ``--to``) or the ledger's chain is broken; 2 for bad usage (an
-    unknown id or copy, a ``--to`` that exists and is not an empty folder)."""
-    import json
-
-    from cifa_ingest.storage import restore
-
-    store = _existing_archive(archive)
-    _preserved_bag(store, args.work_id)
-    try:
-        report = restore.restore_work(
-            store,
-            args.work_id,
-            Path(args.to),
-            list(settings.storage.locations),
-            source=args.source,
-        )
-    except restore.RestoreFailed as exc:
-        if args.json:
-            failed = {"id": args.work_id, "to": str(Path(args.to).absolute()), "ok": False,
-                      "error": str(exc)}  # fmt: skip
-            print(json.dumps(failed, indent=2, ensure_ascii=False))
-        print(f"cifa: restore failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(
-            f"{args.work_id}: restored from {report.source} to {report.target}"
-            f" ({report.files} files, {report.bytes} bytes, each verified)"
-        )
-    return EXIT_OK
 
 
 def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
@@ -843,9 +797,8 @@ COMMANDS = {
     "events": _cmd_events,
     "audit": _cmd_audit,
     "ledger": _cmd_ledger,
+    "recover": _cmd_recover,
     "replicate": _cmd_replicate,
-    "repair": _cmd_repair,
-    "restore": _cmd_restore,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,
@@ -863,7 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run_problems.clear()
     try:
         settings = load_settings()
-        archive = resolve_archive(args.archive, settings)
+        archive = resolve_archive(getattr(args, "archive", None), settings)
         status = COMMANDS[args.command](args, settings, archive)
     except InputError as exc:
         print(f"cifa: error: {exc}", file=sys.stderr)
