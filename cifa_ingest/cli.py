@@ -165,6 +165,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(replicate)
 
+    repair = commands.add_parser(
+        "repair",
+        help="re-hash every copy of bags in full and replace each missing or damaged file from"
+        " a copy that verifies",
+    )
+    repair.add_argument(
+        "work_ids", nargs="*", metavar="ID", help="the bags to repair (default: every bag)"
+    )
+    common(repair)
+
+    restore = commands.add_parser(
+        "restore", help="bring a bag back from one of its copies into a folder, verified"
+    )
+    restore.add_argument("work_id", metavar="ID")
+    restore.add_argument(
+        "--to", required=True, metavar="DIR", help="the folder to make (absent or empty)"
+    )
+    restore.add_argument(
+        "--from",
+        dest="source",
+        metavar="NAME",
+        help="the copy: primary or a location's name (default: the first copy that verifies)",
+    )
+    common(restore)
+
     recover = commands.add_parser(
         "recover",
         help="rebuild the whole archive (bags and ledger) from one storage location, verified",
@@ -654,6 +679,68 @@ def _cmd_replicate(args: argparse.Namespace, settings: Settings, archive: Path) 
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_repair(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every copy checked is good (repaired or already), 1 when a problem remains
+    (no good copy of a file anywhere, a location unreachable) or the ledger's chain is broken
+    (nothing repaired), 2 for an unknown id or no archive."""
+    import json
+
+    from cifa_ingest.storage import repair
+
+    store = _existing_archive(archive)
+    for work_id in args.work_ids:
+        _preserved_bag(store, work_id)  # an unknown id is bad usage, before anything is read
+    locations = list(settings.storage.locations)
+    try:
+        report = repair.repair_work(store, args.work_ids or None, locations)
+    except repair.LedgerTampered as exc:
+        if args.json:
+            refused = {"archive": str(store.root), "refused": str(exc), "ok": False}
+            print(json.dumps(refused, indent=2, ensure_ascii=False))
+        print(f"cifa: repair refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(repair.table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_restore(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when the bag was restored whole, every file verified; 1 when no copy asked for
+    verifies (nothing left at ``--to``) or the ledger's chain is broken; 2 for bad usage (an
+    unknown id or copy, a ``--to`` that exists and is not an empty folder)."""
+    import json
+
+    from cifa_ingest.storage import restore
+
+    store = _existing_archive(archive)
+    _preserved_bag(store, args.work_id)
+    try:
+        report = restore.restore_work(
+            store,
+            args.work_id,
+            Path(args.to),
+            list(settings.storage.locations),
+            source=args.source,
+        )
+    except restore.RestoreFailed as exc:
+        if args.json:
+            failed = {"id": args.work_id, "to": str(Path(args.to).absolute()), "ok": False,
+                      "error": str(exc)}  # fmt: skip
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        print(f"cifa: restore failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(
+            f"{args.work_id}: restored from {report.source} to {report.target}"
+            f" ({report.files} files, {report.bytes} bytes, each verified)"
+        )
+    return EXIT_OK
+
+
 def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when every bag was recovered and the rebuilt archive audits clean, 1 when a bag
     could not be (damaged or missing at the location: said, never taken) or nothing could be
@@ -799,6 +886,8 @@ COMMANDS = {
     "ledger": _cmd_ledger,
     "recover": _cmd_recover,
     "replicate": _cmd_replicate,
+    "repair": _cmd_repair,
+    "restore": _cmd_restore,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,
