@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def test_a_ledger_whose_chain_is_broken_stops_repair_nothing_touched(
 
 def _state_is_never_worse(
     archive: Path, roots: tuple[Path, Path], before: dict[str, dict[str, str]],
-    intact: dict[str, str], rows: dict[str, object],
+    intact: dict[str, str], rows: Mapping[str, object],
 ) -> None:  # fmt: skip
     """Each file of each copy is as it was before the repair or as the ledger records it; a
     placed bag holds no file it did not hold; a copy the run recorded good is good (``rows``:
