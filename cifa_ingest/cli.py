@@ -143,6 +143,17 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--budget", metavar="DURATION|SIZE", help="stop after e.g. 2h, 30m or 500GB of reading"
     )
+    audit.add_argument(
+        "--location",
+        metavar="NAME",
+        help="audit the copies at this location of [[storage.locations]] instead of the primary"
+        " (a cheap check: listing, sizes, the store's checksums)",
+    )
+    audit.add_argument(
+        "--deep",
+        action="store_true",
+        help="with --location: read and re-hash every byte of every copy (sha256 and sha512)",
+    )
     common(audit)
 
     serve = commands.add_parser(
@@ -614,18 +625,38 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    """Exit 0 when every bag is intact, 1 when any problem was found."""
+    """Exit 0 when every bag (or every copy at ``--location``) is intact, 1 when any problem
+    was found or remains (a location unreachable included), 2 for bad usage."""
     import json
 
     from cifa_ingest.audit import fixity_audit as audit
 
+    location = None
+    if args.location is not None:
+        [location] = _chosen_locations(settings, [args.location])
+        if not args.deep and (args.max_age is not None or args.budget or args.full):
+            raise InputError(
+                "--full, --max-age and --budget are for a deep audit: add --deep (a cheap"
+                " check lists the whole location, every time)"
+            )
+    elif args.deep:
+        raise InputError("--deep: which location? (--location NAME; the primary's audit is"
+                         " always deep)")  # fmt: skip
     store = _existing_archive(Path(args.archive_dir).absolute() if args.archive_dir else archive)
     seconds, size = parse_budget(args.budget) if args.budget else (None, None)
     from cifa_ingest.reports.audit_report import write_reports
 
-    report = audit.audit_archive(
-        store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
-    )
+    if location is not None:
+        from cifa_ingest.audit.copies import audit_location
+
+        report = audit_location(
+            store, location, deep=args.deep, max_age_days=args.max_age,
+            budget_seconds=seconds, budget_bytes=size,
+        )  # fmt: skip
+    else:
+        report = audit.audit_archive(
+            store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
+        )
     try:  # the report describes the audit; it never decides it (as in the Prefect flow)
         json_path, html_path = write_reports(report, store)
     except OSError as exc:

@@ -11,6 +11,8 @@ deployment                      schedule ([schedules])     runs
                                                            within ``fixity_rolling_budget_hours``
 ``fixity-audit/full``           ``fixity_full``            every bag, every byte
 ``preserve-film/preserve-film``  none                      one-off jobs with parameters
+``fixity-audit/location-NAME``  from the location's        the copies at storage location
+                                ``audit_every_days``       ``NAME``: a deep rolling audit
 ==============================  =========================  =====================================
 
 Every schedule is a cron expression in ``[schedules].timezone`` (an IANA zone: 02:00 stays 02:00
@@ -26,6 +28,20 @@ deployment's defaults, which would be one of the two audits, silently). Each is 
 run at a time, as is the nightly ingest: a night whose run is still going when the next is due
 queues the next one, and two nights never write at once. The rolling audit's budget (one hour by
 default) ends it before Sunday's full audit starts.
+
+Each storage location of ``[[storage.locations]]`` gets a deployment of its own,
+``fixity-audit/location-NAME`` (the ``location-`` keeps a location named ``full`` from taking
+the primary's audit's name): its run history, pause switch and Quick run are that location's.
+It runs a *deep* rolling audit of the location's copies with ``max_age_days`` set to the
+location's ``audit_every_days`` (:func:`location_cron`): every night (more often when
+``audit_every_days`` is under a day), the copies not deep-verified within that many days are
+read and re-hashed, least recently verified first. So every byte at the location is re-read
+within ``audit_every_days`` while each night reads only its share, as the primary's rolling
+audit spreads its reading; a deep audit finds all a cheap check would (a file gone, a size or
+the store's checksum changed) and more, so a cheap check is not scheduled as well: it is for an
+operator's ``cifa audit --location NAME``. No budget: a location slower than its cycle shows
+as copies left unverified beyond their age, never as a night cut short silently; one run at a
+time per location.
 
 :func:`plan` describes the deployments as plain data without importing Prefect (``cifa serve``
 prints it; the tests read it); :func:`to_deployments` turns them into Prefect deployments, which
@@ -48,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from cifa_ingest.audit.fixity_audit import AuditMode
 from cifa_ingest.config import Settings
+from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -155,6 +172,10 @@ def plan(
             timezone=when.timezone,
             concurrency_limit=1,
         ),
+        *(
+            _location_audit(location, archive_path, when.fixity_rolling, when.timezone)
+            for location in settings.storage.locations
+        ),
         Deployment(
             flow="preserve-film",
             entrypoint="cifa_ingest.pipelines.flows.preserve_film_job",
@@ -167,6 +188,43 @@ def plan(
             parameters={"archive": archive_path, **private},
         ),
     ]
+
+
+def location_cron(audit_every_days: float, nightly: str) -> str:
+    """When a location's deep rolling audit runs: on the primary's rolling audit's ``nightly``
+    cron when ``audit_every_days`` is a day or more (the rolling ``max_age_days`` does the
+    spacing: each night reads the copies due), every ``N`` hours (``audit_every_days`` x 24,
+    rounded, at least 1) when it is less, so that no copy waits longer than its age."""
+    if audit_every_days >= 1:
+        return nightly
+    hours = max(1, round(audit_every_days * 24))
+    return f"0 */{hours} * * *"
+
+
+def _location_audit(
+    location: FilesystemLocation | S3Location, archive: str, nightly: str, timezone: str
+) -> Deployment:
+    days = location.audit_every_days
+    return Deployment(
+        flow="fixity-audit",
+        entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
+        name=f"location-{location.name}",
+        description=(
+            f"The copies at storage location {location.name} ({location.kind}, zone"
+            f" {location.zone}): a deep rolling audit, every copy re-read and re-hashed at least"
+            f" every {days:g} days, least recently verified first. Fails when a copy is missing,"
+            " damaged or unlocked, or the location does not answer."
+        ),
+        parameters={
+            "archive": archive,
+            "location": location.name,
+            "deep": True,
+            "max_age_days": days,
+        },
+        cron=location_cron(days, nightly),
+        timezone=timezone,
+        concurrency_limit=1,
+    )
 
 
 def describe(deployments: Sequence[Deployment]) -> str:

@@ -29,6 +29,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from cifa_ingest.archive.layout import Archive, NoArchive
 from cifa_ingest.archive.ledger import CheckOutcome, SourceStatus
+from cifa_ingest.audit import copies as copy_audit
 from cifa_ingest.audit import fixity_audit as audit
 from cifa_ingest.audit import watch
 from cifa_ingest.catalogue.model import Work, load_catalogues
@@ -48,6 +49,8 @@ from cifa_ingest.preserve import (
     preserve_work,
 )
 from cifa_ingest.storage import replicate as replication
+from cifa_ingest.storage.locations import PRIMARY
+from cifa_ingest.storage.store import LocationUnreachable
 
 
 def _as_task(step: Callable[[Job], object]) -> Callable[[Job], object]:
@@ -698,12 +701,41 @@ def _audit_bag(store: Archive, record: audit.BagRecord) -> audit.BagAudit | Stat
     return Failed(message=f"damaged: {_named(checked.problems)}", data=checked)
 
 
+@task(name="audit-copy", cache_policy=NO_CACHE, persist_result=False)
+def _audit_copy(
+    store: Archive, location: copy_audit.Location, record: audit.BagRecord
+) -> audit.BagAudit | State:
+    """Deep-check one bag's copy at a storage location: Failed when the copy is damaged or
+    missing files (its BagAudit the state's data, nothing raised), as ``audit-bag`` is. A
+    location that stops answering (or a primary that no longer says what the copy must be) is
+    the Failed state's data, not a traceback: the audit says it once."""
+    try:
+        checked = copy_audit.deep_check(store, location, record)
+    except (LocationUnreachable, replication.SourceDamaged) as exc:
+        return Failed(message=str(exc), data=exc)
+    if checked.intact:
+        return checked
+    return Failed(message=f"{location.name}: {_named(checked.problems)}", data=checked)
+
+
+def _task_result(state: State, name: str) -> audit.BagAudit:
+    checked = state.result(raise_on_failure=False)
+    if isinstance(checked, audit.BagAudit):
+        return checked
+    if isinstance(checked, BaseException):  # the check raised: unreachable, or a bug
+        raise checked
+    raise RuntimeError(f"{name} ended {state.type.value}: {state.message}")
+
+
 @flow(name="fixity-audit", persist_result=False, validate_parameters=False)
 def fixity_audit(
     archive: str,
     max_age_days: float | None = None,
     budget_seconds: float | None = None,
     budget_bytes: int | None = None,
+    location: str | None = None,
+    deep: bool = False,
+    settings: Settings | None = None,
 ) -> State:
     """Re-read and re-hash every bag (or, with ``max_age_days``, the bags not verified in that
     many days, oldest first, within a budget). Every file is read: the tasks never use Prefect's
@@ -711,30 +743,48 @@ def fixity_audit(
     whatever the others' outcome. Writes the same reports as ``cifa audit`` (``ARCHIVE/reports/``,
     :mod:`cifa_ingest.reports.audit_report`). Ends Failed when any problem was found, its message
     naming
-    them, so that notifications and automations act."""
+    them, so that notifications and automations act.
+
+    With ``location`` (a name of ``[[storage.locations]]``), the copies at that location are
+    audited instead, as ``cifa audit --location NAME [--deep]`` does
+    (:mod:`cifa_ingest.audit.copies`): with ``deep``, each copy is an ``audit-copy`` task; a
+    location that does not answer ends the run Failed (``location_unreachable``), nothing marked
+    damaged."""
 
     def check(store: Archive, record: audit.BagRecord) -> audit.BagAudit:
         named = _audit_bag.with_options(task_run_name=f"audit-{record.work_id}")
-        state = named(store, record, return_state=True)
-        checked = state.result(raise_on_failure=False)
-        if isinstance(checked, audit.BagAudit):
-            return checked
-        if isinstance(checked, BaseException):  # audit_bag raised: a bug, with its traceback
-            raise checked
-        raise RuntimeError(f"audit-{record.work_id} ended {state.type.value}: {state.message}")
+        return _task_result(named(store, record, return_state=True), f"audit-{record.work_id}")
+
+    def check_copy(
+        store: Archive, where: copy_audit.Location, record: audit.BagRecord
+    ) -> audit.BagAudit:
+        name = f"audit-{record.work_id}-at-{where.name}"
+        named = _audit_copy.with_options(task_run_name=name)
+        return _task_result(named(store, where, record, return_state=True), name)
 
     try:
         store = Archive(archive).existing()
     except NoArchive as exc:  # a wrong path, or the first night has not run yet
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=RunFailed(str(exc)))
-    report = audit.audit_archive(
-        store,
-        max_age_days=max_age_days,
-        budget_seconds=budget_seconds,
-        budget_bytes=budget_bytes,
-        check=check,
-    )
+    if location is not None:
+        declared = (settings or load_settings()).storage.location(location)
+        if declared is None:
+            message = f"no storage location named {location!r} in the settings"
+            get_run_logger().error("%s", message)
+            return Failed(message=message, data=RunFailed(message))
+        report = copy_audit.audit_location(
+            store, declared, deep=deep, max_age_days=max_age_days,
+            budget_seconds=budget_seconds, budget_bytes=budget_bytes, check=check_copy,
+        )  # fmt: skip
+    else:
+        report = audit.audit_archive(
+            store,
+            max_age_days=max_age_days,
+            budget_seconds=budget_seconds,
+            budget_bytes=budget_bytes,
+            check=check,
+        )
     summary = audit.table(report).splitlines()[-1]
     _publish_audit(report, summary, archive)
     if not report.ok:
@@ -796,7 +846,8 @@ def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> Non
     if written is not None:
         lines += ["", f"Report: `{visible(str(written.html)).replace('`', '')}`"]
     try:
-        create_table_artifact(table=rows, key="fixity-audit", description=summary)
-        create_markdown_artifact(markdown="\n".join(lines), key="fixity-audit-summary")
+        key = "fixity-audit" if report.location == PRIMARY else f"fixity-audit-{report.location}"
+        create_table_artifact(table=rows, key=key.lower(), description=summary)
+        create_markdown_artifact(markdown="\n".join(lines), key=f"{key.lower()}-summary")
     except Exception as exc:
         logger.warning("the audit's artifacts could not be created: %s", exc, exc_info=True)

@@ -143,6 +143,46 @@ def test_the_default_schedules() -> None:
     }
 
 
+def test_each_storage_location_has_its_deep_rolling_audit_scheduled_from_its_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One deployment per location, ``fixity-audit/location-NAME``: a deep rolling audit with
+    the location's ``audit_every_days`` as its maximum age, on the primary rolling audit's
+    nights (hourly steps when the age is under a day)."""
+    locations = (
+        '[schedules]\nfixity_rolling = "15 3 * * *"\n'
+        '[[storage.locations]]\nname = "disk2"\nkind = "filesystem"\npath = "/mnt/disk2/cifa"\n'
+        'zone = "building-a"\naudit_every_days = 30\n'
+        '[[storage.locations]]\nname = "full"\nkind = "s3"\nbucket = "cifa-copies"\n'
+        'zone = "elsewhere"\naudit_every_days = 0.25\n'
+    )
+    config = _config(tmp_path / "c.toml", Path("arch"), [], locations)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(config)
+    planned = deployments.plan(settings, Path(settings.archive.path), [])
+    by_name = {d.full_name: d for d in planned}
+    assert list(by_name) == [
+        "nightly-ingest/nightly-ingest",
+        "fixity-audit/rolling",
+        "fixity-audit/full",
+        "fixity-audit/location-disk2",
+        "fixity-audit/location-full",  # never the primary's full audit's name
+        "preserve-film/preserve-film",
+    ]
+    archive = str(tmp_path / "arch")
+    disk2, s3 = by_name["fixity-audit/location-disk2"], by_name["fixity-audit/location-full"]
+    assert disk2.parameters == {
+        "archive": archive, "location": "disk2", "deep": True, "max_age_days": 30
+    }  # fmt: skip
+    assert (disk2.cron, disk2.concurrency_limit) == ("15 3 * * *", 1)
+    assert s3.parameters["max_age_days"] == 0.25 and s3.cron == "0 */6 * * *"
+    assert deployments.location_cron(1 / 48, "0 4 * * *") == "0 */1 * * *"
+    built = {f"{d.flow_name}/{d.name}": d for d in deployments.to_deployments(planned)}
+    [schedule] = built["fixity-audit/location-full"].schedules
+    assert schedule.schedule.cron == "0 */6 * * *"
+    assert built["fixity-audit/location-disk2"].parameters["location"] == "disk2"
+
+
 #: How a schedule that Prefect's own parser refuses is named (config._valid_cron).
 REFUSED = "Value error, Prefect's scheduler refuses it: Invalid"
 

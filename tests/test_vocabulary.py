@@ -16,7 +16,7 @@ import pytest
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.ledger import CheckOutcome, CopyState, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
-from cifa_ingest.audit.fixity_audit import AuditMode, ProblemKind
+from cifa_ingest.audit.fixity_audit import AuditMode, CheckDepth, ProblemKind
 from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
@@ -40,6 +40,10 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "ledger_mismatch",
             "missing_bag",
             "unregistered_bag",
+            "copy_missing",
+            "copy_damaged",
+            "location_unreachable",
+            "copy_unlocked",
         ],
     ),
     # The audit log's outcome of a check, and the audit report's bags (unregistered: a folder
@@ -47,6 +51,8 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     (CheckOutcome, ["intact", "damaged", "unregistered"]),
     # ``cifa audit --json``'s mode: ``full``, or ``rolling (max age N days)``.
     (AuditMode, ["full", "rolling"]),
+    # ``cifa audit --json``'s check: how a location's copies were read (the primary's: deep).
+    (CheckDepth, ["cheap", "deep"]),
     # docs/guides/auditors.md, "The source watch": each source's status, also source_checks.status.
     (
         SourceStatus,

@@ -32,6 +32,7 @@ from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
 from cifa_ingest.audit import damage as inspect
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag.package import payload_files
+from cifa_ingest.storage.locations import PRIMARY
 
 
 class ProblemKind(StrEnum):
@@ -57,6 +58,16 @@ class ProblemKind(StrEnum):
     MISSING_BAG = "missing_bag"
     #: Under bags/, unknown to the ledger.
     UNREGISTERED_BAG = "unregistered_bag"
+    #: A storage location's copy of a bag lacks a file (the location answered, without it).
+    COPY_MISSING = "copy_missing"
+    #: A storage location's copy of a file differs from the ledger's digests (or size).
+    COPY_DAMAGED = "copy_damaged"
+    #: A storage location did not answer (a disk not mounted, a server down, credentials
+    #: refused): nothing is said of its copies, and nothing is marked damaged for it.
+    LOCATION_UNREACHABLE = "location_unreachable"
+    #: An object of a location whose settings ask for Object Lock is held under no retention:
+    #: it could be deleted or overwritten.
+    COPY_UNLOCKED = "copy_unlocked"
 
 
 class AuditMode(StrEnum):
@@ -114,6 +125,18 @@ class BagAudit:
         return not self.problems
 
 
+class CheckDepth(StrEnum):
+    """How an audit reads its copies (``check`` of ``cifa audit --json``). The primary's audit
+    is always ``deep``; a storage location's is ``cheap`` unless ``--deep``."""
+
+    #: The location listed and compared with the ledger: every file there, its size, and the
+    #: store's own checksum where it keeps one (S3). No byte is read: a flipped bit in a file
+    #: of the right size on a disk that keeps no checksum is not seen.
+    CHEAP = "cheap"
+    #: Every byte read and hashed (sha256 and sha512) against the ledger's chain.
+    DEEP = "deep"
+
+
 @dataclass
 class AuditReport:
     archive: str
@@ -123,10 +146,21 @@ class AuditReport:
     bags: list[BagAudit] = field(default_factory=list)
     unregistered: list[Problem] = field(default_factory=list)
     not_reached: list[str] = field(default_factory=list)
+    #: Problems of the location as a whole (it did not answer), not of one bag's copy.
+    location_problems: list[Problem] = field(default_factory=list)
+    #: Which copy was audited: ``primary`` (the archive's ``bags/``) or a storage location's name.
+    location: str = PRIMARY
+    check: CheckDepth = CheckDepth.DEEP
+    #: Copies repaired by this run (filled by repair; an audit alone repairs nothing).
+    repaired: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Problem]:
-        return [p for bag in self.bags for p in bag.problems] + self.unregistered
+        return (
+            self.location_problems
+            + [p for bag in self.bags for p in bag.problems]
+            + self.unregistered
+        )
 
     @property
     def ok(self) -> bool:
@@ -135,6 +169,8 @@ class AuditReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "archive": self.archive,
+            "location": self.location,
+            "check": str(self.check),
             "mode": self.mode,
             "started": self.started,
             "finished": self.finished,
@@ -142,6 +178,7 @@ class AuditReport:
             "intact": sum(1 for bag in self.bags if bag.intact),
             "problems": [asdict(p) for p in self.problems],
             "not_reached": self.not_reached,
+            "repaired": self.repaired,
             "bytes_read": sum(bag.bytes_read for bag in self.bags),
             "seconds": round(sum(bag.seconds for bag in self.bags), 2),
             "ok": self.ok,
@@ -337,10 +374,13 @@ def table(report: AuditReport) -> str:
         if problem.damaged_frames:
             shown = ", ".join(map(str, problem.damaged_frames[:20]))
             frames = f" (damaged frames: {shown}{' …' if len(problem.damaged_frames) > 20 else ''})"
-        lines.append(f"{problem.bag}: {problem.kind}{where}{frames}")
+        why = f": {problem.detail}" if problem.kind == ProblemKind.LOCATION_UNREACHABLE else ""
+        lines.append(f"{problem.bag}: {problem.kind}{where}{frames}{why}")
     summary = report.as_dict()
+    where = "" if report.location == PRIMARY else f"{report.location} ({report.check} check): "
     lines.append(
-        f"{summary['mode']} audit: {summary['checked']} bags checked, {summary['intact']} intact,"
+        f"{where}{summary['mode']} audit: {summary['checked']} bags checked,"
+        f" {summary['intact']} intact,"
         f" {len(report.problems)} problem{'s' * (len(report.problems) != 1)},"
         f" {summary['bytes_read'] / 1e6:.1f} MB read"
         f" in {summary['seconds']:.1f} s"

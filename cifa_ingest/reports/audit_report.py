@@ -35,6 +35,7 @@ from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
 from cifa_ingest.audit.fixity_audit import AuditReport, Problem, ProblemKind
 from cifa_ingest.reports.ingest_report import CSP, poster_thumbnail, visible
+from cifa_ingest.storage.locations import PRIMARY
 
 LATEST = "audit-latest.html"
 #: Checks of a bag shown in its history (newest first); the audit log holds them all.
@@ -53,6 +54,10 @@ KIND_TEXT = {
     ProblemKind.LEDGER_MISMATCH: "differs from what was ingested",
     ProblemKind.MISSING_BAG: "registered in the ledger, gone from disk",
     ProblemKind.UNREGISTERED_BAG: "under bags/, unknown to the ledger",
+    ProblemKind.COPY_MISSING: "the location's copy lacks this file",
+    ProblemKind.COPY_DAMAGED: "the location's copy of this file differs from the ledger",
+    ProblemKind.LOCATION_UNREACHABLE: "the location did not answer: nothing said of its copies",
+    ProblemKind.COPY_UNLOCKED: "held under no Object Lock retention, though the settings ask",
 }
 
 _STYLE = (
@@ -158,11 +163,26 @@ def build(report: AuditReport, archive: Archive) -> AuditView:
     log = AuditLog(archive.ledger_path)
     damaged = {problem.bag for problem in report.problems}
     names = [bag.bag for bag in report.bags] + [p.bag for p in report.unregistered]
+    at_location = report.location != PRIMARY
+    copies = (
+        {c.work_id: c for c in Ledger(archive.ledger_path).copies(location=report.location)}
+        if at_location
+        else {}
+    )
     facts = {}
     for name in dict.fromkeys(names):
         record = records.get(name)
         folder = _bag_folder(archive, record, name)
-        history = tuple(log.history(name)) if record is not None else ()
+        # A location's copies have no audit log of their own: the ledger's copies table says
+        # when each was last verified there (the primary's history would say something else).
+        history = tuple(log.history(name)) if record is not None and not at_location else ()
+        if at_location:
+            copy = copies.get(name)
+            verified = copy.verified_at if copy is not None else None
+            history_verified, history_intact = verified, verified
+        else:
+            history_verified = history[-1].checked_at if history else None
+            history_intact = None
         payload = _oxum(record.payload_oxum) if record is not None else (None, None)
         intact = [c.checked_at for c in history if c.outcome == CheckOutcome.INTACT]
         facts[name] = BagFacts(
@@ -171,8 +191,8 @@ def build(report: AuditReport, archive: Archive) -> AuditView:
             ingested=record.placed_at if record is not None else None,
             payload_bytes=payload[0],
             payload_files=payload[1],
-            last_verified=history[-1].checked_at if history else None,
-            last_intact=intact[-1] if intact else None,
+            last_verified=history_verified,
+            last_intact=history_intact if at_location else (intact[-1] if intact else None),
             history=history,
             thumbnail=poster_thumbnail(folder) if folder and name in damaged else None,
         )
@@ -252,7 +272,7 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
     damaged = view.damaged()
     state = "ok" if report.ok else "bad"
     verdict = (
-        "every bag intact"
+        ("every bag intact" if report.location == PRIMARY else "every copy good")
         if report.ok
         else f"{_count(len(report.problems), 'problem')} in {_count(len(damaged), 'bag')}"
     )
@@ -261,7 +281,8 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
         f"<title>CIFA fixity audit {_e(report.started)}</title><style>{_STYLE}</style></head>",
         "<body>",
-        f"<h1>Fixity audit: <span class='{state}' id='verdict'>{_e(verdict)}</span></h1>",
+        f"<h1>Fixity audit{_where(report)}: <span class='{state}' id='verdict'>{_e(verdict)}"
+        "</span></h1>",
         f"<p id='summary'>{_e(summary['mode'].capitalize())} audit of <code>{_e(report.archive)}"
         f"</code>, {_e(report.started)} to {_e(report.finished)}: {summary['checked']} bags"
         f" checked, {summary['intact']} intact, {_e(_size(summary['bytes_read']))} read in"
@@ -281,6 +302,15 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
     parts.append(_bags_html(view))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _where(report: AuditReport) -> str:
+    """`` of location offsite (cheap check)`` for a location's audit, nothing for the primary."""
+    if report.location == PRIMARY:
+        return ""
+    return (
+        f" of location <span id='location'>{_e(report.location)}</span> ({_e(report.check)} check)"
+    )
 
 
 def _damaged_html(bag: str, problems: list[Problem], facts: BagFacts | None) -> str:
@@ -381,7 +411,10 @@ def write(report: AuditReport, archive: Archive) -> WrittenAuditReport:
     view = build(report, archive)
     folder = archive.root / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "audit-" + report.started.replace(":", "").replace("+0000", "Z")
+    # A location's audits have their own names and latest page: the primary's
+    # audit-latest.html always shows the primary.
+    scope = "" if report.location == PRIMARY else f"{report.location}-"
+    stem = f"audit-{scope}" + report.started.replace(":", "").replace("+0000", "Z")
     candidate, n = stem, 1
     while (folder / f"{candidate}.html").exists() or (folder / f"{candidate}.json").exists():
         n += 1
@@ -393,7 +426,7 @@ def write(report: AuditReport, archive: Archive) -> WrittenAuditReport:
     page = render_html(view, f"{candidate}.json").encode("utf-8")
     json_path = write_atomically(folder / f"{candidate}.json", data)
     html_path = write_atomically(folder / f"{candidate}.html", page)
-    latest = write_atomically(folder / LATEST, page)
+    latest = write_atomically(folder / (f"audit-{scope}latest.html" if scope else LATEST), page)
     return WrittenAuditReport(json=json_path, html=html_path, latest=latest)
 
 

@@ -1,0 +1,335 @@
+"""Audits of storage locations (issue 16), on real bags made by the pipeline and replicated by
+``cifa replicate``: a cheap check (listing, sizes, the store's own checksums, retention) and a
+deep one (every byte, sha256 and sha512), on a filesystem location and on a real S3 server
+(SeaweedFS); an unreachable location is reported, never marked damaged."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cifa_ingest import cli
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import CopyState, Ledger
+from cifa_ingest.audit.copies import audit_location
+from cifa_ingest.audit.fixity_audit import ProblemKind
+from cifa_ingest.demo.http_server import LocalFileServer
+from cifa_ingest.storage.locations import S3Location
+from cifa_ingest.storage.replicate import replicate_archive
+from cifa_ingest.storage.store import Store
+from cifa_ingest.storage.stores import open_store
+from tests.conftest import REPO, TEST_CONFIG
+from tests.helpers import preserve_films
+from tests.s3server import S3Server, s3_env, s3_server
+
+__all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
+
+WORKS = {"cifa-l-0001": "colour-bars.mkv", "cifa-l-0002": "three-days-day-1.mp4"}
+
+
+@pytest.fixture(scope="module")
+def pristine(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An archive of two real bags, made once for this module."""
+    root = tmp_path_factory.mktemp("audit-locations") / "archive"
+    with LocalFileServer(served_root) as server:
+        title = {"en": "Location audit test", "zh": "副本审计测试"}
+        preserve_films(root, server.base_url, {i: (title, f) for i, f in WORKS.items()})
+    return root
+
+
+@pytest.fixture
+def archive(pristine: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "archive"
+    shutil.copytree(pristine, copy)
+    return copy
+
+
+@pytest.fixture
+def disk(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A filesystem location ``disk2`` in the settings, holding a good copy of every bag."""
+    root = tmp_path / "disk2"
+    root.mkdir()
+    text = TEST_CONFIG.read_text("utf-8") + (
+        f'\n[[storage.locations]]\nname = "disk2"\nkind = "filesystem"\npath = "{root}"\n'
+        'zone = "zone-2"\naudit_every_days = 30\n'
+    )
+    config = tmp_path / "cifa.toml"
+    config.write_text(text, "utf-8")
+    monkeypatch.setenv("CIFA_CONFIG", str(config))
+    assert cli.main(["replicate", "--archive", str(archive), "--quiet"]) == 0
+    return root
+
+
+def _audit(capsys: pytest.CaptureFixture[str], archive: Path, *args: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = cli.main(["audit", "--archive", str(archive), "--json", "--quiet", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _kinds(report: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(p["bag"], p["kind"]) for p in report["problems"]}
+
+
+def _states(archive: Path, location: str) -> dict[str, CopyState]:
+    return {c.work_id: c.state for c in Ledger(archive / "ledger.sqlite").copies(location=location)}
+
+
+def _master(root: Path, work: str) -> Path:
+    return next((root / "bags" / work / "data" / "master").iterdir())
+
+
+def _flip_a_byte_keeping_size_and_mtime(path: Path) -> None:
+    before = path.stat()
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    path.chmod(before.st_mode & 0o777)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+# ---------------------------------------------------------------------------------------------
+# A filesystem location
+
+
+def test_a_clean_location_passes_both_checks_and_the_deep_one_renews_verified_at(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {c.work_id: c.verified_at for c in Ledger(archive / "ledger.sqlite").copies()}
+    code, cheap = _audit(capsys, archive, "--location", "disk2")
+    assert code == 0, cheap
+    assert (cheap["location"], cheap["check"], cheap["repaired"]) == ("disk2", "cheap", [])
+    assert cheap["checked"] == cheap["intact"] == 2 and cheap["bytes_read"] == 0
+    after_cheap = {c.work_id: c.verified_at for c in Ledger(archive / "ledger.sqlite").copies()}
+    assert after_cheap == before  # a cheap check verified no byte: nothing recorded
+    time.sleep(1.1)  # verified_at is to the second
+    code, deep = _audit(capsys, archive, "--location", "disk2", "--deep")
+    assert code == 0, deep
+    assert deep["check"] == "deep" and deep["checked"] == 2 and deep["bytes_read"] > 0
+    for copy in Ledger(archive / "ledger.sqlite").copies():
+        assert copy.state is CopyState.GOOD
+        assert copy.verified_at and copy.verified_at > (before[copy.work_id] or "")
+    # The location's own reports, beside the primary's latest page, which stays the primary's.
+    reports = archive / "reports"
+    assert (reports / "audit-disk2-latest.html").is_file()
+    assert not (reports / "audit-latest.html").exists()
+    assert "location <span id='location'>disk2</span>" in (
+        reports / "audit-disk2-latest.html"
+    ).read_text("utf-8")
+
+
+def test_a_flipped_byte_with_size_and_mtime_kept_cheap_cannot_see_it_the_deep_check_does(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = sorted(WORKS)[0]
+    damaged = _master(disk, work)
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+    code, cheap = _audit(capsys, archive, "--location", "disk2")
+    assert code == 0 and cheap["problems"] == []  # a disk keeps no checksum: no byte was read
+    assert _states(archive, "disk2")[work] is CopyState.GOOD
+
+    code, deep = _audit(capsys, archive, "--location", "disk2", "--deep")
+    assert code == 1
+    [problem] = deep["problems"]
+    assert (problem["bag"], problem["kind"]) == (work, "copy_damaged")
+    assert problem["path"] == damaged.relative_to(disk / "bags" / work).as_posix()
+    assert problem["algorithm"] == "sha256" and problem["expected"] != problem["found"]
+    assert _states(archive, "disk2") == {work: CopyState.DAMAGED, sorted(WORKS)[1]: CopyState.GOOD}
+    copy = Ledger(archive / "ledger.sqlite").copy(work, "disk2")
+    assert copy is not None and "copy_damaged" in copy.detail
+    # The primary is not what was damaged: its own audit is clean.
+    assert _audit(capsys, archive)[0] == 0
+    # A cheap check cannot clear what a deep one found: the problem remains.
+    code, again = _audit(capsys, archive, "--location", "disk2")
+    assert code == 1 and _kinds(again) == {(work, "copy_damaged")}
+    # In words, for people.
+    capsys.readouterr()
+    assert cli.main(["audit", "--archive", str(archive), "--quiet", "--location", "disk2"]) == 1
+    out = capsys.readouterr().out
+    assert f"{work}: copy_damaged" in out and "disk2 (cheap check)" in out
+
+
+def test_a_file_deleted_from_a_copy_is_copy_missing_to_the_cheap_check(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = sorted(WORKS)[1]
+    gone = disk / "bags" / work / "bag-info.txt"
+    gone.unlink()
+    code, report = _audit(capsys, archive, "--location", "disk2")
+    assert code == 1
+    [problem] = report["problems"]
+    assert (problem["bag"], problem["kind"], problem["path"]) == (
+        work,
+        "copy_missing",
+        "bag-info.txt",
+    )
+    assert _states(archive, "disk2")[work] is CopyState.MISSING
+
+
+def test_an_absent_location_is_unreachable_and_nothing_is_marked(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk.rename(disk.with_name("disk2-elsewhere"))  # a disk not mounted: no mount point at all
+    for deep in ((), ("--deep",)):
+        code, report = _audit(capsys, archive, "--location", "disk2", *deep)
+        assert code == 1
+        [problem] = report["problems"]
+        assert (problem["bag"], problem["kind"]) == ("disk2", "location_unreachable")
+        assert "does not exist" in problem["detail"]
+        assert report["checked"] == 0 and report["not_reached"] == sorted(WORKS)
+        assert set(_states(archive, "disk2").values()) == {CopyState.GOOD}
+    assert not disk.exists()  # never created
+
+
+def test_an_unknown_location_and_bad_combinations_are_usage_errors(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cifa_ingest.cli", "audit", "--archive", str(archive),
+         "--location", "offsite"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "no location named 'offsite'" in result.stderr and "disk2" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for args in (["--deep"], ["--location", "disk2", "--max-age", "30"]):
+        capsys.readouterr()
+        assert cli.main(["audit", "--archive", str(archive), "--quiet", *args]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_rolling_deep_audit_takes_the_copies_least_recently_verified_within_its_budget(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, first = _audit(capsys, archive, "--location", "disk2", "--deep", "--budget", "1KB")
+    assert code == 0 and first["checked"] == 1 and len(first["not_reached"]) == 1
+    assert first["mode"] == "full"
+    code, second = _audit(
+        capsys, archive, "--location", "disk2", "--deep", "--max-age", "1", "--budget", "1KB"
+    )
+    assert code == 0 and second["mode"] == "rolling (max age 1 days)"
+    # Both copies were verified when replicated, minutes ago: nothing is due.
+    assert second["checked"] == 0 and second["not_reached"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# An S3 location (a real SeaweedFS)
+
+
+def _s3_copies(archive: Path, location: S3Location) -> None:
+    report = replicate_archive(Archive(archive), [location])
+    assert report.ok, [c.detail for c in report.problems]
+
+
+def _key(location: S3Location, work: str, path: str) -> str:
+    return f"{location.prefix}bags/{work}/{path}"
+
+
+def test_s3_an_object_deleted_or_overwritten_is_found(
+    archive: Path, s3_server: S3Server, s3_env: dict[str, str]
+) -> None:
+    bucket = s3_server.create_bucket(versioning=True)
+    location = s3_server.location(bucket, name="offsite", prefix="cifa/")
+    _s3_copies(archive, location)
+    report = audit_location(Archive(archive), location)
+    assert report.ok and len(report.bags) == 2
+
+    gone_work, changed_work = sorted(WORKS)
+    client = s3_server.client()
+    client.delete_object(Bucket=bucket, Key=_key(location, gone_work, "bagit.txt"))
+    # Overwritten with other bytes of the same size: a new version, with its own checksum.
+    changed = "data/" + next(
+        o.key.split("/data/", 1)[1]
+        for o in open_store(location).list(f"bags/{changed_work}/data/master/")
+    )
+    key = _key(location, changed_work, changed)
+    size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    client.put_object(Bucket=bucket, Key=key, Body=b"\0" * size, ChecksumAlgorithm="SHA256")
+
+    cheap = audit_location(Archive(archive), location)
+    found = {(p.bag, p.kind, p.path, p.algorithm) for p in cheap.problems}
+    assert found == {
+        (gone_work, ProblemKind.COPY_MISSING, "bagit.txt", None),
+        (changed_work, ProblemKind.COPY_DAMAGED, changed, "sha256"),  # the store's checksum
+    }
+    assert _states(archive, "offsite") == {
+        gone_work: CopyState.MISSING, changed_work: CopyState.DAMAGED
+    }  # fmt: skip
+    deep = audit_location(Archive(archive), location, deep=True)
+    by_kind = {(p.bag, p.kind, p.path) for p in deep.problems}
+    assert by_kind == {
+        (gone_work, ProblemKind.COPY_MISSING, "bagit.txt"),
+        (changed_work, ProblemKind.COPY_DAMAGED, changed),
+    }
+    [damaged] = [p for p in deep.problems if p.kind is ProblemKind.COPY_DAMAGED]
+    assert damaged.algorithm == "sha256" and damaged.found != damaged.expected  # by hashing
+    assert not any(
+        s3_env["AWS_SECRET_ACCESS_KEY"] in json.dumps(r.as_dict()) for r in (cheap, deep)
+    )
+
+
+class _StopsTheServer:
+    """The location's real store; the server is stopped after the first object is read."""
+
+    def __init__(self, store: Store, server: S3Server) -> None:
+        self.store, self.server, self.name = store, server, store.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[Any]:
+        with self.store.open(key) as reader:
+            yield reader
+        self.server.stop()
+
+
+def test_s3_a_server_stopped_during_a_deep_audit_is_unreachable_and_nothing_is_damaged(
+    archive: Path, tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    with S3Server.start(tmp_path / "s3") as server:
+        location = server.location(server.create_bucket(), name="offsite")
+        _s3_copies(archive, location)
+        report = audit_location(
+            Archive(archive), location, deep=True,
+            stores=lambda loc: _StopsTheServer(open_store(loc), server),  # type: ignore[arg-type,return-value]
+        )  # fmt: skip
+        assert not server.running
+    assert [p.kind for p in report.problems] == [ProblemKind.LOCATION_UNREACHABLE]
+    assert report.not_reached == sorted(WORKS) and report.bags == []
+    assert set(_states(archive, "offsite").values()) == {CopyState.GOOD}
+    cheap = audit_location(Archive(archive), location)  # and before it begins, too
+    assert [p.kind for p in cheap.problems] == [ProblemKind.LOCATION_UNREACHABLE]
+    assert set(_states(archive, "offsite").values()) == {CopyState.GOOD}
+
+
+def test_s3_an_object_without_the_retention_the_settings_ask_for_is_reported(
+    archive: Path, s3_server: S3Server, s3_env: dict[str, str]
+) -> None:
+    bucket = s3_server.create_bucket(object_lock=True)
+    location = s3_server.location(bucket, name="vault", object_lock_days=1)
+    _s3_copies(archive, location)
+    assert audit_location(Archive(archive), location).ok
+    work = sorted(WORKS)[0]
+    key = _key(location, work, "bag-info.txt")
+    client = s3_server.client()
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")  # no lock
+    report = audit_location(Archive(archive), location)
+    assert [(p.bag, p.kind, p.path) for p in report.problems] == [
+        (work, ProblemKind.COPY_UNLOCKED, "bag-info.txt")
+    ]
+    assert not report.ok
+    assert set(_states(archive, "vault").values()) == {CopyState.GOOD}  # the bytes are right
