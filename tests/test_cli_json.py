@@ -73,6 +73,8 @@ CASES = {
     "bag": (["bag", "ROOT/to-bag"], {0}),
     "inspect": (["inspect", WORK], {0}),
     "replicate": (["replicate"], {0}),  # to ROOT/disk2, the one location of its settings
+    "repair": (["repair", WORK], {0}),  # the primary alone: no location in the settings
+    "restore": (["restore", WORK, "--to", "ROOT/restored"], {0}),
 }  # fmt: skip
 
 
