@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.ledger import CheckOutcome, CopyState, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.audit.fixity_audit import AuditMode, CheckDepth, ProblemKind
@@ -21,6 +21,7 @@ from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
 from cifa_ingest.storage.locations import LocationKind
+from cifa_ingest.storage.repair import RepairProblemKind
 from cifa_ingest.storage.replicate import ReplicationOutcome
 
 #: Each enumeration and its values, in order, as published.
@@ -86,6 +87,15 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     ),
     # The kinds of storage location, ``kind`` of each ``[[storage.locations]]``.
     (LocationKind, ["filesystem", "s3"]),
+    # docs/reference/kinds.md, "Preservation events": preservation_events.event_type, terms of
+    # the Library of Congress preservation event-type vocabulary, as ``cifa events`` shows them.
+    (EventType, ["fixity check", "replication", "recovery"]),
+    (EventOutcome, ["success", "failure"]),
+    # docs/reference/kinds.md, "Repair problems": ``cifa repair --json``'s problems[].kind.
+    (
+        RepairProblemKind,
+        ["copy_missing", "copy_damaged", "location_unreachable", "no_good_copy"],
+    ),
 ]
 
 
