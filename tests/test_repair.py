@@ -32,6 +32,7 @@ from cifa_ingest.storage.restore import restore_work
 from cifa_ingest.storage.stores import open_store
 from tests.conftest import REPO
 from tests.s3server import S3Server, s3_env, s3_server
+from tests.test_docs import _assert_documented
 from tests.test_replicate import WORKS, archive, pristine, two_locations
 
 __all__ = ["archive", "pristine", "s3_env", "s3_server", "two_locations"]  # fixtures
@@ -102,6 +103,7 @@ def test_a_damaged_primary_master_is_repaired_from_a_replica(
         "primary", path, "copy_damaged",
     )  # fmt: skip
     assert repaired["source"] in ("disk2", "nas")
+    _assert_documented("## `cifa repair`", report)  # docs/reference/json.md
     assert _digests(bag) == intact
     assert master.stat().st_mode & 0o777 == 0o444  # read-only again, like every placed file
     assert not [p for p in bag.rglob(".*")]  # no temporary file ever in a placed bag
@@ -289,6 +291,7 @@ def test_restore_from_a_location_gives_a_valid_bag_and_refuses_what_it_must(
     )
     assert code == 0, err
     assert report["from"] == "disk2" and report["ok"] is True and report["files"] > 0
+    _assert_documented("## `cifa restore`", report)
     bagit.Bag(str(target)).validate()
     assert _digests(target) == _digests(archive / "bags" / WORK)
 
