@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from cifa_ingest import cli
+from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.copies import audit_location
@@ -149,6 +150,11 @@ def test_a_flipped_byte_with_size_and_mtime_kept_cheap_cannot_see_it_the_deep_ch
     assert _states(archive, "disk2") == {work: CopyState.DAMAGED, sorted(WORKS)[1]: CopyState.GOOD}
     copy = Ledger(archive / "ledger.sqlite").copy(work, "disk2")
     assert copy is not None and "copy_damaged" in copy.detail
+    # The deep check is a fixity check of that copy in the chain of preservation events.
+    [event] = [e for e in AuditLog(archive / "ledger.sqlite").events(work) if e.location == "disk2"
+               and e.event_type is EventType.FIXITY_CHECK]  # fmt: skip
+    assert event.outcome is EventOutcome.FAILURE and event.detail["damaged"] == [problem["path"]]
+    assert AuditLog(archive / "ledger.sqlite").verify() == []
     # The primary is not what was damaged: its own audit is clean.
     assert _audit(capsys, archive)[0] == 0
     # A cheap check cannot clear what a deep one found: the problem remains.

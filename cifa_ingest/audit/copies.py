@@ -30,8 +30,10 @@ against the ledger, never against the primary's files as they are now. Why it wo
   ``verified_at``. A cheap check that finds nothing changes nothing: it verified no byte. A copy
   the ledger already records missing or damaged stays a problem until a deep check finds it
   whole again (or repair remakes it). Copies ``pending`` (a replication under way) are left to
-  replication. Checks of locations are not written to the primary's audit log: its chain
-  records the primary's bags, and its dates plan the primary's rolling audit.
+  replication. A deep check of a copy is a PREMIS ``fixity check`` event of that copy in the
+  audit log's chain of preservation events, as repair's checks are; it is never a record of
+  the fixity checks' chain, which holds the primary's bags and whose dates plan the primary's
+  rolling audit.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ import contextvars
 import datetime as dt
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyRecord, CopyState, Ledger
 from cifa_ingest.audit.fixity_audit import (
@@ -122,7 +126,9 @@ def deep_check(
     started = time.monotonic()
     store = store or open_store(location)
     result = BagAudit(bag=record.work_id)
-    for file in expected_files(archive, Ledger(archive.ledger_path), record):
+    files = expected_files(archive, Ledger(archive.ledger_path), record)
+    result.files = len(files)
+    for file in files:
         hashers = {name: hashlib.new(name) for name in ("sha256", "sha512")}
         size = 0
         try:
@@ -253,6 +259,7 @@ def _deep(
             continue
         read += checked.bytes_read
         report.bags.append(checked)
+        _record_event(archive, location, checked)
         if checked.intact:
             ledger.record_copy(record.work_id, location.name, CopyState.GOOD, software=SOFTWARE,
                                size=checked.bytes_read)  # fmt: skip
@@ -345,6 +352,30 @@ def _compare_stored(
                 f" {location.object_lock_days} days",
             )
         )  # fmt: skip
+
+
+def _record_event(archive: Archive, location: Location, checked: BagAudit) -> None:
+    """A deep check read every file of the copy: a PREMIS ``fixity check`` of that copy in the
+    audit log's chain of preservation events (``cifa events`` shows it), as repair records its
+    own checks. A cheap check reads no byte: it is no fixity check, and records none."""
+
+    def paths(kind: ProblemKind) -> list[str]:
+        return sorted(p.path or "" for p in checked.problems if p.kind is kind)
+
+    detail = {
+        "files": checked.files,
+        "missing": paths(ProblemKind.COPY_MISSING),
+        "damaged": paths(ProblemKind.COPY_DAMAGED),
+        "bytes_read": checked.bytes_read,
+    }
+    outcome = EventOutcome.SUCCESS if checked.intact else EventOutcome.FAILURE
+    try:
+        AuditLog(archive.ledger_path).record_event(
+            checked.bag, EventType.FIXITY_CHECK, location.name, outcome, detail, SOFTWARE
+        )
+    except (CifaError, OSError, sqlite3.Error) as exc:  # the finding is still reported
+        log.error("%s at %s: the fixity check could not be logged: %s", checked.bag,
+                  location.name, exc)  # fmt: skip
 
 
 def _record_findings(ledger: Ledger, location: Location, checked: BagAudit) -> None:

@@ -119,6 +119,8 @@ class BagAudit:
     problems: list[Problem] = field(default_factory=list)
     bytes_read: int = 0
     seconds: float = 0.0
+    #: Files checked (a location's deep check counts them for its preservation event).
+    files: int = 0
 
     @property
     def intact(self) -> bool:
