@@ -223,6 +223,12 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="the archive at a glance")
     status.add_argument("manifests", nargs="*", metavar="MANIFEST", help="default: the config's")
+    status.add_argument(
+        "--holdings",
+        action="store_true",
+        help="also write the holdings report (every work's copies and NDSA levels) to"
+        " ARCHIVE/reports/holdings.html and holdings.json",
+    )
     common(status)
 
     events = commands.add_parser("events", help="a bag's PREMIS events, fixity checks included")
@@ -847,12 +853,29 @@ def _cmd_status(args: argparse.Namespace, settings: Settings, archive: Path) -> 
         raise InputError(f"no such catalogue: {', '.join(str(m) for m in missing)}")
     # The config's catalogues may be absent: the status says so, and which paths it looked for.
     found = [m for m in manifests if m.is_file()]
-    status = archive_status(store, found, missing=[m.absolute() for m in missing])
+    locations, unwritten = list(settings.storage.locations), False
+    status = archive_status(
+        store, found, missing=[m.absolute() for m in missing], locations=locations
+    )
+    if args.holdings:
+        from cifa_ingest.reports import holdings
+
+        gathered = holdings.gather(
+            store,
+            locations,
+            primary_zone=settings.archive.zone,
+            primary_every_days=settings.schedules.fixity_rolling_max_age_days,
+        )
+        try:
+            status.holdings_report = str(holdings.write(gathered, store))
+        except OSError as exc:  # the status is still shown; the exit says the report is not
+            print(f"cifa: the holdings report could not be written: {exc}", file=sys.stderr)
+            unwritten = True
     if args.json:
         print(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
     else:
         print(render(status))
-    return EXIT_OK
+    return EXIT_FAILED if unwritten else EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings, archive: Path) -> int:

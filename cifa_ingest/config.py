@@ -44,6 +44,10 @@ class _Section(BaseModel):
 
 class ArchiveSettings(_Section):
     path: str = "archive"
+    #: The disaster zone of the archive's own disk (``bags/``), as a storage location's ``zone``
+    #: names its own: the holdings report compares them for the NDSA storage levels (a copy in
+    #: another zone is one in a separate place, with another disaster threat).
+    zone: str = Field(default="primary", min_length=1, max_length=128)
 
 
 class OrganisationSettings(_Section):

@@ -1,11 +1,14 @@
 """The archive at a glance (``cifa status``): what it holds, how the last ingest and the last audit
 went, which works are failing, which wait for a source address or a permission, which sources
-have vanished. Read from the ledger and the catalogues only: no file is hashed, no source asked,
-no Prefect started, so it answers at once.
+have vanished, and, per storage location, its copies, their last verification and the problems.
+Read from the ledger, the settings and the catalogues only: no file is hashed, no source or
+location asked, no Prefect started, so it answers at once (and says only what the ledger knows:
+a location's copies are as its last replication or audit left them).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -14,9 +17,10 @@ from typing import Any
 
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import CheckOutcome, Ledger, SourceStatus
+from cifa_ingest.archive.ledger import CheckOutcome, CopyRecord, CopyState, Ledger, SourceStatus
 from cifa_ingest.catalogue.model import load_catalogues
 from cifa_ingest.reports.summary import human_bytes
+from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 
 
 class RunOutcome(StrEnum):
@@ -48,14 +52,67 @@ class Status:
     #: source address or a permission is not known: ``awaiting_*`` are None, not empty.
     catalogues: list[str] = field(default_factory=list)
     missing_catalogues: list[str] = field(default_factory=list)
+    #: Per storage location (those of the settings, then any the ledger names that the settings
+    #: no longer declare): :func:`location_status`.
+    locations: list[dict[str, Any]] = field(default_factory=list)
+    #: The holdings report's page, when ``cifa status --holdings`` wrote it.
+    holdings_report: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Path] = ()) -> Status:
+def location_status(
+    name: str,
+    location: FilesystemLocation | S3Location | None,
+    copies: Sequence[CopyRecord],
+    works: Sequence[str],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """One location as the ledger knows it: its copies by state (``absent``: bags with no copy
+    recorded there), the oldest and newest verification of its good copies, how many good copies
+    are ``overdue`` (not verified within its ``audit_every_days``), and every problem: each copy
+    not good, with the ledger's detail, and each bag without a copy."""
+    counts = {str(state): 0 for state in CopyState} | {"absent": 0}
+    problems: list[dict[str, Any]] = []
+    held = {copy.work_id: copy for copy in copies}
+    verified = sorted(c.verified_at for c in copies if c.state is CopyState.GOOD and c.verified_at)
+    every = location.audit_every_days if location is not None else None
+    overdue = 0
+    for copy in copies:
+        counts[str(copy.state)] += 1
+        if copy.state is not CopyState.GOOD:
+            problems.append({"id": copy.work_id, "state": str(copy.state), "detail": copy.detail})
+        elif every is not None and copy.verified_at:
+            when = dt.datetime.fromisoformat(copy.verified_at)
+            overdue += now - when > dt.timedelta(days=every)
+    for work_id in works:
+        if work_id not in held:
+            counts["absent"] += 1
+            problems.append({"id": work_id, "state": None, "detail": "no copy recorded"})
+    return {
+        "name": name,
+        "declared": location is not None,
+        "kind": str(location.kind) if location is not None else None,
+        "zone": location.zone if location is not None else None,
+        "audit_every_days": every,
+        "copies": counts,
+        "oldest_verified": verified[0] if verified else None,
+        "last_verified": verified[-1] if verified else None,
+        "overdue": overdue,
+        "problems": problems,
+    }
+
+
+def archive_status(
+    archive: Archive,
+    manifests: list[Path],
+    missing: Sequence[Path] = (),
+    locations: Sequence[FilesystemLocation | S3Location] = (),
+) -> Status:
     """Gather the status of ``archive``; ``manifests`` (existing ones) tell what is awaited;
-    ``missing`` are catalogues looked for and absent, reported as such."""
+    ``missing`` are catalogues looked for and absent, reported as such; ``locations`` are the
+    storage locations of the settings."""
     status = Status(
         archive=str(archive.root),
         catalogues=[str(m.absolute()) for m in manifests],
@@ -90,6 +147,17 @@ def archive_status(archive: Archive, manifests: list[Path], missing: Sequence[Pa
                     "kind": failure.error_kind,
                     "error": first_line,
                 }
+            )
+        works = [record.work_id for record in ledger.bags()]
+        copies = ledger.copies()
+        declared = {location.name: location for location in locations}
+        names = list(declared) + sorted({c.location for c in copies} - set(declared))
+        now = dt.datetime.now(dt.UTC)
+        for name in names:
+            status.locations.append(
+                location_status(
+                    name, declared.get(name), [c for c in copies if c.location == name], works, now
+                )
             )
         for check in ledger.latest_source_checks():
             if check.status not in _NOT_VANISHED:
@@ -144,4 +212,23 @@ def render(status: Status) -> str:
         f"  {v['id']} source {v['source']}: {v['status']} since {v['since']}"
         for v in status.vanished
     ]
+    lines.append(f"Storage locations: {len(status.locations) or 'none declared'}")
+    for location in status.locations:
+        where = (
+            f"{location['kind']}, zone {location['zone']}"
+            if location["declared"]
+            else "no longer in the settings"
+        )
+        counts = ", ".join(f"{n} {state}" for state, n in location["copies"].items())
+        late = f", {location['overdue']} overdue" if location["overdue"] else ""
+        lines.append(
+            f"  {location['name']} ({where}): {counts}; verified"
+            f" {location['oldest_verified'] or 'never'} to {location['last_verified'] or 'never'}"
+            f"{late}"
+        )
+        for problem in location["problems"]:
+            detail = f": {problem['detail']}" if problem["detail"] else ""
+            lines.append(f"    {problem['id']}: {problem['state'] or 'no copy'}{detail}")
+    if status.holdings_report:
+        lines.append(f"Holdings report: {status.holdings_report}")
     return "\n".join(lines)
