@@ -15,6 +15,16 @@ from tests.conftest import REPO
 #: Each script with its smallest options: two rounds, so that a spread is measured.
 SMALLEST = {
     "audit.py": ["--scale", "0.001", "--rounds", "2", "--limit-mb", "8"],
+    "audit_locations.py": [
+        "--objects",
+        "200",
+        "--scale",
+        "0.01",
+        "--rounds",
+        "2",
+        "--limit-mb",
+        "8",
+    ],
     "bagging.py": ["--scale", "0.001", "--rounds", "2", "--limit-mb", "8"],
     "normalise.py": ["--seconds", "1", "--rounds", "2"],
     "replicate.py": ["--gigabytes", "0.08", "--rounds", "2", "--small", "2"],
@@ -56,5 +66,8 @@ def test_a_benchmark_runs_on_a_tiny_input_and_prints_its_ratio_and_spread(script
         if script == "audit.py":
             assert len(ratios) == 1 and len(timed) == len(shares) == 2, out
             assert re.search(r"planning .*: \d+ ms \(spread \d+% over 3", out), out
+        elif script == "audit_locations.py":  # cheap against its target; deep against the bound
+            assert len(ratios) == 2 and len(timed) == 3 and len(shares) == 2, out
+            assert re.search(r"cheap audit of \d+ objects", out), out
         else:  # two payloads, each bagged and validated by both tools
             assert len(ratios) == 2 and len(timed) == len(shares) == 8, out

@@ -1,0 +1,186 @@
+"""Benchmark: audits of an S3 storage location on a local SeaweedFS (``weed mini``).
+
+Two figures, in one run:
+
+- **Cheap audit.** An archive whose copies at the location are 10,000 small objects (100 bags of
+  94 payload files and their 6 tag files) is audited cheaply (`cifa audit --location NAME`: one
+  listing, then one HEAD per object for the server's own SHA-256), in rounds; the best round and
+  its spread are printed with the ratio to the target of 10 s (under 1: met).
+- **Deep audit.** A second location holds a few bags of large files (4 x 64 MB at scale 1). Its
+  deep audit (every byte streamed once, sha256 and sha512) is compared with what bounds it: the
+  smaller of the machine's hashing limit (benchmarks/reference.py, measured before each timed run
+  and once after the last) and plain GETs of the same objects, read and thrown away, measured in
+  the same rounds, alternating which goes first. Printed as each side's rate and the ratio of the
+  deep audit's rate to min(limit, GET) (target: at least 0.8).
+
+The objects are written with the raw S3 client in parallel and the copies recorded good in the
+ledger: what is measured is the audit, not replication.
+
+    .venv/bin/python benchmarks/audit_locations.py [--objects 10000] [--scale 1.0] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from reference import MB, HashingLimit, Timings, spread_text
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cifa_ingest.archive.layout import Archive  # noqa: E402
+from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger, now  # noqa: E402
+from cifa_ingest.audit.copies import audit_location  # noqa: E402
+from cifa_ingest.bag.package import summarise_bag  # noqa: E402
+from cifa_ingest.bag.write import make_bag_in_place  # noqa: E402
+from cifa_ingest.storage.locations import S3Location  # noqa: E402
+from cifa_ingest.storage.stores import open_store  # noqa: E402
+from tests.s3server import S3Server, client_env  # noqa: E402
+
+#: Tag files of every bag: bagit.txt, bag-info.txt and two manifests, two tag manifests.
+TAG_FILES = 6
+CHEAP_TARGET_SECONDS = 10.0
+
+
+def make_bags(archive: Path, prefix: str, bags: int, files: int, size: int) -> int:
+    """``bags`` bags of ``files`` payload files of ``size`` bytes each, bagged and registered."""
+    archive.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(archive / "ledger.sqlite")
+    block = os.urandom(max(size, 1) + 4096)
+    total = 0
+    for b in range(bags):
+        bag = archive / "bags" / f"{prefix}-{b:04d}"
+        (bag / "data").mkdir(parents=True)
+        for f in range(files):
+            offset = (b * files + f) % 4096
+            (bag / "data" / f"file-{f:03d}.bin").write_bytes(block[offset : offset + size])
+            total += size
+        make_bag_in_place(bag)
+        summary = summarise_bag(bag)
+        record = BagRecord(bag.name, f"bags/{bag.name}", now(), summary.payload_oxum,
+                           summary.manifest_digests, [], "benchmark")  # fmt: skip
+        ledger.register_bag(record)
+    return total
+
+
+def upload(server: S3Server, archive: Path, location: S3Location, prefix: str) -> int:
+    """Every file of the bags named ``prefix-*`` to the location's bucket, as replication
+    writes them (one PUT each, with its SHA-256), 16 at a time; each copy recorded good."""
+    client = server.client()
+    ledger = Ledger(archive / "ledger.sqlite")
+    paths = sorted(p for p in (archive / "bags").glob(f"{prefix}-*/**/*") if p.is_file())
+
+    def put(path: Path) -> None:
+        data = path.read_bytes()
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        key = location.prefix + path.relative_to(archive).as_posix()
+        client.put_object(Bucket=location.bucket, Key=key, Body=data, ChecksumSHA256=digest)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, paths))
+    for bag in sorted((archive / "bags").glob(f"{prefix}-*")):
+        ledger.record_copy(bag.name, location.name, CopyState.GOOD, software="benchmark")
+    return len(paths)
+
+
+def timed_audit(archive: Path, location: S3Location, deep: bool) -> dict[str, float]:
+    started = time.perf_counter()
+    report = audit_location(Archive(archive), location, deep=deep)
+    seconds = time.perf_counter() - started
+    assert report.ok, [(p.kind, p.detail) for p in report.problems[:3]]
+    return {"seconds": seconds, "bytes": sum(bag.bytes_read for bag in report.bags)}
+
+
+def timed_get(location: S3Location) -> dict[str, float]:
+    """Every object of the location read through the store and thrown away, one at a time, as
+    the deep audit reads them: what the server and the connection give, with no hashing."""
+    store = open_store(location)
+    started = time.perf_counter()
+    size = 0
+    for found in store.list("bags/"):
+        with store.open(found.key) as reader:
+            while chunk := reader.read(8 * 1024 * 1024):
+                size += len(chunk)
+    return {"seconds": time.perf_counter() - started, "bytes": size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=10_000, help="objects of the cheap audit")
+    parser.add_argument("--scale", type=float, default=1.0, help="size factor of the deep audit")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each measured step")
+    parser.add_argument("--limit-mb", type=float, default=256, help="data per limit pass")
+    args = parser.parse_args()
+    os.environ.update(client_env())
+    per_bag = 100
+    bags = max(1, args.objects // per_bag)
+    files = per_bag - TAG_FILES
+    large = max(1, int(64 * 1024 * 1024 * args.scale))
+    limit = HashingLimit(args.limit_mb)
+    base = Path(tempfile.mkdtemp(prefix="cifa-audit-locations-bench-"))
+    cheap, deep, get = Timings(), Timings(), Timings()
+    try:
+        archive = base / "archive"
+        with S3Server.start(base / "s3") as server:
+            many = server.location(server.create_bucket(), name="many")
+            big = server.location(server.create_bucket(), name="big")
+            make_bags(archive, "small", bags, files, 1000)
+            objects = upload(server, archive, many, "small")
+            payload = make_bags(archive, "large", 1, 4, large)
+            upload(server, archive, big, "large")
+            for _ in range(args.rounds):
+                cheap.runs.append(timed_audit(archive, many, deep=False))
+            for round_ in range(args.rounds):
+                steps: list[tuple[Timings, Any]] = [
+                    (deep, lambda: timed_audit(archive, big, deep=True)),
+                    (get, lambda: timed_get(big)),
+                ]
+                for timings, step in steps if round_ % 2 == 0 else reversed(steps):
+                    limit.measure()
+                    timings.runs.append(step())
+            limit.measure()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(limit.describe())
+    print(
+        f"cheap audit of {objects} objects in {bags} bags: {cheap.best:.2f} s"
+        f" ({cheap.spread_text()})"
+    )
+    print(
+        f"  ratio cheap audit/target {CHEAP_TARGET_SECONDS:g} s (time):"
+        f" {cheap.best / CHEAP_TARGET_SECONDS:.2f} (target < 1)"
+    )
+    size = deep.runs[0]["bytes"]
+    print(f"deep audit of 1 bag, {payload / MB:.0f} MB of payload ({size / MB:.0f} MB read)")
+    rates = {}
+    for name, timing in (("deep audit", deep), ("plain GET", get)):
+        rate = timing.runs[0]["bytes"] / timing.best
+        rates[name] = rate
+        print(
+            f"  {name:10s} {timing.best:7.2f} s ({timing.spread_text()})  {rate / MB:6.0f} MB/s"
+            f"  {limit.share(rate):4.0f}% of the limit"
+        )
+    bound = min(limit.best, rates["plain GET"])
+    ratios = [
+        (d["bytes"] / d["seconds"]) / min(limit.best, g["bytes"] / g["seconds"])
+        for d, g in zip(deep.runs, get.runs, strict=True)
+    ]
+    print(
+        f"  ratio deep audit/min(limit, GET) (rate, best against best):"
+        f" {rates['deep audit'] / bound:.2f} (target >= 0.8; rounds' own ratios"
+        f" {min(ratios):.2f}-{max(ratios):.2f}, {spread_text(ratios, max)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
