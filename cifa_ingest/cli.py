@@ -449,6 +449,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
     settings = _with_dask(settings, args.dask)
 
     workdir = Path(args.workdir).absolute()
+    settings, replica = _with_demo_replica(settings, workdir)
     logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")
     demo.make_site(workdir)
     try:
@@ -463,8 +464,32 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
         )
     status = _emit(args, archive, reports)
     if not args.json:
+        if replica is not None:
+            print(f"\nA second copy of every bag, each file verified, and the ledger's snapshot:"
+                  f" {replica} (the storage location {DEMO_REPLICA!r}).")  # fmt: skip
         print("\nRun it again: nothing is preserved twice. Inspect a bag under", archive / "bags")
     return status
+
+
+#: The storage location the demo declares when the settings declare none.
+DEMO_REPLICA = "demo-replica"
+
+
+def _with_demo_replica(settings: Settings, workdir: Path) -> tuple[Settings, Path | None]:
+    """The demo shows the archive's second copy: with no ``[[storage.locations]]`` in the
+    settings, its run also replicates every bag to ``WORKDIR/replica`` (a filesystem location,
+    :data:`DEMO_REPLICA`), each file verified, then the ledger's snapshot, as a real archive's
+    nightly run does; a local folder, so the demo stays offline and quick. Locations the settings
+    declare are used as they are (never a demo folder beside them)."""
+    if settings.storage.locations:
+        return settings, None
+    from cifa_ingest.storage.locations import FilesystemLocation, StorageSettings
+
+    root = workdir / "replica"
+    root.mkdir(parents=True, exist_ok=True)  # a location's folder is never made by the store
+    location = FilesystemLocation(name=DEMO_REPLICA, path=str(root), zone="demo-second-disk")
+    storage = StorageSettings(locations=(location,))
+    return settings.model_copy(update={"storage": storage}), root
 
 
 def _existing_archive(root: Path) -> Archive:

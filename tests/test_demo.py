@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cifa_ingest import cli
+from cifa_ingest.archive.ledger import CopyState, Ledger
 
 
 def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -26,3 +27,17 @@ def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     second = capsys.readouterr().out
     assert "0 preserved, 8 already preserved, 0 failed" in second
     assert second.count("already preserved  ") == 8
+
+    # The second copy the demo shows: every bag in the demo's replica, byte for byte, with the
+    # ledger's snapshot (one: the second run changed nothing), each copy recorded good.
+    replica = tmp_path / "demo" / "replica"
+    assert f"{replica} (the storage location 'demo-replica')" in first
+    for bag in bags:
+        primary = tmp_path / "archive" / "bags" / bag
+        copy = replica / "bags" / bag
+        files = sorted(p.relative_to(primary) for p in primary.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file())
+        assert all((primary / f).read_bytes() == (copy / f).read_bytes() for f in files)
+    assert len(list((replica / "ledger").glob("ledger-*.sqlite"))) == 1
+    copies = Ledger(tmp_path / "archive" / "ledger.sqlite").copies(location="demo-replica")
+    assert sorted(c.work_id for c in copies if c.state is CopyState.GOOD) == bags
