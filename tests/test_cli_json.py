@@ -75,6 +75,9 @@ CASES = {
     "replicate": (["replicate"], {0}),  # to ROOT/disk2, the one location of its settings
     "repair": (["repair", WORK], {0}),  # the primary alone: no location in the settings
     "restore": (["restore", WORK, "--to", "ROOT/restored"], {0}),
+    # From the second copy the demo made (ROOT/demo/replica), declared in its settings; no
+    # --archive: the archive it makes is --to.
+    "recover": (["recover", "--from", "demo-replica", "--to", "ROOT/recovered"], {0}),
 }  # fmt: skip
 
 
@@ -100,10 +103,17 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
                 f'kind = "filesystem"\npath = "{root / "disk2"}"\nzone = "here"\n',
                 "utf-8",
             )
+        if command == "recover":
+            config = root / "recover.toml"
+            config.write_text(
+                TEST_CONFIG.read_text("utf-8") + '\n[[storage.locations]]\nname = "demo-replica"\n'
+                f'kind = "filesystem"\npath = "{root / "demo" / "replica"}"\nzone = "here"\n',
+                "utf-8",
+            )
         args = [a.replace("ROOT", str(root)) for a in args]
-        run = _cifa(
-            *args, "--archive", str(root / "archive"), "--json", "--quiet", cwd=root, config=config
-        )
+        if command != "recover":
+            args += ["--archive", str(root / "archive")]
+        run = _cifa(*args, "--json", "--quiet", cwd=root, config=config)
         assert run.returncode in codes, run.stderr
     assert "Traceback" not in run.stderr
     document = json.loads(run.stdout)
