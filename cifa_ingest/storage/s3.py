@@ -9,12 +9,18 @@ Objects are ``<prefix><key>`` in the location's bucket. Why it works as it does:
   digest, so a copy damaged on the way never becomes an object. The digest is the ledger's, not
   one computed while sending: a source changed on the primary since it was recorded is refused,
   not copied.
-- **Large files in parts, with bounded memory.** A larger file is a multipart upload: one part
-  in memory at a time, each part with its own SHA-256 the server checks, and the whole file's
-  SHA-256 computed while the parts stream. Only when it equals the ledger's is the upload
-  completed; otherwise, or on any failure, the upload is aborted, so nothing half-written ever
-  becomes an object (an upload that cannot even be aborted, the server gone, is left to the
-  bucket's lifecycle rule for incomplete uploads, and is never visible as an object).
+- **Large files in parts, with bounded memory.** A larger file is a multipart upload, read once
+  and in order: a few parts in flight at a time (:data:`CONCURRENCY`, each sent by a thread of
+  its own, so that the server's work on one overlaps the sending of the others; the memory held
+  is that many parts and one more), each part with its own SHA-256 the server checks, and the
+  whole file's SHA-256 computed as the file is read. Only when it equals the ledger's is the
+  upload completed; otherwise, or on any failure, the upload is aborted (once no part is in
+  flight), so nothing half-written ever becomes an object (an upload that cannot even be
+  aborted, the server gone, is left to the bucket's lifecycle rule for incomplete uploads, and
+  is never visible as an object).
+- **Each byte hashed once per digest.** A write carrying the ledger's SHA-256 is signed without
+  a second SHA-256 of its body (the checksum header is signed, and the server refuses a body
+  without it): :meth:`S3Store._no_second_hash`.
 - **Trust, but verify what was kept.** After a write the object is read back by HEAD: its size
   and the server's stored checksum (a full-object SHA-256 for a single PUT, the composite of the
   parts' SHA-256 for a multipart one, which is compared with the composite computed here). A
@@ -43,7 +49,9 @@ import hashlib
 import io
 import logging
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -58,10 +66,15 @@ from cifa_ingest.storage.store import CopyRefused, LocationUnreachable, ObjectMi
 #: Files up to this size go in one PutObject (the server verifies the whole file's SHA-256);
 #: larger ones in a multipart upload.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
-#: A multipart upload's part size: the memory one upload holds. Raised for very large files so
-#: that no upload needs more than :data:`MAX_PARTS` parts (S3's limit is 10,000).
-PART_SIZE = 16 * 1024 * 1024
+#: A multipart upload's part size (the memory one upload holds is :data:`CONCURRENCY` + 1 parts,
+#: 72 MiB). Raised for very large files so that no upload needs more than :data:`MAX_PARTS`
+#: parts (S3's limit is 10,000).
+PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 9_000
+#: Parts of one multipart upload sent at once, each by a thread of its own: a part's round trip
+#: (the server receiving, checking and storing it) overlaps the others' and the reading and
+#: hashing of the next. The memory one upload holds is this many parts and one more.
+CONCURRENCY = 8
 #: Seconds to open a connection, and to wait for any answer once a request is sent.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
@@ -135,12 +148,15 @@ class S3Store:
         *,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
+        concurrency: int = CONCURRENCY,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
-        if part_size < 1 or multipart_threshold < 0:
-            raise ValueError("part_size must be positive and multipart_threshold not negative")
+        if part_size < 1 or multipart_threshold < 0 or concurrency < 1:
+            raise ValueError(
+                "part_size and concurrency must be positive and multipart_threshold not negative"
+            )
         _quiet_client_logging()
         self.name = location.name
         self.location = location
@@ -149,6 +165,7 @@ class S3Store:
         self.endpoint = location.endpoint or "AWS S3"
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        self.concurrency = concurrency
         self._attempts = max_attempts
         config = Config(
             connect_timeout=connect_timeout,
@@ -161,12 +178,21 @@ class S3Store:
             # A custom endpoint (SeaweedFS, MinIO, Ceph) rarely has a DNS name per bucket.
             s3={"addressing_style": "path" if location.endpoint else "auto"},
             user_agent_extra="cifa-ingest",
+            # One connection per part in flight, and one for the reading thread's requests.
+            max_pool_connections=max(10, concurrency + 1),
         )
         # A session of its own: boto3's default session is shared, mutable module state.
         session = boto3.session.Session()
         self._client: Any = session.client(
             "s3", endpoint_url=location.endpoint, region_name=location.region, config=config
         )
+        # A write carrying the ledger's SHA-256 is not hashed a second time for its signature:
+        # see _no_second_hash.
+        self._unsigned_body = config.merge(
+            Config(s3={**config.s3, "payload_signing_enabled": False})
+        )
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-sign.s3.{operation}", self._no_second_hash)
 
     # -----------------------------------------------------------------------------------------
 
@@ -286,6 +312,16 @@ class S3Store:
 
     # -----------------------------------------------------------------------------------------
 
+    def _no_second_hash(self, request: Any, **_: Any) -> None:
+        """A PutObject or UploadPart that carries ``x-amz-checksum-sha256`` (every one this store
+        sends) is signed with UNSIGNED-PAYLOAD in place of a SHA-256 of its body: the checksum
+        header is itself signed, and the server refuses a body without that SHA-256, so the
+        body stays bound to the signature; without this, the S3 client would read and hash
+        every byte once more (always over http, and over https for a body without Content-MD5)
+        only to say the same thing. Any other request is signed as usual."""
+        if "x-amz-checksum-sha256" in request.headers:
+            request.context["client_config"] = self._unsigned_body
+
     def _full(self, key: str) -> str:
         """The object key of ``key``: relative, ``/``-separated, no ``..`` and no empty part,
         the same keys a filesystem location accepts, under the location's prefix."""
@@ -317,9 +353,13 @@ class S3Store:
             )
 
     def _put_multipart(self, key: str, full: str, source: Path, size: int, expected: str) -> str:
-        """A multipart upload, one part in memory at a time; completed only when the whole
-        file's SHA-256 equals ``expected``, aborted otherwise and on any failure. Returns the
-        composite checksum the server must report for the completed object."""
+        """A multipart upload, at most :attr:`concurrency` parts in flight (and one more being
+        read): the file is read once, in order, the whole file's SHA-256 updated as it is read
+        while each part's own SHA-256 is computed and the part sent by a worker thread. The
+        first part goes alone: a location that fails it has not been sent a flood of others.
+        Completed only when the whole file's SHA-256 equals ``expected``, aborted otherwise and
+        on any failure (once no part is in flight any more). Returns the composite checksum the
+        server must report for the completed object."""
         part_size = max(self.part_size, -(-size // MAX_PARTS))
         created = self._call(
             "start an upload of",
@@ -332,35 +372,35 @@ class S3Store:
         )
         upload_id = created["UploadId"]
         whole = hashlib.sha256()
-        part_digests: list[bytes] = []
-        parts: list[dict[str, Any]] = []
+        parts: list[tuple[dict[str, Any], bytes]] = []
         completed = False
         try:
-            with source.open("rb") as reader:
-                while chunk := reader.read(part_size):
-                    whole.update(chunk)
-                    digest = hashlib.sha256(chunk).digest()
-                    number = len(parts) + 1
-                    answer = self._call(
-                        "write a part of",
-                        key,
-                        self._client.upload_part,
-                        Bucket=self.bucket,
-                        Key=full,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ChecksumSHA256=_b64(digest),
-                    )
-                    del chunk
-                    part_digests.append(digest)
-                    parts.append(
-                        {
-                            "PartNumber": number,
-                            "ETag": answer["ETag"],
-                            "ChecksumSHA256": _b64(digest),
-                        }
-                    )
+            with (
+                source.open("rb") as reader,
+                ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part") as pool,
+            ):
+                in_flight: deque[Future[tuple[dict[str, Any], bytes]]] = deque()
+                try:
+                    number = 0
+                    while chunk := reader.read(part_size):
+                        whole.update(chunk)
+                        number += 1
+                        if number == 1:
+                            parts.append(self._put_part(key, full, upload_id, number, chunk))
+                            continue
+                        if len(in_flight) >= self.concurrency:  # bounded: wait for the oldest
+                            parts.append(in_flight.popleft().result())
+                        in_flight.append(
+                            pool.submit(self._put_part, key, full, upload_id, number, chunk)
+                        )
+                        del chunk
+                    while in_flight:
+                        parts.append(in_flight.popleft().result())
+                finally:
+                    # On a failure: parts not yet started are not sent, those being sent end
+                    # (the pool waits for them) before the upload is aborted below.
+                    for future in in_flight:
+                        future.cancel()
             if whole.hexdigest() != expected:
                 raise CopyRefused(
                     f"location {self.name}: {key}: {source} reads as sha256 {whole.hexdigest()},"
@@ -373,7 +413,7 @@ class S3Store:
                 Bucket=self.bucket,
                 Key=full,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": [part for part, _ in parts]},
             )
             completed = True
         finally:
@@ -384,7 +424,28 @@ class S3Store:
                     self._client.abort_multipart_upload(
                         Bucket=self.bucket, Key=full, UploadId=upload_id
                     )
-        return f"{_b64(hashlib.sha256(b''.join(part_digests)).digest())}-{len(part_digests)}"
+        digests = b"".join(digest for _, digest in parts)
+        return f"{_b64(hashlib.sha256(digests).digest())}-{len(parts)}"
+
+    def _put_part(
+        self, key: str, full: str, upload_id: str, number: int, chunk: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """One part, with its own SHA-256 for the server to check: the part's entry for
+        CompleteMultipartUpload, and its digest."""
+        digest = hashlib.sha256(chunk).digest()
+        answer = self._call(
+            "write a part of",
+            key,
+            self._client.upload_part,
+            Bucket=self.bucket,
+            Key=full,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=chunk,
+            ChecksumSHA256=_b64(digest),
+        )
+        entry = {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
+        return entry, digest
 
     def _verify_kept(
         self, key: str, full: str, size: int, expected: str, composite: str | None
