@@ -339,3 +339,34 @@ def test_s3_an_object_without_the_retention_the_settings_ask_for_is_reported(
     ]
     assert not report.ok
     assert set(_states(archive, "vault").values()) == {CopyState.GOOD}  # the bytes are right
+
+
+# ---------------------------------------------------------------------------------------------
+# The Prefect flow of a location's deployment
+
+
+def test_the_flow_of_a_locations_deployment_audits_its_copies_as_tasks(
+    archive: Path, disk: Path
+) -> None:
+    """``fixity-audit/location-disk2`` runs the flow with these parameters: each copy an
+    ``audit-copy`` task, the run Failed when a copy is damaged, and Failed (nothing marked) when
+    the location does not answer."""
+    from cifa_ingest.pipelines.flows import fixity_audit
+
+    parameters = {"location": "disk2", "deep": True, "max_age_days": 30.0}
+    state = fixity_audit(str(archive), **parameters, return_state=True)
+    assert state.is_completed(), state.message  # nothing due: both verified when copied
+    state = fixity_audit(str(archive), location="disk2", deep=True, return_state=True)
+    assert state.is_completed(), state.message
+    work = sorted(WORKS)[0]
+    _flip_a_byte_keeping_size_and_mtime(_master(disk, work))
+    state = fixity_audit(str(archive), location="disk2", deep=True, return_state=True)
+    assert state.is_failed() and "copy_damaged" in (state.message or "")
+    assert _states(archive, "disk2")[work] is CopyState.DAMAGED
+    assert (archive / "reports" / "audit-disk2-latest.html").is_file()
+    disk.rename(disk.with_name("elsewhere"))
+    state = fixity_audit(str(archive), location="disk2", deep=True, return_state=True)
+    assert state.is_failed() and "location_unreachable" in (state.message or "")
+    assert _states(archive, "disk2")[work] is CopyState.DAMAGED  # as it was
+    state = fixity_audit(str(archive), location="nowhere", return_state=True)
+    assert state.is_failed() and "no storage location named 'nowhere'" in (state.message or "")
