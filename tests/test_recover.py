@@ -144,7 +144,13 @@ def test_the_whole_archive_is_rebuilt_from_a_replica_and_audits_clean(
     assert code == 0 and audit["ok"] and audit["checked"] == len(WORKS), audit
     code, verdict = _cifa(capsys, "ledger", "verify", "--archive", str(rebuilt))
     assert code == 0 and verdict["ok"]
-    assert len(AuditLog(rebuilt / "ledger.sqlite").latest_checks()) == len(WORKS)
+    log = AuditLog(rebuilt / "ledger.sqlite")
+    assert len(log.latest_checks()) == len(WORKS)
+    # Each bag's recovery is a PREMIS event of the primary copy, from the replica.
+    for work in WORKS:
+        [event] = [e for e in log.events(work) if e.event_type == "recovery"]
+        assert (event.location, event.outcome) == ("primary", "success")
+        assert event.detail["from"] == "replica" and event.detail["outcome"] == "recovered"
     # The replica was only read.
     assert _tree(replica) == replica_before
 
@@ -220,6 +226,8 @@ def test_a_damaged_copy_is_reported_never_taken(
     assert copy is not None and copy.state is CopyState.DAMAGED and relative in copy.detail
     copy = ledger.copy(LATE, "replica")
     assert copy is not None and copy.state is CopyState.MISSING
+    [event] = AuditLog(rebuilt / "ledger.sqlite").events(damaged)
+    assert (event.event_type, event.outcome) == ("recovery", "failure")
     assert report["ok"] is False and report["audit"]["problems"] == 2
     assert not list((rebuilt / "staging").iterdir())
     # Said for people, with which bag and why.

@@ -44,12 +44,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cifa_ingest import __version__
-from cifa_ingest.archive.audit_log import AuditLog
+from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError, InputError
-from cifa_ingest.storage.locations import FilesystemLocation, S3Location
+from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import PAYLOAD_MANIFEST, TAG_MANIFEST
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store, StoredObject
 from cifa_ingest.storage.stores import open_store
@@ -508,16 +508,27 @@ def _after(
     ledger: Ledger, archive: Archive, location: str, row: BagRecovery, report: RecoveryReport
 ) -> None:
     """Record what recovery learnt of the bag's copy at the location (every file verified: good;
-    else damaged or missing, as an audit of the location would), and clear its staging."""
+    else damaged or missing, as an audit of the location would) and, in the audit log's chain of
+    preservation events, the primary copy's ``recovery`` from it (``success``, or ``failure``
+    with why); clear its staging."""
     archive.discard_staging(row.work_id)
     report.bags.append(row)
+    if not row.ok:
+        log.error("%s: not recovered from %s: %s", row.work_id, location, row.detail)
+    if ledger.bag(row.work_id) is None:  # a folder at the location no ledger knows, not placed
+        return
     if row.ok:
         ledger.record_copy(row.work_id, location, CopyState.GOOD, software=SOFTWARE, size=row.bytes)
-        return
-    log.error("%s: not recovered from %s: %s", row.work_id, location, row.detail)
-    if ledger.bag(row.work_id) is not None:
+    else:
         state = CopyState.DAMAGED if row.outcome is RecoveryOutcome.DAMAGED else CopyState.MISSING
         ledger.record_copy(row.work_id, location, state, software=SOFTWARE, detail=row.detail[:500])
+    AuditLog(ledger.path).record_event(
+        row.work_id, EventType.RECOVERY, PRIMARY,
+        EventOutcome.SUCCESS if row.ok else EventOutcome.FAILURE,
+        {"from": location, "outcome": str(row.outcome), "files": row.files, "bytes": row.bytes,
+         "detail": row.detail},
+        SOFTWARE,
+    )  # fmt: skip
 
 
 def _move_ledger_in(ledger_file: Path, archive: Archive) -> None:
