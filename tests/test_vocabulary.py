@@ -22,6 +22,7 @@ from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
 from cifa_ingest.storage.locations import LocationKind
 from cifa_ingest.storage.repair import RepairProblemKind
+from cifa_ingest.storage.recover import RecoveryOutcome
 from cifa_ingest.storage.replicate import ReplicationOutcome
 
 #: Each enumeration and its values, in order, as published.
@@ -85,6 +86,8 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
         ReplicationOutcome,
         ["copied", "already_copied", "location_unreachable", "source_damaged", "copy_failed"],
     ),
+    # docs/reference/kinds.md, "Recovery outcomes": ``cifa recover --json``'s bags[].outcome.
+    (RecoveryOutcome, ["recovered", "registered_from_bag", "damaged", "missing"]),
     # The kinds of storage location, ``kind`` of each ``[[storage.locations]]``.
     (LocationKind, ["filesystem", "s3"]),
     # docs/reference/kinds.md, "Preservation events": preservation_events.event_type, terms of
