@@ -21,8 +21,8 @@ from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
 from cifa_ingest.storage.locations import LocationKind
-from cifa_ingest.storage.repair import RepairProblemKind
 from cifa_ingest.storage.recover import RecoveryOutcome
+from cifa_ingest.storage.repair import RepairProblemKind
 from cifa_ingest.storage.replicate import ReplicationOutcome
 
 #: Each enumeration and its values, in order, as published.
