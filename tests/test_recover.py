@@ -256,6 +256,13 @@ def test_a_folder_not_empty_an_unknown_location_or_none_is_refused(
     assert cli.main(["recover", "--from", "nowhere", "--to", str(tmp_path / "n")]) == 2
     assert "--from: no location named 'nowhere'" in capsys.readouterr().err
     assert not (tmp_path / "n").exists()
+    # A location that does not answer (its disk not mounted): exit 1, and nothing made.
+    shutil.move(replica, tmp_path / "unmounted")
+    assert cli.main(["recover", "--from", "replica", "--to", str(tmp_path / "u")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist (a disk not mounted?)" in err and "Traceback" not in err
+    assert not (tmp_path / "u").exists()
+    shutil.move(tmp_path / "unmounted", replica)
     # A location that holds no snapshot: exit 1, and nothing made.
     empty = tmp_path / "empty-location"
     empty.mkdir()

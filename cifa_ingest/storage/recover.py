@@ -322,6 +322,10 @@ def _recover_known(
     done: set[str] = set()
     files = total = 0
     for manifest_name, digest in sorted(record.manifest_digests.items()):
+        if "/" in manifest_name or not _safe(manifest_name):  # a forged row: never a path out
+            raise _BagNotRecovered(
+                RecoveryOutcome.DAMAGED, f"the ledger names a manifest {manifest_name!r}"
+            )
         _sha, size = _fetch(store, prefix + manifest_name, staging / manifest_name, digest)
         digests[manifest_name] = digest
         done.add(manifest_name)
