@@ -251,6 +251,12 @@ def test_s3_an_object_deleted_or_overwritten_is_found(
     _s3_copies(archive, location)
     report = audit_location(Archive(archive), location)
     assert report.ok and len(report.bags) == 2
+    # Each object whose stored SHA-256 was confirmed is remembered with its listing's
+    # fingerprint: unchanged, it is not looked up again; rewritten, it is.
+    cache = json.loads((archive / ".cache" / "location-offsite.json").read_text("utf-8"))
+    assert (cache["bucket"], cache["prefix"]) == (bucket, "cifa/")
+    assert len(cache["objects"]) == sum(1 for _ in open_store(location).list("bags/"))
+    assert audit_location(Archive(archive), location).ok
 
     gone_work, changed_work = sorted(WORKS)
     client = s3_server.client()

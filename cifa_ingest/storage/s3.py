@@ -285,7 +285,9 @@ class S3Store:
             for page in pages:
                 for entry in page.get("Contents", ()):
                     yield StoredObject(
-                        key=entry["Key"][len(self.prefix) :], size=int(entry["Size"])
+                        key=entry["Key"][len(self.prefix) :],
+                        size=int(entry["Size"]),
+                        fingerprint=_fingerprint(entry),
                     )
         except botocore.exceptions.ClientError as exc:
             raise self._unreachable_or(exc, "list", prefix or "(everything)") from None
@@ -608,6 +610,15 @@ def _full_object_sha256(head: dict[str, Any]) -> str | None:
     except ValueError:
         return None
     return digest.hex() if len(digest) == 32 else None
+
+
+def _fingerprint(entry: dict[str, Any]) -> str | None:
+    """``ETag@last-modified`` of a listed object: a rewrite with other bytes changes its ETag (an
+    MD5 of the content, or of the parts, or random under SSE-KMS), and any rewrite its time."""
+    etag, modified = entry.get("ETag"), entry.get("LastModified")
+    if not etag or not isinstance(modified, datetime):
+        return None
+    return f"{etag.strip(chr(34))}@{modified.astimezone(UTC).isoformat()}"
 
 
 def _locked_now(head: dict[str, Any]) -> bool:

@@ -44,6 +44,11 @@ class StoredObject:
     sha256: str | None = None
     #: Whether the store holds the object under write-once retention (S3 Object Lock).
     locked: bool = False
+    #: What the store's listing says of this version of the object, changing whenever it is
+    #: written again with other bytes (S3: its ETag and last-modified time); None where it
+    #: says nothing such (a file system). A cheap audit that confirmed the store's checksum of
+    #: an object need not look it up again while this stays the same.
+    fingerprint: str | None = None
 
 
 class Store(Protocol):
