@@ -15,8 +15,9 @@ alternating which goes first, each from a warm page cache and in a child process
 
 Each side's best round is kept, with its spread (benchmarks/reference.py); prints their
 throughput, the ratio of the best times (target: at most 1.15) with the range of the rounds' own
-ratios, and each side's peak memory (the child's peak RSS; ours must stay bounded whatever the
-file's size).
+ratios, each side's CPU seconds (the child's own, and the server's during its run: steadier than
+the times when the machine is shared) and the ratio of the best, and each side's peak memory (the
+child's peak RSS; ours must stay bounded whatever the file's size).
 
     .venv/bin/python benchmarks/replicate.py [--gigabytes 3] [--rounds 3] [--small 5]
 """
@@ -70,8 +71,9 @@ seconds = time.monotonic() - started
 assert report.ok, report.as_dict()
 assert [c.outcome for c in report.copies] == ["copied"], report.as_dict()
 assert all(s.ok for s in report.snapshots), report.as_dict()
-print(json.dumps({"seconds": seconds,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024,
+                  "cpu": usage.ru_utime + usage.ru_stime}))
 """
 BOTO3 = """
 import json, resource, sys, time
@@ -88,8 +90,9 @@ client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name
 for path in files:
     client.upload_file(str(path), bucket, "bags/bench/" + path.relative_to(bag).as_posix())
 seconds = time.monotonic() - started
-print(json.dumps({"seconds": seconds,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024,
+                  "cpu": usage.ru_utime + usage.ru_stime}))
 """
 SIDES = ("cifa replicate", "boto3 upload_file")
 
@@ -107,6 +110,13 @@ def child(code: str, env: dict[str, str], *args: str) -> dict[str, float]:
         sys.exit(f"benchmark step failed:\n{result.stderr}")
     lines = result.stdout.strip().splitlines()
     return json.loads(lines[-1]) if lines else {}
+
+
+def server_cpu(server: S3Server) -> float:
+    """CPU seconds the server's process has used so far (user + system)."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -132,11 +142,13 @@ def main() -> None:
                 for side in order:
                     bucket = server.create_bucket(f"bench-{round_}-{SIDES.index(side)}")
                     warm(archive)
+                    before = server_cpu(server)
                     if side == SIDES[0]:
                         run = child(OURS, env, str(archive), server.endpoint, server.region,
                                     bucket, f"s3-round-{round_}")  # fmt: skip
                     else:
                         run = child(BOTO3, env, str(bag), server.endpoint, server.region, bucket)
+                    run["server_cpu"] = server_cpu(server) - before
                     timings[side].runs.append(run)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -149,12 +161,26 @@ def main() -> None:
             f"  {side:18s} {timing.best:7.2f} s ({timing.spread_text()})"
             f"  {total / timing.best / MB:6.0f} MB/s  peak {timing.peak('peak_mb'):.0f} MB"
         )
+    for side, timing in timings.items():
+        cpu = [r["cpu"] + r["server_cpu"] for r in timing.runs]
+        print(
+            f"  {side:18s} CPU {min(cpu):6.1f} s, {spread_text(cpu)}: client"
+            f" {min(r['cpu'] for r in timing.runs):.1f} s (whole process, imports included),"
+            f" server {min(r['server_cpu'] for r in timing.runs):.1f} s"
+        )
     ours, theirs = timings[SIDES[0]], timings[SIDES[1]]
+    cpu_ratio = min(r["cpu"] + r["server_cpu"] for r in ours.runs) / min(
+        r["cpu"] + r["server_cpu"] for r in theirs.runs
+    )
     ratio = ours.best / theirs.best
     rounds = [a / b for a, b in zip(ours.seconds, theirs.seconds, strict=True)]
     print(
         f"  ratio cifa replicate/boto3 upload_file (time, best against best): {ratio:.2f}"
         f" (target <= 1.15; rounds' own ratios {min(rounds):.2f}-{max(rounds):.2f})"
+    )
+    print(
+        f"  CPU (client + server) cifa replicate/boto3 upload_file, best against best:"
+        f" {cpu_ratio:.2f} (less noisy than the times on a shared machine)"
     )
     print(
         f"  peak memory of ours: {ours.peak('peak_mb'):.0f} MB RSS for a {total / MB:.0f} MB bag"
