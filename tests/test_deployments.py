@@ -425,7 +425,12 @@ def _start_serve(
     tmp_path: Path, env: dict[str, str], *options: str
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """`cifa serve [options]` in a session of its own (the test is its terminal: a SIGINT to the
-    group is a Ctrl-C); its output goes to ``serve.out`` and ``serve.err``."""
+    group is a Ctrl-C); its output goes to ``serve.out`` and ``serve.err``.
+
+    Its SIGINT and SIGQUIT are those of a terminal's foreground job whatever started the suite:
+    a shell without job control runs a background command (`make test &`, `nohup … &`) with
+    both ignored, an ignored disposition survives exec, and the Ctrl-C these tests send would
+    never arrive."""
     out, err = tmp_path / "serve.out", tmp_path / "serve.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         serve = subprocess.Popen(
@@ -435,8 +440,14 @@ def _start_serve(
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            preexec_fn=_as_a_terminals_job,
         )
     return serve, out, err
+
+
+def _as_a_terminals_job() -> None:
+    for number in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
 
 
 def _own_api_address(out: Path) -> str | None:
