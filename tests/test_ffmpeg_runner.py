@@ -57,6 +57,14 @@ def test_the_reader_reads_what_the_writer_writes_and_the_shell_line_does_the_sam
     (tmp_path / "read.framemd5").unlink()
     subprocess.run(["bash", "-c", run.shell_line + "; wait"], check=True, capture_output=True)
     assert (tmp_path / "read.framemd5").read_text("utf-8") == first
+    # The record does not depend on which descriptors this process had open.
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(5)]
+    try:
+        again = runner.run_ffmpeg_piped(_writer(tmp_path), _reader(tmp_path))
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert again == run and any("pipe:3" in argument for argument in run.writer)
 
 
 @pytest.fixture

@@ -199,10 +199,16 @@ def _command(stream: Any, input_args: list[str] | None = None) -> list[str]:
 PIPE_BYTES = 1 << 20
 
 
+#: The descriptor the record of a piped run names for its pipe (the first a shell gives after
+#: stdin, stdout and stderr): ``… pipe:3 3> >(reader)`` reproduces it in bash.
+RECORDED_PIPE_FD = 3
+
+
 @dataclass(frozen=True)
 class PipedRun:
-    """The two command lines of :func:`run_ffmpeg_piped`, and the shell line that reproduces
-    them (bash's process substitution gives the reader the writer's ``pipe:N``)."""
+    """The two command lines of :func:`run_ffmpeg_piped` as recorded (the pipe numbered
+    :data:`RECORDED_PIPE_FD`), and the shell line that reproduces them (bash's process
+    substitution gives the reader the writer's ``pipe:N``)."""
 
     writer: list[str]
     reader: list[str]
@@ -292,7 +298,13 @@ def run_ffmpeg_piped(
                 )
         finally:
             _end(reading, grace=0)
-    return PipedRun(writer_args, reader_args, write_end)
+    # The record names the pipe as a shell would number it, not as this process happened to:
+    # the descriptor os.pipe() returned depends on what else was open (a logging handler, a
+    # server's socket), and the bag's normalisation record must not vary with that.
+    # (The url may stand inside another argument: a tee muxer's ``[f=matroska]pipe:N``.)
+    ours = re.compile(rf"\bpipe:{write_end}(?!\d)")
+    recorded = [ours.sub(f"pipe:{RECORDED_PIPE_FD}", argument) for argument in writer_args]
+    return PipedRun(recorded, reader_args, RECORDED_PIPE_FD)
 
 
 def _end(process: subprocess.Popen[bytes], grace: float) -> bool:
