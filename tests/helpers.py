@@ -150,3 +150,27 @@ def preserve_films(root: Path, base_url: str, films: dict[str, tuple[dict[str, s
         )
         report = preserve_work(work, Archive(root), load_settings(), allow_private_sources=True)
         assert report.outcome is Outcome.PRESERVED, report.error
+
+
+def archive_of_films(
+    folder: Path, served_root: Path, title: dict[str, str], films: dict[str, str]
+) -> Path:
+    """An archive at ``folder/archive`` holding each film (work id -> file name under
+    ``films/`` of the demo site at ``served_root``), preserved by the real pipeline from a real
+    HTTP server: what the storage tests make once per module and copy per test."""
+    from cifa_ingest.demo.http_server import LocalFileServer
+
+    root = folder / "archive"
+    with LocalFileServer(served_root) as server:
+        preserve_films(root, server.base_url, {i: (title, f) for i, f in films.items()})
+    return root
+
+
+def fresh_copy(archive: Path, folder: Path) -> Path:
+    """A copy of ``archive`` at ``folder/archive`` for one test (read-only files stay
+    read-only), so that each test damages its own."""
+    import shutil
+
+    copy = folder / "archive"
+    shutil.copytree(archive, copy)
+    return copy

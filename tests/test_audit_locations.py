@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,13 +23,12 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.copies import audit_location
 from cifa_ingest.audit.fixity_audit import ProblemKind
-from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.storage.locations import S3Location
 from cifa_ingest.storage.replicate import replicate_archive
 from cifa_ingest.storage.store import Store
 from cifa_ingest.storage.stores import open_store
 from tests.conftest import REPO, TEST_CONFIG
-from tests.helpers import preserve_films
+from tests.helpers import archive_of_films, fresh_copy
 from tests.s3server import S3Server, s3_env, s3_server
 
 __all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
@@ -41,18 +39,13 @@ WORKS = {"cifa-l-0001": "colour-bars.mkv", "cifa-l-0002": "three-days-day-1.mp4"
 @pytest.fixture(scope="module")
 def pristine(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive of two real bags, made once for this module."""
-    root = tmp_path_factory.mktemp("audit-locations") / "archive"
-    with LocalFileServer(served_root) as server:
-        title = {"en": "Location audit test", "zh": "副本审计测试"}
-        preserve_films(root, server.base_url, {i: (title, f) for i, f in WORKS.items()})
-    return root
+    title = {"en": "Location audit test", "zh": "副本审计测试"}
+    return archive_of_films(tmp_path_factory.mktemp("audit-locations"), served_root, title, WORKS)
 
 
 @pytest.fixture
 def archive(pristine: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "archive"
-    shutil.copytree(pristine, copy)
-    return copy
+    return fresh_copy(pristine, tmp_path)
 
 
 @pytest.fixture

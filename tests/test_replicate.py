@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -31,7 +30,7 @@ from cifa_ingest.storage.locations import FilesystemLocation
 from cifa_ingest.storage.replicate import ReplicationOutcome, SourceDamaged, source_files
 from cifa_ingest.storage.store import CopyRefused, LocationUnreachable
 from tests.conftest import REPO, TEST_CONFIG
-from tests.helpers import preserve_films
+from tests.helpers import archive_of_films, fresh_copy
 from tests.s3server import S3Server, s3_env, s3_server
 
 __all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
@@ -42,19 +41,14 @@ WORKS = {"cifa-r-0001": "colour-bars.mkv", "cifa-r-0002": "three-days-day-1.mp4"
 @pytest.fixture(scope="module")
 def pristine(served_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive of two real bags, made once for this module."""
-    root = tmp_path_factory.mktemp("replicate") / "archive"
-    with LocalFileServer(served_root) as server:
-        title = {"en": "Replication test", "zh": "复制测试"}
-        preserve_films(root, server.base_url, {i: (title, f) for i, f in WORKS.items()})
-    return root
+    title = {"en": "Replication test", "zh": "复制测试"}
+    return archive_of_films(tmp_path_factory.mktemp("replicate"), served_root, title, WORKS)
 
 
 @pytest.fixture
 def archive(pristine: Path, tmp_path: Path) -> Path:
     """A fresh copy of the archive for each test (read-only files stay read-only)."""
-    copy = tmp_path / "archive"
-    shutil.copytree(pristine, copy)
-    return copy
+    return fresh_copy(pristine, tmp_path)
 
 
 def _settings(tmp_path: Path, *locations: tuple[str, Path]) -> Path:

@@ -112,13 +112,20 @@ class Archive:
     def discard_staging(self, work_id: str) -> None:
         shutil.rmtree(self.staging_dir / work_id, ignore_errors=True)
 
+    def writer_lock(
+        self, on_wait: Callable[[], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold the archive's writer lock: one ingest at a time, across processes."""
+        return self.exclusive("writer", on_wait)
+
     @contextlib.contextmanager
-    def writer_lock(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the archive's writer lock: one ingest at a time, across processes. A second
-        writer waits for the first (``on_wait`` is told once); the lock dies with its process,
-        so a killed ingest never leaves the archive locked."""
+    def exclusive(self, name: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the archive's lock ``name`` (``ARCHIVE/.<name>.lock``: ``writer`` for ingests,
+        ``replicate`` for copies to the storage locations). A second holder waits for the first
+        (``on_wait`` is told once); the lock dies with its process, so a killed run never leaves
+        the archive locked."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".writer.lock", "a+") as handle:
+        with open(self.root / f".{name}.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

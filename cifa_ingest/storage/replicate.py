@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -469,21 +468,12 @@ def replicate_bag(
 # The archive to its locations
 
 
-@contextlib.contextmanager
-def replication_lock(archive: Archive, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def replication_lock(
+    archive: Archive, on_wait: Callable[[], None] | None = None
+) -> contextlib.AbstractContextManager[None]:
     """One replication of the archive at a time, across processes (a ``cifa replicate`` and a
     nightly run): the second waits. The lock dies with its process."""
-    with open(archive.root / ".replicate.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return archive.exclusive("replicate", on_wait)
 
 
 def replicate_archive(
