@@ -16,7 +16,13 @@ from cifa_ingest import cli
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.demo.http_server import LocalFileServer
-from cifa_ingest.reports.holdings import CopyView, Place, integrity_level, storage_level
+from cifa_ingest.reports.holdings import (
+    CopyView,
+    Place,
+    _copy_row,
+    integrity_level,
+    storage_level,
+)
 from tests.browser import chromium
 from tests.conftest import TEST_CONFIG
 from tests.helpers import preserve_films
@@ -186,6 +192,18 @@ def test_the_levels_as_the_ndsa_matrix_reads() -> None:
     level, reasons = integrity_level([good(disk), good(second, on_time=False)])
     assert level == 2 and "late: second" in reasons[-1]
     assert integrity_level([good(disk), good(second), pending])[0] == 3
+
+
+def test_a_copy_at_a_location_no_longer_declared_is_not_called_overdue() -> None:
+    """A location the settings do not declare (any more, or not yet: the demo's replica) has no
+    audit interval: its copies cannot count as verified on time, and the report says why
+    instead of calling a copy verified a minute ago overdue."""
+    undeclared = Place("old-disk", None, None, None)
+    declared = Place("disk2", "filesystem", "here", 30)
+    verified = "2026-11-27T00:00:00+00:00"
+    unknown = _copy_row(CopyView(undeclared, CopyState.GOOD, verified, False))
+    assert "not in the settings" in unknown and "overdue" not in unknown
+    assert "(overdue)" in _copy_row(CopyView(declared, CopyState.GOOD, verified, False))
 
 
 def test_status_lists_each_location_with_what_is_absent(

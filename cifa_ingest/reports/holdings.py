@@ -336,7 +336,12 @@ def _copy_row(copy: CopyView) -> str:
     state = str(copy.state) if copy.state is not None else "none"
     css = "good" if copy.good else "bad"
     when = _e(copy.verified_at) if copy.verified_at else "<span class='detail'>never</span>"
-    late = "" if copy.on_time or not copy.good else " <span class='late'>(overdue)</span>"
+    if copy.on_time or not copy.good:
+        late = ""
+    elif copy.place.audit_every_days is None:  # a location the settings no longer declare
+        late = " <span class='late'>(no audit interval: not in the settings)</span>"
+    else:
+        late = " <span class='late'>(overdue)</span>"
     detail = f"<br><span class='detail'>{_e(copy.detail)}</span>" if copy.detail else ""
     return (
         f"<tr class='copy' data-location='{_e(copy.place.name)}'>"
