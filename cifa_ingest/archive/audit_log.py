@@ -131,24 +131,34 @@ class AuditLog:
             "bytes_read": int(bytes_read),
             "seconds": round(float(seconds), 3),
         }
+        self._append("fixity_checks", "fixity_chain_head", _FIELDS, values)
+
+    def _append(
+        self, table: str, head_table: str, fields: tuple[str, ...], values: dict[str, Any]
+    ) -> int:
+        """Append ``values`` to the chain kept in ``table`` (its last link in ``head_table``):
+        the one way both chains grow, so that both are hashed and linked alike. One writer
+        extends a chain at a time. Table and field names are this module's constants, never
+        input. Returns the new row's id."""
+        columns = ", ".join((*fields, "prev_hash", "record_hash"))
+        marks = ", ".join("?" * (len(fields) + 2))
         with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")  # one writer extends the chain at a time
-            head = conn.execute("SELECT last_hash FROM fixity_chain_head").fetchone()
+            conn.execute("BEGIN IMMEDIATE")
+            head = conn.execute(f"SELECT last_hash FROM {head_table}").fetchone()
             prev = head[0] if head else GENESIS
             record_hash = _digest(prev, values)
             cursor = conn.execute(
-                "INSERT INTO fixity_checks"
-                " (bag_id, checked_at, software, outcome, problems, bytes_read, seconds,"
-                " prev_hash, record_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*[values[k] for k in _FIELDS], prev, record_hash),
+                f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                (*[values[k] for k in fields], prev, record_hash),
             )
             conn.execute(
-                "INSERT INTO fixity_chain_head (one, last_id, last_hash) VALUES (1, ?, ?)"
+                f"INSERT INTO {head_table} (one, last_id, last_hash) VALUES (1, ?, ?)"
                 " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
                 " last_hash = excluded.last_hash",
                 (cursor.lastrowid, record_hash),
             )
             conn.execute("COMMIT")
+        return int(cursor.lastrowid or 0)
 
     def record_event(
         self,
@@ -173,26 +183,9 @@ class AuditLog:
             "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False),
             "software": software,
         }
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            head = conn.execute("SELECT last_hash FROM events_chain_head").fetchone()
-            prev = head[0] if head else GENESIS
-            record_hash = _digest(prev, values)
-            cursor = conn.execute(
-                "INSERT INTO preservation_events"
-                " (bag_id, event_type, event_at, location, outcome, detail, software,"
-                " prev_hash, record_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*[values[k] for k in _EVENT_FIELDS], prev, record_hash),
-            )
-            conn.execute(
-                "INSERT INTO events_chain_head (one, last_id, last_hash) VALUES (1, ?, ?)"
-                " ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id,"
-                " last_hash = excluded.last_hash",
-                (cursor.lastrowid, record_hash),
-            )
-            conn.execute("COMMIT")
+        row_id = self._append("preservation_events", "events_chain_head", _EVENT_FIELDS, values)
         return PreservationEvent(
-            int(cursor.lastrowid or 0), bag_id, event_type, values["event_at"], location,
+            row_id, bag_id, event_type, values["event_at"], location,
             outcome, detail, software,
         )  # fmt: skip
 
