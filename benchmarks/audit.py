@@ -26,25 +26,10 @@ import time
 from pathlib import Path
 
 from bagging import make_payload, warm
-from reference import MB, HashingLimit, Timings, spread_text
+from reference import MB, REGISTER_BAGS, HashingLimit, Timings, spread_text
 
 REPO = Path(__file__).resolve().parent.parent
 
-SETUP = """
-import sys
-from pathlib import Path
-from cifa_ingest.archive.layout import Archive
-from cifa_ingest.bag.write import make_bag_in_place
-from cifa_ingest.archive.ledger import BagRecord, Ledger, now
-from cifa_ingest.bag.package import summarise_bag
-archive = Archive(Path(sys.argv[1]))
-ledger = Ledger(archive.ledger_path)
-for bag in sorted(archive.bags_dir.iterdir()):
-    make_bag_in_place(bag)
-    summary = summarise_bag(bag)
-    ledger.register_bag(BagRecord(bag.name, archive.relative(bag), now(), summary.payload_oxum,
-                                  summary.manifest_digests, [], "benchmark"))
-"""
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
@@ -119,7 +104,7 @@ def main() -> None:
             size += make_payload(
                 archive / "bags" / f"bag-{index:02d}", [int(190 * MB * args.scale)], 10
             )
-        child(SETUP, str(archive))
+        child(REGISTER_BAGS, str(archive))
         for round_ in range(args.rounds):
             order = list(SIDES) if round_ % 2 == 0 else list(reversed(SIDES))
             for name in order:

@@ -98,3 +98,22 @@ class HashingLimit:
             f" {spread_text(self.passes, max)});"
             f" {os.cpu_count()} cores x one-pass sha256+sha512 over {self.megabytes:g} MB"
         )
+
+
+#: Run in a child Python with the archive's path: every folder under its bags/ made a bag and
+#: registered in its ledger, as the pipeline would have, for the benchmarks that need an archive.
+REGISTER_BAGS = """
+import sys
+from pathlib import Path
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.bag.write import make_bag_in_place
+from cifa_ingest.archive.ledger import BagRecord, Ledger, now
+from cifa_ingest.bag.package import summarise_bag
+archive = Archive(Path(sys.argv[1]))
+ledger = Ledger(archive.ledger_path)
+for bag in sorted(archive.bags_dir.iterdir()):
+    make_bag_in_place(bag)
+    summary = summarise_bag(bag)
+    ledger.register_bag(BagRecord(bag.name, archive.relative(bag), now(), summary.payload_oxum,
+                                  summary.manifest_digests, [], "benchmark"))
+"""

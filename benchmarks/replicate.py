@@ -34,28 +34,13 @@ import tempfile
 from pathlib import Path
 
 from bagging import make_payload, warm
-from reference import MB, Timings, spread_text
+from reference import MB, REGISTER_BAGS, Timings, spread_text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.s3server import CLEARED, S3Server, client_env  # noqa: E402
 
-SETUP = """
-import sys
-from pathlib import Path
-from cifa_ingest.archive.layout import Archive
-from cifa_ingest.bag.write import make_bag_in_place
-from cifa_ingest.archive.ledger import BagRecord, Ledger, now
-from cifa_ingest.bag.package import summarise_bag
-archive = Archive(Path(sys.argv[1]))
-ledger = Ledger(archive.ledger_path)
-for bag in sorted(archive.bags_dir.iterdir()):
-    make_bag_in_place(bag)
-    summary = summarise_bag(bag)
-    ledger.register_bag(BagRecord(bag.name, archive.relative(bag), now(), summary.payload_oxum,
-                                  summary.manifest_digests, [], "benchmark"))
-"""
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
@@ -133,7 +118,7 @@ def main() -> None:
         archive = base / "archive"
         bag = archive / "bags" / "bench-0001"
         size = make_payload(bag, [int(args.gigabytes * 1000 * MB)], args.small)
-        child(SETUP, env, str(archive))
+        child(REGISTER_BAGS, env, str(archive))
         files = sum(1 for p in bag.rglob("*") if p.is_file())
         total = sum(p.stat().st_size for p in bag.rglob("*") if p.is_file())
         with S3Server.start(base / "s3") as server:
