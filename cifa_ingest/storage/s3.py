@@ -12,7 +12,8 @@ Objects are ``<prefix><key>`` in the location's bucket. Why it works as it does:
 - **Large files in parts, with bounded memory.** A larger file is a multipart upload, read once
   and in order: a few parts in flight at a time (:data:`CONCURRENCY`, each sent by a thread of
   its own, so that the server's work on one overlaps the sending of the others; the memory held
-  is that many parts and one more), each part with its own SHA-256 the server checks, and the
+  is that many parts and one more; the next part starts as soon as any one ends, so that a part
+  the server holds back stalls no other), each part with its own SHA-256 the server checks, and the
   whole file's SHA-256 computed as the file is read. Only when it equals the ledger's is the
   upload completed; otherwise, or on any failure, the upload is aborted (once no part is in
   flight), so nothing half-written ever becomes an object (an upload that cannot even be
@@ -49,9 +50,8 @@ import hashlib
 import io
 import logging
 import re
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -121,6 +121,9 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 #: Loggers of the S3 client whose DEBUG records carry signed request headers.
 _CLIENT_LOGGERS = ("boto3", "botocore", "s3transfer")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+#: The parts of a multipart upload sent so far: each one's entry for CompleteMultipartUpload and
+#: its SHA-256 (a name of its own: inside :class:`S3Store`, ``list`` is a method).
+_Parts = list[tuple[dict[str, Any], bytes]]
 
 
 def _quiet_client_logging() -> None:
@@ -381,7 +384,7 @@ class S3Store:
                 source.open("rb") as reader,
                 ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part") as pool,
             ):
-                in_flight: deque[Future[tuple[dict[str, Any], bytes]]] = deque()
+                in_flight: set[Future[tuple[dict[str, Any], bytes]]] = set()
                 try:
                     number = 0
                     while chunk := reader.read(part_size):
@@ -390,14 +393,13 @@ class S3Store:
                         if number == 1:
                             parts.append(self._put_part(key, full, upload_id, number, chunk))
                             continue
-                        if len(in_flight) >= self.concurrency:  # bounded: wait for the oldest
-                            parts.append(in_flight.popleft().result())
-                        in_flight.append(
+                        if len(in_flight) >= self.concurrency:  # bounded: wait for any one
+                            in_flight = self._collect(in_flight, parts, FIRST_COMPLETED)
+                        in_flight.add(
                             pool.submit(self._put_part, key, full, upload_id, number, chunk)
                         )
                         del chunk
-                    while in_flight:
-                        parts.append(in_flight.popleft().result())
+                    self._collect(in_flight, parts, ALL_COMPLETED)
                 finally:
                     # On a failure: parts not yet started are not sent, those being sent end
                     # (the pool waits for them) before the upload is aborted below.
@@ -415,7 +417,7 @@ class S3Store:
                 Bucket=self.bucket,
                 Key=full,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [part for part, _ in parts]},
+                MultipartUpload={"Parts": [part for part, _ in sorted(parts, key=_number)]},
             )
             completed = True
         finally:
@@ -426,8 +428,24 @@ class S3Store:
                     self._client.abort_multipart_upload(
                         Bucket=self.bucket, Key=full, UploadId=upload_id
                     )
-        digests = b"".join(digest for _, digest in parts)
+        digests = b"".join(digest for _, digest in sorted(parts, key=_number))
         return f"{_b64(hashlib.sha256(digests).digest())}-{len(parts)}"
+
+    @staticmethod
+    def _collect(
+        in_flight: set[Future[tuple[dict[str, Any], bytes]]],
+        parts: _Parts,
+        until: str,
+    ) -> set[Future[tuple[dict[str, Any], bytes]]]:
+        """Wait for parts in flight (the first to end, or all) and add them to ``parts``; the
+        first failure is raised. Any part, not the oldest: a part the server holds back (it
+        answers a request's ``Expect: 100-continue`` only when it is ready for the body, and
+        botocore sends the body anyway after a second) must not stall the others behind it.
+        Returns the parts still in flight."""
+        done, pending = wait(in_flight, return_when=until)
+        for future in done:
+            parts.append(future.result())
+        return pending
 
     def _put_part(
         self, key: str, full: str, upload_id: str, number: int, chunk: bytes
@@ -593,6 +611,10 @@ def _unreachable_code(exc: botocore.exceptions.ClientError) -> bool:
         or code in _NO_BUCKET
         or (isinstance(status, int) and status >= 500)
     )
+
+
+def _number(part: tuple[dict[str, Any], bytes]) -> int:
+    return int(part[0]["PartNumber"])
 
 
 def _b64(digest: bytes) -> str:
