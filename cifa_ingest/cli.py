@@ -32,6 +32,7 @@ from cifa_ingest.catalogue.model import (
     validation_problems,
 )
 from cifa_ingest.config import Settings, load_settings, resolve_archive
+from cifa_ingest.demo import replica as demo_replica
 from cifa_ingest.errors import InputError, SourcePolicyError
 from cifa_ingest.fetch.source_policy import SourcePolicy
 
@@ -450,6 +451,8 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
 
     workdir = Path(args.workdir).absolute()
     settings, replica = _with_demo_replica(settings, workdir)
+    if replica is not None:  # so that `cifa status` can say what this undeclared location is
+        demo_replica.remember(archive, replica)
     logging.getLogger("cifa_ingest").info("making the demo films in %s", workdir / "films")
     demo.make_site(workdir)
     try:
@@ -472,7 +475,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
 
 
 #: The storage location the demo declares when the settings declare none.
-DEMO_REPLICA = "demo-replica"
+DEMO_REPLICA = demo_replica.NAME
 
 
 def _with_demo_replica(settings: Settings, workdir: Path) -> tuple[Settings, Path | None]:

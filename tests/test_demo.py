@@ -3,6 +3,7 @@ preserves nothing twice and says so."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,14 @@ def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert len(list((replica / "ledger").glob("ledger-*.sqlite"))) == 1
     copies = Ledger(tmp_path / "archive" / "ledger.sqlite").copies(location="demo-replica")
     assert sorted(c.work_id for c in copies if c.state is CopyState.GOOD) == bags
+
+    # `cifa status` afterwards says what demo-replica is: the demo's, at that folder, never a
+    # location that was once in the settings (it never was).
+    assert cli.main(["status", "--archive", str(tmp_path / "archive"), "--quiet"]) == 0
+    status = capsys.readouterr().out
+    assert f"demo-replica (the demo's replica at {replica}, made by `cifa demo`" in status
+    assert "no longer in the settings" not in status
+    assert cli.main(["status", "--archive", str(tmp_path / "archive"), "--json", "--quiet"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["locations"]
+    assert shown["name"] == "demo-replica" and not shown["declared"]
+    assert str(replica) in shown["note"] and shown["copies"]["good"] == len(bags)

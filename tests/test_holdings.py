@@ -222,3 +222,30 @@ def test_status_lists_each_location_with_what_is_absent(
     assert {p["id"] for p in replica_status["problems"]} == set(WORKS)
     assert not (archive / "reports" / "holdings.html").exists()
     assert AuditLog(archive / "ledger.sqlite").verify() == []
+
+
+def test_the_demo_replica_is_named_so_and_another_undeclared_location_retired(
+    tmp_path: Path,
+) -> None:
+    """Holdings of a location the settings do not declare: the demo's replica, at the folder its
+    marker names, or a retired or removed location; never said to be no longer declared."""
+    from cifa_ingest.archive.layout import Archive
+    from cifa_ingest.demo import replica
+    from cifa_ingest.reports.holdings import gather, render_html
+    from tests.test_status import _ledger_with_copies_at
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    _ledger_with_copies_at(archive, ["demo-replica", "old-disk"])
+    replica.remember(archive, tmp_path / "demo" / "replica")
+    holdings = gather(Archive(archive), [], primary_zone="here", primary_every_days=90)
+    notes = {place["name"]: place["note"] for place in holdings.as_dict()["locations"]}
+    assert notes == {
+        "primary": None,
+        "demo-replica": f"the demo's replica at {tmp_path / 'demo' / 'replica'}, made by"
+        " `cifa demo`; not in the settings",
+        "old-disk": replica.UNDECLARED,
+    }
+    page = render_html(holdings)
+    assert "the demo&#x27;s replica at" in page and "a retired location" in page
+    assert "no longer" not in page

@@ -92,3 +92,74 @@ def test_status_holdings_writes_the_report_beside_the_audit_reports(
     assert cli.main(["status", str(catalogue), *args, "--holdings"]) == 1
     captured = capsys.readouterr()
     assert "Archive:" in captured.out and "holdings report could not be written" in captured.err
+
+
+def _ledger_with_copies_at(archive: Path, locations: list[str]) -> None:
+    """A ledger of one bag, its copy recorded good at each of ``locations``."""
+    from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
+
+    ledger = Ledger(archive / "ledger.sqlite")
+    ledger.register_bag(
+        BagRecord(
+            work_id="cifa-0001",
+            bag_path="bags/cifa-0001",
+            placed_at="2026-01-01T00:00:00+00:00",
+            payload_oxum="0.0",
+            manifest_digests={},
+            source_keys=[],
+            software="cifa-ingest",
+        )
+    )
+    for location in locations:
+        ledger.record_copy("cifa-0001", location, CopyState.GOOD, software="cifa-ingest")
+
+
+def test_status_says_what_a_location_not_in_the_settings_is(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    """The demo's replica (named by the marker `cifa demo` writes) is called that, at its
+    folder, not a location removed from the settings; any other undeclared location is said to be
+    retired or removed, and neither to have ever been in the settings."""
+    from cifa_ingest.demo import replica
+    from cifa_ingest.reports.status import archive_status, render
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    _ledger_with_copies_at(archive, ["demo-replica", "old-disk"])
+    before = {loc["name"]: loc for loc in archive_status(Archive(archive), []).locations}
+    assert before["demo-replica"]["note"] == replica.UNDECLARED  # no marker: nothing to go on
+
+    replica.remember(archive, tmp_path / "demo" / "replica")
+    status = archive_status(Archive(archive), [])
+    found = {location["name"]: location for location in status.locations}
+    assert found["demo-replica"]["declared"] is False
+    assert found["demo-replica"]["note"] == (
+        f"the demo's replica at {tmp_path / 'demo' / 'replica'}, made by `cifa demo`;"
+        " not in the settings"
+    )
+    assert found["old-disk"]["note"] == replica.UNDECLARED
+    text = render(status)
+    assert f"demo-replica (the demo's replica at {tmp_path / 'demo' / 'replica'}" in text
+    assert f"old-disk ({replica.UNDECLARED})" in text
+    assert "no longer in the settings" not in text
+
+    # A marker that does not read, or names another location, is ignored.
+    (archive / replica.MARKER).write_text("{not json", encoding="utf-8")
+    assert replica.undeclared_note(archive, "demo-replica") == replica.UNDECLARED
+    (archive / replica.MARKER).write_text('{"location": "old-disk", "path": "/x"}', "utf-8")
+    assert replica.undeclared_note(archive, "old-disk") == replica.UNDECLARED
+
+    # And a declared location has no note.
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "cifa.toml"
+    config.write_text(
+        f'[[storage.locations]]\nname = "old-disk"\nkind = "filesystem"\npath = "{tmp_path}"\n'
+        'zone = "here"\n',
+        "utf-8",
+    )
+    monkeypatch.setenv("CIFA_CONFIG", str(config))
+    capsys.readouterr()
+    assert cli.main(["status", "--archive", str(archive), "--json", "--quiet"]) == 0
+    shown = {loc["name"]: loc for loc in json.loads(capsys.readouterr().out)["locations"]}
+    assert shown["old-disk"]["declared"] is True and shown["old-disk"]["note"] is None
+    assert shown["demo-replica"]["note"] == replica.UNDECLARED

@@ -56,6 +56,7 @@ from typing import Any
 from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.archive.ledger import CheckOutcome, CopyRecord, CopyState, Ledger
+from cifa_ingest.demo.replica import UNDECLARED, undeclared_note
 from cifa_ingest.reports.ingest_report import CSP, visible
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, LocationKind, S3Location
 
@@ -79,12 +80,14 @@ _STYLE = (
 @dataclass(frozen=True)
 class Place:
     """Where a copy is: the primary or a location of the settings (a location the ledger names
-    and the settings no longer declare has no kind nor zone)."""
+    and the settings do not declare has no kind nor zone, and a ``note`` saying what it is: the
+    demo's replica, or a retired or removed location)."""
 
     name: str
     kind: str | None
     zone: str | None
     audit_every_days: float | None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Holdings:
                     "kind": p.kind,
                     "zone": p.zone,
                     "audit_every_days": p.audit_every_days,
+                    "note": p.note,
                 }
                 for p in self.places
             ],
@@ -209,7 +213,9 @@ def gather(
     copies: dict[str, dict[str, CopyRecord]] = {}
     for copy in ledger.copies():
         copies.setdefault(copy.work_id, {})[copy.location] = copy
-        places.setdefault(copy.location, Place(copy.location, None, None, None))
+        if copy.location not in places:
+            note = undeclared_note(archive.root, copy.location)
+            places[copy.location] = Place(copy.location, None, None, None, note)
     latest = {check.bag_id: check for check in log.latest_checks()}
     works = []
     for record in ledger.bags():
@@ -338,7 +344,7 @@ def _copy_row(copy: CopyView) -> str:
     when = _e(copy.verified_at) if copy.verified_at else "<span class='detail'>never</span>"
     if copy.on_time or not copy.good:
         late = ""
-    elif copy.place.audit_every_days is None:  # a location the settings no longer declare
+    elif copy.place.audit_every_days is None:  # a location the settings do not declare
         late = " <span class='late'>(no audit interval: not in the settings)</span>"
     else:
         late = " <span class='late'>(overdue)</span>"
@@ -371,7 +377,7 @@ def render_html(holdings: Holdings, titles: dict[str, str | None] | None = None)
         for level in range(TOP_LEVEL + 1)
     )
     places = "".join(
-        f"<tr><td>{_e(p.name)}</td><td>{_e(p.kind or 'not in the settings')}</td>"
+        f"<tr><td>{_e(p.name)}</td><td>{_e(p.kind or p.note or UNDECLARED)}</td>"
         f"<td>{_e(p.zone or '-')}</td>"
         f"<td>{_e(f'{p.audit_every_days:g} days' if p.audit_every_days else '-')}</td></tr>"
         for p in holdings.places

@@ -19,6 +19,7 @@ from cifa_ingest.archive.audit_log import AuditLog
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CheckOutcome, CopyRecord, CopyState, Ledger, SourceStatus
 from cifa_ingest.catalogue.model import load_catalogues
+from cifa_ingest.demo.replica import UNDECLARED, undeclared_note
 from cifa_ingest.reports.summary import human_bytes
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 
@@ -53,7 +54,7 @@ class Status:
     catalogues: list[str] = field(default_factory=list)
     missing_catalogues: list[str] = field(default_factory=list)
     #: Per storage location (those of the settings, then any the ledger names that the settings
-    #: no longer declare): :func:`location_status`.
+    #: do not declare: retired, removed, or the demo's replica): :func:`location_status`.
     locations: list[dict[str, Any]] = field(default_factory=list)
     #: The holdings report's page, when ``cifa status --holdings`` wrote it.
     holdings_report: str | None = None
@@ -68,11 +69,13 @@ def location_status(
     copies: Sequence[CopyRecord],
     works: Sequence[str],
     now: dt.datetime,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """One location as the ledger knows it: its copies by state (``absent``: bags with no copy
     recorded there), the oldest and newest verification of its good copies, how many good copies
     are ``overdue`` (not verified within its ``audit_every_days``), and every problem: each copy
-    not good, with the ledger's detail, and each bag without a copy."""
+    not good, with the ledger's detail, and each bag without a copy. ``note`` says what a
+    location the settings do not declare is (:func:`cifa_ingest.demo.replica.undeclared_note`)."""
     counts = {str(state): 0 for state in CopyState} | {"absent": 0}
     problems: list[dict[str, Any]] = []
     held = {copy.work_id: copy for copy in copies}
@@ -93,6 +96,7 @@ def location_status(
     return {
         "name": name,
         "declared": location is not None,
+        "note": note if location is None else None,
         "kind": str(location.kind) if location is not None else None,
         "zone": location.zone if location is not None else None,
         "audit_every_days": every,
@@ -156,7 +160,12 @@ def archive_status(
         for name in names:
             status.locations.append(
                 location_status(
-                    name, declared.get(name), [c for c in copies if c.location == name], works, now
+                    name,
+                    declared.get(name),
+                    [c for c in copies if c.location == name],
+                    works,
+                    now,
+                    None if name in declared else undeclared_note(archive.root, name),
                 )
             )
         for check in ledger.latest_source_checks():
@@ -217,7 +226,7 @@ def render(status: Status) -> str:
         where = (
             f"{location['kind']}, zone {location['zone']}"
             if location["declared"]
-            else "no longer in the settings"
+            else location["note"] or UNDECLARED
         )
         counts = ", ".join(f"{n} {state}" for state, n in location["copies"].items())
         late = f", {location['overdue']} overdue" if location["overdue"] else ""
