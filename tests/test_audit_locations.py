@@ -369,3 +369,55 @@ def test_the_flow_of_a_locations_deployment_audits_its_copies_as_tasks(
     assert _states(archive, "disk2")[work] is CopyState.DAMAGED  # as it was
     state = fixity_audit(str(archive), location="nowhere", return_state=True)
     assert state.is_failed() and "no storage location named 'nowhere'" in (state.message or "")
+
+
+class _CountingStore:
+    """The location's real store, counting the objects looked up one by one (HEAD)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.name = store.name
+        self.looked_up: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def stat(self, key: str) -> Any:
+        self.looked_up.append(key)
+        return self._store.stat(key)
+
+
+def test_s3_the_first_cheap_audit_after_replication_needs_only_the_listing(
+    archive: Path, s3_server: S3Server, s3_env: dict[str, str]
+) -> None:
+    """Replication confirmed every object it wrote (the server checked the ledger's SHA-256, a
+    HEAD read back what it kept): it remembers them, so the cheap audit right after it looks
+    none up; an object rewritten since, even with bytes of the same size, is looked up and
+    found."""
+    bucket = s3_server.create_bucket(versioning=True)
+    location = s3_server.location(bucket, name="offsite", prefix="cifa/")
+    _s3_copies(archive, location)
+    objects = sorted(o.key for o in open_store(location).list("bags/"))
+    cache = json.loads((archive / ".cache" / "location-offsite.json").read_text("utf-8"))
+    assert sorted(cache["objects"]) == objects  # every object written, remembered
+
+    counted: list[_CountingStore] = []
+
+    def counting(where: Any) -> Store:
+        counted.append(_CountingStore(open_store(where)))
+        return counted[-1]  # type: ignore[return-value]
+
+    report = audit_location(Archive(archive), location, stores=counting)
+    assert report.ok and len(report.bags) == 2
+    assert counted[-1].looked_up == []  # the listing's fingerprints are the writes' own
+
+    work = sorted(WORKS)[0]
+    key = _key(location, work, "bag-info.txt")
+    client = s3_server.client()
+    size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    client.put_object(Bucket=bucket, Key=key, Body=b"x" * size, ChecksumAlgorithm="SHA256")
+    report = audit_location(Archive(archive), location, stores=counting)
+    assert counted[-1].looked_up == [f"bags/{work}/bag-info.txt"]
+    assert {(p.bag, p.kind, p.path) for p in report.problems} == {
+        (work, ProblemKind.COPY_DAMAGED, "bag-info.txt")
+    }

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import hashlib
-import json
 import logging
 import queue
 import sqlite3
@@ -50,11 +49,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
-from cifa_ingest.archive.layout import Archive, write_atomically
+from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyRecord, CopyState, Ledger
 from cifa_ingest.audit.fixity_audit import (
     SOFTWARE,
@@ -67,6 +65,7 @@ from cifa_ingest.audit.fixity_audit import (
     plan,
 )
 from cifa_ingest.errors import CifaError
+from cifa_ingest.storage.confirmed import ConfirmedObjects
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import SourceDamaged, bag_key, expected_digests
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store, StoredObject
@@ -319,7 +318,7 @@ def _cheap(
     a listing says (S3: its checksum and retention). Findings are recorded only once the whole
     location answered: a server lost half-way leaves the ledger as it was."""
     listing = {found.key: found for found in store.list("bags/")}
-    confirmed = _Confirmed.load(archive, location)
+    confirmed = ConfirmedObjects.load(archive.root, location)
     audits: list[BagAudit] = []
     lookups: list[tuple[BagAudit, ExpectedFile]] = []
     for work_id in sorted(copies):
@@ -341,7 +340,9 @@ def _cheap(
                 result.problems.append(
                     _damaged(record, file, "size", str(file.size), str(found.size))
                 )
-            elif isinstance(location, S3Location) and not confirmed.holds(found, file):
+            elif isinstance(location, S3Location) and not confirmed.holds(
+                file.key, found.fingerprint, file.digests["sha256"]
+            ):
                 lookups.append((result, file))
         result.seconds = time.monotonic() - started
         audits.append(result)
@@ -350,7 +351,8 @@ def _cheap(
             looked_up = list(pool.map(lambda pair: store.stat(pair[1].key), lookups))
         for (result, file), stored in zip(lookups, looked_up, strict=True):
             if _compare_stored(records[result.bag], file, stored, location, result):
-                confirmed.remember(listing[file.key], file)
+                confirmed.remember(file.key, listing[file.key].fingerprint,
+                                   file.digests["sha256"])  # fmt: skip
     confirmed.save()
     report.bags = audits
     for result in audits:
@@ -398,63 +400,6 @@ def _compare_stored(
             )
         )  # fmt: skip
     return len(result.problems) == before
-
-
-class _Confirmed:
-    """The objects of an S3 location whose stored SHA-256 a cheap check confirmed, by key, with
-    the listing's fingerprint of them then (``ARCHIVE/.cache/location-NAME.json``).
-
-    One HEAD per object is what a cheap check costs (a listing carries no checksum), and ten
-    thousand of them are most of its time. An object not written again since its checksum was
-    confirmed has the same stored checksum: a rewrite with other bytes changes its ETag, any
-    rewrite its time, so an object listed with the fingerprint it had then is not looked up
-    again. A location whose settings ask for Object Lock is looked up every time: retention ends
-    on its own date, and a rewrite of the same bytes without it keeps the ETag. The file is a
-    cache: lost or unreadable, every object is looked up; it says nothing the ledger does not,
-    and only an account that can write the archive (and its ledger) can write it."""
-
-    def __init__(
-        self, path: Path | None, known: dict[str, list[str]], where: dict[str, str | None]
-    ) -> None:
-        self.path, self.known, self.where, self.changed = path, known, where, False
-
-    @classmethod
-    def load(cls, archive: Archive, location: Location) -> _Confirmed:
-        if not isinstance(location, S3Location) or location.object_lock_days:
-            return cls(None, {}, {})
-        where = {"endpoint": location.endpoint, "bucket": location.bucket,
-                 "prefix": location.prefix}  # fmt: skip
-        path = archive.root / ".cache" / f"location-{location.name}.json"
-        try:
-            known = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            known = {}
-        usable = isinstance(known, dict) and all(known.get(k) == v for k, v in where.items())
-        objects = known.get("objects") if usable else None
-        return cls(path, objects if isinstance(objects, dict) else {}, where)
-
-    def holds(self, found: StoredObject, file: ExpectedFile) -> bool:
-        entry = self.known.get(file.key)
-        return (
-            found.fingerprint is not None
-            and entry == [found.fingerprint, file.digests["sha256"]]
-            and found.size == file.size
-        )
-
-    def remember(self, found: StoredObject, file: ExpectedFile) -> None:
-        if self.path is not None and found.fingerprint is not None:
-            self.known[file.key] = [found.fingerprint, file.digests["sha256"]]
-            self.changed = True
-
-    def save(self) -> None:
-        if self.path is None or not self.changed:
-            return
-        try:
-            self.path.parent.mkdir(exist_ok=True)
-            document = {**self.where, "objects": self.known}
-            write_atomically(self.path, json.dumps(document).encode("utf-8"))
-        except OSError as exc:  # a cache: the next check looks every object up
-            log.warning("%s could not be written: %s", self.path, exc)
 
 
 def _record_event(archive: Archive, location: Location, checked: BagAudit) -> None:

@@ -47,6 +47,7 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError
+from cifa_ingest.storage.confirmed import ConfirmedObjects
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 from cifa_ingest.storage.store import (
     CopyRefused,
@@ -389,10 +390,12 @@ def replicate_bag(
     record: BagRecord,
     files: Sequence[SourceFile],
     store: Store,
+    confirmed: ConfirmedObjects | None = None,
 ) -> BagReplication:
     """Copy one bag's ``files`` to ``store``, resuming, and record the copy good once every file
-    is verified there (the module says why). Never raises for what a location does: the outcome
-    says it."""
+    is verified there (the module says why). Each object verified is remembered in
+    ``confirmed``, so that the next cheap audit need not look it up again. Never raises for what
+    a location does: the outcome says it."""
     started = time.monotonic()
     prior = ledger.copy(record.work_id, store.name)
     result = BagReplication(
@@ -421,6 +424,8 @@ def replicate_bag(
                 and _verified_at_location(store, found, file.sha256)
             ):
                 result.files_present += 1
+                if confirmed is not None:
+                    confirmed.remember(key, found.fingerprint, file.sha256)
                 continue
             begin()
             try:
@@ -440,6 +445,8 @@ def replicate_bag(
                 raise CopyRefused(f"{key}: the location keeps sha256 {stored.sha256}")
             result.files_copied += 1
             result.bytes += stored.size
+            if confirmed is not None:
+                confirmed.remember(key, stored.fingerprint, file.sha256)
     except LocationUnreachable as exc:
         result.outcome, result.detail = ReplicationOutcome.LOCATION_UNREACHABLE, str(exc)
     except SourceDamaged as exc:
@@ -516,12 +523,18 @@ def replicate_archive(
                 log.error("location %s: %s", location.name, exc)
             else:
                 reached.append(store)
-            for record in records:
-                row = _replicate_one(archive, ledger, record, store, good, sources, report)
-                report.copies.append(row)
-                changed |= row.recorded
-                if row.outcome is ReplicationOutcome.LOCATION_UNREACHABLE:
-                    report.unreachable.setdefault(location.name, row.detail)
+            confirmed = ConfirmedObjects.load(archive.root, location)
+            try:
+                for record in records:
+                    row = _replicate_one(
+                        archive, ledger, record, store, good, sources, report, confirmed
+                    )
+                    report.copies.append(row)
+                    changed |= row.recorded
+                    if row.outcome is ReplicationOutcome.LOCATION_UNREACHABLE:
+                        report.unreachable.setdefault(location.name, row.detail)
+            finally:
+                confirmed.save()
         if changed:
             report.snapshots = _send_snapshots(archive, ledger, [
                 s for s in reached if s.name not in report.unreachable
@@ -557,6 +570,7 @@ def _replicate_one(
     good: set[str],
     sources: dict[str, list[SourceFile] | SourceDamaged],
     report: ReplicationReport,
+    confirmed: ConfirmedObjects,
 ) -> BagReplication:
     prior = ledger.copy(record.work_id, store.name)
     state = prior.state if prior else None
@@ -589,7 +603,7 @@ def _replicate_one(
             detail=str(files),
         )  # fmt: skip
     log.info("%s: replicating to %s", record.work_id, store.name)
-    row = replicate_bag(archive, ledger, record, files, store)
+    row = replicate_bag(archive, ledger, record, files, store, confirmed)
     if not row.ok:
         log.error("%s: %s at %s: %s", record.work_id, row.outcome, store.name, row.detail)
     return row

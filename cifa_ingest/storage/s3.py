@@ -276,6 +276,7 @@ class S3Store:
             size=int(head["ContentLength"]),
             sha256=_full_object_sha256(head),
             locked=_locked_now(head),
+            fingerprint=_fingerprint(head),
         )
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
@@ -506,6 +507,7 @@ class S3Store:
             size=stored,
             sha256=_full_object_sha256(head),
             locked=_locked_now(head),
+            fingerprint=_fingerprint(head),
         )
 
     def _refuse(self, key: str, why: str) -> None:
@@ -635,12 +637,15 @@ def _full_object_sha256(head: dict[str, Any]) -> str | None:
 
 
 def _fingerprint(entry: dict[str, Any]) -> str | None:
-    """``ETag@last-modified`` of a listed object: a rewrite with other bytes changes its ETag (an
-    MD5 of the content, or of the parts, or random under SSE-KMS), and any rewrite its time."""
+    """``ETag@last-modified`` of an object, listed or looked up (HEAD): a rewrite with other
+    bytes changes its ETag (an MD5 of the content, or of the parts, or random under SSE-KMS), and
+    any rewrite its time. In whole seconds: a HEAD's time has no more (an HTTP date), where a
+    listing's may have milliseconds, and the two must say the same of one object."""
     etag, modified = entry.get("ETag"), entry.get("LastModified")
     if not etag or not isinstance(modified, datetime):
         return None
-    return f"{etag.strip(chr(34))}@{modified.astimezone(UTC).isoformat()}"
+    when = modified.astimezone(UTC).replace(microsecond=0).isoformat()
+    return f"{etag.strip(chr(34))}@{when}"
 
 
 def _locked_now(head: dict[str, Any]) -> bool:

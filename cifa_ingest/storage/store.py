@@ -44,10 +44,11 @@ class StoredObject:
     sha256: str | None = None
     #: Whether the store holds the object under write-once retention (S3 Object Lock).
     locked: bool = False
-    #: What the store's listing says of this version of the object, changing whenever it is
-    #: written again with other bytes (S3: its ETag and last-modified time); None where it
-    #: says nothing such (a file system). A cheap audit that confirmed the store's checksum of
-    #: an object need not look it up again while this stays the same.
+    #: What the store says of this version of the object (listed, looked up or just written),
+    #: changing whenever it is written again with other bytes (S3: its ETag and last-modified
+    #: time); None where it says nothing such (a file system). An object whose checksum was
+    #: confirmed need not be looked up again while this stays the same
+    #: (:mod:`cifa_ingest.storage.confirmed`).
     fingerprint: str | None = None
 
 
