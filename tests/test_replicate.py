@@ -567,3 +567,184 @@ def test_a_mount_point_left_empty_is_unreachable_not_filled(
     copy = ledger.copy(work, "disk2")
     assert copy is not None and copy.state is CopyState.PENDING  # nothing new recorded
     assert report["snapshots"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger's snapshots kept at each location ([storage] ledger_snapshots_kept)
+
+
+def _at(monkeypatch: pytest.MonkeyPatch, moment: str) -> str:
+    """Make the next snapshot's key that of ``moment`` (``YYYYmmddTHHMMSSZ``); the key."""
+    from cifa_ingest.storage import replicate
+
+    key = f"ledger/ledger-{moment}.sqlite"
+    monkeypatch.setattr(replicate, "snapshot_key", lambda at=None: key)
+    return key
+
+
+def _snapshots(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in (root / "ledger").iterdir())
+
+
+def test_the_newest_snapshots_are_kept_the_older_removed_and_recovery_takes_the_newest(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[storage] ledger_snapshots_kept = 3``: after a run that sent its snapshot, verified,
+    only the newest three of the location's snapshots are left (the one just sent among them);
+    nothing else under ``ledger/`` is touched; a location that sets 0 keeps every one; and
+    ``cifa recover`` rebuilds from the newest."""
+    from cifa_ingest.storage.locations import StorageSettings
+    from cifa_ingest.storage.recover import recover_archive
+    from cifa_ingest.storage.replicate import replicate_archive
+
+    disk, nas = tmp_path / "disk2", tmp_path / "nas"
+    storage = StorageSettings.model_validate(
+        {
+            "ledger_snapshots_kept": 3,
+            "locations": [
+                {"name": "disk2", "kind": "filesystem", "path": str(disk), "zone": "a"},
+                {"name": "nas", "kind": "filesystem", "path": str(nas), "zone": "b",
+                 "ledger_snapshots_kept": 0},
+            ],
+        }
+    )  # fmt: skip
+    assert [loc.ledger_snapshots_kept for loc in storage.locations] == [3, 0]
+    older = [f"ledger/ledger-2026010{day}T020000Z.sqlite" for day in range(1, 6)]
+    for root in (disk, nas):
+        (root / "ledger").mkdir(parents=True)
+        for key in older:
+            (root / key).write_bytes(b"an older night's snapshot")
+        (root / "ledger" / "README.txt").write_text("not a snapshot: never removed", "utf-8")
+
+    newest = _at(monkeypatch, "20261127T020000Z")
+    report = replicate_archive(Archive(archive), storage.locations)
+    assert report.ok, [c.detail for c in report.problems]
+    pruned = {s.location: s.pruned for s in report.snapshots}
+    assert pruned == {"disk2": older[:3], "nas": []}
+    assert report.as_dict()["snapshots"][0]["pruned"] == older[:3]
+    assert _snapshots(disk) == ["ledger/README.txt", *older[3:], newest]
+    assert _snapshots(nas) == ["ledger/README.txt", *older, newest]
+
+    # A run that changed nothing sends nothing and removes nothing; the next that did, does.
+    assert replicate_archive(Archive(archive), storage.locations).snapshots == []
+    Ledger(archive / "ledger.sqlite").record_copy(
+        sorted(WORKS)[0], "disk2", CopyState.PENDING, software="test"
+    )
+    newer = _at(monkeypatch, "20261128T020000Z")
+    again = replicate_archive(Archive(archive), storage.locations)
+    assert again.ok and [s.pruned for s in again.snapshots] == [[older[3]], []]
+    assert _snapshots(disk) == ["ledger/README.txt", older[4], newest, newer]
+
+    # Recovery takes the newest: the one just sent, sound.
+    recovered = recover_archive(storage.locations[0], tmp_path / "recovered")
+    assert recovered.snapshot == newer and recovered.ok
+
+
+def test_no_snapshot_is_removed_after_one_recovery_would_refuse_or_one_not_the_newest(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ledger whose audit log's chain is broken is still sent (it is the archive's memory), but
+    no older snapshot is removed for it: the last sound one stays for recovery. Nor when the one
+    just sent is not the newest there (a clock set back)."""
+    from cifa_ingest.storage.replicate import replicate_archive
+
+    disk = tmp_path / "disk2"
+    (disk / "ledger").mkdir(parents=True)
+    older = [f"ledger/ledger-2026010{day}T020000Z.sqlite" for day in range(1, 5)]
+    for key in older:
+        (disk / key).write_bytes(b"an older night's snapshot")
+    location = FilesystemLocation(name="disk2", path=str(disk), zone="a", ledger_snapshots_kept=2)
+
+    _at(monkeypatch, "20251231T020000Z")  # older than what is there
+    report = replicate_archive(Archive(archive), [location])
+    assert report.ok and report.snapshots[0].pruned == []
+    assert "is not the newest there" in caplog.text
+    assert len(_snapshots(disk)) == 5
+
+    from cifa_ingest.archive.audit_log import AuditLog
+
+    AuditLog(archive / "ledger.sqlite").record(
+        sorted(WORKS)[0], "2026-11-26T00:00:00+00:00", "test", "intact", [], 0, 0.0
+    )
+    with closing(sqlite3.connect(archive / "ledger.sqlite")) as db, db:
+        db.execute("UPDATE fixity_checks SET outcome = 'damaged'")  # the chain no longer holds
+    Ledger(archive / "ledger.sqlite").record_copy(
+        sorted(WORKS)[0], "disk2", CopyState.PENDING, software="test"
+    )
+    caplog.clear()
+    sent = _at(monkeypatch, "20261127T020000Z")
+    report = replicate_archive(Archive(archive), [location])
+    assert report.ok and report.snapshots[0].pruned == []
+    assert "not one recovery would take" in caplog.text and "hash chain" in caplog.text
+    assert _snapshots(disk)[-1] == sent and len(_snapshots(disk)) == 6
+    assert not list(archive.glob(".ledger-snapshot*"))
+
+
+def test_a_snapshot_the_store_refuses_to_remove_is_kept_without_error(tmp_path: Path) -> None:
+    """Object Lock: the store refuses to remove a snapshot still under retention; it is kept,
+    and so are the newer ones (retained longer), with no error. Any other failure is a warning:
+    the next is tried."""
+    from cifa_ingest.storage.replicate import prune_snapshots
+
+    root = tmp_path / "loc"
+    (root / "ledger").mkdir(parents=True)
+    keys = [f"ledger/ledger-2026010{day}T020000Z.sqlite" for day in range(1, 7)]
+    for key in keys:
+        (root / key).write_bytes(b"x")
+
+    class Store(FilesystemStore):
+        refused: set[str]
+        failing: set[str]
+
+        def delete(self, key: str) -> None:
+            if key in self.refused:
+                raise CopyRefused(f"{key} is held under Object Lock")
+            if key in self.failing:
+                raise OSError("an I/O error")
+            super().delete(key)
+
+    store = Store(FilesystemLocation(name="loc", path=str(root), zone="a"))
+    store.failing = {keys[0]}
+    store.refused = {keys[2]}
+    assert prune_snapshots(store, keys[-1], 2) == [keys[1]]
+    assert _snapshots(root) == [keys[0], *keys[2:]]
+    store.refused = set()
+    assert prune_snapshots(store, keys[-1], 0) == []  # 0: keep all
+    assert prune_snapshots(store, keys[-1], 3) == [keys[2]]  # keys[0] fails again: kept
+    assert _snapshots(root) == [keys[0], *keys[3:]]
+
+
+def test_ledger_snapshots_kept_is_0_or_2_at_least() -> None:
+    from pydantic import ValidationError
+
+    from cifa_ingest.storage.locations import StorageSettings
+
+    assert StorageSettings().ledger_snapshots_kept == 0
+    for wrong in (1, -1):
+        with pytest.raises(ValidationError, match="ledger_snapshots_kept"):
+            StorageSettings.model_validate({"ledger_snapshots_kept": wrong})
+
+
+def test_snapshots_beyond_those_kept_are_removed_from_s3_but_not_under_object_lock(
+    archive: Path, s3_server: S3Server, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifa_ingest.storage.replicate import replicate_archive
+    from cifa_ingest.storage.stores import open_store
+
+    plain = s3_server.location(s3_server.create_bucket(), name="offsite")
+    locked = s3_server.location(
+        s3_server.create_bucket(object_lock=True), name="vault", object_lock_days=1
+    )
+    plain, locked = (loc.model_copy(update={"ledger_snapshots_kept": 2}) for loc in (plain, locked))
+    keys = []
+    for night in range(1, 4):
+        keys.append(_at(monkeypatch, f"2026112{night}T020000Z"))
+        if night > 1:
+            Ledger(archive / "ledger.sqlite").record_copy(
+                sorted(WORKS)[0], "offsite", CopyState.PENDING, software="test"
+            )
+        report = replicate_archive(Archive(archive), [plain, locked])
+        assert report.ok, [c.detail for c in report.problems] + [s.detail for s in report.snapshots]
+    assert [s.pruned for s in report.snapshots] == [[keys[0]], []]
+    assert [o.key for o in open_store(plain).list("ledger/")] == keys[1:]
+    assert [o.key for o in open_store(locked).list("ledger/")] == keys  # retained: all kept

@@ -132,10 +132,12 @@ class FilesystemStore:
         return StoredObject(key=key, size=found.st_size)
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
-        """Every file whose key starts with ``prefix``, in key order; temporary files aside."""
+        """Every file whose key starts with ``prefix``, in key order; temporary files aside.
+        Only the folder the prefix names is walked (``ledger/``: not every bag's files)."""
         self.check()
+        folder = prefix.rpartition("/")[0]
         found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in os.walk(self._path(folder) if folder else self.root):
             for name in files:
                 if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
                     continue

@@ -61,12 +61,28 @@ def _valid_name(value: str) -> str:
     return value
 
 
+def _valid_kept(value: int | None) -> int | None:
+    if value == 1:
+        raise ValueError(
+            "keep 2 ledger snapshots at least (the newest, and one before it for recovery to fall"
+            " back on), or 0 to keep them all"
+        )
+    return value
+
+
+#: How many of the ledger's snapshots a location keeps: 0, every one; else the newest N, N >= 2.
+SnapshotsKept = Annotated[int, Field(ge=0, le=100_000), AfterValidator(_valid_kept)]
+
+
 class _Location(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, AfterValidator(_valid_name)]
     zone: str = Field(min_length=1, max_length=128)
     audit_every_days: float = Field(default=30, gt=0, le=3650)
+    #: How many of the ledger's snapshots to keep here (:data:`SnapshotsKept`); unset: as
+    #: ``[storage] ledger_snapshots_kept`` says (:class:`StorageSettings` fills it in).
+    ledger_snapshots_kept: SnapshotsKept | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -106,11 +122,28 @@ Location = Annotated[FilesystemLocation | S3Location, Field(discriminator="kind"
 
 
 class StorageSettings(BaseModel):
-    """``[storage]``: the further locations, each a complete copy of every bag."""
+    """``[storage]``: the further locations, each a complete copy of every bag, and how many of
+    the ledger's snapshots each keeps (:func:`cifa_ingest.storage.replicate.prune_snapshots`):
+    ``ledger_snapshots_kept``, 0 for all of them (the default), else the newest N (2 at least),
+    for every location that does not set its own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     locations: tuple[Location, ...] = ()
+    ledger_snapshots_kept: SnapshotsKept = 0
+
+    @model_validator(mode="after")
+    def _each_location_keeps(self) -> StorageSettings:
+        """Each location that sets no ``ledger_snapshots_kept`` of its own takes this table's:
+        the location is what replication is given (the nightly run's, ``cifa replicate``)."""
+        filled = tuple(
+            location
+            if location.ledger_snapshots_kept is not None
+            else location.model_copy(update={"ledger_snapshots_kept": self.ledger_snapshots_kept})
+            for location in self.locations
+        )
+        object.__setattr__(self, "locations", filled)  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> StorageSettings:

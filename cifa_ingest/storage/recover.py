@@ -262,6 +262,23 @@ def _sound_ledger(path: Path) -> str:
     return ""
 
 
+def unsound_ledger(path: Path) -> str:
+    """Why the ledger's snapshot at ``path`` is not one to rebuild an archive from, or "" when
+    it is: SQLite finds it whole, it is a ledger, and its audit log's hash chain verifies. What
+    recovery asks of a snapshot before taking it, and replication of the one it has just sent
+    before removing older ones (:func:`cifa_ingest.storage.replicate.prune_snapshots`). The file
+    is upgraded in place to this release's schema, if older."""
+    why = _sound_ledger(path)
+    if why:
+        return why
+    try:
+        Ledger(path)
+        chain = AuditLog(path).verify()
+    except (CifaError, sqlite3.Error) as exc:
+        chain = [str(exc)]
+    return f"its audit log's hash chain does not verify ({chain[0]})" if chain else ""
+
+
 def _fetch_ledger(store: Store, work: Path, report: RecoveryReport) -> Path:
     """The newest sound snapshot, fetched to ``work/ledger.sqlite`` and upgraded to this
     release's schema; :class:`RecoveryFailed` when the location holds none."""
@@ -278,15 +295,7 @@ def _fetch_ledger(store: Store, work: Path, report: RecoveryReport) -> Path:
         why = ""
         if found is not None and found.sha256 is not None and found.sha256.lower() != digest:
             why = "its bytes differ from the digest the store keeps of them"
-        why = why or _sound_ledger(target)
-        if not why:
-            try:
-                Ledger(target)  # upgraded to this release's schema, if older
-                chain = AuditLog(target).verify()
-            except (CifaError, sqlite3.Error) as exc:
-                chain = [str(exc)]
-            if chain:
-                why = f"its audit log's hash chain does not verify ({chain[0]})"
+        why = why or unsound_ledger(target)
         if why:
             log.error("ledger snapshot %s refused: %s", key, why)
             report.refused_snapshots.append({"key": key, "detail": why})

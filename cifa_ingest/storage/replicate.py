@@ -34,6 +34,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -143,9 +145,18 @@ class Snapshot:
     key: str
     ok: bool
     detail: str = ""
+    #: Older snapshots removed there afterwards, beyond the location's ``ledger_snapshots_kept``
+    #: (:func:`prune_snapshots`).
+    pruned: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"location": self.location, "key": self.key, "ok": self.ok, "detail": self.detail}
+        return {
+            "location": self.location,
+            "key": self.key,
+            "ok": self.ok,
+            "detail": self.detail,
+            "pruned": self.pruned,
+        }
 
 
 @dataclass
@@ -538,7 +549,7 @@ def replicate_archive(
         if changed:
             report.snapshots = _send_snapshots(archive, ledger, [
                 s for s in reached if s.name not in report.unreachable
-            ])  # fmt: skip
+            ], {loc.name: loc.ledger_snapshots_kept or 0 for loc in locations})  # fmt: skip
     report.seconds = time.monotonic() - started
     return report
 
@@ -610,13 +621,26 @@ def _replicate_one(
 
 
 def snapshot_key(at: dt.datetime | None = None) -> str:
-    """``ledger/ledger-<UTC time>.sqlite``: one per run that changed the ledger, kept (a
-    damaged ledger sent tonight must not replace last night's good one)."""
+    """``ledger/ledger-<UTC time>.sqlite``: one per run that changed the ledger, each a new
+    object (a damaged ledger sent tonight must not replace last night's good one); the older ones
+    are kept, all of them or the newest ``ledger_snapshots_kept`` (:func:`prune_snapshots`)."""
     at = at or dt.datetime.now(dt.UTC)
     return f"ledger/ledger-{at.strftime('%Y%m%dT%H%M%SZ')}.sqlite"
 
 
-def _send_snapshots(archive: Archive, ledger: Ledger, stores: Sequence[Store]) -> list[Snapshot]:
+#: The keys :func:`snapshot_key` makes: the only objects :func:`prune_snapshots` ever removes.
+SNAPSHOT_KEY = re.compile(r"^ledger/ledger-\d{8}T\d{6}Z\.sqlite$")
+
+
+def _send_snapshots(
+    archive: Archive,
+    ledger: Ledger,
+    stores: Sequence[Store],
+    kept: dict[str, int] | None = None,
+) -> list[Snapshot]:
+    """Send the ledger's snapshot to each of ``stores``; then, at each that received it and
+    keeps only the newest ``kept[name]`` (0 or absent: all), remove the older ones, provided the
+    snapshot is sound (:func:`prune_snapshots`)."""
     if not stores:
         return []
     key = snapshot_key()
@@ -624,6 +648,8 @@ def _send_snapshots(archive: Archive, ledger: Ledger, stores: Sequence[Store]) -
     temporary = archive.root / ".ledger-snapshot.sqlite"
     temporary.unlink(missing_ok=True)
     sent = []
+    kept = kept or {}
+    pruning: list[tuple[Store, Snapshot]] = []
     try:
         ledger.snapshot(temporary)
         digest = _sha256_file(temporary)
@@ -635,11 +661,86 @@ def _send_snapshots(archive: Archive, ledger: Ledger, stores: Sequence[Store]) -
                 sent.append(Snapshot(store.name, key, False, str(exc)))
             else:
                 sent.append(Snapshot(store.name, key, True))
+        pruning = [
+            (st, sn) for st, sn in zip(stores, sent, strict=True) if sn.ok and kept.get(st.name)
+        ]
+        if pruning and (why := _unsound_snapshot(archive, temporary)):
+            log.warning(
+                "the ledger's snapshot %s is not one recovery would take (%s): no older snapshot"
+                " is removed anywhere",
+                key, why,
+            )  # fmt: skip
+            pruning = []
     except (sqlite3.Error, OSError) as exc:
         sent = [Snapshot(s.name, key, False, f"no snapshot: {exc}") for s in stores]
+        pruning = []
     finally:
         temporary.unlink(missing_ok=True)
+    for store, snapshot in pruning:
+        snapshot.pruned = prune_snapshots(store, key, kept[store.name])
     return sent
+
+
+def _unsound_snapshot(archive: Archive, snapshot: Path) -> str:
+    """Why recovery would refuse ``snapshot`` (:func:`cifa_ingest.storage.recover.unsound_ledger`),
+    or "": checked on a scratch copy, since the check may upgrade what it reads."""
+    from cifa_ingest.storage.recover import unsound_ledger  # it imports this module
+
+    scratch = archive.root / ".ledger-snapshot-check.sqlite"
+    try:
+        shutil.copyfile(snapshot, scratch)
+        return unsound_ledger(scratch)
+    except (CifaError, sqlite3.Error, OSError) as exc:
+        return f"it could not be checked: {exc}"
+    finally:
+        for leftover in archive.root.glob(f"{scratch.name}*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def prune_snapshots(store: Store, newest: str, kept: int) -> list[str]:
+    """Remove the ledger's snapshots at ``store`` beyond the newest ``kept`` (``newest``, the one
+    just sent, among them); the keys removed. Called only once ``newest`` was sent there and
+    verified (the store's ``put``), and found sound (what recovery asks of it), so the snapshot
+    recovery takes first is never one removed. Nothing is removed when ``kept`` is under 2 (0:
+    keep all), when ``newest`` is not the newest listed there (a clock set back), nor anything
+    but the keys :func:`snapshot_key` makes. A snapshot the store refuses to remove (S3 Object
+    Lock retention) is kept, and so are the newer ones (written later, retained longer), without
+    error; any other failure is a warning, never the run's failure."""
+    if kept < 2:
+        return []
+    try:
+        keys = sorted(o.key for o in store.list("ledger/") if SNAPSHOT_KEY.match(o.key))
+    except (CifaError, OSError) as exc:
+        log.warning("ledger snapshots at %s not pruned: %s", store.name, exc)
+        return []
+    if not keys or keys[-1] != newest:
+        log.warning(
+            "ledger snapshots at %s not pruned: the one just sent, %s, is not the newest there"
+            " (%s)",
+            store.name, newest, keys[-1] if keys else "none listed",
+        )  # fmt: skip
+        return []
+    removed: list[str] = []
+    for key in keys[:-kept]:
+        try:
+            store.delete(key)
+        except CopyRefused as exc:  # under retention: kept, as are the newer ones
+            log.info("ledger snapshots at %s: %s and newer kept: %s", store.name, key, exc)
+            break
+        except LocationUnreachable as exc:
+            log.warning("ledger snapshots at %s: %s not removed: %s", store.name, key, exc)
+            break
+        except (CifaError, OSError) as exc:
+            log.warning("ledger snapshots at %s: %s not removed: %s", store.name, key, exc)
+            continue
+        removed.append(key)
+    if removed:
+        log.info(
+            "ledger snapshots at %s: %d older than the newest %d removed",
+            store.name, len(removed), kept,
+        )  # fmt: skip
+    return removed
 
 
 def table(report: ReplicationReport) -> str:
@@ -671,5 +772,10 @@ def table(report: ReplicationReport) -> str:
     sent = [s.location for s in report.snapshots if s.ok]
     if sent:
         lines.append(f"ledger snapshot {report.snapshots[0].key} → {', '.join(sent)}")
+    for snapshot in report.snapshots:
+        if snapshot.pruned:
+            lines.append(
+                f"older ledger snapshots removed at {snapshot.location}: {len(snapshot.pruned)}"
+            )
     lines.append(f"{report.summary_line()}, in {report.seconds:.1f} s")
     return "\n".join(lines)
