@@ -674,3 +674,63 @@ def test_the_json_of_the_archive_commands_is_documented(
     )
     status = _cifa(capsys, "status", str(catalogue), "--archive", str(archive))
     _assert_documented("## `cifa status`", status)
+
+
+def test_the_json_of_the_storage_commands_is_documented(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Printed by ``cifa`` itself over a bag registered as the ingest registers it and a
+    filesystem location: replicate (an older ledger snapshot pruned), repair (a file replaced),
+    restore and recover."""
+    from cifa_ingest.archive.ledger import BagRecord, Ledger
+    from cifa_ingest.bag import package
+    from tests.conftest import TEST_CONFIG
+
+    film = tmp_path / "film"
+    (film / "sub").mkdir(parents=True)
+    (film / "a.txt").write_text("a film\n")
+    (film / "sub" / "b.txt").write_text("its notes\n")
+    _cifa(capsys, "bag", str(film))
+    archive = tmp_path / "archive"
+    bag = archive / "bags" / "cifa-0001"
+    bag.parent.mkdir(parents=True)
+    film.rename(bag)
+    Ledger(archive / "ledger.sqlite").register_bag(
+        BagRecord(
+            work_id="cifa-0001",
+            bag_path="bags/cifa-0001",
+            placed_at="2026-01-01T00:00:00+00:00",
+            payload_oxum=package.summarise_bag(bag).payload_oxum,
+            manifest_digests=package.summarise_bag(bag).manifest_digests,
+            source_keys=[],
+            software="cifa-ingest",
+        ),
+        files=package.payload_files(bag),
+    )
+    disk = tmp_path / "disk2"
+    (disk / "ledger").mkdir(parents=True)
+    for night in (1, 2):
+        (disk / "ledger" / f"ledger-2026010{night}T020000Z.sqlite").write_bytes(b"older")
+    config = tmp_path / "cifa.toml"
+    config.write_text(
+        TEST_CONFIG.read_text("utf-8") + "\n[storage]\nledger_snapshots_kept = 2\n\n"
+        f'[[storage.locations]]\nname = "disk2"\nkind = "filesystem"\npath = "{disk}"\n'
+        'zone = "here"\n',
+        "utf-8",
+    )
+    monkeypatch.setenv("CIFA_CONFIG", str(config))
+    where = ["--archive", str(archive)]
+
+    replicated = _cifa(capsys, "replicate", *where)
+    assert replicated["ok"] and replicated["snapshots"][0]["pruned"]
+    _assert_documented("## `cifa replicate`", replicated)
+    (disk / "bags" / "cifa-0001" / "data" / "a.txt").unlink()
+    repaired = _cifa(capsys, "repair", "cifa-0001", *where)
+    assert repaired["ok"] and repaired["repaired"]
+    _assert_documented("## `cifa repair`", repaired)
+    restored = _cifa(capsys, "restore", "cifa-0001", "--to", str(tmp_path / "restored"), *where)
+    assert restored["ok"]
+    _assert_documented("## `cifa restore`", restored)
+    recovered = _cifa(capsys, "recover", "--from", "disk2", "--to", str(tmp_path / "recovered"))
+    assert recovered["ok"] and recovered["bags"]
+    _assert_documented("## `cifa recover`", recovered)
