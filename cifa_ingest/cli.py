@@ -155,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --location: read and re-hash every byte of every copy (sha256 and sha512)",
     )
+    audit.add_argument(
+        "--no-repair",
+        dest="repair",
+        action="store_false",
+        help="only look: do not repair the missing or damaged copies found (repaired by default"
+        " from a copy that verifies, when storage locations are declared)",
+    )
     common(audit)
 
     serve = commands.add_parser(
@@ -659,8 +666,10 @@ def parse_budget(text: str) -> tuple[float | None, int | None]:
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
-    """Exit 0 when every bag (or every copy at ``--location``) is intact, 1 when any problem
-    was found or remains (a location unreachable included), 2 for bad usage."""
+    """Exit 0 when every bag (or every copy at ``--location``) is intact, or was repaired, 1
+    when any problem remains (a location unreachable included, or repair refused), 2 for bad
+    usage. Unless ``--no-repair``, the copies found missing or damaged are repaired from a copy
+    that verifies (:mod:`cifa_ingest.audit.repairs`)."""
     import json
 
     from cifa_ingest.audit import fixity_audit as audit
@@ -691,6 +700,12 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
         report = audit.audit_archive(
             store, max_age_days=args.max_age, budget_seconds=seconds, budget_bytes=size
         )
+    if args.repair:
+        from cifa_ingest.audit.repairs import repair_found
+
+        repair_found(store, report, list(settings.storage.locations))
+        if report.repair_refused:
+            print(f"cifa: repair refused: {report.repair_refused}", file=sys.stderr)
     try:  # the report describes the audit; it never decides it (as in the Prefect flow)
         json_path, html_path = write_reports(report, store)
     except OSError as exc:

@@ -152,7 +152,8 @@ def plan(
             description=(
                 f"Every night: re-verify the bags not verified in {max_age:g} days, oldest first"
                 + (f", within {budget:g} h" if budget is not None else "")
-                + ". Fails when any problem is found."
+                + ". Repairs a bag found damaged from a copy that verifies (when storage"
+                " locations are declared); fails when a problem remains."
             ),
             parameters=rolling,
             cron=when.fixity_rolling,
@@ -164,8 +165,9 @@ def plan(
             entrypoint="cifa_ingest.pipelines.flows.fixity_audit",
             name=AuditMode.FULL,
             description=(
-                "Every week: re-read and re-hash every file of every bag. Fails when any problem"
-                " is found."
+                "Every week: re-read and re-hash every file of every bag. Repairs a bag found"
+                " damaged from a copy that verifies (when storage locations are declared); fails"
+                " when a problem remains."
             ),
             parameters={"archive": archive_path},
             cron=when.fixity_full,
@@ -212,8 +214,9 @@ def _location_audit(
         description=(
             f"The copies at storage location {location.name} ({location.kind}, zone"
             f" {location.zone}): a deep rolling audit, every copy re-read and re-hashed at least"
-            f" every {days:g} days, least recently verified first. Fails when a copy is missing,"
-            " damaged or unlocked, or the location does not answer."
+            f" every {days:g} days, least recently verified first. A copy found missing or"
+            " damaged is repaired from one that verifies; fails when a problem remains (a file"
+            " with no good copy anywhere, a copy unlocked, the location not answering)."
         ),
         parameters={
             "archive": archive,

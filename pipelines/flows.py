@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from cifa_ingest.archive.layout import Archive, NoArchive
 from cifa_ingest.archive.ledger import CheckOutcome, SourceStatus
 from cifa_ingest.audit import copies as copy_audit
 from cifa_ingest.audit import fixity_audit as audit
-from cifa_ingest.audit import watch
+from cifa_ingest.audit import repairs, watch
 from cifa_ingest.catalogue.model import Work, load_catalogues
 from cifa_ingest.catalogue.one_off import work_for_job
 from cifa_ingest.config import Settings, load_settings, resolve_archive
@@ -48,6 +48,7 @@ from cifa_ingest.preserve import (
     place_step,
     preserve_work,
 )
+from cifa_ingest.storage import repair as repairing
 from cifa_ingest.storage import replicate as replication
 from cifa_ingest.storage.locations import PRIMARY
 from cifa_ingest.storage.store import LocationUnreachable
@@ -696,6 +697,7 @@ def _audit_bag(store: Archive, record: audit.BagRecord) -> audit.BagAudit | Stat
     is what
     the audit is for, not an error of it, so nothing is raised and no traceback is logged."""
     checked = audit.audit_bag(store, record)
+    checked.worker = _where()
     if checked.intact:
         return checked
     return Failed(message=f"damaged: {_named(checked.problems)}", data=checked)
@@ -713,18 +715,64 @@ def _audit_copy(
         checked = copy_audit.deep_check(store, location, record)
     except (LocationUnreachable, replication.SourceDamaged) as exc:
         return Failed(message=str(exc), data=exc)
+    checked.worker = _where()
     if checked.intact:
         return checked
     return Failed(message=f"{location.name}: {_named(checked.problems)}", data=checked)
 
 
+@task(name="repair", cache_policy=NO_CACHE, persist_result=False)
+def _repair(
+    store: Archive, work_ids: list[str], locations: list[copy_audit.Location]
+) -> repairing.RepairReport | State:
+    """Repair the works an audit found wanting (:func:`cifa_ingest.storage.repair.repair_work`):
+    Failed when a problem remains (no good copy of a file, a location unreachable), its report
+    the state's data; a ledger whose chain is broken is the Failed state's data, nothing read or
+    written. Nothing is raised: what remains is the audit's to say."""
+    try:
+        report = repairing.repair_work(store, work_ids, locations)
+    except repairing.LedgerTampered as exc:
+        return Failed(message=f"repair refused: {exc}", data=exc)
+    if report.ok:
+        return report
+    remains = "; ".join(f"{p.work_id} @ {p.location}: {p.kind} {p.path}" for p in report.problems)
+    return Failed(message=f"problems remain: {remains}"[:_MESSAGE_CHARS], data=report)
+
+
 def _task_result(state: State, name: str) -> audit.BagAudit:
-    checked = state.result(raise_on_failure=False)
-    if isinstance(checked, audit.BagAudit):
-        return checked
-    if isinstance(checked, BaseException):  # the check raised: unreachable, or a bug
-        raise checked
-    raise RuntimeError(f"{name} ended {state.type.value}: {state.message}")
+    return _checked(
+        state.result(raise_on_failure=False), f"ended {state.type.value}: {state.message}", name
+    )
+
+
+def _checked(data: object, otherwise: str, name: str) -> audit.BagAudit:
+    """The BagAudit a check's task came back with; what it raised, raised here."""
+    if isinstance(data, audit.BagAudit):
+        return data
+    if isinstance(data, BaseException):  # the check raised: unreachable, or a bug
+        raise data
+    raise RuntimeError(f"{name} {otherwise}")
+
+
+def _audit_runner(settings: Settings) -> TaskRunner | None:
+    """Where an audit's checks run: on the Dask cluster at ``[execution] dask_address``, as the
+    nightly ingest's works do (:func:`_works_runner`: the workers need the project and the
+    archive, and the storage locations, at the same paths), or (None) in this process, as they
+    always did (the primary's bags two at a time, a location's copies one at a time)."""
+    if settings.execution.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=settings.execution.dask_address)
+    return None
+
+
+def _dask_threads(runner: TaskRunner) -> int:
+    """The threads of the cluster's workers: how many checks are kept in flight on it. Connects
+    to the scheduler (:class:`OSError` when it cannot)."""
+    from prefect_dask import DaskTaskRunner
+
+    assert isinstance(runner, DaskTaskRunner)
+    return max(1, sum(runner.client.nthreads().values()))
 
 
 @flow(name="fixity-audit", persist_result=False, validate_parameters=False)
@@ -736,6 +784,7 @@ def fixity_audit(
     location: str | None = None,
     deep: bool = False,
     settings: Settings | None = None,
+    repair: bool = True,
 ) -> State:
     """Re-read and re-hash every bag (or, with ``max_age_days``, the bags not verified in that
     many days, oldest first, within a budget). Every file is read: the tasks never use Prefect's
@@ -749,49 +798,107 @@ def fixity_audit(
     audited instead, as ``cifa audit --location NAME [--deep]`` does
     (:mod:`cifa_ingest.audit.copies`): with ``deep``, each copy is an ``audit-copy`` task; a
     location that does not answer ends the run Failed (``location_unreachable``), nothing marked
-    damaged."""
+    damaged.
 
-    def check(store: Archive, record: audit.BagRecord) -> audit.BagAudit:
-        named = _audit_bag.with_options(task_run_name=f"audit-{record.work_id}")
-        return _task_result(named(store, record, return_state=True), f"audit-{record.work_id}")
-
-    def check_copy(
-        store: Archive, where: copy_audit.Location, record: audit.BagRecord
-    ) -> audit.BagAudit:
-        name = f"audit-{record.work_id}-at-{where.name}"
-        named = _audit_copy.with_options(task_run_name=name)
-        return _task_result(named(store, where, record, return_state=True), name)
-
+    With ``repair`` (the default, and the deployments'), the copies found missing or damaged are
+    then repaired from a copy that verifies (a ``repair`` task,
+    :mod:`cifa_ingest.audit.repairs`), and the run ends Failed only when a problem remains (no
+    good copy of a file anywhere: nothing overwritten; a ledger whose chain is broken: nothing
+    repaired). With ``[execution] dask_address``, the checks are tasks on the Dask cluster
+    (:func:`_audit_runner`), as many in flight as its workers have threads, in the audit's order,
+    none started once a budget is spent."""
     try:
         store = Archive(archive).existing()
     except NoArchive as exc:  # a wrong path, or the first night has not run yet
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=RunFailed(str(exc)))
+    settings = settings or load_settings()
+    declared = None
     if location is not None:
-        declared = (settings or load_settings()).storage.location(location)
+        declared = settings.storage.location(location)
         if declared is None:
             message = f"no storage location named {location!r} in the settings"
             get_run_logger().error("%s", message)
             return Failed(message=message, data=RunFailed(message))
-        report = copy_audit.audit_location(
-            store, declared, deep=deep, max_age_days=max_age_days,
-            budget_seconds=budget_seconds, budget_bytes=budget_bytes, check=check_copy,
-        )  # fmt: skip
-    else:
-        report = audit.audit_archive(
-            store,
-            max_age_days=max_age_days,
-            budget_seconds=budget_seconds,
-            budget_bytes=budget_bytes,
-            check=check,
-        )
+    runner = _audit_runner(settings)
+    with runner if runner is not None else contextlib.nullcontext():
+        parallel: dict[str, Any] = {}
+        if runner is not None:
+            try:
+                parallel = {"workers": _dask_threads(runner), "overlap_budget": True}
+            except OSError as exc:
+                message = (
+                    f"the Dask scheduler at {settings.execution.dask_address} cannot be reached:"
+                    f" {exc}"
+                )
+                get_run_logger().error("%s", message)
+                return Failed(message=message, data=RunFailed(message))
+
+        def run(check_task: Any, name: str, parameters: dict[str, Any]) -> audit.BagAudit:
+            named = check_task.with_options(task_run_name=name)
+            if runner is None:
+                return _task_result(named(**parameters, return_state=True), name)
+            future = runner.submit(named, parameters=parameters)
+            return _checked(future.result(raise_on_failure=False), "came back empty", name)
+
+        def check(store: Archive, record: audit.BagRecord) -> audit.BagAudit:
+            return run(_audit_bag, f"audit-{record.work_id}", {"store": store, "record": record})
+
+        def check_copy(
+            store: Archive, where: copy_audit.Location, record: audit.BagRecord
+        ) -> audit.BagAudit:
+            name = f"audit-{record.work_id}-at-{where.name}"
+            return run(_audit_copy, name, {"store": store, "location": where, "record": record})
+
+        if declared is not None:
+            report = copy_audit.audit_location(
+                store, declared, deep=deep, max_age_days=max_age_days,
+                budget_seconds=budget_seconds, budget_bytes=budget_bytes, check=check_copy,
+                **parallel,
+            )  # fmt: skip
+        else:
+            report = audit.audit_archive(
+                store,
+                max_age_days=max_age_days,
+                budget_seconds=budget_seconds,
+                budget_bytes=budget_bytes,
+                check=check,
+                **parallel,
+            )
+        if repair:
+            repairs.repair_found(
+                store, report, list(settings.storage.locations), repair=_repair_as_task,
+                recheck=check,
+            )  # fmt: skip
+    logger = get_run_logger()
+    for done in report.repaired:
+        logger.info("%s @ %s: %s (%s) repaired from %s", done["id"], done["location"],
+                    done["path"], done["was"], done["source"])  # fmt: skip
+    if report.repair_refused:
+        logger.error("repair refused: %s", report.repair_refused)
     summary = audit.table(report).splitlines()[-1]
     _publish_audit(report, summary, archive)
     if not report.ok:
         kinds = sorted({p.kind for p in report.problems})
         message = f"{summary}; problems: {', '.join(kinds)}: {_named(report.problems)}"
+        if report.repair_refused:
+            message += f"; repair refused: {report.repair_refused}"
         return Failed(message=message, data=RunFailed(message, report))
     return Completed(message=summary, data=report)
+
+
+def _repair_as_task(
+    store: Archive, work_ids: list[str], locations: Sequence[copy_audit.Location]
+) -> repairing.RepairReport:
+    """Repair as the ``repair`` task, in the flow's process (it holds the archive's replication
+    lock, and writes the primary's files); what it came back with, or its refusal raised."""
+    state = _repair(store, work_ids, list(locations), return_state=True)
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, repairing.RepairReport):
+        return data
+    if isinstance(data, BaseException):
+        raise data
+    raise RuntimeError(f"repair ended {state.type.value}: {state.message}")
 
 
 def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> None:
@@ -831,6 +938,11 @@ def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> Non
          "damaged frames": 0}
         for bag in report.bags
         if bag.intact
+    ] + [
+        {"bag": visible(done["id"]), "kind": f"repaired ({done['was']})",
+         "path": visible(f"{done['location']}: {done['path']}"), "expected": done["sha256"],
+         "found": f"from {done['source']}", "damaged frames": 0}
+        for done in report.repaired
     ]  # fmt: skip
     lines = [
         f"# Fixity audit: {'every bag intact' if report.ok else 'problems found'}",
@@ -843,6 +955,16 @@ def _publish_audit(report: audit.AuditReport, summary: str, archive: str) -> Non
             f"| {markdown_text(p.bag)} | {p.kind} | {markdown_text(p.path or '')} |"
             for p in report.problems
         ]
+    if report.repaired:
+        lines += ["", "Repaired:", "", "| bag | copy | path | was | from |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [
+            f"| {markdown_text(d['id'])} | {markdown_text(d['location'])} |"
+            f" {markdown_text(d['path'])} | {d['was']} | {markdown_text(d['source'])} |"
+            for d in report.repaired
+        ]
+    if report.repair_refused:
+        lines += ["", f"Repair refused: {markdown_text(report.repair_refused)}"]
     if written is not None:
         lines += ["", f"Report: `{visible(str(written.html)).replace('`', '')}`"]
     try:

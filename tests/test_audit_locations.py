@@ -6,8 +6,10 @@ deep one (every byte, sha256 and sha512), on a filesystem location and on a real
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ from cifa_ingest.storage.stores import open_store
 from tests.conftest import REPO, TEST_CONFIG
 from tests.helpers import archive_of_films, fresh_copy
 from tests.s3server import S3Server, s3_env, s3_server
+from tests.test_docs import _assert_documented
 
 __all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
 
@@ -134,8 +137,8 @@ def test_a_flipped_byte_with_size_and_mtime_kept_cheap_cannot_see_it_the_deep_ch
     assert code == 0 and cheap["problems"] == []  # a disk keeps no checksum: no byte was read
     assert _states(archive, "disk2")[work] is CopyState.GOOD
 
-    code, deep = _audit(capsys, archive, "--location", "disk2", "--deep")
-    assert code == 1
+    code, deep = _audit(capsys, archive, "--location", "disk2", "--deep", "--no-repair")
+    assert code == 1 and deep["repaired"] == []
     [problem] = deep["problems"]
     assert (problem["bag"], problem["kind"]) == (work, "copy_damaged")
     assert problem["path"] == damaged.relative_to(disk / "bags" / work).as_posix()
@@ -151,11 +154,12 @@ def test_a_flipped_byte_with_size_and_mtime_kept_cheap_cannot_see_it_the_deep_ch
     # The primary is not what was damaged: its own audit is clean.
     assert _audit(capsys, archive)[0] == 0
     # A cheap check cannot clear what a deep one found: the problem remains.
-    code, again = _audit(capsys, archive, "--location", "disk2")
+    code, again = _audit(capsys, archive, "--location", "disk2", "--no-repair")
     assert code == 1 and _kinds(again) == {(work, "copy_damaged")}
     # In words, for people.
     capsys.readouterr()
-    assert cli.main(["audit", "--archive", str(archive), "--quiet", "--location", "disk2"]) == 1
+    assert cli.main(["audit", "--archive", str(archive), "--quiet", "--location", "disk2",
+                     "--no-repair"]) == 1  # fmt: skip
     out = capsys.readouterr().out
     assert f"{work}: copy_damaged" in out and "disk2 (cheap check)" in out
 
@@ -166,7 +170,7 @@ def test_a_file_deleted_from_a_copy_is_copy_missing_to_the_cheap_check(
     work = sorted(WORKS)[1]
     gone = disk / "bags" / work / "bag-info.txt"
     gone.unlink()
-    code, report = _audit(capsys, archive, "--location", "disk2")
+    code, report = _audit(capsys, archive, "--location", "disk2", "--no-repair")
     assert code == 1
     [problem] = report["problems"]
     assert (problem["bag"], problem["kind"], problem["path"]) == (
@@ -359,7 +363,8 @@ def test_the_flow_of_a_locations_deployment_audits_its_copies_as_tasks(
     assert state.is_completed(), state.message
     work = sorted(WORKS)[0]
     _flip_a_byte_keeping_size_and_mtime(_master(disk, work))
-    state = fixity_audit(str(archive), location="disk2", deep=True, return_state=True)
+    state = fixity_audit(str(archive), location="disk2", deep=True, repair=False,
+                         return_state=True)  # fmt: skip
     assert state.is_failed() and "copy_damaged" in (state.message or "")
     assert _states(archive, "disk2")[work] is CopyState.DAMAGED
     assert (archive / "reports" / "audit-disk2-latest.html").is_file()
@@ -421,3 +426,179 @@ def test_s3_the_first_cheap_audit_after_replication_needs_only_the_listing(
     assert {(p.bag, p.kind, p.path) for p in report.problems} == {
         (work, ProblemKind.COPY_DAMAGED, "bag-info.txt")
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# What an audit finds, repaired (unless --no-repair)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_deep_audit_repairs_a_damaged_copy_from_a_verified_one_unless_told_only_to_look(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = sorted(WORKS)[0]
+    damaged = _master(disk, work)
+    path = damaged.relative_to(disk / "bags" / work).as_posix()
+    intact = _master(archive, work).read_bytes()
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+    rotten = damaged.read_bytes()
+
+    # Only looking: the problem is named, nothing is changed.
+    code, looked = _audit(capsys, archive, "--location", "disk2", "--deep", "--no-repair")
+    assert code == 1 and looked["repaired"] == [] and looked["repair_refused"] is None
+    assert _kinds(looked) == {(work, "copy_damaged")}
+    assert damaged.read_bytes() == rotten
+    assert _states(archive, "disk2")[work] is CopyState.DAMAGED
+
+    # By default: repaired from the primary, which verifies; the copy good again, bytes restored.
+    code, report = _audit(capsys, archive, "--location", "disk2", "--deep")
+    assert code == 0, report
+    assert report["ok"] is True and report["problems"] == []
+    assert report["repaired"] == [
+        {"id": work, "location": "disk2", "path": path, "source": "primary",
+         "sha256": hashlib.sha256(intact).hexdigest(), "was": "copy_damaged"}
+    ]  # fmt: skip
+    _assert_documented("## `cifa audit`", report)  # docs/reference/json.md
+    assert damaged.read_bytes() == intact
+    assert _states(archive, "disk2") == dict.fromkeys(WORKS, CopyState.GOOD)
+    events = [(e.event_type, e.location, e.outcome)
+              for e in AuditLog(archive / "ledger.sqlite").events(work)]  # fmt: skip
+    assert (EventType.REPLICATION, "disk2", EventOutcome.SUCCESS) in events
+    assert (EventType.RECOVERY, "disk2", EventOutcome.SUCCESS) in events
+    assert AuditLog(archive / "ledger.sqlite").verify() == []
+    page = (archive / "reports" / "audit-disk2-latest.html").read_text("utf-8")
+    assert "id='repaired'" in page and path in page and "1 file repaired" in page
+    # Nothing left to find.
+    assert _audit(capsys, archive, "--location", "disk2", "--deep")[1]["repaired"] == []
+    # In words, for people.
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+    capsys.readouterr()
+    assert cli.main(["audit", "--archive", str(archive), "--quiet", "--location", "disk2",
+                     "--deep"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"{work} @ disk2: {path} (copy_damaged) repaired from primary" in out
+    assert "1 file repaired" in out.splitlines()[-1]
+
+
+def test_a_file_damaged_in_every_copy_is_not_overwritten_and_the_problem_stays(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = sorted(WORKS)[0]
+    copies = [_master(archive, work), _master(disk, work)]
+    for number, master in enumerate(copies):
+        state = master.stat()
+        master.chmod(0o644)
+        data = bytearray(master.read_bytes())
+        data[1000 + 97 * number] ^= 1 << number
+        master.write_bytes(bytes(data))
+        master.chmod(state.st_mode & 0o777)
+    before = [_sha256(master) for master in copies]
+    code, report = _audit(capsys, archive, "--location", "disk2", "--deep")
+    assert code == 1 and report["repaired"] == []
+    [problem] = report["problems"]
+    assert (problem["bag"], problem["kind"]) == (work, "copy_damaged")
+    assert "no_good_copy" in problem["detail"] and "nothing was overwritten" in problem["detail"]
+    assert [_sha256(master) for master in copies] == before
+    assert _states(archive, "disk2")[work] is CopyState.DAMAGED
+    # The primary's own audit: the same, from its side.
+    code, primary = _audit(capsys, archive)
+    assert code == 1 and primary["repaired"] == []
+    assert {(p["bag"], p["kind"]) for p in primary["problems"]} == {(work, "checksum_mismatch")}
+    assert [_sha256(master) for master in copies] == before
+
+
+def test_a_damaged_primary_is_repaired_by_its_audit_from_the_replica(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = sorted(WORKS)[1]
+    master = _master(archive, work)
+    path = master.relative_to(archive / "bags" / work).as_posix()
+    intact = master.read_bytes()
+    _flip_a_byte_keeping_size_and_mtime(master)
+    code, report = _audit(capsys, archive)
+    assert code == 0, report
+    assert report["problems"] == [] and report["checked"] == report["intact"] == 2
+    assert [(r["id"], r["location"], r["path"], r["source"], r["was"]) for r in report["repaired"]
+            ] == [(work, "primary", path, "disk2", "copy_damaged")]  # fmt: skip
+    assert master.read_bytes() == intact and master.stat().st_mode & 0o777 == 0o444
+    # Checked again once repaired: the audit log's last word on the bag is that it is intact.
+    history = AuditLog(archive / "ledger.sqlite").history(work)
+    assert [c.outcome for c in history[-2:]] == ["damaged", "intact"]
+    page = (archive / "reports" / "audit-latest.html").read_text("utf-8")
+    assert "id='repaired'" in page and "intact (repaired)" in page
+    assert _audit(capsys, archive)[1]["repaired"] == []
+
+
+def test_a_ledger_whose_chain_is_broken_stops_the_audits_repair(
+    archive: Path, disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _audit(capsys, archive)[0] == 0  # fixity records to forge
+    with contextlib.closing(sqlite3.connect(archive / "ledger.sqlite")) as conn:
+        conn.execute("UPDATE fixity_checks SET outcome = 'damaged' WHERE id = 1")
+        conn.commit()
+    work = sorted(WORKS)[0]
+    damaged = _master(disk, work)
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+    rotten = damaged.read_bytes()
+    capsys.readouterr()
+    code = cli.main(["audit", "--archive", str(archive), "--json", "--quiet", "--location",
+                     "disk2", "--deep"])  # fmt: skip
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 1 and report["repaired"] == []
+    assert "hash chain is broken" in report["repair_refused"]
+    assert "cifa: repair refused:" in err and "Traceback" not in err
+    assert _kinds(report) == {(work, "copy_damaged")}
+    assert damaged.read_bytes() == rotten
+
+
+def test_the_flow_repairs_what_its_audit_finds_and_fails_when_told_only_to_look(
+    archive: Path, disk: Path
+) -> None:
+    from cifa_ingest.pipelines.flows import fixity_audit
+
+    work = sorted(WORKS)[0]
+    gone = disk / "bags" / work / "bag-info.txt"
+    gone.unlink()
+    state = fixity_audit(str(archive), location="disk2", deep=True, repair=False,
+                         return_state=True)  # fmt: skip
+    assert state.is_failed() and "copy_missing" in (state.message or "")
+    assert not gone.exists()
+    state = fixity_audit(str(archive), location="disk2", deep=True, return_state=True)
+    assert state.is_completed(), state.message
+    assert "1 file repaired" in (state.message or "")
+    report = state.result()
+    assert [(r["id"], r["path"], r["was"]) for r in report.repaired] == [
+        (work, "bag-info.txt", "copy_missing")
+    ]
+    assert gone.read_bytes() == (archive / "bags" / work / "bag-info.txt").read_bytes()
+    assert _states(archive, "disk2") == dict.fromkeys(WORKS, CopyState.GOOD)
+
+
+def test_s3_an_object_deleted_is_put_back_after_a_cheap_audit(
+    archive: Path, s3_server: S3Server, s3_env: dict[str, str]
+) -> None:
+    from cifa_ingest.audit.repairs import repair_found
+
+    bucket = s3_server.create_bucket()
+    location = s3_server.location(bucket, name="offsite", prefix="cifa/")
+    _s3_copies(archive, location)
+    work = sorted(WORKS)[1]
+    client = s3_server.client()
+    client.delete_object(Bucket=bucket, Key=_key(location, work, "bagit.txt"))
+    report = audit_location(Archive(archive), location)
+    assert [(p.bag, p.kind, p.path) for p in report.problems] == [
+        (work, ProblemKind.COPY_MISSING, "bagit.txt")
+    ]
+    repair_found(Archive(archive), report, [location])
+    assert report.ok, report.problems
+    assert [(r["id"], r["location"], r["path"], r["was"]) for r in report.repaired] == [
+        (work, "offsite", "bagit.txt", "copy_missing")
+    ]
+    body = client.get_object(Bucket=bucket, Key=_key(location, work, "bagit.txt"))["Body"].read()
+    assert body == (archive / "bags" / work / "bagit.txt").read_bytes()
+    assert _states(archive, "offsite") == dict.fromkeys(WORKS, CopyState.GOOD)
+    assert audit_location(Archive(archive), location).ok

@@ -1,7 +1,8 @@
 """A nightly run on a Dask cluster: `cifa ingest --dask ADDRESS` against a real
 ``distributed.LocalCluster`` of two worker processes, with the real yt-dlp, ffmpeg and Prefect
 (each worker starts Prefect's embedded server on this session's PREFECT_HOME, which the workers
-inherit with CIFA_CONFIG from this process's environment)."""
+inherit with CIFA_CONFIG from this process's environment); and the fixity audits, their bags and
+copies checked as tasks on the same kind of cluster."""
 
 from __future__ import annotations
 
@@ -17,6 +18,17 @@ from cifa_ingest import cli
 from cifa_ingest.demo import films as demo
 from cifa_ingest.demo.http_server import LocalFileServer
 from tests.helpers import assert_valid_preserved_bag
+from tests.test_audit_locations import (
+    WORKS,
+    _flip_a_byte_keeping_size_and_mtime,
+    _master,
+    _states,
+    archive,
+    disk,
+    pristine,
+)
+
+__all__ = ["archive", "disk", "pristine"]  # fixtures
 
 GOOD = ["cifa-demo-0002", "cifa-demo-0003"]  # the two smallest demo works (one in two parts)
 MISSING = "cifa-demo-0099"
@@ -171,3 +183,54 @@ def test_the_execution_settings_are_checked(tmp_path: Path) -> None:
         config.write_text(f"[execution]\n{bad}\n")
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_settings(config)
+
+
+def test_a_deep_location_audit_on_a_dask_cluster_finds_the_damage_and_repairs_it(
+    archive: Path, disk: Path, dask_address: str
+) -> None:
+    """``fixity-audit`` with ``[execution] dask_address``: each copy's ``audit-copy`` task runs
+    on a worker of the cluster (two in flight, one per worker), the damaged copy is found there
+    and then repaired from the primary; the primary's audit runs its bags there too."""
+    from cifa_ingest.archive.ledger import CopyState
+    from cifa_ingest.config import load_settings
+    from cifa_ingest.pipelines.flows import fixity_audit
+
+    settings = load_settings()
+    settings = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"dask_address": dask_address})}
+    )
+    work = sorted(WORKS)[0]
+    damaged = _master(disk, work)
+    intact = _master(archive, work).read_bytes()
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+
+    state = fixity_audit(
+        str(archive), location="disk2", deep=True, settings=settings, return_state=True
+    )
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert sorted(bag.bag for bag in report.bags) == sorted(WORKS) and report.ok
+    assert [(r["id"], r["location"], r["was"], r["source"]) for r in report.repaired] == [
+        (work, "disk2", "copy_damaged", "primary")
+    ]
+    assert damaged.read_bytes() == intact
+    assert _states(archive, "disk2") == dict.fromkeys(WORKS, CopyState.GOOD)
+    workers = {bag.bag: bag.worker for bag in report.bags}
+    assert all(w.startswith("dask worker tcp://127.0.0.1:") for w in workers.values()), workers
+    assert all(f"pid {os.getpid()})" not in w for w in workers.values()), workers
+
+    # Told only to look, on Dask too: the damage is found there, and the run fails.
+    _flip_a_byte_keeping_size_and_mtime(damaged)
+    state = fixity_audit(
+        str(archive), location="disk2", deep=True, settings=settings, repair=False,
+        return_state=True,
+    )  # fmt: skip
+    assert state.is_failed() and "copy_damaged" in (state.message or "")
+    assert damaged.read_bytes() != intact
+
+    # The primary's audit, its bags as audit-bag tasks on the workers.
+    state = fixity_audit(str(archive), settings=settings, return_state=True)
+    assert state.is_completed(), state.message
+    primary = state.result()
+    assert len(primary.bags) == len(WORKS)
+    assert all(bag.worker.startswith("dask worker tcp://") for bag in primary.bags)

@@ -38,7 +38,6 @@ against the ledger, never against the primary's files as they are now. Why it wo
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import hashlib
 import logging
@@ -62,6 +61,7 @@ from cifa_ingest.audit.fixity_audit import (
     CheckDepth,
     Problem,
     ProblemKind,
+    check_in_order,
     plan,
 )
 from cifa_ingest.errors import CifaError
@@ -220,12 +220,16 @@ def audit_location(
     budget_bytes: int | None = None,
     stores: Callable[[Location], Store] = open_store,
     check: Callable[[Archive, Location, BagRecord], BagAudit] | None = None,
+    workers: int = 1,
+    overlap_budget: bool = False,
 ) -> AuditReport:
     """Audit the copies the ledger records at ``location``: cheap (a listing, sizes and the
     store's checksums), or ``deep`` (every byte, in a rolling cycle with ``max_age_days`` and a
     budget, as the primary's audit). Records what it found in the ledger (the module says what).
     ``check`` deep-checks one copy (pipelines/ passes it as a Prefect task); by default
-    :func:`deep_check` on this process's store."""
+    :func:`deep_check` on this process's store. A deep audit checks ``workers`` copies at a
+    time (one by default; the flow on a Dask cluster, as many as it has threads, with
+    ``overlap_budget``: :func:`~cifa_ingest.audit.fixity_audit.check_in_order`)."""
     ledger = Ledger(archive.ledger_path)
     records = {record.work_id: record for record in ledger.bags()}
     report = AuditReport(
@@ -245,7 +249,7 @@ def audit_location(
         store.check()
         if deep:
             _deep(archive, ledger, location, store, records, copies, report, check,
-                  max_age_days, budget_seconds, budget_bytes)  # fmt: skip
+                  max_age_days, budget_seconds, budget_bytes, workers, overlap_budget)  # fmt: skip
         else:
             _cheap(archive, ledger, location, store, records, copies, report)
     except LocationUnreachable as exc:
@@ -271,31 +275,31 @@ def _deep(
     max_age_days: float | None,
     budget_seconds: float | None,
     budget_bytes: int | None,
+    workers: int = 1,
+    overlap_budget: bool = False,
 ) -> None:
     """Deep-check the copies due, least recently verified first, within the budget; each copy's
     finding recorded as soon as it is known (a run stopped later keeps it)."""
     verified = {w: c.verified_at for w, c in copies.items() if c.verified_at}
     todo = plan([records[w] for w in copies], verified, max_age_days, report.started)
-    started, read = time.monotonic(), 0
 
     def default(archive: Archive, location: Location, record: BagRecord) -> BagAudit:
         return deep_check(archive, location, record, store)
 
     checker = check or default
-    for index, record in enumerate(todo):
-        over_time = budget_seconds is not None and time.monotonic() - started >= budget_seconds
-        over_bytes = budget_bytes is not None and read >= budget_bytes
-        if over_time or over_bytes:
-            report.not_reached += [r.work_id for r in todo[index:]]
-            return
+
+    def one(record: BagRecord) -> BagAudit | SourceDamaged:
         try:
-            checked = contextvars.copy_context().run(checker, archive, location, record)
+            return checker(archive, location, record)
         except SourceDamaged as exc:
+            return exc
+
+    def finish(record: BagRecord, checked: BagAudit | SourceDamaged) -> int:
+        if isinstance(checked, SourceDamaged):
             log.warning("%s at %s not checked: the primary does not match the ledger: %s",
-                        record.work_id, location.name, exc)  # fmt: skip
+                        record.work_id, location.name, checked)  # fmt: skip
             report.not_reached.append(record.work_id)
-            continue
-        read += checked.bytes_read
+            return 0
         report.bags.append(checked)
         _record_event(archive, location, checked)
         if checked.intact:
@@ -303,6 +307,12 @@ def _deep(
                                size=checked.bytes_read)  # fmt: skip
         else:
             _record_findings(ledger, location, checked)
+        return checked.bytes_read
+
+    report.not_reached += check_in_order(
+        todo, one, finish, workers=workers, budget_seconds=budget_seconds,
+        budget_bytes=budget_bytes, overlap_budget=overlap_budget,
+    )  # fmt: skip
 
 
 def _cheap(

@@ -18,12 +18,12 @@ import datetime as dt
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cifa_ingest import __version__
 from cifa_ingest.archive.audit_log import AuditLog
@@ -121,6 +121,8 @@ class BagAudit:
     seconds: float = 0.0
     #: Files checked (a location's deep check counts them for its preservation event).
     files: int = 0
+    #: Where the check ran, when not in the audit's own process (a Dask worker): provenance.
+    worker: str = ""
 
     @property
     def intact(self) -> bool:
@@ -153,8 +155,11 @@ class AuditReport:
     #: Which copy was audited: ``primary`` (the archive's ``bags/``) or a storage location's name.
     location: str = PRIMARY
     check: CheckDepth = CheckDepth.DEEP
-    #: Copies repaired by this run (filled by repair; an audit alone repairs nothing).
+    #: Files of copies repaired after this audit (:mod:`cifa_ingest.audit.repairs`), each as
+    #: :meth:`cifa_ingest.storage.repair.Repaired.as_dict`; empty for an audit that only looks.
     repaired: list[dict[str, Any]] = field(default_factory=list)
+    #: Why repair did not run though problems were found (the ledger's chain broken), or None.
+    repair_refused: str | None = None
 
     @property
     def problems(self) -> list[Problem]:
@@ -181,6 +186,7 @@ class AuditReport:
             "problems": [asdict(p) for p in self.problems],
             "not_reached": self.not_reached,
             "repaired": self.repaired,
+            "repair_refused": self.repair_refused,
             "bytes_read": sum(bag.bytes_read for bag in self.bags),
             "seconds": round(sum(bag.seconds for bag in self.bags), 2),
             "ok": self.ok,
@@ -317,39 +323,99 @@ def audit_archive(
     budget_bytes: int | None = None,
     check: Callable[[Archive, BagRecord], BagAudit] = audit_bag,
     workers: int = 2,
+    overlap_budget: bool = False,
 ) -> AuditReport:
     """Audit the archive: every bag (full), or the bags not verified in ``max_age_days``
     (rolling), oldest first, within an optional time or byte budget. Every check is logged.
-    ``check`` audits one bag (pipelines/ passes it as a Prefect task)."""
+    ``check`` audits one bag (pipelines/ passes it as a Prefect task, on a Dask cluster with
+    ``workers`` its threads and ``overlap_budget``: :func:`check_in_order`)."""
     ledger, log = Ledger(archive.ledger_path), AuditLog(archive.ledger_path)
     records = ledger.bags()
     mode = AuditMode.described(max_age_days)
     report = AuditReport(archive=str(archive.root), mode=mode, started=_now())
     todo = plan(records, log.last_verified(), max_age_days, report.started)
-    started, read = time.monotonic(), 0
-    in_flight: deque[Future[BagAudit]] = deque()
     done: dict[str, BagAudit] = {}
     # Bags are checked `workers` at a time: a bag's one large file cannot keep every core busy
     # (its sha256 and sha512 run side by side, the slower one sets the pace), two bags can.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, record in enumerate(todo):
-            while len(in_flight) >= max(1, workers):
-                read += _finish(in_flight.popleft().result(), log, done)
-            over_time = budget_seconds is not None and time.monotonic() - started >= budget_seconds
-            over_bytes = budget_bytes is not None and read >= budget_bytes
-            if over_time or over_bytes:
-                report.not_reached = [r.work_id for r in todo[index:]]
-                break
-            context = contextvars.copy_context()  # a Prefect task needs its flow's context
-            in_flight.append(pool.submit(context.run, check, archive, record))
-            if budget_bytes is not None or budget_seconds is not None:
-                read += _finish(in_flight.popleft().result(), log, done)  # budgets: one by one
-        while in_flight:
-            read += _finish(in_flight.popleft().result(), log, done)
+    report.not_reached = check_in_order(
+        todo,
+        lambda record: check(archive, record),
+        lambda _record, checked: _finish(checked, log, done),
+        workers=workers,
+        budget_seconds=budget_seconds,
+        budget_bytes=budget_bytes,
+        overlap_budget=overlap_budget,
+        pooled=True,
+    )
     report.bags = [done[r.work_id] for r in todo if r.work_id in done]
     report.unregistered = unregistered_bags(archive, records)
     report.finished = _now()
     return report
+
+
+_Checked = TypeVar("_Checked")
+
+
+def check_in_order(
+    todo: Sequence[BagRecord],
+    check: Callable[[BagRecord], _Checked],
+    finish: Callable[[BagRecord, _Checked], int],
+    *,
+    workers: int = 1,
+    budget_seconds: float | None = None,
+    budget_bytes: int | None = None,
+    overlap_budget: bool = False,
+    pooled: bool = False,
+) -> list[str]:
+    """Check the bags of ``todo`` in its order, ``workers`` at a time, and give each result to
+    ``finish`` (in the caller's thread, in ``todo``'s order), which returns the bytes it read;
+    returns the ids of the bags a budget left unchecked.
+
+    A budget is looked at before each bag is started: once the time or the bytes are spent, no
+    other bag is started. With a budget, bags are checked one at a time, so that the budget
+    stops the audit exactly where it is spent; with ``overlap_budget`` (the audits on a Dask
+    cluster, whose workers would otherwise wait) ``workers`` at a time still, the bags in flight
+    when it is spent being finished. Each check runs with a copy of the caller's context (a
+    Prefect task needs its flow's): in a thread of a pool of ``workers``, or, with one worker
+    and not ``pooled``, in the caller's own thread (Ctrl-C then stops it at once)."""
+    width = max(1, workers)
+    one_by_one = (budget_seconds is not None or budget_bytes is not None) and not overlap_budget
+    started, read = time.monotonic(), 0
+    not_reached: list[str] = []
+    if width == 1 and not pooled:
+        for index, record in enumerate(todo):
+            if _spent(started, read, budget_seconds, budget_bytes):
+                return [r.work_id for r in todo[index:]]
+            read += finish(record, contextvars.copy_context().run(check, record))
+        return not_reached
+    in_flight: deque[tuple[BagRecord, Future[_Checked]]] = deque()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        for index, record in enumerate(todo):
+            while len(in_flight) >= width or (one_by_one and in_flight):
+                finished, future = in_flight.popleft()
+                read += finish(finished, future.result())
+            if _spent(started, read, budget_seconds, budget_bytes):
+                not_reached = [r.work_id for r in todo[index:]]
+                break
+            context = contextvars.copy_context()  # a Prefect task needs its flow's context
+            in_flight.append((record, pool.submit(context.run, check, record)))
+        while in_flight:
+            finished, future = in_flight.popleft()
+            read += finish(finished, future.result())
+    return not_reached
+
+
+def _spent(
+    started: float, read: int, budget_seconds: float | None, budget_bytes: int | None
+) -> bool:
+    over_time = budget_seconds is not None and time.monotonic() - started >= budget_seconds
+    return over_time or (budget_bytes is not None and read >= budget_bytes)
+
+
+def record_check(archive: Archive, checked: BagAudit) -> None:
+    """Record a check of a primary bag made outside :func:`audit_archive` (the check after a
+    repair) in the audit log, as the audit records its own."""
+    _finish(checked, AuditLog(archive.ledger_path), {})
 
 
 def _finish(checked: BagAudit, log: AuditLog, done: dict[str, BagAudit]) -> int:
@@ -378,13 +444,22 @@ def table(report: AuditReport) -> str:
             frames = f" (damaged frames: {shown}{' …' if len(problem.damaged_frames) > 20 else ''})"
         why = f": {problem.detail}" if problem.kind == ProblemKind.LOCATION_UNREACHABLE else ""
         lines.append(f"{problem.bag}: {problem.kind}{where}{frames}{why}")
+    for done in report.repaired:
+        lines.append(
+            f"{done['id']} @ {done['location']}: {done['path']} ({done['was']}) repaired from"
+            f" {done['source']}"
+        )
+    if report.repair_refused:
+        lines.append(f"repair refused: {report.repair_refused}")
     summary = report.as_dict()
     where = "" if report.location == PRIMARY else f"{report.location} ({report.check} check): "
+    repaired = len(report.repaired)
     lines.append(
         f"{where}{summary['mode']} audit: {summary['checked']} bags checked,"
         f" {summary['intact']} intact,"
         f" {len(report.problems)} problem{'s' * (len(report.problems) != 1)},"
-        f" {summary['bytes_read'] / 1e6:.1f} MB read"
+        + (f" {repaired} file{'s' * (repaired != 1)} repaired," if repaired else "")
+        + f" {summary['bytes_read'] / 1e6:.1f} MB read"
         f" in {summary['seconds']:.1f} s"
     )
     if report.not_reached:

@@ -276,6 +276,8 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
         if report.ok
         else f"{_count(len(report.problems), 'problem')} in {_count(len(damaged), 'bag')}"
     )
+    if report.repaired:
+        verdict += f" ({_count(len(report.repaired), 'file')} repaired)"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
@@ -296,9 +298,15 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
     if json_name:
         href = html.escape(urllib.parse.quote(json_name), quote=True)
         parts.append(f"<p>For programs: <a href='{href}'>{_e(json_name)}</a></p>")
+    if report.repair_refused:
+        parts.append(
+            f"<p class='bad' id='repair-refused'>Repair refused: {_e(report.repair_refused)}</p>"
+        )
     if damaged:
         parts.append("<h2 id='problems'>Problems</h2>")
         parts += [_damaged_html(bag, problems, view.facts.get(bag)) for bag, problems in damaged]
+    if report.repaired:
+        parts.append(_repaired_html(report))
     parts.append(_bags_html(view))
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -370,12 +378,31 @@ def _digest(value: str | None, none: str) -> str:
     return f"<code class='digest'>{_e(value)}</code>" if value else _e(none)
 
 
+def _repaired_html(report: AuditReport) -> str:
+    """Every file repaired after the audit: which copy, what it was, the copy its verified bytes
+    came from, its sha256 (the ledger's)."""
+    rows = "".join(
+        f"<tr class='repaired'><td class='id'>{_e(done['id'])}</td><td>{_e(done['location'])}</td>"
+        f"<td><code>{_e(done['path'])}</code></td><td>{_e(done['was'])}</td>"
+        f"<td>{_e(done['source'])}</td><td>{_digest(done['sha256'], '-')}</td></tr>"
+        for done in report.repaired
+    )
+    return (
+        f"<h2 id='repaired'>Repaired ({_count(len(report.repaired), 'file')})</h2><p>Each file"
+        " replaced by the bytes of a copy that verifies against the ledger's digests, verified"
+        " again once written.</p><table id='repaired-table'><tr><th>work</th><th>copy</th>"
+        f"<th>file</th><th>was</th><th>repaired from</th><th>sha256</th></tr>{rows}</table>"
+    )
+
+
 def _bags_html(view: AuditView) -> str:
     bags = sorted(view.report.bags, key=lambda bag: bag.intact)  # damaged first, order kept
+    mended = {done["id"] for done in view.report.repaired}
     rows = []
     for bag in bags:
         facts = view.facts[bag.bag]
         outcome = _outcome(bag.intact)
+        shown = f"{outcome} (repaired)" if bag.bag in mended else outcome
         history = "".join(
             f"<tr><td>{_e(check.checked_at)}</td><td>{_e(check.outcome)}</td>"
             f"<td class='num'>{_e(_size(check.bytes_read))}</td><td>{_e(check.software)}</td></tr>"
@@ -384,7 +411,7 @@ def _bags_html(view: AuditView) -> str:
         rows.append(
             f"<tr class='bag {outcome}' id='row-{_e(bag.bag)}'>"
             f"<td>{_title_html(facts)}<br><span class='id'>{_e(bag.bag)}</span></td>"
-            f"<td class='outcome'>{outcome}</td><td>{_when(facts.ingested)}</td>"
+            f"<td class='outcome'>{_e(shown)}</td><td>{_when(facts.ingested)}</td>"
             f"<td>{_when(facts.last_verified, 'never')}</td>"
             f"<td>{_when(facts.last_intact, 'never')}</td>"
             f"<td class='num'>{_e(_payload(facts))}</td>"

@@ -1,0 +1,205 @@
+"""What an audit found, repaired: ``cifa audit`` and the ``fixity-audit`` flow, unless told only
+to look (``--no-repair``, ``repair=False``), hand the works whose copies it found missing or
+damaged to repair (:func:`cifa_ingest.storage.repair.repair_work`), then say what remains.
+
+Why it works as it does:
+
+- **Repair decides, with its own reading.** An audit's finding is where to look, not what to
+  write: repair re-hashes every copy of each work named (the primary and every location holding
+  one) against the ledger's chain and replaces a missing or damaged file only from a copy that
+  verifies, checked again once written; with no good copy anywhere nothing is overwritten. So it
+  may also mend copies at other locations than the one audited: they are listed among the
+  repairs too (``repaired``: work, location, file, what it was, the copy it came from, its
+  sha256).
+- **What remains is what the report says.** A problem of the audited copy leaves the report
+  once repair mended that file, or verified the whole copy good (a cheap check's "recorded
+  damaged" included); every other problem stays, with why it was not repaired, and the audit
+  fails (exit 1, a Failed run). A file of the audited copy that repair found wanting and could
+  not mend, though the audit had not named it, is added. Problems repair cannot mend (a file
+  added to a bag, an object without its retention, a location that does not answer) stay as
+  they were. What repair left wanting at *other* copies is not this audit's verdict: it is in
+  the ledger (their copies recorded missing or damaged) and the audit log, for their own audits.
+- **The primary is audited again after its repair.** A primary bag that repair mended is
+  checked once more, whole, as the audit checks (:func:`~cifa_ingest.audit.fixity_audit.audit_bag`,
+  recorded in the audit log): the log's last word on the bag is then what it is now, and what
+  repair does not see (an extra file in the payload) is still named.
+- **A ledger whose chain is broken stops repair** (:class:`LedgerTampered`): nothing is read or
+  written, the problems stay, and the report says why (``repair_refused``).
+- **With no storage location declared there is nothing to repair from**: the audit is as it
+  always was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.audit.fixity_audit import (
+    AuditReport,
+    BagAudit,
+    Problem,
+    ProblemKind,
+    audit_bag,
+    record_check,
+)
+from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
+from cifa_ingest.storage.repair import (
+    LedgerTampered,
+    RepairProblemKind,
+    RepairReport,
+    repair_work,
+)
+from cifa_ingest.storage.store import Store
+from cifa_ingest.storage.stores import open_store
+
+log = logging.getLogger("cifa_ingest.audit")
+
+Location = FilesystemLocation | S3Location
+Repair = Callable[[Archive, list[str], Sequence[Location]], RepairReport]
+
+#: Problems that repair cannot mend: nothing to replace from another copy. Every other kind
+#: names a bag (or a file of it) whose copy may be wanting.
+NOT_REPAIRABLE = frozenset(
+    {
+        ProblemKind.UNREGISTERED_BAG,
+        ProblemKind.LOCATION_UNREACHABLE,
+        ProblemKind.COPY_UNLOCKED,
+        ProblemKind.UNEXPECTED_FILE,
+    }
+)
+#: The kinds a location's copy is repaired for.
+OF_A_COPY = frozenset({ProblemKind.COPY_MISSING, ProblemKind.COPY_DAMAGED})
+
+
+def affected(report: AuditReport) -> list[str]:
+    """The works whose audited copy the audit found missing or damaged, in the audit's order."""
+    primary = report.location == PRIMARY
+    wanting = {
+        problem.bag
+        for bag in report.bags
+        for problem in bag.problems
+        if (problem.kind not in NOT_REPAIRABLE if primary else problem.kind in OF_A_COPY)
+    }
+    return [bag.bag for bag in report.bags if bag.bag in wanting]
+
+
+def repair_found(
+    archive: Archive,
+    report: AuditReport,
+    locations: Sequence[Location],
+    *,
+    stores: Callable[[Location], Store] = open_store,
+    repair: Repair | None = None,
+    recheck: Callable[[Archive, BagRecord], BagAudit] = audit_bag,
+) -> RepairReport | None:
+    """Repair the works of ``report`` whose audited copy is missing or damaged, from every copy
+    at ``locations`` and the primary, and change ``report`` to say what was repaired and what
+    remains (the module says how). ``repair`` repairs (pipelines/ passes it as a Prefect task;
+    by default :func:`repair_work` with ``stores``), ``recheck`` audits a repaired primary bag
+    again. Returns repair's own report, None when nothing was repaired or repair refused."""
+    work_ids = affected(report)
+    if not work_ids or not locations:
+        return None
+
+    def default(archive: Archive, ids: list[str], where: Sequence[Location]) -> RepairReport:
+        return repair_work(archive, ids, where, stores=stores)
+
+    try:
+        repaired = (repair or default)(archive, work_ids, locations)
+    except LedgerTampered as exc:
+        report.repair_refused = str(exc)
+        log.error("repair refused: %s", exc)
+        return None
+    report.repaired = [done.as_dict() for done in repaired.repaired]
+    for done in repaired.repaired:
+        log.info("%s @ %s: %s (%s) repaired from %s", done.work_id, done.location, done.path,
+                 done.was, done.source)  # fmt: skip
+    if report.location == PRIMARY:
+        _settle_primary(archive, report, repaired, recheck)
+    else:
+        _settle_copies(report, repaired)
+    return repaired
+
+
+def _left(repaired: RepairReport, work_id: str, location: str) -> dict[str | None, str]:
+    """Why each file of a copy was not repaired (by path; None: the copy as a whole)."""
+    left: dict[str | None, str] = {}
+    for problem in repaired.problems:
+        if problem.work_id == work_id and problem.location in (location, "*"):
+            detail = f": {problem.detail}" if problem.detail else ""
+            left[problem.path or None] = f"not repaired: {problem.kind}{detail}"
+    return left
+
+
+def _explained(problem: Problem, why: str) -> Problem:
+    problem.detail = f"{problem.detail}; {why}" if problem.detail else why
+    return problem
+
+
+def _settle_copies(report: AuditReport, repaired: RepairReport) -> None:
+    """A location's audit: each problem of a copy mended, gone; each other, explained."""
+    location = report.location
+    checks = {c.work_id: c for c in repaired.copies if c.location == location}
+    mended = {(r.work_id, r.path) for r in repaired.repaired if r.location == location}
+    for bag in report.bags:
+        if not any(p.kind in OF_A_COPY for p in bag.problems):
+            continue
+        check = checks.get(bag.bag)
+        left = _left(repaired, bag.bag, location)
+        whole = check is not None and check.good and not left
+        kept: list[Problem] = []
+        for problem in bag.problems:
+            if problem.kind not in OF_A_COPY:
+                kept.append(problem)
+            elif whole or (bag.bag, problem.path) in mended:
+                continue
+            else:
+                why = left.get(problem.path) or left.get(None) or (
+                    "not repaired: repair could not read this copy" if check is None
+                    else "not repaired"
+                )  # fmt: skip
+                kept.append(_explained(problem, why))
+        named = {p.path for p in kept}
+        if check is not None:  # found wanting by repair's full reading, not by the audit
+            for path, kind in sorted(check.bad.items()):
+                if path not in named and (bag.bag, path) not in mended:
+                    found = (ProblemKind.COPY_MISSING if kind is RepairProblemKind.COPY_MISSING
+                             else ProblemKind.COPY_DAMAGED)  # fmt: skip
+                    why = left.get(path) or "not repaired"
+                    kept.append(Problem(bag.bag, found, path, f"found by repair; {why}"))
+        bag.problems = kept
+
+
+def _settle_primary(
+    archive: Archive,
+    report: AuditReport,
+    repaired: RepairReport,
+    recheck: Callable[[Archive, BagRecord], BagAudit],
+) -> None:
+    """The primary's audit: each bag repair mended there audited again (its problems now the
+    new check's), each other's problems explained."""
+    ledger = Ledger(archive.ledger_path)
+    mended = {r.work_id for r in repaired.repaired if r.location == PRIMARY}
+    for bag in report.bags:
+        if bag.intact or bag.bag not in repaired.works:
+            continue
+        record = ledger.bag(bag.bag)
+        if bag.bag in mended and record is not None:
+            again = recheck(archive, record)
+            record_check(archive, again)
+            bag.problems = again.problems
+            bag.bytes_read += again.bytes_read
+            bag.seconds += again.seconds
+            continue
+        left = _left(repaired, bag.bag, PRIMARY)
+        check = next((c for c in repaired.copies
+                      if c.work_id == bag.bag and c.location == PRIMARY), None)  # fmt: skip
+        if check is not None and not check.bad and not left:
+            nothing = "not repaired: every file the ledger records verified, nothing to replace"
+        else:
+            nothing = "not repaired"
+        for problem in bag.problems:
+            if problem.kind not in NOT_REPAIRABLE:
+                _explained(problem, left.get(problem.path) or left.get(None) or nothing)
