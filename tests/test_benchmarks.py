@@ -67,7 +67,7 @@ def test_a_benchmark_runs_on_a_tiny_input_and_prints_its_ratio_and_spread(script
             assert len(ratios) == 1 and len(timed) == len(shares) == 2, out
             assert re.search(r"planning .*: \d+ ms \(spread \d+% over 3", out), out
         elif script == "audit_locations.py":  # cheap against its target; deep against the bound
-            assert len(ratios) == 3 and len(timed) == 4 and len(shares) == 2, out
+            assert len(ratios) == 4 and len(timed) == 5 and len(shares) == 2, out
             assert re.search(r"cheap audit of \d+ objects", out), out
         else:  # two payloads, each bagged and validated by both tools
             assert len(ratios) == 2 and len(timed) == len(shares) == 8, out

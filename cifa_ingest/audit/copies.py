@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -79,6 +80,11 @@ Location = FilesystemLocation | S3Location
 AUDITED = frozenset({CopyState.GOOD, CopyState.MISSING, CopyState.DAMAGED})
 #: The deep check reads in pieces this large: memory stays flat whatever a film's size.
 CHUNK = 8 * 1024 * 1024
+#: Files of one copy read at once by a deep check: a file's sha512 keeps one core busy and
+#: cannot be split, and a film's copy is a few large files, so one at a time would leave the
+#: other cores idle (the fixity engine, :mod:`cifa_ingest.bag.fixity`, spreads a bag's files
+#: over the cores for the same reason). Memory: a few chunks per file read.
+PARALLEL_FILES = max(1, min(4, os.cpu_count() or 1))
 #: Objects looked up at once by a cheap check of an S3 location (one HEAD each, for its
 #: checksum and retention): a listing carries neither, and one at a time would make ten
 #: thousand objects a minute's wait on round trips alone.
@@ -132,13 +138,23 @@ def deep_check(
     result = BagAudit(bag=record.work_id)
     files = expected_files(archive, Ledger(archive.ledger_path), record)
     result.files = len(files)
-    for file in files:
+
+    def read(file: ExpectedFile) -> tuple[int, dict[str, str]] | None:
         try:
             with store.open(file.key) as reader:
-                size, found = _hash_stream(reader, ("sha256", "sha512"), file.size >= CHUNK)
+                return _hash_stream(reader, ("sha256", "sha512"), file.size >= CHUNK)
         except ObjectMissing:
+            return None
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_FILES, thread_name_prefix="deep") as pool:
+        # The largest first, so that the last to end is not a large file started late.
+        reading = {f.key: pool.submit(read, f) for f in sorted(files, key=lambda f: -f.size)}
+        hashed = [(file, reading[file.key].result()) for file in files]
+    for file, done in hashed:
+        if done is None:
             result.problems.append(_missing(record, file))
             continue
+        size, found = done
         result.bytes_read += size
         if size != file.size:
             result.problems.append(_damaged(record, file, "size", str(file.size), str(size)))
