@@ -182,6 +182,60 @@ def test_permanent_failures_are_classified_and_not_retried(
     assert len([r for r in film_server.requests if r.path == path]) == 1
 
 
+def test_429_still_there_after_every_retry_is_a_block(
+    tmp_path: Path, film_server: LocalFileServer
+) -> None:
+    path = "/status/429/films/colour-bars.mkv"
+    settings = SETTINGS.model_copy(update={"transient_attempts": 2, "backoff_seconds": 0.05})
+    with pytest.raises(FetchError) as caught:
+        _fetch(tmp_path, film_server.base_url + path, settings=settings)
+    assert caught.value.kind == "blocked"
+    assert len([r for r in film_server.requests if r.path == path]) == 2
+
+
+def test_the_media_hosts_403_after_the_metadata_is_a_block(tmp_path: Path) -> None:
+    """The page gave the film (metadata phase done), its bytes were refused: the host's verdict
+    on us, not on the film. Asked once, not again at once."""
+    root = tmp_path / "site"
+    (root / "pages").mkdir(parents=True)
+    (root / "pages" / "refused.html").write_text(
+        "<html><head><title>Refused</title></head><body>"
+        '<video src="/status/403/films/refused.mp4"></video></body></html>'
+    )
+    with LocalFileServer(root) as server:
+        with pytest.raises(FetchError) as caught:
+            _fetch(tmp_path, f"{server.base_url}/pages/refused.html")
+        media = [r for r in server.requests if r.path == "/status/403/films/refused.mp4"]
+    assert caught.value.kind == "blocked"
+    assert "refused the download after the metadata" in caught.value.message
+    assert len(media) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        # YouTube's words, as its extractor puts them together (reason, subreason, hint).
+        ("Sign in to confirm you’re not a bot. Use --cookies-from-browser", "blocked"),
+        ("Sign in to confirm you're not a bot", "blocked"),
+        ("Sign in to confirm your age. It may be inappropriate for some users", "age-restricted"),
+        ("This video is age-restricted", "age-restricted"),
+        ("Join this channel to get access to members-only content", "login-required"),
+        ("This video is only available for registered users", "login-required"),
+        ("Login required", "login-required"),
+        ("Private video. Sign in if you've been granted access to this video", "private"),
+        ("This video has been removed by the uploader", "gone"),
+        ("Video unavailable", "gone"),
+    ],
+)  # fmt: skip
+def test_a_block_is_not_a_verdict_on_the_film(message: str, kind: str) -> None:
+    from yt_dlp.utils import ExtractorError
+
+    problem = classify(ExtractorError(message, expected=True))
+    assert problem.kind == kind
+    assert problem.transient is (kind == "blocked")
+    assert problem.hold_off is (kind == "blocked")  # a bot wall is not asked again at once
+
+
 def test_redirect_to_a_refused_host_is_refused_before_connecting(
     tmp_path: Path, film_server: LocalFileServer
 ) -> None:
@@ -294,6 +348,7 @@ def test_fetch_error_kinds_keep_their_published_spellings() -> None:
     assert [kind.value for kind in FetchErrorKind] == [
         "not-found", "gone", "private", "forbidden", "geo-blocked", "unsupported", "refused",
         "duplicate", "too-large", "rate-limited", "server-error", "network", "error",
+        "blocked", "login-required", "age-restricted",
     ]  # fmt: skip
     assert all(kind.description for kind in FetchErrorKind)
     # failures.py cannot import the limit (request_policy imports failures): said twice, held here.

@@ -17,6 +17,7 @@ from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.ledger import CheckOutcome, CopyState, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.audit.fixity_audit import AuditMode, CheckDepth, ProblemKind
+from cifa_ingest.fetch.failures import FetchErrorKind
 from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
@@ -29,6 +30,29 @@ from cifa_ingest.storage.replicate import ReplicationOutcome
 PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     # docs/reference/kinds.md, "Outcomes": the outcomes of ``--json``, also work_outcomes.outcome.
     (Outcome, ["preserved", "already-preserved", "failed", "not-permitted", "awaiting-source"]),
+    # docs/reference/kinds.md, "Error kinds": work_outcomes.error_kind of a failed fetch
+    # (rate-limited is no longer produced, and stays for the older rows).
+    (
+        FetchErrorKind,
+        [
+            "not-found",
+            "gone",
+            "private",
+            "forbidden",
+            "geo-blocked",
+            "unsupported",
+            "refused",
+            "duplicate",
+            "too-large",
+            "rate-limited",
+            "server-error",
+            "network",
+            "error",
+            "blocked",
+            "login-required",
+            "age-restricted",
+        ],
+    ),
     # docs/guides/auditors.md: the table of kinds, and ``cifa audit --json``'s problems.
     (
         ProblemKind,

@@ -59,11 +59,13 @@ class SourceStatus(StrEnum):
     CHANGED = "changed"
     #: The source answers not-found (404) or gone (410), or says the video was removed.
     GONE = "gone"
-    #: The video is private, needs a login, or the source answers 401/403.
+    #: The video is private, or there for a signed-in account only (login-required,
+    #: age-restricted), or the source answers 401/403.
     PRIVATE = "private"
     #: The video is not available from the archive's country.
     GEO_BLOCKED = "geo-blocked"
-    #: Network failures, 5xx or 429 after every retry: we could not tell.
+    #: Network failures, 5xx after every retry, or the host blocked us (a bot wall, 429 after
+    #: every retry): we could not tell.
     UNREACHABLE = "unreachable"
     #: Anything else (no film found at the address, refused by the source policy, …).
     ERROR = "error"

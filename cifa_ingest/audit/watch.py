@@ -55,10 +55,15 @@ _KIND_STATUS = {
     FetchErrorKind.GONE: "gone",
     FetchErrorKind.PRIVATE: "private",
     FetchErrorKind.FORBIDDEN: "private",
+    # The film is there, for a signed-in account only: private's neighbour, not gone.
+    FetchErrorKind.LOGIN_REQUIRED: "private",
+    FetchErrorKind.AGE_RESTRICTED: "private",
     FetchErrorKind.GEO_BLOCKED: "geo-blocked",
     FetchErrorKind.NETWORK: "unreachable",
     FetchErrorKind.SERVER_ERROR: "unreachable",
     FetchErrorKind.RATE_LIMITED: "unreachable",
+    # The host blocked us (bot wall, 429, the media's 403): it said nothing of the film.
+    FetchErrorKind.BLOCKED: "unreachable",
 }
 
 #: Durations closer than this are the same (a container's rounding, a remux), in seconds; a cut

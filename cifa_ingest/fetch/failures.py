@@ -38,6 +38,9 @@ class FetchErrorKind(StrEnum):
     SERVER_ERROR = "server-error"
     NETWORK = "network"
     ERROR = "error"
+    BLOCKED = "blocked"
+    LOGIN_REQUIRED = "login-required"
+    AGE_RESTRICTED = "age-restricted"
 
     @property
     def description(self) -> str:
@@ -48,8 +51,8 @@ class FetchErrorKind(StrEnum):
 _DESCRIPTIONS = {
     FetchErrorKind.NOT_FOUND: "the source answers 404: no such page or file",
     FetchErrorKind.GONE: "the source answers 410, or says the video was removed",
-    FetchErrorKind.PRIVATE: "the video is private or needs a login",
-    FetchErrorKind.FORBIDDEN: "the source answers 401/403",
+    FetchErrorKind.PRIVATE: "the video is private",
+    FetchErrorKind.FORBIDDEN: "the source answers 401/403 to the page or metadata",
     FetchErrorKind.GEO_BLOCKED: "not available from the archive's country",
     FetchErrorKind.UNSUPPORTED: "yt-dlp finds no film at this address",
     FetchErrorKind.REFUSED: (
@@ -59,10 +62,24 @@ _DESCRIPTIONS = {
     # The limit is request_policy.MAX_DOCUMENT_BYTES, which imports this module; a test holds
     # the two to the same number.
     FetchErrorKind.TOO_LARGE: "the source's page or metadata is over 16 MiB",
-    FetchErrorKind.RATE_LIMITED: "429 Too Many Requests, still after every retry",
+    FetchErrorKind.RATE_LIMITED: (
+        "429 Too Many Requests, still after every retry (no longer produced: that is now "
+        "blocked; kept for the ledger's older rows)"
+    ),
     FetchErrorKind.SERVER_ERROR: "5xx, still after every retry",
     FetchErrorKind.NETWORK: "connection failures, still after every retry",
     FetchErrorKind.ERROR: "anything else",
+    FetchErrorKind.BLOCKED: (
+        "the host blocked the archive, not the film: a bot wall, 429 still after every retry, "
+        "or the media host's 401/403 after the metadata was given; the host is paused for the "
+        "rest of the run and the next run tries again"
+    ),
+    FetchErrorKind.LOGIN_REQUIRED: (
+        "the video exists but only for a signed-in account (members-only, a login wall)"
+    ),
+    FetchErrorKind.AGE_RESTRICTED: (
+        "the video exists but asks a signed-in account to confirm its age"
+    ),
 }
 
 
@@ -75,11 +92,18 @@ class SourceRefused(RequestError):
 @dataclass(frozen=True)
 class Problem:
     """A classified failure: its kind, whether trying again may help, and the wait the server
-    asked for (Retry-After), if it did."""
+    asked for (Retry-After), if it did. A block (``hold_off``) is transient but not retried at
+    once: asking again would only reinforce it; the host is paused for the rest of the run
+    and the next run tries again."""
 
     kind: FetchErrorKind
     transient: bool
     retry_after: float | None = None
+    hold_off: bool = False
+
+
+#: The problem of a kind already decided (a FetchError raised with it).
+_DECIDED = {FetchErrorKind.BLOCKED: Problem(FetchErrorKind.BLOCKED, transient=True, hold_off=True)}
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -117,12 +141,16 @@ def _retry_after(value: str | None) -> float | None:
 
 
 #: What a source's own words say, where no status code does (platforms answer 200 with a
-#: message): read in this order.
+#: message): read in this order. YouTube's messages are matched as its extractor words them
+#: (a reason, its subreason, then yt-dlp's hint to pass cookies). A block comes first: the bot
+#: wall ("Sign in to confirm you're not a bot", either apostrophe) says nothing of the film.
 _MESSAGE_KINDS = [
+    (re.compile(r"not a bot|confirm (that )?you.re a human", re.I), FetchErrorKind.BLOCKED),
     (
-        re.compile(r"private video|sign in to confirm|members-only|login required", re.I),
-        FetchErrorKind.PRIVATE,
+        re.compile(r"confirm your age|age.restricted|inappropriate for some users", re.I),
+        FetchErrorKind.AGE_RESTRICTED,
     ),
+    (re.compile(r"private video|video is private", re.I), FetchErrorKind.PRIVATE),
     (
         re.compile(r"not available in your country|geo.?restrict|geo.?block", re.I),
         FetchErrorKind.GEO_BLOCKED,
@@ -133,8 +161,32 @@ _MESSAGE_KINDS = [
         ),
         FetchErrorKind.GONE,
     ),
+    (
+        re.compile(
+            r"members.only|join this channel|login required|log ?in details are needed"
+            r"|only available (to|for) registered users|requires? (a )?(login|sign.?in)"
+            r"|sign in to (view|watch)",
+            re.I,
+        ),
+        FetchErrorKind.LOGIN_REQUIRED,
+    ),
     (re.compile(r"unsupported url", re.I), FetchErrorKind.UNSUPPORTED),
 ]
+
+#: The blocks' reasons as the run report names them, read from the failure's message.
+_BLOCK_REASONS = [
+    (re.compile(r"not a bot|you.re a human", re.I), "bot wall"),
+    (re.compile(r"\b429\b|too many requests", re.I), "429 Too Many Requests"),
+    (re.compile(r"\b40[13]\b", re.I), "the media host's 401/403"),
+]
+
+
+def block_reason(message: str) -> str:
+    """What a ``blocked`` failure's message says blocked us, in a few words for the report."""
+    for pattern, reason in _BLOCK_REASONS:
+        if pattern.search(message):
+            return reason
+    return "blocked"
 
 
 def classify(exc: BaseException) -> Problem:
@@ -144,7 +196,7 @@ def classify(exc: BaseException) -> Problem:
         if isinstance(cause, SourceRefused | SourcePolicyError):
             return Problem(FetchErrorKind.REFUSED, transient=False)
         if isinstance(cause, FetchError) and cause.kind != FetchErrorKind.ERROR:
-            return Problem(cause.kind, transient=False)
+            return _DECIDED.get(cause.kind, Problem(cause.kind, transient=False))
     for cause in causes:
         if isinstance(cause, HTTPError):
             status = cause.status
@@ -155,8 +207,9 @@ def classify(exc: BaseException) -> Problem:
             if status in (401, 403):
                 return Problem(FetchErrorKind.FORBIDDEN, transient=False)
             if status == 429:
+                # Retried (after Retry-After); still there after every retry, a block.
                 wait = _retry_after(cause.response.headers.get("Retry-After"))
-                return Problem(FetchErrorKind.RATE_LIMITED, transient=True, retry_after=wait)
+                return Problem(FetchErrorKind.BLOCKED, transient=True, retry_after=wait)
             if 500 <= status < 600:
                 wait = _retry_after(cause.response.headers.get("Retry-After"))
                 return Problem(FetchErrorKind.SERVER_ERROR, transient=True, retry_after=wait)
@@ -168,7 +221,7 @@ def classify(exc: BaseException) -> Problem:
     text = " ".join(str(cause) for cause in causes)
     for pattern, kind in _MESSAGE_KINDS:
         if pattern.search(text):
-            return Problem(kind, transient=False)
+            return _DECIDED.get(kind, Problem(kind, transient=False))
     for cause in causes:
         if isinstance(cause, TransportError | ConnectionError | TimeoutError):
             return Problem(FetchErrorKind.NETWORK, transient=True)
@@ -176,6 +229,20 @@ def classify(exc: BaseException) -> Problem:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def media_refused(exc: BaseException, url: str) -> FetchError | None:
+    """A failure of the download after the metadata phase succeeded, as a block when the media
+    host answered 401/403: the page gave the film's formats, so the refusal of their bytes is the
+    host's verdict on us (a throttled session, a signature it no longer accepts), not on the
+    film. None for any other failure."""
+    if classify(exc).kind is not FetchErrorKind.FORBIDDEN:
+        return None
+    return FetchError(
+        f"{url}: the media host refused the download after the metadata was given "
+        f"({error_text(exc)})",
+        kind=FetchErrorKind.BLOCKED,
+    )
 
 
 def uncoloured(text: str) -> str:

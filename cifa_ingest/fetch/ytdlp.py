@@ -37,7 +37,13 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
 from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, ReceivedFile, SourceKey
-from cifa_ingest.fetch.failures import FetchErrorKind, classify, error_text, uncoloured
+from cifa_ingest.fetch.failures import (
+    FetchErrorKind,
+    classify,
+    error_text,
+    media_refused,
+    uncoloured,
+)
 from cifa_ingest.fetch.request_policy import limit_document, policy_handler
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.tools import runner
@@ -304,7 +310,14 @@ def _download_once(
             ydl.params["outtmpl"]["default"] = f"{stem}.f%(format_id)s.%(ext)s"
             for key in ("requested_formats", "format_id", "requested_downloads"):
                 info.pop(key, None)
-        info = ydl.process_ie_result(info, download=True)
+        try:
+            info = ydl.process_ie_result(info, download=True)
+        except (yt_dlp.utils.YoutubeDLError, RequestError, OSError) as exc:
+            # The metadata phase succeeded: a 401/403 of the media is a block, not a verdict.
+            refused = media_refused(exc, url)
+            if refused is None:
+                raise
+            raise refused from exc
         info = ydl.sanitize_info(info)
     files: list[ReceivedFile] = []
     downloads = info.get("requested_downloads") or []
@@ -359,7 +372,7 @@ def _with_retries(
         except (yt_dlp.utils.YoutubeDLError, RequestError, FetchError, OSError) as exc:
             problem = classify(exc)
             message = exc.message if isinstance(exc, FetchError) else f"{url}: {error_text(exc)}"
-            if not problem.transient or attempt >= settings.transient_attempts:
+            if not problem.transient or problem.hold_off or attempt >= settings.transient_attempts:
                 raise FetchError(message, kind=problem.kind) from None
             wait = settings.backoff_seconds * 2 ** (attempt - 1)
             if problem.retry_after is not None:
