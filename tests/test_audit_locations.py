@@ -508,6 +508,10 @@ def test_a_file_damaged_in_every_copy_is_not_overwritten_and_the_problem_stays(
     assert code == 1 and primary["repaired"] == []
     assert {(p["bag"], p["kind"]) for p in primary["problems"]} == {(work, "checksum_mismatch")}
     assert [_sha256(master) for master in copies] == before
+    # The page says why, beside the evidence: repair found no good copy and overwrote nothing.
+    page = (archive / "reports" / "audit-latest.html").read_text("utf-8")
+    assert "<span class='detail repair'>not repaired: no_good_copy" in page
+    assert "nothing was overwritten" in page
 
 
 def test_a_damaged_primary_is_repaired_by_its_audit_from_the_replica(

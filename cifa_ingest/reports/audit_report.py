@@ -352,6 +352,10 @@ def _facts_table(facts: BagFacts | None) -> str:
     return f"<table class='facts'>{cells}</table>"
 
 
+#: How repair's word on a problem begins, in its detail (:mod:`cifa_ingest.audit.repairs`).
+_REPAIR_WORDS = ("not repaired", "found by repair")
+
+
 def _problem_html(problem: Problem) -> str:
     explained = KIND_TEXT.get(problem.kind, "")
     # The validator's message repeats the evidence shown beside it; the ledger's says which way.
@@ -359,6 +363,10 @@ def _problem_html(problem: Problem) -> str:
     detail = ""
     if problem.detail and (no_evidence or problem.kind == ProblemKind.LEDGER_MISMATCH):
         detail = f"<br><span class='detail'>{_e(problem.detail)}</span>"
+    else:  # why repair left it, which the evidence beside it cannot say
+        at = min((i for i in map((problem.detail or "").find, _REPAIR_WORDS) if i >= 0), default=-1)
+        if at >= 0:
+            detail = f"<br><span class='detail repair'>{_e((problem.detail or '')[at:])}</span>"
     file_gone = problem.kind in (ProblemKind.MISSING_FILE, ProblemKind.TAG_CHECKSUM_MISMATCH)
     gone = "gone" if file_gone else "-"
     expected = _digest(problem.expected, "-") if problem.algorithm else "-"

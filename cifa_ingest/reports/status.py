@@ -236,8 +236,10 @@ def render(status: Status) -> str:
             f"{late}"
         )
         for problem in location["problems"]:
-            detail = f": {problem['detail']}" if problem["detail"] else ""
-            lines.append(f"    {problem['id']}: {problem['state'] or 'no copy'}{detail}")
+            state, detail = problem["state"] or "no copy", problem["detail"] or ""
+            # Repair's detail already begins with the state ("damaged: data/…"): said once.
+            said = detail if detail.startswith(state) else f"{state}: {detail}" if detail else state
+            lines.append(f"    {problem['id']}: {said}")
     if status.holdings_report:
         lines.append(f"Holdings report: {status.holdings_report}")
     return "\n".join(lines)
