@@ -12,7 +12,7 @@ demo: setup
 test: setup test-deps
 	$(VENV)/bin/pytest
 
-# SLOW selects the slow tests: all of them by default; CI leaves out the soak tests (see .ci/run).
+# SLOW selects the slow tests: all of them by default, the SIGKILL soak included (CI runs them all).
 SLOW ?= slow
 test-slow: setup test-deps
 	$(VENV)/bin/pytest -m "$(SLOW)"
