@@ -40,9 +40,10 @@ from cifa_ingest.errors import (
     ProofFailed,
     ToolStalled,
 )
+from cifa_ingest.fetch import pauses
 from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, SourceKey
-from cifa_ingest.fetch.failures import FetchErrorKind
+from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
@@ -574,7 +575,12 @@ def preserve_work(
 ) -> WorkReport:
     """Preserve one work, or say why not. Never raises for a failure of the work itself: the
     report carries the error, and the staging folder is cleared. Every attempt's outcome is
-    recorded in the ledger under ``run_id``."""
+    recorded in the ledger under ``run_id``.
+
+    A work with a source on a host that blocked this run (``run_id``) is not tried: it is
+    ``deferred`` (:mod:`cifa_ingest.fetch.pauses`); a work whose fetch ends ``blocked`` pauses
+    its host for the rest of the run."""
+    run_id = run_id or uuid.uuid4().hex
     archive.ensure()
     ledger = Ledger(archive.ledger_path)
     report = triage(work, archive, ledger)
@@ -582,11 +588,15 @@ def preserve_work(
         # Nothing to fetch; what an interrupted run left in this work's staging is debris
         # (e.g. killed while clearing it after the placement).
         archive.discard_staging(work.id)
+    elif (deferred := _deferred(work, archive, settings, run_id)) is not None:
+        report = deferred
     else:
         report = _attempt(work, archive, settings, collection, allow_private_sources, run_step)
+        if report.error_kind == FetchErrorKind.BLOCKED:
+            _pause_hosts(work, archive, settings, run_id, report)
     if report.outcome not in {Outcome.NOT_PERMITTED, Outcome.AWAITING_SOURCE}:
         ledger.record_outcome(
-            run_id or uuid.uuid4().hex,
+            run_id,
             work.id,
             report.outcome,
             report.error,
@@ -594,6 +604,34 @@ def preserve_work(
             error_kind=report.error_kind,
         )
     return report
+
+
+def _sites(work: Work, settings: Settings) -> list[str]:
+    urls = [source.url for source in work.sources if source.url]
+    return list(dict.fromkeys(pauses.site_of(url, settings.fetch.allowed_hosts) for url in urls))
+
+
+def _deferred(work: Work, archive: Archive, settings: Settings, run_id: str) -> WorkReport | None:
+    """The report of a work not tried because a host of its sources blocked this run."""
+    locks = locks_dir(settings, archive.root)
+    for site in _sites(work, settings):
+        if (pause := pauses.paused(locks, run_id, site)) is not None:
+            log.info("%s: deferred to the next run: %s", work.id, pause.sentence)
+            return _report(work, Outcome.DEFERRED, error=pause.sentence)
+    return None
+
+
+def _pause_hosts(
+    work: Work, archive: Archive, settings: Settings, run_id: str, report: WorkReport
+) -> None:
+    """Pause, for the rest of the run, the host whose source blocked ``work`` (named at the
+    start of the fetch's message), or every host of its sources when the message names none."""
+    error = report.error or ""
+    urls = [source.url for source in work.sources if source.url]
+    named = [url for url in urls if url in error] or urls
+    locks = locks_dir(settings, archive.root)
+    for site in dict.fromkeys(pauses.site_of(url, settings.fetch.allowed_hosts) for url in named):
+        pauses.pause(locks, run_id, site, block_reason(error), work.id)
 
 
 def _attempt(

@@ -34,8 +34,9 @@ from cifa_ingest.audit import fixity_audit as audit
 from cifa_ingest.audit import repairs, watch
 from cifa_ingest.catalogue.model import Work, load_catalogues
 from cifa_ingest.catalogue.one_off import work_for_job
-from cifa_ingest.config import Settings, load_settings, resolve_archive
+from cifa_ingest.config import Settings, load_settings, locks_dir, resolve_archive
 from cifa_ingest.errors import CifaError, InputError, RunFailed
+from cifa_ingest.fetch import pauses
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.preserve import (
     STEPS,
@@ -48,6 +49,7 @@ from cifa_ingest.preserve import (
     place_step,
     preserve_work,
 )
+from cifa_ingest.reports.summary import block_lines
 from cifa_ingest.storage import repair as repairing
 from cifa_ingest.storage import replicate as replication
 from cifa_ingest.storage.locations import PRIMARY
@@ -273,7 +275,12 @@ def nightly_ingest(
     (``max_parallel_works``, one at a time by default). Each is its own ``preserve-film`` flow
     run, started by its task wherever the task runs; what comes back is the work's report (with
     where it ran), never an exception: a work whose run or worker failed is a failure report,
-    and the run goes on with the others."""
+    and the run goes on with the others.
+
+    A work whose fetch ends ``blocked`` (a bot wall, 429 after every retry) pauses its host for
+    the rest of the run: the works on that host that have not started are ``deferred``, not
+    tried (:mod:`cifa_ingest.fetch.pauses`, shared by threads and Dask workers through the
+    archive's ``locks/``); works on other hosts go on."""
     settings = settings or load_settings()
     logger = get_run_logger()
     planned: list[list[WorkReport] | tuple[Work, str | None]] = []
@@ -300,6 +307,12 @@ def nightly_ingest(
                 reports.extend(work_reports)
             else:
                 reports.extend(result)
+    # The hosts that blocked this run, said once each; the next run tries them again.
+    run_id = flow_run.get_root_flow_run_id() or flow_run.get_id()
+    if run_id:
+        pauses.forget(locks_dir(settings, Path(archive)), run_id)
+    for line in block_lines(reports):
+        logger.warning("%s", line)
     preserved = [
         report.id
         for report in reports

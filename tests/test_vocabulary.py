@@ -29,7 +29,17 @@ from cifa_ingest.storage.replicate import ReplicationOutcome
 #: Each enumeration and its values, in order, as published.
 PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
     # docs/reference/kinds.md, "Outcomes": the outcomes of ``--json``, also work_outcomes.outcome.
-    (Outcome, ["preserved", "already-preserved", "failed", "not-permitted", "awaiting-source"]),
+    (
+        Outcome,
+        [
+            "preserved",
+            "already-preserved",
+            "failed",
+            "not-permitted",
+            "awaiting-source",
+            "deferred",
+        ],
+    ),
     # docs/reference/kinds.md, "Error kinds": work_outcomes.error_kind of a failed fetch
     # (rate-limited is no longer produced, and stays for the older rows).
     (

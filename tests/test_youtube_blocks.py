@@ -10,17 +10,22 @@ and the watch's check of a source.
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from cifa_ingest import cli
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.youtube_server import FakeYouTube, serve_youtube
@@ -96,3 +101,118 @@ def test_the_watch_reads_a_block_as_unreachable_never_private_or_gone(
         )
         check = watch.check_source(source, settings, policy)
         assert (video_id, check.status, check.error_kind) == (video_id, status, kind)
+
+
+def _ingest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    status = cli.main(["ingest", *args, "--allow-private-sources", "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert captured.out.startswith("{"), captured.err
+    return status, json.loads(captured.out)
+
+
+def test_a_block_defers_the_hosts_other_works_of_the_run_only(
+    archive_dir: Path, youtube: FakeYouTube, film_server: LocalFileServer
+) -> None:
+    """The pause, quickly (no film encoded): in one run, the bot wall pauses youtube.com; the
+    run's next YouTube work is deferred without a request, recorded as such; a work on another
+    host is still asked. Another run tries YouTube again."""
+    archive, settings = Archive(archive_dir), load_settings()
+    elsewhere = Work.model_validate(
+        {
+            "id": "cifa-p-0003",
+            "title": {"en": "Elsewhere"},
+            "source": {"url": f"{film_server.base_url}/status/404/films/colour-bars.mkv"},
+            "permission": {"status": "granted", "granted_by": "Test"},
+        }
+    )
+
+    def preserve(work: Work, run_id: str) -> tuple[str, str | None]:
+        report = preserve_work(work, archive, settings, allow_private_sources=True, run_id=run_id)
+        return report.outcome, report.error_kind
+
+    assert preserve(youtube_work("cifa-p-0001", "cifaBotWall"), "night-1") == ("failed", "blocked")
+    assert preserve(youtube_work("cifa-p-0002", "cifaMembers"), "night-1") == ("deferred", None)
+    assert youtube.asked_about("cifaMembers") == []
+    assert preserve(elsewhere, "night-1") == ("failed", "not-found")
+    assert film_server.requests  # the other host was asked
+    # The next run asks YouTube again.
+    assert preserve(youtube_work("cifa-p-0002", "cifaMembers"), "night-2") == (
+        "failed",
+        "login-required",
+    )
+    with sqlite3.connect(archive_dir / "ledger.sqlite") as conn:
+        rows = conn.execute("SELECT run_id, outcome, error FROM work_outcomes").fetchall()
+    assert rows[1][:2] == ("night-1", "deferred")
+    assert re.fullmatch(r"host youtube\.com blocked us \(bot wall\) at \d\d:\d\d UTC", rows[1][2])
+
+
+@pytest.mark.slow
+def test_the_bot_wall_halts_one_host_while_works_on_another_host_continue(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    archive_dir: Path,
+    youtube: FakeYouTube,
+    film_server: LocalFileServer,
+    served_root: Path,
+) -> None:
+    """A night's run: the first YouTube work meets the bot wall; the second YouTube work is
+    deferred without a request; the work on another host is preserved. The next night, YouTube
+    lets us in: the deferred work is preserved. Through ``cifa ingest`` (the nightly-ingest
+    flow, its report and exit code), twice: about 40 s."""
+    works = [
+        youtube_work("cifa-b-0001", "cifaBotWall"),
+        youtube_work("cifa-b-0002", "cifaDeferrd"),
+        Work.model_validate(
+            {
+                "id": "cifa-b-0003",
+                "title": {"en": "Elsewhere"},
+                "source": {"url": f"{film_server.base_url}/films/colour-bars.mkv"},
+                "permission": {"status": "granted", "granted_by": "Test"},
+            }
+        ),
+    ]
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text(
+        yaml.safe_dump({"works": [work.model_dump(mode="json") for work in works]}), "utf-8"
+    )
+    youtube.playability["cifaDeferrd"] = {"status": "OK"}  # never asked in the first run
+
+    status, document = _ingest(capsys, str(catalogue), "--archive", str(archive_dir))
+    outcomes = {w["id"]: (w["outcome"], w["error_kind"]) for w in document["works"]}
+    assert outcomes == {
+        "cifa-b-0001": ("failed", "blocked"),
+        "cifa-b-0002": ("deferred", None),
+        "cifa-b-0003": ("preserved", None),
+    }
+    assert status == 1  # as for any run with a failure
+    assert document["counts"]["deferred"] == 1
+    assert youtube.asked_about("cifaDeferrd") == []  # not one request
+    deferred = next(w for w in document["works"] if w["id"] == "cifa-b-0002")
+    assert re.fullmatch(
+        r"host youtube\.com blocked us \(bot wall\) at \d\d:\d\d UTC", deferred["error"]
+    )
+    # Said once, in the run's report.
+    page = (archive_dir / "reports" / "ingest-latest.html").read_text("utf-8")
+    line = f"{deferred['error']}; 1 work deferred to the next run."
+    assert page.count(line) == 1
+    with sqlite3.connect(archive_dir / "ledger.sqlite") as conn:
+        rows = conn.execute("SELECT work_id, outcome FROM work_outcomes ORDER BY id").fetchall()
+    assert rows == [
+        ("cifa-b-0001", "failed"),
+        ("cifa-b-0002", "deferred"),
+        ("cifa-b-0003", "preserved"),
+    ]
+    assert not list((archive_dir / "locks" / "paused").glob("*/*"))  # the pause ends with the run
+
+    # The next night: YouTube answers again.
+    film = served_root / "films" / "test-card-beijing.mp4"
+    youtube.make_playable("cifaBotWall", film)
+    youtube.make_playable("cifaDeferrd", film)
+    status, document = _ingest(capsys, str(catalogue), "--archive", str(archive_dir))
+    outcomes = {w["id"]: (w["outcome"], w["error_kind"]) for w in document["works"]}
+    assert outcomes == {
+        "cifa-b-0001": ("preserved", None),
+        "cifa-b-0002": ("preserved", None),
+        "cifa-b-0003": ("already-preserved", None),
+    }
+    assert status == 0

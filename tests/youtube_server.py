@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 #: YouTube's host names this server answers for (and its certificate names).
-HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "i.ytimg.com")
+MEDIA_HOST = "rr1---sn-cifa.googlevideo.com"
+HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "i.ytimg.com", MEDIA_HOST)
 
 _LOGIN_HINT = "This helps protect our community. Learn more"
 
@@ -103,11 +104,31 @@ class _Handler(BaseHTTPRequestHandler):
         playability = self.server.playability.get(
             video_id, {"status": "ERROR", "reason": "Video unavailable"}
         )
-        return {
+        response: dict[str, Any] = {
             "responseContext": {},
             "playabilityStatus": playability,
             "videoDetails": {"videoId": video_id, "title": f"Test film {video_id}"},
         }
+        film = self.server.films.get(video_id)
+        if playability.get("status") == "OK" and film is not None:
+            # One progressive MP4, served by this server as YouTube's media host would.
+            response["videoDetails"]["lengthSeconds"] = "2"
+            response["streamingData"] = {
+                "formats": [
+                    {
+                        "itag": 18,
+                        "url": f"https://{MEDIA_HOST}/videoplayback?id={video_id}",
+                        "mimeType": 'video/mp4; codecs="avc1.42001E, mp4a.40.2"',
+                        "bitrate": 500000,
+                        "width": 320,
+                        "height": 240,
+                        "contentLength": str(film.stat().st_size),
+                        "quality": "medium",
+                        "qualityLabel": "240p",
+                    }
+                ]
+            }
+        return response
 
     def _answer(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -125,6 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         video_id = (parse_qs(parts.query).get("v") or [None])[0]
         self._seen(video_id)
+        if parts.path == "/videoplayback":
+            film = self.server.films.get(str(video_id or parse_qs(parts.query).get("id", [""])[0]))
+            if film is None:
+                self._answer(404, b"", "text/plain")
+                return
+            self._answer(200, film.read_bytes(), "video/mp4")
+            return
         if parts.path.startswith("/embed/"):
             # The embedded player's page, asked for its configuration when a video is age-gated
             # (yt-dlp then tries the embedded client).
@@ -176,6 +204,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.seen: list[Seen] = []
         self.playability = dict(PLAYABILITY)
+        self.films: dict[str, Path] = {}
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client closing early is not the test's business
@@ -259,6 +288,11 @@ class FakeYouTube:
     @property
     def playability(self) -> dict[str, dict[str, Any]]:
         return self._server.playability
+
+    def make_playable(self, video_id: str, film: Path) -> None:
+        """From now on, ``video_id`` plays: its player response offers ``film`` as one MP4."""
+        self._server.films[video_id] = film
+        self._server.playability[video_id] = {"status": "OK"}
 
     @property
     def seen(self) -> list[Seen]:

@@ -47,6 +47,8 @@ class Outcome(StrEnum):
     FAILED = "failed"
     NOT_PERMITTED = "not-permitted"
     AWAITING_SOURCE = "awaiting-source"
+    #: Not tried: a host of its sources blocked this run (a bot wall, 429); the next run tries.
+    DEFERRED = "deferred"
 
 
 class SourceStatus(StrEnum):

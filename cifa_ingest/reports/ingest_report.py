@@ -45,7 +45,7 @@ from pathlib import Path
 from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.errors import FFmpegError
 from cifa_ingest.preserve import Outcome, WorkReport
-from cifa_ingest.reports.summary import human_bytes
+from cifa_ingest.reports.summary import block_lines, human_bytes
 from cifa_ingest.tools import runner
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 #: The order of the report: problems first, then what this run did, then what it had not to do.
 ORDER = (
     Outcome.FAILED,
+    Outcome.DEFERRED,
     Outcome.PRESERVED,
     Outcome.ALREADY_PRESERVED,
     Outcome.NOT_PERMITTED,
@@ -64,6 +65,7 @@ OUTCOME_TEXT = {
     Outcome.ALREADY_PRESERVED: "already preserved",
     Outcome.NOT_PERMITTED: "not permitted",
     Outcome.AWAITING_SOURCE: "awaiting source address",
+    Outcome.DEFERRED: "deferred",
 }
 LATEST = "ingest-latest.html"
 #: Width of the embedded poster thumbnail, in pixels.
@@ -338,6 +340,10 @@ def render_html(run: RunReport) -> str:
         for outcome, count in counts.items()
     ]
     parts.append(f"<tr><td>works</td><td class='num'>{len(run.rows)}</td></tr></table>")
+    parts += [
+        f"<p class='blocked'>{_e(line)}.</p>"
+        for line in block_lines([row.report for row in run.rows])
+    ]
     if storage := _storage_sentence(run):
         parts.append(f"<p>{_e(storage)}</p>")
     parts.append(
@@ -500,6 +506,8 @@ def markdown_summary(run: RunReport, html_path: Path | None) -> str:
     verdict = "every work done" if run.ok else f"{run.counts[Outcome.FAILED]} failed"
     lines = [f"# Ingest run: {verdict}", "", summary_line(run)]
     problems = [row.report for row in run.rows if row.report.outcome is Outcome.FAILED]
+    if blocks := block_lines([row.report for row in run.rows]):
+        lines += ["", *(markdown_text(line) for line in blocks)]
     if problems:
         lines += ["", "## Problems", "", "| work | title | error |", "| --- | --- | --- |"]
         for report in problems:

@@ -16,6 +16,7 @@ _OUTCOME_TEXT = {
     Outcome.FAILED: "FAILED",
     Outcome.NOT_PERMITTED: "not permitted",
     Outcome.AWAITING_SOURCE: "awaiting source address",
+    Outcome.DEFERRED: "deferred",
 }
 
 
@@ -74,7 +75,21 @@ def table(reports: Sequence[WorkReport]) -> str:
     for report in reports:
         if report.outcome is Outcome.FAILED:
             lines.append(f"  {report.id}: {report.error}")
+    lines += [f"  {line}" for line in block_lines(reports)]
     return "\n".join(lines)
+
+
+def block_lines(reports: Sequence[WorkReport]) -> list[str]:
+    """Once per host that blocked the run: ``host youtube.com blocked us (bot wall) at 02:14
+    UTC; 3 works deferred to the next run`` (the deferred works' reports carry the first
+    half)."""
+    deferred = Counter(
+        report.error for report in reports if report.outcome is Outcome.DEFERRED and report.error
+    )
+    return [
+        f"{sentence}; {n} work{'s' if n != 1 else ''} deferred to the next run"
+        for sentence, n in deferred.items()
+    ]
 
 
 def summary_line(reports: Sequence[WorkReport]) -> str:
