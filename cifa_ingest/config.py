@@ -87,6 +87,7 @@ class FetchSettings(_Section):
     socket_timeout_seconds: float = Field(default=30, gt=0)
     retries: int = Field(default=10, ge=0, le=100)
     fragment_retries: int = Field(default=10, ge=0, le=100)
+    duration_tolerance_seconds: float = Field(default=2, ge=0, le=600)
     transient_attempts: int = Field(default=4, ge=1, le=20)
     backoff_seconds: float = Field(default=5, ge=0, le=3600)
     max_wait_seconds: float = Field(default=300, ge=0, le=86400)

@@ -77,6 +77,15 @@ def test_direct_mp4_is_kept_byte_for_byte_with_its_http_record(
     assert record["tool"].startswith("yt-dlp ")
     assert record["options"]["fixup"] == "never"
     assert "received 1.2 MB" in caplog.text  # progress on the terminal
+    # Proved complete: both streams decode to the 4 s the file declares, and its size is the
+    # server's Content-Length.
+    verdict = record["sources"][0]["completeness"]
+    assert verdict["verdict"] == "complete", verdict["missing"]
+    (evidence,) = verdict["files"]
+    assert evidence["bytes_declared"] == evidence["bytes_received"] == received.bytes
+    assert evidence["bytes_declared_by"] == "Content-Length"
+    ends = {s["kind"]: s["decoded_end"] for s in evidence["streams"]}
+    assert ends == {"video": pytest.approx(4, abs=0.05), "audio": pytest.approx(4, abs=0.05)}
 
 
 def test_web_page_video_keeps_every_subtitle_track_and_the_poster(
@@ -110,6 +119,10 @@ def test_hls_is_kept_as_the_received_mpeg_ts(
     served = b"".join(segment.read_bytes() for segment in segments)
     assert (tmp_path / "original" / received.name).read_bytes() == served
     assert ffprobe(tmp_path / "original" / received.name)["format"]["format_name"] == "mpegts"
+    verdict = capture.sources[0].completeness
+    assert verdict is not None and verdict["verdict"] == "complete"
+    assert verdict["files"][0]["fragments_received"] == verdict["files"][0]["fragments_expected"]
+    assert verdict["files"][0]["fragments_expected"] == len(segments)
 
 
 def test_separate_video_and_audio_streams_are_both_kept_unmerged(
@@ -348,7 +361,7 @@ def test_fetch_error_kinds_keep_their_published_spellings() -> None:
     assert [kind.value for kind in FetchErrorKind] == [
         "not-found", "gone", "private", "forbidden", "geo-blocked", "unsupported", "refused",
         "duplicate", "too-large", "rate-limited", "server-error", "network", "error",
-        "blocked", "login-required", "age-restricted",
+        "blocked", "login-required", "age-restricted", "incomplete",
     ]  # fmt: skip
     assert all(kind.description for kind in FetchErrorKind)
     # failures.py cannot import the limit (request_policy imports failures): said twice, held here.

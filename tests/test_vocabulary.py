@@ -61,6 +61,7 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "blocked",
             "login-required",
             "age-restricted",
+            "incomplete",
         ],
     ),
     # docs/guides/auditors.md: the table of kinds, and ``cifa audit --json``'s problems.

@@ -159,6 +159,9 @@ class FetchedSource:
     http: list[HttpExchange]
     requests_made: int = 0
     attempts: int = 1
+    #: The proof that the capture is complete: the verdict and its evidence
+    #: (:class:`cifa_ingest.fetch.completeness.Verdict`); None in records made before it.
+    completeness: dict[str, Any] | None = None
     http_date: str | None = None  # the server's Date when the media was sent: the capture date
     stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
     #: The address in the key, for extractors whose ids are the address's last part (SourceKey).

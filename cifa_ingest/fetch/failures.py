@@ -41,6 +41,7 @@ class FetchErrorKind(StrEnum):
     BLOCKED = "blocked"
     LOGIN_REQUIRED = "login-required"
     AGE_RESTRICTED = "age-restricted"
+    INCOMPLETE = "incomplete"
 
     @property
     def description(self) -> str:
@@ -80,6 +81,11 @@ _DESCRIPTIONS = {
     FetchErrorKind.AGE_RESTRICTED: (
         "the video exists but asks a signed-in account to confirm its age"
     ),
+    FetchErrorKind.INCOMPLETE: (
+        "the capture is short, still after a second attempt: a stream ends before its declared "
+        "duration or before the other streams, a size or a fragment count disagrees with what "
+        "was declared, or a fragment could not be fetched; the message says what is missing"
+    ),
 }
 
 
@@ -103,7 +109,11 @@ class Problem:
 
 
 #: The problem of a kind already decided (a FetchError raised with it).
-_DECIDED = {FetchErrorKind.BLOCKED: Problem(FetchErrorKind.BLOCKED, transient=True, hold_off=True)}
+_DECIDED = {
+    FetchErrorKind.BLOCKED: Problem(FetchErrorKind.BLOCKED, transient=True, hold_off=True),
+    # Fetched once more (completeness.ATTEMPTS): a cut-off transfer may come whole next time.
+    FetchErrorKind.INCOMPLETE: Problem(FetchErrorKind.INCOMPLETE, transient=True),
+}
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -37,6 +37,9 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
 from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, ReceivedFile, SourceKey
+from cifa_ingest.fetch.completeness import ATTEMPTS as INCOMPLETE_ATTEMPTS
+from cifa_ingest.fetch.completeness import Verdict
+from cifa_ingest.fetch.completeness import check as check_completeness
 from cifa_ingest.fetch.failures import (
     FetchErrorKind,
     classify,
@@ -124,6 +127,32 @@ class _Progress:
         if eta is not None:
             parts.append(f"ETA {dt.timedelta(seconds=int(eta))}")
         log.info("%s: %s", self.label, ", ".join(parts))
+
+
+class _FragmentTally:
+    """A progress hook that counts the fragments of each fragmented download (HLS, DASH): the
+    ones received and the ones the playlist lists, by the file yt-dlp writes."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, tuple[int, int]] = {}  # file: (received, listed)
+        self.finished: set[str] = set()
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        name = str(status.get("filename") or "")
+        if status.get("status") == "finished":
+            self.finished.add(name)
+            return
+        listed, index = status.get("fragment_count"), status.get("fragment_index")
+        if isinstance(listed, int) and isinstance(index, int):
+            received = max(index, self.counts.get(name, (0, 0))[0])
+            self.counts[name] = (received, listed)
+
+    def unfinished(self) -> tuple[int, int] | None:
+        """(fragments received, listed) of a fragmented download that stopped short."""
+        for name, (received, listed) in self.counts.items():
+            if name not in self.finished and received < listed:
+                return received, listed
+        return None
 
 
 def _human(count: float | None) -> str:
@@ -288,10 +317,22 @@ def _download_once(
     policy: SourcePolicy,
     check_source: Callable[[SourceKey], None],
     label: str,
-) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
+    tally: _FragmentTally,
+) -> tuple[
+    dict[str, Any],
+    list[ReceivedFile],
+    list[HttpExchange],
+    int,
+    dict[str, dict[str, Any]],
+    dict[str, tuple[int, int]],
+]:
+    """One attempt at ``url``. ``tally`` counts the fragments of fragmented downloads over the
+    attempts (a second attempt resumes where the first stopped). Returns (info, files, HTTP log,
+    requests, yt-dlp's record of each media file by its name, its fragments received and listed).
+    """
     directory = directory.absolute()
     params = ytdlp_params(settings, directory, stem)
-    params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds)]
+    params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds), tally]
     ydl = _ArchivalYoutubeDL(params, policy)
     with ydl:
         info = ydl.extract_info(url, download=False)  # metadata only: no media byte yet
@@ -315,12 +356,24 @@ def _download_once(
         except (yt_dlp.utils.YoutubeDLError, RequestError, OSError) as exc:
             # The metadata phase succeeded: a 401/403 of the media is a block, not a verdict.
             refused = media_refused(exc, url)
-            if refused is None:
+            if refused is not None:
+                raise refused from exc
+            # A fragment the playlist lists and the host does not give (404, …): never skipped
+            # (skip_unavailable_fragments is off), and the capture is incomplete.
+            short = tally.unfinished()
+            if short is None or classify(exc).transient:
                 raise
-            raise refused from exc
+            received, listed = short
+            raise FetchError(
+                f"{url}: fragment {received + 1} of {listed} could not be fetched"
+                f" ({error_text(exc).removeprefix('[download] ').removeprefix('Got error: ')})",
+                kind=FetchErrorKind.INCOMPLETE,
+            ) from exc
         info = ydl.sanitize_info(info)
     files: list[ReceivedFile] = []
     downloads = info.get("requested_downloads") or []
+    received_as: dict[str, dict[str, Any]] = {}  # yt-dlp's record of each file, by our name
+    fragments: dict[str, tuple[int, int]] = {}
     for number, download in enumerate(downloads, start=1):
         path = _inside(Path(download["filepath"]), directory)
         # Named by content: HLS received as MPEG-TS is kept, and named, as .ts.
@@ -329,6 +382,17 @@ def _download_once(
             raise FetchError(f"{url}: refusing unexpected file type {ext!r}")
         name = f"{stem}.{ext}" if len(downloads) == 1 else f"{stem}.stream-{number}.{ext}"
         target = directory / name
+        if str(download["filepath"]) in tally.counts:
+            fragments[name] = tally.counts[str(download["filepath"])]
+        # One download: its format's address, protocol and size are the info's own.
+        received_as[name] = {
+            **(
+                {k: info.get(k) for k in ("url", "protocol", "filesize")}
+                if len(downloads) == 1
+                else {}
+            ),
+            **{k: v for k, v in download.items() if v is not None},
+        }
         path.rename(target)
         files.append(
             _received(
@@ -355,7 +419,7 @@ def _download_once(
             files.append(_received(path, "thumbnail", source_url=thumbnail.get("url")))
     if not any(f.role in {"video+audio", "video", "audio"} for f in files):
         raise FetchError(f"{url}: nothing was downloaded")
-    return info, files, ydl.exchanges, ydl.requests_made
+    return info, files, ydl.exchanges, ydl.requests_made, received_as, fragments
 
 
 def _with_retries(
@@ -372,7 +436,10 @@ def _with_retries(
         except (yt_dlp.utils.YoutubeDLError, RequestError, FetchError, OSError) as exc:
             problem = classify(exc)
             message = exc.message if isinstance(exc, FetchError) else f"{url}: {error_text(exc)}"
-            if not problem.transient or problem.hold_off or attempt >= settings.transient_attempts:
+            attempts = settings.transient_attempts
+            if problem.kind is FetchErrorKind.INCOMPLETE:
+                attempts = min(attempts, INCOMPLETE_ATTEMPTS)  # once more, not again and again
+            if not problem.transient or problem.hold_off or attempt >= attempts:
                 raise FetchError(message, kind=problem.kind) from None
             wait = settings.backoff_seconds * 2 ** (attempt - 1)
             if problem.retry_after is not None:
@@ -391,25 +458,53 @@ def fetch_source(
     check_source: Callable[[SourceKey], None] = lambda key: None,
     label: str = "",
     locks_dir: Path | None = None,
-) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int]:
+) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int, Verdict]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
     ``check_source(key)`` runs after the metadata is known and before any media byte is
     requested, with the video's :class:`SourceKey`; it raises to refuse the source.
-    ``locks_dir`` holds the host's download slot (:func:`host_slot`). Returns (info, files,
-    HTTP log, requests, attempts).
+    ``locks_dir`` holds the host's download slot (:func:`host_slot`). The received media are
+    proved complete (:mod:`cifa_ingest.fetch.completeness`), outside the host's slot; an
+    incomplete capture is fetched once more, and if still short raises ``incomplete``. Returns
+    (info, files, HTTP log, requests, attempts, the completeness verdict).
     """
+    tally = _FragmentTally()
 
-    def attempt_once() -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int]:
+    def attempt_once() -> tuple[
+        dict[str, Any], list[ReceivedFile], list[HttpExchange], int, Verdict
+    ]:
         with host_slot(url, settings, locks_dir, label or stem):
-            return _download_once(
-                url, directory, stem, settings, policy, check_source, label or stem
+            info, files, exchanges, requests, received_as, fragments = _download_once(
+                url, directory, stem, settings, policy, check_source, label or stem, tally
             )
+        verdict = check_completeness(
+            directory,
+            files,
+            received_as,
+            exchanges,
+            _seconds(info.get("duration")),
+            settings.duration_tolerance_seconds,
+            fragments,
+        )
+        if not verdict.complete:
+            for received in files:  # a second attempt fetches them anew, not "already there"
+                (directory / received.name).unlink(missing_ok=True)
+            raise FetchError(
+                f"{url}: the capture is incomplete: {verdict.summary}",
+                kind=FetchErrorKind.INCOMPLETE,
+            )
+        log.info("%s: complete (every stream decodes to its declared end)", label or stem)
+        return info, files, exchanges, requests, verdict
 
-    (info, files, exchanges, requests), attempts = _with_retries(
+    (info, files, exchanges, requests, verdict), attempts = _with_retries(
         url, label or stem, settings, attempt_once
     )
-    return info, files, exchanges, requests, attempts
+    return info, files, exchanges, requests, attempts, verdict
+
+
+def _seconds(value: object) -> float | None:
+    """A duration the source declared, in seconds, if it is one."""
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def probe_source(url: str, settings: FetchSettings, policy: SourcePolicy) -> dict[str, Any]:
@@ -467,7 +562,7 @@ def fetch_work(
         stem = work.id if len(work.sources) == 1 else f"{work.id}-part-{index:02d}"
 
         def check(key: SourceKey, index: int = index) -> None:
-            if key.key in seen:
+            if seen.get(key.key, index) != index:  # the same part again: a retry
                 raise FetchError(
                     f"{work.id}: part {index} is the same video as part {seen[key.key]} ({key})",
                     kind=FetchErrorKind.DUPLICATE,
@@ -481,7 +576,7 @@ def fetch_work(
             if k not in {"logger", "paths"}
         }
         log.info("%s: fetching %s", work.id, source.url)
-        info, files, exchanges, requests, attempts = fetch_source(
+        info, files, exchanges, requests, attempts, verdict = fetch_source(
             source.url, original_dir, stem, settings, policy, check, label=stem, locks_dir=locks_dir
         )
         identity = SourceKey.of_info(info, source.url)
@@ -513,6 +608,7 @@ def fetch_work(
                 ),
                 stem=stem,
                 address=identity.address,
+                completeness=verdict.as_dict(),
             )
         )
     capture.finished = _utc_now()
