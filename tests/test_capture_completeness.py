@@ -156,6 +156,7 @@ def test_a_complete_capture_records_its_verdict_and_evidence(
     verdict = source["completeness"]
     assert verdict["verdict"] == "complete" and verdict["missing"] == []
     assert verdict["tolerance_seconds"] == load_settings().fetch.duration_tolerance_seconds
+    assert capture["options"]["skip_unavailable_fragments"] is False  # a hole is never skipped
     kinds = sorted(s["kind"] for f in verdict["files"] for s in f["streams"])
     assert kinds == ["audio", "video"]
     for evidence in verdict["files"]:

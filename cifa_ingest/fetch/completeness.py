@@ -141,8 +141,10 @@ def _decodable(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def decode(path: Path, name: str | None = None) -> FileEvidence:
-    """Decode every picture and sound stream of ``path`` to its end (ffmpeg's ``framecrc`` of
-    each decoded frame): where each stream ends, and the decoding errors."""
+    """Decode every picture and sound stream of ``path`` to its end: where each stream ends,
+    and the decoding errors. ffmpeg's ``framecrc`` lists every decoded frame's time and
+    duration; a picture is passed on as a reference (``wrapped_avframe``, as ``-f null`` does),
+    not copied, so a long 4K film costs its decoding and no more."""
     probe = runner.probe(path)
     streams = _decodable(probe)
     declared = _declared_ends(probe)
@@ -153,7 +155,7 @@ def decode(path: Path, name: str | None = None) -> FileEvidence:
     maps = [arg for s in streams for arg in ("-map", f"0:{s['index']}")]
     completed = runner.run(
         [runner.executable("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
-         *maps, "-fps_mode", "passthrough", "-f", "framecrc", "-"],
+         *maps, "-fps_mode", "passthrough", "-c:v", "wrapped_avframe", "-f", "framecrc", "-"],
         timeout=DECODE_BASE_SECONDS + DECODE_SECONDS_PER_SECOND * longest,
         check=False,
     )  # fmt: skip
