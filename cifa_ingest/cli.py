@@ -261,6 +261,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a bag directory, or the id of a work preserved in the archive",
     )
     common(inspect)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="which yt-dlp, JavaScript runtime, challenge solver, ffmpeg, MediaConch and MediaInfo"
+        " the pipeline would use, and what is missing",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    doctor.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    doctor.add_argument("--verbose", action="store_true", help="debug output")
     return parser
 
 
@@ -975,7 +984,25 @@ def _serve(settings: Settings, archive: Path, args: argparse.Namespace, own_serv
         deployments.serve(planned)
 
 
+def _cmd_doctor(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when every program and package the pipeline needs is there, 1 when one is
+    missing (each named, with how to install it)."""
+    import json
+
+    from cifa_ingest.tools import doctor
+
+    diagnosis = doctor.diagnose(settings.fetch)
+    if args.json:
+        print(json.dumps(diagnosis.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(doctor.table(diagnosis))
+    for item in diagnosis.missing:
+        print(f"cifa doctor: {item.name}: {item.problem}", file=sys.stderr)
+    return EXIT_OK if diagnosis.ok else EXIT_FAILED
+
+
 COMMANDS = {
+    "doctor": _cmd_doctor,
     "serve": _cmd_serve,
     "status": _cmd_status,
     "events": _cmd_events,

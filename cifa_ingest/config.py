@@ -94,6 +94,9 @@ class FetchSettings(_Section):
     pause_seconds: float = Field(default=2, ge=0, le=3600)
     rate_limit: str | None = None
     progress_interval_seconds: float = Field(default=5, gt=0)
+    #: The Deno binary yt-dlp solves YouTube's challenges with; None: the one the project
+    #: installs (:mod:`cifa_ingest.fetch.js_runtime`).
+    deno: str | None = None
 
 
 class NormaliseSettings(_Section):

@@ -78,6 +78,7 @@ CASES = {
     # From the second copy the demo made (ROOT/demo/replica), declared in its settings; no
     # --archive: the archive it makes is --to.
     "recover": (["recover", "--from", "demo-replica", "--to", "ROOT/recovered"], {0}),
+    "doctor": (["doctor"], {0}),  # no --archive: it reads none
 }  # fmt: skip
 
 
@@ -111,7 +112,7 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
                 "utf-8",
             )
         args = [a.replace("ROOT", str(root)) for a in args]
-        if command != "recover":
+        if command not in ("recover", "doctor"):
             args += ["--archive", str(root / "archive")]
         run = _cifa(*args, "--json", "--quiet", cwd=root, config=config)
         assert run.returncode in codes, run.stderr

@@ -17,11 +17,11 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch import request_policy, ytdlp_internals
+from cifa_ingest.fetch import js_runtime, request_policy, ytdlp_internals
 from cifa_ingest.fetch.failures import FetchErrorKind, SourceRefused, classify
 from cifa_ingest.fetch.request_policy import MAX_DOCUMENT_BYTES
 from cifa_ingest.fetch.source_policy import SourcePolicy
-from cifa_ingest.fetch.ytdlp import fetch_work
+from cifa_ingest.fetch.ytdlp import fetch_work, ytdlp_client
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.helpers import assert_valid_preserved_bag, ffprobe, sha256
 
@@ -330,6 +330,29 @@ def test_capture_record_in_the_bag(archive_dir: Path, film_server: LocalFileServ
     manifest = (bag / "manifest-sha256.txt").read_text()
     for received in source["files"]:
         assert f"{received['sha256']}  data/original/{received['name']}" in manifest
+    # What yt-dlp fetched with, as it says itself; no path of this machine in the bag.
+    assert capture["tools"] == js_runtime.in_use(load_settings().fetch).record()
+    assert capture["tools"]["js_runtime"]["name"] == "deno"
+    assert capture["tools"]["challenge_solver"]["name"] == "yt-dlp-ejs"
+    assert "js_runtimes" not in capture["options"] and capture["options"]["remote_components"] == []
+    assert source["ytdlp_client"] is None  # the generic extractor has no clients: none invented
+
+
+def test_the_youtube_client_is_the_one_yt_dlp_names_else_none() -> None:
+    media = "https://rr3---sn-a.googlevideo.com/videoplayback?expire=1&itag={}&c={}&n=x"
+    youtube = {
+        "extractor_key": "Youtube",
+        "requested_downloads": [
+            {"url": media.format(137, "ANDROID_VR")},
+            {"url": media.format(140, "ANDROID_VR")},
+        ],
+    }
+    assert ytdlp_client(youtube) == "ANDROID_VR"
+    youtube["requested_downloads"][1] = {"url": media.format(140, "WEB"), "_client": "web_safari"}
+    assert ytdlp_client(youtube) == "ANDROID_VR, web_safari"
+    assert ytdlp_client({"extractor_key": "Youtube", "requested_downloads": [{"url": "x"}]}) is None
+    generic = {"extractor_key": "Generic", "requested_downloads": [{"url": media.format(1, "X")}]}
+    assert ytdlp_client(generic) is None
 
 
 def test_a_permission_that_does_not_cover_preservation_fetches_nothing(

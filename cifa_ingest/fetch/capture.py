@@ -166,6 +166,9 @@ class FetchedSource:
     stem: str = ""  # the name of this film's (or part's) files: ours, never the source's
     #: The address in the key, for extractors whose ids are the address's last part (SourceKey).
     address: str | None = None
+    #: The YouTube client the media came as (:func:`cifa_ingest.fetch.ytdlp.ytdlp_client`);
+    #: None for other extractors, which have none.
+    ytdlp_client: str | None = None
 
     @property
     def identity(self) -> SourceKey:
@@ -189,6 +192,9 @@ class Capture:
     started: str
     finished: str = ""
     tool: str = f"yt-dlp {YTDLP_VERSION}"
+    #: What yt-dlp fetched with: its version, the JavaScript runtime and the challenge solver it
+    #: found (None where it found none), as yt-dlp itself says (cifa_ingest.fetch.js_runtime).
+    tools: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     sources: list[FetchedSource] = field(default_factory=list)
 

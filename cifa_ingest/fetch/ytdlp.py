@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError
@@ -36,6 +36,7 @@ from cifa_ingest.bag import fixity
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
+from cifa_ingest.fetch import js_runtime
 from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, ReceivedFile, SourceKey
 from cifa_ingest.fetch.completeness import ATTEMPTS as INCOMPLETE_ATTEMPTS
 from cifa_ingest.fetch.completeness import Verdict
@@ -193,6 +194,8 @@ def ytdlp_params(settings: FetchSettings, directory: Path, stem: str) -> dict[st
         "no_warnings": False,
         "noprogress": True,
         "logger": _YtdlpLogger(),
+        # YouTube's JavaScript challenges: the project's Deno, by path, and no remote code.
+        **js_runtime.ytdlp_params(settings),
     }
     if settings.rate_limit:
         from yt_dlp.utils import parse_bytes
@@ -232,6 +235,26 @@ def _media_role(path: Path) -> str:
     if "audio" in kinds:
         return "audio"
     raise FetchError(f"{path.name}: the received file holds neither picture nor sound")
+
+
+def ytdlp_client(info: dict[str, Any]) -> str | None:
+    """The YouTube client whose answer gave the media downloaded, as far as yt-dlp's info says:
+    yt-dlp's own name of it where a format carries one (``_client``), else the client name
+    YouTube wrote into the media's address (its ``c`` parameter, e.g. ``ANDROID_VR``). Several,
+    joined by ", ", when the streams came from different clients; None for every other
+    extractor (a filmmaker's site, a plain file), which has no clients, and wherever neither
+    says: never guessed."""
+    if str(info.get("extractor_key") or "") != "Youtube":
+        return None
+    found: list[str] = []
+    for download in info.get("requested_downloads") or []:
+        name = download.get("_client")
+        if not name:
+            query = dict(parse_qsl(urlsplit(str(download.get("url") or "")).query))
+            name = query.get("c")
+        if name and str(name) not in found:
+            found.append(str(name))
+    return ", ".join(found) or None
 
 
 def _available_formats(info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -556,6 +579,15 @@ def fetch_work(
     original_dir.mkdir(parents=True, exist_ok=True)
     metadata_dir.mkdir(parents=True, exist_ok=True)
     capture = Capture(work_id=work.id, started=_utc_now())
+    tools = js_runtime.in_use(settings)
+    capture.tools = tools.record()
+    if capture.tools["js_runtime"] is None or capture.tools["challenge_solver"] is None:
+        log.warning(
+            "%s: yt-dlp has no JavaScript runtime or challenge solver: YouTube formats may be"
+            " missing (cifa doctor says which; %s)",
+            work.id,
+            js_runtime.INSTALL,
+        )
     seen: dict[str, int] = {}
     for index, source in enumerate(work.sources, start=1):
         assert source.url is not None
@@ -573,7 +605,7 @@ def fetch_work(
         capture.options = {
             k: v
             for k, v in ytdlp_params(settings, original_dir, stem).items()
-            if k not in {"logger", "paths"}
+            if k not in {"logger", "paths", "js_runtimes"}  # this machine's: capture.tools
         }
         log.info("%s: fetching %s", work.id, source.url)
         info, files, exchanges, requests, attempts, verdict = fetch_source(
@@ -609,6 +641,7 @@ def fetch_work(
                 stem=stem,
                 address=identity.address,
                 completeness=verdict.as_dict(),
+                ytdlp_client=ytdlp_client(info),
             )
         )
     capture.finished = _utc_now()

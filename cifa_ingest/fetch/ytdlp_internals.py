@@ -18,6 +18,14 @@ So the policy's handler subclasses ``UrllibRH`` and overrides ``_send`` (the met
 yt-dlp may move or change either: :func:`urllib_handler` then refuses to fetch with a message
 saying so, and ``tests/test_fetch.py`` fails on the upgrade (``make lock`` runs the suite) rather
 than a fetch going unpoliced.
+
+Which JavaScript runtime and challenge solver yt-dlp would run YouTube's challenges with is asked
+of yt-dlp too (``cifa doctor``, the capture record): it decides, from our ``js_runtimes`` option,
+and says so only in a debug line. Its answer is in ``YoutubeDL._js_runtimes`` (each runtime's
+``info``: name, path, version, supported), the solver it loads in ``yt_dlp.dependencies`` and the
+solver version it accepts in its vendored scripts' ``VERSION`` (a solver of another minor version
+is refused): :func:`js_runtimes` and :func:`challenge_solver` read them, and refuse as above when
+they move.
 """
 
 from __future__ import annotations
@@ -63,3 +71,27 @@ def urllib_handler() -> Any:
                 f"UrllibRH.{name} takes ({', '.join(has)}), not ({', '.join(parameters)}, …)"
             )
     return UrllibRH
+
+
+def js_runtimes(ydl: Any) -> dict[str, Any]:
+    """The JavaScript runtimes ``ydl`` (a YoutubeDL) would use, by name, each with yt-dlp's own
+    ``info`` of it (None where it found no such program): yt-dlp's answer, not ours."""
+    runtimes = getattr(ydl, "_js_runtimes", None)
+    if not isinstance(runtimes, dict):
+        raise YtdlpInternalsChanged("YoutubeDL has no _js_runtimes to say which runtime it uses")
+    return runtimes
+
+
+def challenge_solver() -> tuple[str | None, str]:
+    """The version of the challenge solver package yt-dlp loads (``yt-dlp-ejs``; None where yt-dlp
+    finds none), and the solver version this yt-dlp accepts (its vendored scripts' version)."""
+    try:
+        from yt_dlp import dependencies
+        from yt_dlp.extractor.youtube.jsc._builtin import vendor
+    except ImportError as exc:
+        raise YtdlpInternalsChanged(f"no challenge solver module ({exc})") from None
+    found = getattr(dependencies, "yt_dlp_ejs", None)
+    expected = getattr(vendor, "VERSION", None)
+    if not isinstance(expected, str):
+        raise YtdlpInternalsChanged("its challenge solver scripts have no VERSION")
+    return (str(found.version) if found is not None else None), expected

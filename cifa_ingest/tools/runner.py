@@ -1,5 +1,5 @@
 """The one place where external programs are run: ffmpeg and ffprobe, and mkvpropedit,
-MediaConch and MediaInfo.
+MediaConch and MediaInfo (and each of them, and Deno, once for its version in ``cifa doctor``).
 
 Every call is logged as a copy-pasteable command line (so an archivist can re-run exactly what the
 pipeline did), runs without a shell, has a time limit where one is given (the program is killed
@@ -48,6 +48,8 @@ INSTALL = {
     "mediaconch": "install mediaconch (make setup does); it checks masters against the archive's"
     " policy",
     "mediainfo": "install mediainfo (make setup does); it describes every file of a bag",
+    "deno": "run make setup (it installs the deno package); yt-dlp solves YouTube's challenges"
+    " with it",
 }
 
 
