@@ -217,6 +217,8 @@ def test_a_mediaconch_policy_gone_after_the_settings_were_read_fails_the_check(
 # Real runs from another working directory
 
 
+# 40–100 s: with the slow tests (CI runs them), keeping `make test` within its 20 minutes.
+@pytest.mark.slow
 def test_an_ingest_from_the_root_directory_makes_the_checkouts_bag(
     tmp_path: Path, demo_catalogue: Path
 ) -> None:

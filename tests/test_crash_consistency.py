@@ -359,6 +359,8 @@ def _hit(log: list[dict[str, object]]) -> set[str]:
     return {str(h).split(":")[0] for entry in log for h in entry["hit"]}  # type: ignore[attr-defined]
 
 
+# 40–100 s: with the slow tests (CI runs them), keeping `make test` within its 20 minutes.
+@pytest.mark.slow
 def test_killed_ingests_leave_only_complete_known_bags_and_the_next_run_finishes(
     tmp_path: Path, film_server: LocalFileServer
 ) -> None:
