@@ -18,8 +18,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import http.cookiejar
 import importlib.resources
+import ipaddress
+import logging
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +79,27 @@ DEFAULT_ALLOWED_HOSTS = [
 ]
 
 
+class CookiesSettings(_Section):
+    """Signed-in access to one host, an operator's recorded choice (``[[fetch.cookies]]``, or the
+    ``CIFA_COOKIES_*`` environment variables): a Netscape cookies file, and the label of the
+    account it signs in as (recorded in capture.json; the cookies never are)."""
+
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")
+    file: str = Field(min_length=1)
+    account: str = Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")
+
+
+def _no_po_token(value: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+    """Extractor arguments without a PO token: a secret, which comes from the environment."""
+    for extractor, arguments in value.items():
+        if extractor.lower() == "youtube" and any(k.lower() == "po_token" for k in arguments):
+            raise ValueError(
+                "youtube po_token is a secret: set it in the environment (CIFA_YOUTUBE_PO_TOKEN),"
+                " never in a settings file"
+            )
+    return value
+
+
 class FetchSettings(_Section):
     """How films are fetched (see config/cifa.toml for the meaning of each key)."""
 
@@ -97,6 +122,15 @@ class FetchSettings(_Section):
     #: The Deno binary yt-dlp solves YouTube's challenges with; None: the one the project
     #: installs (:mod:`cifa_ingest.fetch.js_runtime`).
     deno: str | None = None
+    #: Signed-in access, per host (:class:`CookiesSettings`). Never serialised (``exclude``):
+    #: settings passed to a Prefect flow are stored in its database, and the files' paths stay
+    #: out of it; a Dask worker gets them by pickle, and must see the same paths.
+    cookies: list[CookiesSettings] = Field(default_factory=list, exclude=True)
+    #: yt-dlp's extractor arguments (its ``--extractor-args``), e.g. a PO token provider's
+    #: ``{"youtubepot-bgutilhttp" = {base_url = ["http://127.0.0.1:4416"]}}``.
+    extractor_args: Annotated[dict[str, dict[str, list[str]]], AfterValidator(_no_po_token)] = (
+        Field(default_factory=dict)
+    )
 
 
 class NormaliseSettings(_Section):
@@ -218,7 +252,7 @@ def load_settings(path: Path | None = None) -> Settings:
         packaged_policy(name)
     path = path or config_path()
     if path is None:
-        return Settings()
+        return _with_cookies(Settings(), None)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -232,7 +266,7 @@ def load_settings(path: Path | None = None) -> Settings:
             f"{path}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         ]
         raise ConfigError("\n".join(problems)) from None
-    return _with_policies(settings, path)
+    return _with_cookies(_with_policies(settings, path), path)
 
 
 def _with_policies(settings: Settings, path: Path) -> Settings:
@@ -251,6 +285,99 @@ def _with_policies(settings: Settings, path: Path) -> Settings:
         return settings
     normalise = settings.normalise.model_copy(update=resolved)
     return settings.model_copy(update={"normalise": normalise})
+
+
+#: Signed-in access from the environment, for operators who keep secrets out of settings files:
+#: the cookies file, its host and the account's label (all three, or none).
+COOKIES_ENV = ("CIFA_COOKIES_FILE", "CIFA_COOKIES_HOST", "CIFA_COOKIES_ACCOUNT")
+
+
+def _with_cookies(settings: Settings, path: Path | None) -> Settings:
+    """``settings`` with the environment's cookies entry (:data:`COOKIES_ENV`: it replaces the
+    settings file's entry of the same host) and every entry's file made absolute (relative to
+    the settings file's folder) and checked: a host the source policy allows (on
+    ``allowed_hosts``, or an IP address, which only ``--allow-private-sources`` lets be asked),
+    a file only its owner may read, in Netscape format, with cookies of that host. A refusal
+    never quotes the file's content."""
+    entries = list(settings.fetch.cookies)
+    where = f"{path}: fetch.cookies" if path else "fetch.cookies"
+    given = {name: os.environ.get(name, "") for name in COOKIES_ENV}
+    if any(given.values()):
+        if not all(given.values()):
+            raise ConfigError(f"{', '.join(COOKIES_ENV)}: set all three, or none")
+        try:
+            from_env = CookiesSettings(
+                host=given["CIFA_COOKIES_HOST"],
+                file=given["CIFA_COOKIES_FILE"],
+                account=given["CIFA_COOKIES_ACCOUNT"],
+            )
+        except ValidationError as exc:
+            field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+            raise ConfigError(f"CIFA_COOKIES_{field.upper()}: {exc.errors()[0]['msg']}") from None
+        entries = [e for e in entries if e.host.lower() != from_env.host.lower()] + [from_env]
+        where = "CIFA_COOKIES_FILE" if len(entries) == 1 else where
+    if not entries:
+        return settings
+    base = path.absolute().parent if path else Path.cwd()
+    checked, hosts = [], set()
+    for entry in entries:
+        host = entry.host.rstrip(".").lower()
+        if host in hosts:
+            raise ConfigError(f"{where}: host {host} is named twice")
+        hosts.add(host)
+        if not _is_ip(host) and not _host_allowed(host, settings.fetch.allowed_hosts):
+            raise ConfigError(
+                f"{where}: host {host} is not on the allow-list ([fetch] allowed_hosts)"
+            )
+        file = base / Path(entry.file).expanduser()  # an absolute one stays as it is
+        _check_cookies_file(file, host, where)
+        checked.append(entry.model_copy(update={"host": host, "file": str(file)}))
+    fetch = settings.fetch.model_copy(update={"cookies": checked})
+    return settings.model_copy(update={"fetch": fetch})
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_allowed(host: str, allowed_hosts: list[str]) -> bool:
+    from cifa_ingest.fetch.source_policy import host_allowed
+
+    return host_allowed(host, allowed_hosts)
+
+
+def _check_cookies_file(file: Path, host: str, where: str) -> None:
+    """Refuse a cookies file that cannot be used or is not private; never quote its content."""
+    try:
+        mode = file.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{where}: {file}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{where}: {file} is not a file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{where}: {file} may be read by other users of this machine (mode"
+            f" {stat.S_IMODE(mode):o}): it holds an account's secrets; chmod 600 it"
+        )
+    jar = http.cookiejar.MozillaCookieJar()
+    try:
+        jar.load(str(file), ignore_discard=True, ignore_expires=True)
+    except (http.cookiejar.LoadError, UnicodeDecodeError, ValueError):
+        # LoadError (an OSError) quotes the offending line, which may hold a secret: not repeated.
+        raise ConfigError(
+            f"{where}: {file} is not a Netscape cookies file (its first line must be"
+            " '# Netscape HTTP Cookie File' or '# HTTP Cookie File', then one cookie a line)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: {file}: cannot read: {exc.strerror}") from None
+    if not any(_host_allowed(c.domain.lstrip(".").lower(), [host]) for c in jar):
+        logging.getLogger(__name__).warning(
+            "%s: %s holds no cookie of %s: the fetches from it are not signed in", where, file, host
+        )
 
 
 #: Where packaged files extracted to disk live until the process ends (only for a package that

@@ -314,6 +314,7 @@ def fetch_step(job: Job) -> Job:
         allow_private_sources=job.allow_private_sources,
         check_source=refuse_known_source,
         locks_dir=locks_dir(job.settings, job.archive.root),
+        private_dir=job.staging,
     )
     return job
 

@@ -9,5 +9,7 @@ and how failures are classified.
 - :mod:`~cifa_ingest.fetch.source_policy`: which addresses the archive may contact;
 - :mod:`~cifa_ingest.fetch.request_policy`: that policy on every request and redirect yt-dlp
   makes, and the size limit of a page;
+- :mod:`~cifa_ingest.fetch.signin`: signed-in access (a host's cookies, YouTube's PO token),
+  kept out of every record;
 - :mod:`~cifa_ingest.fetch.ytdlp_internals`: the one use of yt-dlp's private code, and why.
 """

@@ -169,6 +169,10 @@ class FetchedSource:
     #: The YouTube client the media came as (:func:`cifa_ingest.fetch.ytdlp.ytdlp_client`);
     #: None for other extractors, which have none.
     ytdlp_client: str | None = None
+    #: Whether the source was fetched signed in (an operator's recorded choice: the cookies of
+    #: ``[[fetch.cookies]]``), and the label of the account; never the cookies themselves.
+    signed_in: bool = False
+    account: str | None = None
 
     @property
     def identity(self) -> SourceKey:

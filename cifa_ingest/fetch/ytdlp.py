@@ -36,7 +36,7 @@ from cifa_ingest.bag import fixity
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import FetchSettings
 from cifa_ingest.errors import FetchError, SourcePolicyError
-from cifa_ingest.fetch import js_runtime
+from cifa_ingest.fetch import js_runtime, signin
 from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, ReceivedFile, SourceKey
 from cifa_ingest.fetch.completeness import ATTEMPTS as INCOMPLETE_ATTEMPTS
 from cifa_ingest.fetch.completeness import Verdict
@@ -81,16 +81,20 @@ def host_slot(
 
 
 class _YtdlpLogger:
-    """yt-dlp's messages go to our log, not to the terminal."""
+    """yt-dlp's messages go to our log, not to the terminal; ``scrub`` takes the secrets of a
+    signed-in fetch out of them (:meth:`cifa_ingest.fetch.signin.SignIn.scrub`)."""
+
+    def __init__(self, scrub: Callable[[str], str] | None = None) -> None:
+        self.scrub = scrub or signin.SignIn().scrub
 
     def debug(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
+        log.debug("yt-dlp: %s", self.scrub(msg))
 
     def info(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
+        log.debug("yt-dlp: %s", self.scrub(msg))
 
     def warning(self, msg: str) -> None:
-        text = uncoloured(msg)
+        text = self.scrub(uncoloured(msg))
         # Expected for filmmakers' own sites, which have no extractor of their own.
         level = (
             logging.DEBUG
@@ -100,7 +104,7 @@ class _YtdlpLogger:
         log.log(level, "yt-dlp warning: %s", text)
 
     def error(self, msg: str) -> None:
-        log.debug("yt-dlp error: %s", uncoloured(msg))
+        log.debug("yt-dlp error: %s", self.scrub(uncoloured(msg)))
 
 
 class _Progress:
@@ -299,6 +303,10 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
         self.requests_made = 0
         super().__init__(params)
 
+    def sanitize_info(self, info_dict: Any, remove_private_keys: bool = False) -> Any:
+        # The info JSON yt-dlp writes, and the info it gives us, without the cookies it sent.
+        return signin.without_cookies(super().sanitize_info(info_dict, remove_private_keys))
+
     def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
         # Only our handler: yt-dlp would otherwise prefer `requests`, which we do not police.
         return super().build_request_director([policy_handler(self._cifa_policy)], None)
@@ -341,6 +349,7 @@ def _download_once(
     check_source: Callable[[SourceKey], None],
     label: str,
     tally: _FragmentTally,
+    sign: signin.SignIn,
 ) -> tuple[
     dict[str, Any],
     list[ReceivedFile],
@@ -356,6 +365,7 @@ def _download_once(
     directory = directory.absolute()
     params = ytdlp_params(settings, directory, stem)
     params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds), tally]
+    params.update(_signed(settings, sign))
     ydl = _ArchivalYoutubeDL(params, policy)
     with ydl:
         info = ydl.extract_info(url, download=False)  # metadata only: no media byte yet
@@ -445,6 +455,17 @@ def _download_once(
     return info, files, ydl.exchanges, ydl.requests_made, received_as, fragments
 
 
+def _signed(settings: FetchSettings, sign: signin.SignIn) -> dict[str, Any]:
+    """Signed-in access in yt-dlp's options: the host's jar, the extractor arguments (a PO
+    token provider's; the PO token), the logger that scrubs their secrets. Never recorded."""
+    params: dict[str, Any] = {"logger": _YtdlpLogger(sign.scrub)}
+    if sign.cookiefile is not None:
+        params["cookiefile"] = str(sign.cookiefile)
+    if args := signin.extractor_args(settings):
+        params["extractor_args"] = args
+    return params
+
+
 def _with_retries(
     url: str, label: str, settings: FetchSettings, attempt_once: Callable[[], Any]
 ) -> tuple[Any, int]:
@@ -481,6 +502,7 @@ def fetch_source(
     check_source: Callable[[SourceKey], None] = lambda key: None,
     label: str = "",
     locks_dir: Path | None = None,
+    private_dir: Path | None = None,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int, Verdict]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
@@ -488,8 +510,10 @@ def fetch_source(
     requested, with the video's :class:`SourceKey`; it raises to refuse the source.
     ``locks_dir`` holds the host's download slot (:func:`host_slot`). The received media are
     proved complete (:mod:`cifa_ingest.fetch.completeness`), outside the host's slot; an
-    incomplete capture is fetched once more, and if still short raises ``incomplete``. Returns
-    (info, files, HTTP log, requests, attempts, the completeness verdict).
+    incomplete capture is fetched once more, and if still short raises ``incomplete``.
+    ``private_dir``: where a signed-in fetch's jar is kept while it lasts
+    (:func:`cifa_ingest.fetch.signin.signed_in`). Returns (info, files, HTTP log, requests,
+    attempts, the completeness verdict).
     """
     tally = _FragmentTally()
 
@@ -498,7 +522,7 @@ def fetch_source(
     ]:
         with host_slot(url, settings, locks_dir, label or stem):
             info, files, exchanges, requests, received_as, fragments = _download_once(
-                url, directory, stem, settings, policy, check_source, label or stem, tally
+                url, directory, stem, settings, policy, check_source, label or stem, tally, sign
             )
         verdict = check_completeness(
             directory,
@@ -519,9 +543,10 @@ def fetch_source(
         log.info("%s: complete (every stream decodes to its declared end)", label or stem)
         return info, files, exchanges, requests, verdict
 
-    (info, files, exchanges, requests, verdict), attempts = _with_retries(
-        url, label or stem, settings, attempt_once
-    )
+    with signin.signed_in(url, settings, private_dir) as sign:
+        (info, files, exchanges, requests, verdict), attempts = _with_retries(
+            url, label or stem, settings, attempt_once
+        )
     return info, files, exchanges, requests, attempts, verdict
 
 
@@ -538,7 +563,10 @@ def probe_source(url: str, settings: FetchSettings, policy: SourcePolicy) -> dic
         params[key] = False
 
     def attempt_once() -> dict[str, Any]:
-        with _ArchivalYoutubeDL(params, policy) as ydl:
+        with (
+            signin.signed_in(url, settings, None) as sign,
+            _ArchivalYoutubeDL({**params, **_signed(settings, sign)}, policy) as ydl,
+        ):
             info = ydl.extract_info(url, download=False)
             if info is None or info.get("_type", "video") != "video":
                 raise FetchError(
@@ -559,11 +587,13 @@ def fetch_work(
     allow_private_sources: bool,
     check_source: Callable[[SourceKey], None] = lambda key: None,
     locks_dir: Path | None = None,
+    private_dir: Path | None = None,
 ) -> Capture:
     """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
     ``original_dir``, the info JSON and description into ``metadata_dir``. Permission and the
     source policy are checked before any request. ``locks_dir``: where the download slots of the
-    hosts are held (the archive's ``locks/``)."""
+    hosts are held (the archive's ``locks/``); ``private_dir``: where a signed-in fetch's cookies
+    are kept while it lasts (the work's staging folder, outside its bag)."""
     if not work.may_be_fetched:
         raise FetchError(
             f"{work.id}: permission does not allow fetching", kind=FetchErrorKind.REFUSED
@@ -607,10 +637,21 @@ def fetch_work(
             for k, v in ytdlp_params(settings, original_dir, stem).items()
             if k not in {"logger", "paths", "js_runtimes"}  # this machine's: capture.tools
         }
+        if settings.extractor_args:  # the settings' own: never a PO token (signin.extractor_args)
+            capture.options["extractor_args"] = settings.extractor_args
         log.info("%s: fetching %s", work.id, source.url)
         info, files, exchanges, requests, attempts, verdict = fetch_source(
-            source.url, original_dir, stem, settings, policy, check, label=stem, locks_dir=locks_dir
+            source.url,
+            original_dir,
+            stem,
+            settings,
+            policy,
+            check,
+            label=stem,
+            locks_dir=locks_dir,
+            private_dir=private_dir,
         )
+        signed = signin.entry_for(source.url, settings)
         identity = SourceKey.of_info(info, source.url)
         metadata_files = []
         for suffix in (".info.json", ".description"):
@@ -642,6 +683,8 @@ def fetch_work(
                 address=identity.address,
                 completeness=verdict.as_dict(),
                 ytdlp_client=ytdlp_client(info),
+                signed_in=signed is not None,
+                account=signed.account if signed else None,
             )
         )
     capture.finished = _utc_now()
