@@ -113,6 +113,11 @@ class FetchSettings(_Section):
     retries: int = Field(default=10, ge=0, le=100)
     fragment_retries: int = Field(default=10, ge=0, le=100)
     duration_tolerance_seconds: float = Field(default=2, ge=0, le=600)
+    #: A capture is degraded when its chosen video's height (or bitrate, heights unknown) is
+    #: below this fraction of the best the source lists (cifa_ingest.fetch.degraded).
+    degraded_below: float = Field(default=0.5, gt=0, le=1)
+    #: A degraded capture is not bagged: the work fails ``degraded``, a later run tries again.
+    refuse_degraded: bool = False
     transient_attempts: int = Field(default=4, ge=1, le=20)
     backoff_seconds: float = Field(default=5, ge=0, le=3600)
     max_wait_seconds: float = Field(default=300, ge=0, le=86400)

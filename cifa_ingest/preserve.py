@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from cifa_ingest import __version__
 from cifa_ingest.archive import slots
@@ -40,9 +41,9 @@ from cifa_ingest.errors import (
     ProofFailed,
     ToolStalled,
 )
-from cifa_ingest.fetch import pauses
+from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
-from cifa_ingest.fetch.capture import Capture, SourceKey
+from cifa_ingest.fetch.capture import Capture, FetchedSource, SourceKey
 from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # ``Outcome``, what a run did to a work, is the ledger's word (cifa_ingest.archive.ledger),
 # imported above; ``cifa_ingest.preserve.Outcome`` is the same class.
+
+#: Outcomes whose words for people differ from their published spelling.
+OUTCOME_WORDS = {Outcome.PRESERVED_DEGRADED: "preserved (degraded)"}
 
 
 class Step(StrEnum):
@@ -271,6 +275,22 @@ def holder_of_source(ledger: Ledger, archive: Archive, key: SourceKey) -> str | 
     return None
 
 
+def earlier_capture(ledger: Ledger, archive: Archive, key: SourceKey) -> dict[str, Any] | None:
+    """The chosen video format ({format_id, height, tbr}) of an earlier capture of the source
+    ``key``: from the capture record of the bag that holds it (:func:`holder_of_source`), if
+    there is one and it can be read; None otherwise."""
+    holder = holder_of_source(ledger, archive, key)
+    if holder is None:
+        return None
+    try:
+        record = json.loads(
+            (archive.bag_path(holder) / "metadata" / "capture.json").read_text("utf-8")
+        )
+    except (OSError, ValueError):
+        return None
+    return degraded.earlier_chosen(record, key.key) if isinstance(record, dict) else None
+
+
 def start(
     work: Work,
     archive: Archive,
@@ -294,7 +314,8 @@ def start(
 def fetch_step(job: Job) -> Job:
     """Fetch the original bytes and the source's metadata into staging. A source video the
     archive already holds under another work (another URL of the same video) is refused before
-    its media is requested."""
+    its media is requested. A degraded capture (:mod:`cifa_ingest.fetch.degraded`) is refused
+    when ``[fetch] refuse_degraded`` says so: the work fails ``degraded``, and is not bagged."""
     ledger = Ledger(job.archive.ledger_path)
 
     def refuse_known_source(source_key: SourceKey) -> None:
@@ -315,7 +336,15 @@ def fetch_step(job: Job) -> Job:
         check_source=refuse_known_source,
         locks_dir=locks_dir(job.settings, job.archive.root),
         private_dir=job.staging,
+        earlier=lambda key: earlier_capture(ledger, job.archive, key),
     )
+    worse = [source for source in job.capture.sources if source.is_degraded]
+    if worse and job.settings.fetch.refuse_degraded:
+        raise FetchError(
+            f"{job.work.id}: the capture is degraded ({_degraded_reasons(worse)});"
+            " refused by [fetch] refuse_degraded, a later run tries again",
+            kind=FetchErrorKind.DEGRADED,
+        )
     return job
 
 
@@ -519,8 +548,21 @@ def place_step(job: Job) -> WorkReport:
             raise
         ledger.complete_placement(job.work.id, placed_at=now())
     job.archive.discard_staging(job.work.id)
-    log.info("%s: preserved", job.work.id)
-    return _bag_report(job.work, job.archive, Outcome.PRESERVED, time.monotonic() - job.started)
+    worse = [source for source in job.capture.sources if source.is_degraded]
+    outcome = Outcome.PRESERVED_DEGRADED if worse else Outcome.PRESERVED
+    log.info("%s: %s", job.work.id, OUTCOME_WORDS.get(outcome, str(outcome)))
+    report = _bag_report(job.work, job.archive, outcome, time.monotonic() - job.started)
+    if worse:  # why, in the report, the ledger and --json (the work is preserved all the same)
+        report.error = "degraded capture: " + _degraded_reasons(worse)
+    return report
+
+
+def _degraded_reasons(sources: list[FetchedSource]) -> str:
+    return "; ".join(
+        (f"{source.stem}: " if len(sources) > 1 else "")
+        + "; ".join(r for r in (source.degraded or {}).get("reasons") or [] if r)
+        for source in sources
+    )
 
 
 def _bag_record(archive: Archive, work_id: str, bag_dir: Path, source_keys: list[str]) -> BagRecord:

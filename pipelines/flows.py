@@ -316,7 +316,8 @@ def nightly_ingest(
     preserved = [
         report.id
         for report in reports
-        if report.outcome in {Outcome.PRESERVED, Outcome.ALREADY_PRESERVED}
+        if report.outcome
+        in {Outcome.PRESERVED, Outcome.PRESERVED_DEGRADED, Outcome.ALREADY_PRESERVED}
     ]
     replicated = _replicate_after_ingest(archive, settings)
     if watch_sources and preserved:

@@ -384,7 +384,7 @@ def test_fetch_error_kinds_keep_their_published_spellings() -> None:
     assert [kind.value for kind in FetchErrorKind] == [
         "not-found", "gone", "private", "forbidden", "geo-blocked", "unsupported", "refused",
         "duplicate", "too-large", "rate-limited", "server-error", "network", "error",
-        "blocked", "login-required", "age-restricted", "incomplete",
+        "blocked", "login-required", "age-restricted", "incomplete", "degraded",
     ]  # fmt: skip
     assert all(kind.description for kind in FetchErrorKind)
     # failures.py cannot import the limit (request_policy imports failures): said twice, held here.

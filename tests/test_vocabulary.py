@@ -33,6 +33,7 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
         Outcome,
         [
             "preserved",
+            "preserved-degraded",
             "already-preserved",
             "failed",
             "not-permitted",
@@ -62,6 +63,7 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "login-required",
             "age-restricted",
             "incomplete",
+            "degraded",
         ],
     ),
     # docs/guides/auditors.md: the table of kinds, and ``cifa audit --json``'s problems.

@@ -43,6 +43,10 @@ class Outcome(StrEnum):
     """What one run did to one work (``work_outcomes.outcome``, the ``outcome`` of ``--json``)."""
 
     PRESERVED = "preserved"
+    #: Preserved, but the capture is degraded: its chosen format far below the best the source
+    #: lists, or below an earlier capture of the same source (capture.json says why). Counted
+    #: as preserved; "preserved (degraded)" for people.
+    PRESERVED_DEGRADED = "preserved-degraded"
     ALREADY_PRESERVED = "already-preserved"
     FAILED = "failed"
     NOT_PERMITTED = "not-permitted"

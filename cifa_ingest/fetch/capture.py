@@ -173,6 +173,16 @@ class FetchedSource:
     #: ``[[fetch.cookies]]``), and the label of the account; never the cookies themselves.
     signed_in: bool = False
     account: str | None = None
+    #: yt-dlp's warnings during this source's capture: uncoloured, scrubbed of any secret,
+    #: each once, at most 50 of at most 500 characters (:func:`~.degraded.kept_warnings`).
+    warnings: list[str] = field(default_factory=list)
+    #: Whether the capture is degraded, and why (:class:`~.degraded.Degradation`); None in
+    #: records made before it.
+    degraded: dict[str, Any] | None = None
+
+    @property
+    def is_degraded(self) -> bool:
+        return bool(self.degraded and self.degraded.get("degraded"))
 
     @property
     def identity(self) -> SourceKey:

@@ -42,6 +42,7 @@ class FetchErrorKind(StrEnum):
     LOGIN_REQUIRED = "login-required"
     AGE_RESTRICTED = "age-restricted"
     INCOMPLETE = "incomplete"
+    DEGRADED = "degraded"
 
     @property
     def description(self) -> str:
@@ -86,6 +87,11 @@ _DESCRIPTIONS = {
         "duration or before the other streams, a size or a fragment count disagrees with what "
         "was declared, or a fragment could not be fetched; the message says what is missing"
     ),
+    FetchErrorKind.DEGRADED: (
+        "the capture is degraded (its chosen format far below the best the source lists, or "
+        "below an earlier capture of the same source) and [fetch] refuse_degraded is set: not "
+        "bagged; a later run tries again"
+    ),
 }
 
 
@@ -113,6 +119,8 @@ _DECIDED = {
     FetchErrorKind.BLOCKED: Problem(FetchErrorKind.BLOCKED, transient=True, hold_off=True),
     # Fetched once more (completeness.ATTEMPTS): a cut-off transfer may come whole next time.
     FetchErrorKind.INCOMPLETE: Problem(FetchErrorKind.INCOMPLETE, transient=True),
+    # YouTube's experiments take formats away for a while: another night may have them back.
+    FetchErrorKind.DEGRADED: Problem(FetchErrorKind.DEGRADED, transient=True),
 }
 
 

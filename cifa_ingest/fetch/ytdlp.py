@@ -41,6 +41,7 @@ from cifa_ingest.fetch.capture import Capture, FetchedSource, HttpExchange, Rece
 from cifa_ingest.fetch.completeness import ATTEMPTS as INCOMPLETE_ATTEMPTS
 from cifa_ingest.fetch.completeness import Verdict
 from cifa_ingest.fetch.completeness import check as check_completeness
+from cifa_ingest.fetch.degraded import MAX_WARNINGS, assess, kept_warnings
 from cifa_ingest.fetch.failures import (
     FetchErrorKind,
     classify,
@@ -82,10 +83,14 @@ def host_slot(
 
 class _YtdlpLogger:
     """yt-dlp's messages go to our log, not to the terminal; ``scrub`` takes the secrets of a
-    signed-in fetch out of them (:meth:`cifa_ingest.fetch.signin.SignIn.scrub`)."""
+    signed-in fetch out of them (:meth:`cifa_ingest.fetch.signin.SignIn.scrub`). Its warnings,
+    uncoloured and scrubbed, are also kept in ``warnings`` when given (capture.json's)."""
 
-    def __init__(self, scrub: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, scrub: Callable[[str], str] | None = None, warnings: list[str] | None = None
+    ) -> None:
         self.scrub = scrub or signin.SignIn().scrub
+        self.warnings = warnings
 
     def debug(self, msg: str) -> None:
         log.debug("yt-dlp: %s", self.scrub(msg))
@@ -102,6 +107,8 @@ class _YtdlpLogger:
             else logging.INFO
         )
         log.log(level, "yt-dlp warning: %s", text)
+        if self.warnings is not None and len(self.warnings) < 10 * MAX_WARNINGS:
+            self.warnings.append(text.removeprefix("WARNING: "))
 
     def error(self, msg: str) -> None:
         log.debug("yt-dlp error: %s", self.scrub(uncoloured(msg)))
@@ -261,6 +268,20 @@ def ytdlp_client(info: dict[str, Any]) -> str | None:
     return ", ".join(found) or None
 
 
+def _picture_height(directory: Path, files: list[ReceivedFile]) -> int | None:
+    """The height of the tallest picture received (ffprobe), or None."""
+    heights = [
+        int(stream["height"])
+        for received in files
+        if received.role in {"video+audio", "video"}
+        for stream in runner.probe(directory / received.name).get("streams", [])
+        if stream.get("codec_type") == "video"
+        and isinstance(stream.get("height"), int)
+        and not (stream.get("disposition") or {}).get("attached_pic")  # cover art
+    ]
+    return max(heights, default=None)
+
+
 def _available_formats(info: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("format_id", "ext", "protocol", "vcodec", "acodec", "width", "height", "fps", "tbr")
     return [
@@ -350,6 +371,7 @@ def _download_once(
     label: str,
     tally: _FragmentTally,
     sign: signin.SignIn,
+    warnings: list[str] | None = None,
 ) -> tuple[
     dict[str, Any],
     list[ReceivedFile],
@@ -365,7 +387,7 @@ def _download_once(
     directory = directory.absolute()
     params = ytdlp_params(settings, directory, stem)
     params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds), tally]
-    params.update(_signed(settings, sign))
+    params.update(_signed(settings, sign, warnings))
     ydl = _ArchivalYoutubeDL(params, policy)
     with ydl:
         info = ydl.extract_info(url, download=False)  # metadata only: no media byte yet
@@ -455,10 +477,13 @@ def _download_once(
     return info, files, ydl.exchanges, ydl.requests_made, received_as, fragments
 
 
-def _signed(settings: FetchSettings, sign: signin.SignIn) -> dict[str, Any]:
+def _signed(
+    settings: FetchSettings, sign: signin.SignIn, warnings: list[str] | None = None
+) -> dict[str, Any]:
     """Signed-in access in yt-dlp's options: the host's jar, the extractor arguments (a PO
-    token provider's; the PO token), the logger that scrubs their secrets. Never recorded."""
-    params: dict[str, Any] = {"logger": _YtdlpLogger(sign.scrub)}
+    token provider's; the PO token), the logger that scrubs their secrets (and keeps yt-dlp's
+    warnings in ``warnings``). Never recorded."""
+    params: dict[str, Any] = {"logger": _YtdlpLogger(sign.scrub, warnings)}
     if sign.cookiefile is not None:
         params["cookiefile"] = str(sign.cookiefile)
     if args := signin.extractor_args(settings):
@@ -503,6 +528,7 @@ def fetch_source(
     label: str = "",
     locks_dir: Path | None = None,
     private_dir: Path | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int, Verdict]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
@@ -512,8 +538,9 @@ def fetch_source(
     proved complete (:mod:`cifa_ingest.fetch.completeness`), outside the host's slot; an
     incomplete capture is fetched once more, and if still short raises ``incomplete``.
     ``private_dir``: where a signed-in fetch's jar is kept while it lasts
-    (:func:`cifa_ingest.fetch.signin.signed_in`). Returns (info, files, HTTP log, requests,
-    attempts, the completeness verdict).
+    (:func:`cifa_ingest.fetch.signin.signed_in`). yt-dlp's warnings are appended to
+    ``warnings``, if given. Returns (info, files, HTTP log, requests, attempts, the completeness
+    verdict).
     """
     tally = _FragmentTally()
 
@@ -522,7 +549,16 @@ def fetch_source(
     ]:
         with host_slot(url, settings, locks_dir, label or stem):
             info, files, exchanges, requests, received_as, fragments = _download_once(
-                url, directory, stem, settings, policy, check_source, label or stem, tally, sign
+                url,
+                directory,
+                stem,
+                settings,
+                policy,
+                check_source,
+                label or stem,
+                tally,
+                sign,
+                warnings,
             )
         verdict = check_completeness(
             directory,
@@ -588,12 +624,16 @@ def fetch_work(
     check_source: Callable[[SourceKey], None] = lambda key: None,
     locks_dir: Path | None = None,
     private_dir: Path | None = None,
+    earlier: Callable[[SourceKey], dict[str, Any] | None] = lambda key: None,
 ) -> Capture:
     """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
     ``original_dir``, the info JSON and description into ``metadata_dir``. Permission and the
     source policy are checked before any request. ``locks_dir``: where the download slots of the
     hosts are held (the archive's ``locks/``); ``private_dir``: where a signed-in fetch's cookies
-    are kept while it lasts (the work's staging folder, outside its bag)."""
+    are kept while it lasts (the work's staging folder, outside its bag). ``earlier(key)``: the
+    chosen video format of an earlier capture of the source ``key`` ({format_id, height, tbr}),
+    or None; each source's degradation verdict (:mod:`cifa_ingest.fetch.degraded`) compares
+    with it, and with the best format the source lists."""
     if not work.may_be_fetched:
         raise FetchError(
             f"{work.id}: permission does not allow fetching", kind=FetchErrorKind.REFUSED
@@ -640,6 +680,7 @@ def fetch_work(
         if settings.extractor_args:  # the settings' own: never a PO token (signin.extractor_args)
             capture.options["extractor_args"] = settings.extractor_args
         log.info("%s: fetching %s", work.id, source.url)
+        warnings: list[str] = []
         info, files, exchanges, requests, attempts, verdict = fetch_source(
             source.url,
             original_dir,
@@ -650,9 +691,21 @@ def fetch_work(
             label=stem,
             locks_dir=locks_dir,
             private_dir=private_dir,
+            warnings=warnings,
         )
         signed = signin.entry_for(source.url, settings)
         identity = SourceKey.of_info(info, source.url)
+        formats_chosen = [f.format_id for f in files if f.format_id]
+        formats_available = _available_formats(info)
+        degradation = assess(
+            formats_available,
+            formats_chosen,
+            settings.degraded_below,
+            earlier(identity),
+            _picture_height(original_dir, files),
+        )
+        if degradation.degraded:
+            log.warning("%s: degraded capture: %s", stem, "; ".join(degradation.reasons))
         metadata_files = []
         for suffix in (".info.json", ".description"):
             written = original_dir / f"{stem}{suffix}"
@@ -669,8 +722,8 @@ def fetch_work(
                 source_id=identity.source_id,
                 title=info.get("title"),
                 duration=info.get("duration"),
-                formats_chosen=[f.format_id for f in files if f.format_id],
-                formats_available=_available_formats(info),
+                formats_chosen=formats_chosen,
+                formats_available=formats_available,
                 files=files,
                 metadata_files=metadata_files,
                 http=exchanges,
@@ -685,6 +738,8 @@ def fetch_work(
                 ytdlp_client=ytdlp_client(info),
                 signed_in=signed is not None,
                 account=signed.account if signed else None,
+                warnings=kept_warnings(warnings),
+                degraded=degradation.as_dict(),
             )
         )
     capture.finished = _utc_now()

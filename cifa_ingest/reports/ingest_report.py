@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 ORDER = (
     Outcome.FAILED,
     Outcome.DEFERRED,
+    Outcome.PRESERVED_DEGRADED,
     Outcome.PRESERVED,
     Outcome.ALREADY_PRESERVED,
     Outcome.NOT_PERMITTED,
@@ -62,6 +63,7 @@ ORDER = (
 OUTCOME_TEXT = {
     Outcome.FAILED: "failed",
     Outcome.PRESERVED: "preserved",
+    Outcome.PRESERVED_DEGRADED: "preserved (degraded)",
     Outcome.ALREADY_PRESERVED: "already preserved",
     Outcome.NOT_PERMITTED: "not permitted",
     Outcome.AWAITING_SOURCE: "awaiting source address",
@@ -82,7 +84,8 @@ _STYLE = (
     "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
     "td.num{text-align:right;white-space:nowrap}"
     ".failed{background:#fde8e8}.failed .outcome{color:#a00;font-weight:bold}"
-    ".preserved .outcome{color:#070}.none{color:#888}"
+    ".preserved .outcome{color:#070}.preserved-degraded .outcome{color:#a60}"
+    ".none{color:#888}"
     ".counts td{border:none;padding:.1em 1.5em .1em .3em}"
     "img{width:160px;display:block}.noposter{width:160px;height:90px;background:#eee}"
     "pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0 0;font-size:.85em}"
@@ -191,7 +194,11 @@ def build(
 
 def _bag_of(report: WorkReport, archive: Archive) -> Path | None:
     """The work's bag in the archive, if the run left one; never a path outside ``bags/``."""
-    if report.outcome not in (Outcome.PRESERVED, Outcome.ALREADY_PRESERVED):
+    if report.outcome not in (
+        Outcome.PRESERVED,
+        Outcome.PRESERVED_DEGRADED,
+        Outcome.ALREADY_PRESERVED,
+    ):
         return None
     bag = archive.bag_path(report.id)
     try:

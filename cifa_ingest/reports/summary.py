@@ -12,6 +12,7 @@ from cifa_ingest.preserve import Outcome, WorkReport
 
 _OUTCOME_TEXT = {
     Outcome.PRESERVED: "preserved",
+    Outcome.PRESERVED_DEGRADED: "preserved (degraded)",
     Outcome.ALREADY_PRESERVED: "already preserved",
     Outcome.FAILED: "FAILED",
     Outcome.NOT_PERMITTED: "not permitted",
@@ -73,7 +74,7 @@ def table(reports: Sequence[WorkReport]) -> str:
     if storage := storage_line(reports):
         lines.append(storage)
     for report in reports:
-        if report.outcome is Outcome.FAILED:
+        if report.outcome in (Outcome.FAILED, Outcome.PRESERVED_DEGRADED):
             lines.append(f"  {report.id}: {report.error}")
     lines += [f"  {line}" for line in block_lines(reports)]
     return "\n".join(lines)
@@ -93,8 +94,17 @@ def block_lines(reports: Sequence[WorkReport]) -> list[str]:
 
 
 def summary_line(reports: Sequence[WorkReport]) -> str:
+    """``N works: 3 preserved, …``; degraded captures are counted as preserved, and said:
+    ``3 preserved (1 degraded)``."""
     counts = Counter(report.outcome for report in reports)
-    parts = [f"{counts.get(outcome, 0)} {_OUTCOME_TEXT[outcome].lower()}" for outcome in Outcome]
+    degraded = counts.get(Outcome.PRESERVED_DEGRADED, 0)
+    counts[Outcome.PRESERVED] += degraded
+    parts = [
+        f"{counts.get(outcome, 0)} {_OUTCOME_TEXT[outcome].lower()}"
+        + (f" ({degraded} degraded)" if outcome is Outcome.PRESERVED and degraded else "")
+        for outcome in Outcome
+        if outcome is not Outcome.PRESERVED_DEGRADED
+    ]
     return f"{len(reports)} works: " + ", ".join(parts)
 
 
