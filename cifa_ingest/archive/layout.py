@@ -36,10 +36,11 @@ def _seal_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a file created, renamed or removed in it) to stable storage."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -147,5 +148,5 @@ class Archive:
             raise ArchiveStateError("staging and bags are on different file systems")
         _seal_tree(staged_bag)
         os.rename(staged_bag, target)
-        _fsync_dir(self.bags_dir)
+        fsync_dir(self.bags_dir)
         return target

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -38,11 +37,11 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from cifa_ingest.storage import digests
+from cifa_ingest.storage.digests import sha256_of_path
 from cifa_ingest.storage.locations import FilesystemLocation
 from cifa_ingest.storage.store import CopyRefused, LocationUnreachable, ObjectMissing, StoredObject
 
-#: Read and write in pieces this large: memory stays flat whatever a film's size.
-CHUNK = 8 * 1024 * 1024
 #: Temporary files are ``.<name>.<random>.partial`` beside their destination: hidden from
 #: :meth:`FilesystemStore.list`, recognisable as debris.
 PARTIAL_SUFFIX = ".partial"
@@ -96,7 +95,7 @@ class FilesystemStore:
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
         try:
             size = _copy_flushed(source, temporary)
-            found = _sha256(temporary)
+            found = sha256_of_path(temporary)
             if found != sha256.lower():
                 raise CopyRefused(
                     f"location {self.name}: {key}: the bytes written read back as sha256 {found},"
@@ -187,7 +186,7 @@ def _copy_flushed(source: Path, temporary: Path) -> int:
     with source.open("rb") as reader:
         fd = os.open(temporary, flags, 0o600)
         with os.fdopen(fd, "wb") as writer:
-            while chunk := reader.read(CHUNK):
+            while chunk := reader.read(digests.CHUNK):
                 writer.write(chunk)
                 size += len(chunk)
             writer.flush()
@@ -196,14 +195,6 @@ def _copy_flushed(source: Path, temporary: Path) -> int:
             with contextlib.suppress(AttributeError, OSError):
                 os.posix_fadvise(writer.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     return size
-
-
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

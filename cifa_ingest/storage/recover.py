@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
 import shutil
@@ -49,6 +48,7 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError, InputError
+from cifa_ingest.storage.digests import copy_hashed
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import PAYLOAD_MANIFEST, TAG_MANIFEST
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store, StoredObject
@@ -60,7 +60,6 @@ SOFTWARE = f"cifa-ingest {__version__}"
 #: The folder inside ``DIR`` where the ledger's snapshot waits until every bag is placed; its
 #: presence (without ``ledger.sqlite``) marks a recovery that did not finish.
 WORK_FOLDER = ".recovering"
-_CHUNK = 8 * 1024 * 1024
 #: What an unfinished recovery may have left in ``DIR``; anything else makes ``DIR`` not empty.
 _OWN_ENTRIES = frozenset({WORK_FOLDER, "bags", "staging"})
 
@@ -202,18 +201,11 @@ def _fetch(store: Store, key: str, target: Path, sha256: str | None) -> tuple[st
     """Stream the object ``key`` to ``target`` (flushed), hashing it; returns (sha256, size).
     When ``sha256`` is given and differs, :class:`_BagNotRecovered` (damaged) says both."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    hasher, size = hashlib.sha256(), 0
     try:
         with store.open(key) as reader, target.open("wb") as out:
-            while chunk := reader.read(_CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+            digest, size = copy_hashed(reader, out)
     except ObjectMissing:
         raise _BagNotRecovered(RecoveryOutcome.MISSING, f"{_in_bag(key)} is absent") from None
-    digest = hasher.hexdigest()
     if sha256 is not None and digest != sha256:
         raise _BagNotRecovered(
             RecoveryOutcome.DAMAGED,

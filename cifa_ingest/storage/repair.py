@@ -49,10 +49,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
-from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.layout import Archive, fsync_dir
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError
+from cifa_ingest.storage.digests import copy_hashed, sha256_of, sha256_of_path
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import (
     SOFTWARE,
@@ -66,7 +67,6 @@ from cifa_ingest.storage.stores import open_store
 
 log = logging.getLogger("cifa_ingest.repair")
 
-_CHUNK = 8 * 1024 * 1024
 #: The work area of repair, inside the archive's staging folder (the file system of bags/).
 WORK_AREA = ".repair"
 
@@ -231,12 +231,12 @@ class PrimaryCopy(Copy):
         with staged.open("rb") as reader:
             os.fsync(reader.fileno())
         os.chmod(staged, 0o444)
-        if _sha256_path(staged) != sha256:
+        if sha256_of_path(staged) != sha256:
             raise SourceDamaged(f"{path}: the staged copy no longer verifies; not placed")
         if not target.parent.is_dir():
             target.parent.mkdir(parents=True)
         os.replace(staged, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
 
 class LocationCopy(Copy):
@@ -251,33 +251,14 @@ class LocationCopy(Copy):
         return self.store.open(bag_key(self.record, path))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256_path(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def hash_in_copy(copy: Copy, path: str) -> str | None:
     """The sha256 of ``path`` as ``copy`` holds it, read whole; None when it is absent.
     :class:`LocationUnreachable` propagates."""
-    hasher = hashlib.sha256()
     try:
         with copy.open(path) as reader:
-            while chunk := reader.read(_CHUNK):
-                hasher.update(chunk)
+            return sha256_of(reader)
     except ObjectMissing:
         return None
-    return hasher.hexdigest()
 
 
 def read_verified(copy: Copy, path: str, sha256: str, limit: int = 64 * 1024 * 1024) -> bytes:
@@ -293,18 +274,11 @@ def stage(copy: Copy, path: str, sha256: str, target: Path) -> int:
     """Copy ``path`` of ``copy`` to the new file ``target``, hashed while written and flushed;
     the file is kept only if its bytes are the ledger's (else removed, :class:`SourceDamaged`).
     Its size."""
-    hasher = hashlib.sha256()
-    size = 0
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with copy.open(path) as reader, target.open("xb") as out:
-            while chunk := reader.read(_CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if hasher.hexdigest() != sha256:
+            digest, size = copy_hashed(reader, out)
+        if digest != sha256:
             raise SourceDamaged(f"{copy.name}: {path} no longer verifies; not used")
     except BaseException:
         target.unlink(missing_ok=True)

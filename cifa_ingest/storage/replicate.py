@@ -50,6 +50,7 @@ from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError
 from cifa_ingest.storage.confirmed import ConfirmedObjects
+from cifa_ingest.storage.digests import sha256_of, sha256_of_path
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 from cifa_ingest.storage.store import (
     CopyRefused,
@@ -66,7 +67,6 @@ SOFTWARE = f"cifa-ingest {__version__}"
 #: The manifests whose digests replication sends with each file (the stores verify sha256).
 TAG_MANIFEST = "tagmanifest-sha256.txt"
 PAYLOAD_MANIFEST = "manifest-sha256.txt"
-_CHUNK = 8 * 1024 * 1024
 
 
 class ReplicationOutcome(StrEnum):
@@ -222,14 +222,6 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
     """Every file of the placed bag with the sha256 the ledger's chain gives it, in the order
     a copy is written: payload first, then tag files, the manifests, and ``bagit.txt`` last, so
@@ -297,7 +289,7 @@ def expected_digests(
         raise SourceDamaged(f"{name}: {stray[0]!r} is in no manifest" + _more(stray))
     if gone := sorted(set(digests) - on_disk):
         raise SourceDamaged(f"{name}: {gone[0]!r} is missing" + _more(gone))
-    if _sha256_file(bag / "bagit.txt") != digests.get("bagit.txt"):
+    if sha256_of_path(bag / "bagit.txt") != digests.get("bagit.txt"):
         raise SourceDamaged(f"{name}: bagit.txt differs from its tag manifest")
     return {
         path: {a: listed[a][path] for a in ("sha256", *algorithms) if path in listed.get(a, {})}
@@ -385,14 +377,11 @@ def _verified_at_location(store: Store, found: StoredObject, sha256: str) -> boo
     else read back and hashed."""
     if found.sha256 is not None:
         return found.sha256.lower() == sha256
-    hasher = hashlib.sha256()
     try:
         with store.open(found.key) as reader:
-            while chunk := reader.read(_CHUNK):
-                hasher.update(chunk)
+            return sha256_of(reader) == sha256
     except ObjectMissing:
         return False
-    return hasher.hexdigest() == sha256
 
 
 def replicate_bag(
@@ -442,7 +431,7 @@ def replicate_bag(
             try:
                 stored = store.put(key, source, file.sha256)
             except CopyRefused as exc:
-                if _sha256_file(source) != file.sha256:
+                if sha256_of_path(source) != file.sha256:
                     raise SourceDamaged(
                         f"{record.bag_path}/{file.path}: differs from the ledger's sha256"
                     ) from None
@@ -652,7 +641,7 @@ def _send_snapshots(
     pruning: list[tuple[Store, Snapshot]] = []
     try:
         ledger.snapshot(temporary)
-        digest = _sha256_file(temporary)
+        digest = sha256_of_path(temporary)
         for store in stores:
             try:
                 store.put(key, temporary, digest)

@@ -60,6 +60,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from cifa_ingest.storage.digests import sha256_of
 from cifa_ingest.storage.locations import S3Location
 from cifa_ingest.storage.store import CopyRefused, LocationUnreachable, ObjectMissing, StoredObject
 
@@ -496,12 +497,10 @@ class S3Store:
         elif kept is not None and kept != composite:
             self._refuse(key, f"it keeps the parts' checksum {kept}, not {composite}")
         if kept is None:
-            read_back = hashlib.sha256()
             with self.open(key) as reader:
-                while chunk := reader.read(READ_CHUNK):
-                    read_back.update(chunk)
-            if read_back.hexdigest() != expected:
-                self._refuse(key, f"it reads back as sha256 {read_back.hexdigest()}")
+                read_back = sha256_of(reader)
+            if read_back != expected:
+                self._refuse(key, f"it reads back as sha256 {read_back}")
         return StoredObject(
             key=key,
             size=stored,
