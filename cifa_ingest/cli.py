@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -679,7 +679,6 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     when any problem remains (a location unreachable included, or repair refused), 2 for bad
     usage. Unless ``--no-repair``, the copies found missing or damaged are repaired from a copy
     that verifies (:mod:`cifa_ingest.audit.repairs`)."""
-    import json
 
     from cifa_ingest.audit import fixity_audit as audit
 
@@ -721,10 +720,19 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings, archive: Path) -> i
         logging.getLogger("cifa_ingest").warning("the audit report could not be written: %s", exc)
     else:
         logging.getLogger("cifa_ingest").info("reports: %s, %s", json_path, html_path)
+    return _reported(args, report, audit.table)
+
+
+def _reported(args: argparse.Namespace, report: Any, table: Callable[[Any], str]) -> int:
+    """A run's report, on standard output: its JSON with ``--json``, else its ``table`` for
+    people. Exit 0 when the report is ``ok``, 1 when a problem remains (audit, replicate, repair
+    and recover say it the same way)."""
+    import json
+
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
-        print(audit.table(report))
+        print(table(report))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -754,18 +762,13 @@ def _chosen_locations(
 def _cmd_replicate(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when every bag has a good copy at every location asked, 1 when any copy is not
     good (a location unreachable, a source that does not verify, a copy that failed)."""
-    import json
 
     from cifa_ingest.storage import replicate
 
     locations = _chosen_locations(settings, args.location)
     store = _existing_archive(archive)
     report = replicate.replicate_archive(store, locations)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(replicate.table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return _reported(args, report, replicate.table)
 
 
 def _cmd_repair(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
@@ -788,11 +791,7 @@ def _cmd_repair(args: argparse.Namespace, settings: Settings, archive: Path) -> 
             print(json.dumps(refused, indent=2, ensure_ascii=False))
         print(f"cifa: repair refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(repair.table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return _reported(args, report, repair.table)
 
 
 def _cmd_restore(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
@@ -835,7 +834,6 @@ def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) ->
     could not be (damaged or missing at the location: said, never taken) or nothing could be
     rebuilt (the location unreachable, no sound ledger snapshot there), 2 for bad usage (an
     unknown location, a ``--to`` folder that is not empty)."""
-    import json
 
     from cifa_ingest.storage import recover
     from cifa_ingest.storage.store import LocationUnreachable
@@ -846,11 +844,7 @@ def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) ->
     except (LocationUnreachable, recover.RecoveryFailed) as exc:
         print(f"cifa: recover: {exc}; nothing was made in {args.target}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(recover.table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return _reported(args, report, recover.table)
 
 
 def _cmd_ledger(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
