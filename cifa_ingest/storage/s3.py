@@ -260,25 +260,13 @@ class S3Store:
         """The object under ``key`` as the server keeps it: size, its full-object SHA-256 when
         it keeps one (not for a multipart object: a composite of the parts' digests says
         nothing the ledger can compare with), and whether COMPLIANCE retention holds it now."""
-        full = self._full(key)
-        try:
-            head = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _NO_KEY:
-                # HEAD answers a bare 404 for a missing bucket too: a location whose bucket is
-                # gone is unreachable, not a location whose copies are all missing.
-                self._call("reach the bucket", None, self._client.head_bucket, Bucket=self.bucket)
-                return None
-            raise self._unreachable_or(exc, "look up", key) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise self._unreachable(exc, "look up", key) from None
-        return StoredObject(
-            key=key,
-            size=int(head["ContentLength"]),
-            sha256=_full_object_sha256(head),
-            locked=_locked_now(head),
-            fingerprint=_fingerprint(head),
-        )
+        head = self._head(key, self._full(key))
+        if head is None:
+            # HEAD answers a bare 404 for a missing bucket too: a location whose bucket is
+            # gone is unreachable, not a location whose copies are all missing.
+            self._call("reach the bucket", None, self._client.head_bucket, Bucket=self.bucket)
+            return None
+        return _stored(key, head)
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         """Every object whose key starts with ``prefix``, in key order (S3 lists in UTF-8 byte
@@ -475,17 +463,11 @@ class S3Store:
         """HEAD the object just written: the size and the server's checksum must be the ones
         sent (the full-object SHA-256, or the composite of the parts'). A server that keeps no
         checksum has the object read back and hashed."""
-        try:
-            head = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _NO_KEY:
-                raise CopyRefused(
-                    f"location {self.name}: {key}: the server accepted the write but has no such"
-                    " object"
-                ) from None
-            raise self._unreachable_or(exc, "look up", key) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise self._unreachable(exc, "look up", key) from None
+        head = self._head(key, full)
+        if head is None:
+            raise CopyRefused(
+                f"location {self.name}: {key}: the server accepted the write but has no such object"
+            )
         kept = head.get("ChecksumSHA256")
         stored = int(head["ContentLength"])
         if stored != size:
@@ -501,13 +483,22 @@ class S3Store:
                 read_back = sha256_of(reader)
             if read_back != expected:
                 self._refuse(key, f"it reads back as sha256 {read_back}")
-        return StoredObject(
-            key=key,
-            size=stored,
-            sha256=_full_object_sha256(head),
-            locked=_locked_now(head),
-            fingerprint=_fingerprint(head),
-        )
+        return _stored(key, head)
+
+    def _head(self, key: str, full: str) -> dict[str, Any] | None:
+        """The HEAD of object ``full`` (its checksum asked for), None when there is no such
+        key; any other failure is :class:`LocationUnreachable`."""
+        try:
+            head: dict[str, Any] = self._client.head_object(
+                Bucket=self.bucket, Key=full, ChecksumMode="ENABLED"
+            )
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) in _NO_KEY:
+                return None
+            raise self._unreachable_or(exc, "look up", key) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "look up", key) from None
+        return head
 
     def _refuse(self, key: str, why: str) -> None:
         """The server kept something other than what was sent: remove it where it can be
@@ -620,6 +611,17 @@ def _number(part: tuple[dict[str, Any], bytes]) -> int:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
+
+
+def _stored(key: str, head: dict[str, Any]) -> StoredObject:
+    """The object under ``key`` as a HEAD of it describes it."""
+    return StoredObject(
+        key=key,
+        size=int(head["ContentLength"]),
+        sha256=_full_object_sha256(head),
+        locked=_locked_now(head),
+        fingerprint=_fingerprint(head),
+    )
 
 
 def _full_object_sha256(head: dict[str, Any]) -> str | None:
