@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.layout import Archive, fsync_dir
 from cifa_ingest.archive.ledger import Ledger
 from cifa_ingest.errors import CifaError, InputError
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
@@ -136,7 +136,7 @@ def restore_work(
         with contextlib.suppress(FileNotFoundError):
             target.rmdir()  # empty (checked), so a rename can take its place
         os.rename(work, target)
-        _fsync(target.parent)
+        fsync_dir(target.parent)
         report.source, report.files, report.bytes = name, files, size
         break
     report.seconds = time.monotonic() - started
@@ -162,13 +162,5 @@ def _assemble(record_copy: Copy, record: Any, work: Path) -> tuple[int, int]:
     except LocationUnreachable:
         raise
     for dirpath, _dirs, _files in os.walk(work):
-        _fsync(Path(dirpath))
+        fsync_dir(Path(dirpath))
     return len(expected), size
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
