@@ -216,3 +216,52 @@ def test_the_bot_wall_halts_one_host_while_works_on_another_host_continue(
         "cifa-b-0003": ("already-preserved", None),
     }
     assert status == 0
+
+
+def test_a_block_halts_the_watch_of_that_host_only(
+    archive_dir: Path, youtube: FakeYouTube, film_server: LocalFileServer
+) -> None:
+    """The watch meets the bot wall on its first YouTube source: the next YouTube work is not
+    asked (no request, no ledger row, a note), the report names the host once; a work on
+    another host is still asked. The next watch asks YouTube again."""
+    archive, settings = Archive(archive_dir), load_settings()
+    archive.ensure()
+
+    def watched(work_id: str, url: str, source_id: str) -> watch.WatchedWork:
+        source = watch.CapturedSource(work_id, 1, url, "youtube", source_id, "A film", 60.0, ())
+        return watch.WatchedWork(work_id, (source,))
+
+    youtube_url = "https://www.youtube.com/watch?v={}".format
+    works = [
+        watched("cifa-w-0001", youtube_url("cifaBotWall"), "cifaBotWall"),
+        watched("cifa-w-0002", youtube_url("cifaMembers"), "cifaMembers"),
+        watched("cifa-w-0003", f"{film_server.base_url}/films/colour-bars.mkv", "colour-bars"),
+    ]
+    report = watch.run(works, archive, settings, allow_private_sources=True)
+    assert [(c.work_id, c.status, c.error_kind) for c in report.checks] == [
+        ("cifa-w-0001", SourceStatus.UNREACHABLE, "blocked"),
+        ("cifa-w-0003", SourceStatus.CHANGED, None),  # asked: its host did not block us
+    ]
+    assert youtube.asked_about("cifaMembers") == []
+    sentence = r"host youtube\.com blocked us \(bot wall\) at \d\d:\d\d UTC"
+    [note] = report.notes
+    assert note.work_id == "cifa-w-0002"
+    assert re.fullmatch(f"not asked: {sentence}", note.reason)
+    line = report.summary_line()
+    assert re.search(f"; {sentence}: 1 work\\(s\\) left for the next watch$", line), line
+    assert len(re.findall(sentence, watch.table(report))) == 2  # the note, and the summary once
+    document = report.as_dict(str(archive_dir))
+    [paused] = document["paused_hosts"]
+    assert (paused["site"], paused["work_id"], paused["not_checked"]) == (
+        "youtube.com",
+        "cifa-w-0001",
+        ["cifa-w-0002"],
+    )
+    with sqlite3.connect(archive_dir / "ledger.sqlite") as conn:
+        asked = conn.execute("SELECT DISTINCT work_id FROM source_checks").fetchall()
+    assert sorted(asked) == [("cifa-w-0001",), ("cifa-w-0003",)]
+
+    # The next watch asks YouTube again.
+    report = watch.run(works[1:2], archive, settings, allow_private_sources=True)
+    assert [(c.work_id, c.error_kind) for c in report.checks] == [("cifa-w-0002", "login-required")]
+    assert report.paused == {}

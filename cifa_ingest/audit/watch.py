@@ -18,6 +18,11 @@ Only what the source reports can be compared: the video's identity (extractor an
 duration and the set of format ids it offers. A plain file replaced by another film of the same
 type at the same address, whose host reports no duration, reads as ``present``.
 
+A host that blocks the watch (a bot wall, 429 after every retry: ``blocked``) is not asked again in
+that watch: its other works are not checked, each with a note, and the report names the host once
+(:attr:`WatchReport.paused`); the next watch asks again. Asking on would only read as more
+``unreachable`` rows and reinforce the block (issue 17: blocks are not verdicts).
+
 No Prefect here: ``pipelines/flows.py`` wraps :func:`watch_work` as a task, and ``cifa watch`` runs
 it directly.
 """
@@ -40,7 +45,8 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import Ledger, SourceCheckRecord, SourceStatus
 from cifa_ingest.config import Settings
 from cifa_ingest.errors import FetchError
-from cifa_ingest.fetch.failures import FetchErrorKind
+from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
+from cifa_ingest.fetch.pauses import HostPause, site_of
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.fetch.ytdlp import probe_source
 
@@ -177,6 +183,8 @@ class WatchReport:
 
     checks: list[SourceCheck] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    #: The hosts that blocked this watch, each with the works not asked because of it.
+    paused: dict[str, tuple[HostPause, list[str]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -190,13 +198,26 @@ class WatchReport:
     def summary_line(self) -> str:
         counts = "".join(f", {n} {status}" for status, n in self.counts.items())
         line = f"{len(self.checks)} source(s) checked{counts}"
-        return line + (f"; {len(self.notes)} work(s) not checked" if self.notes else "")
+        line += f"; {len(self.notes)} work(s) not checked" if self.notes else ""
+        for pause, deferred in self.paused.values():
+            line += f"; {pause.sentence}: {len(deferred)} work(s) left for the next watch"
+        return line
 
     def as_dict(self, archive: str) -> dict[str, Any]:
         return {
             "archive": archive,
             "sources": [check.as_dict() for check in self.checks],
             "skipped": [{"id": note.work_id, "reason": note.reason} for note in self.notes],
+            "paused_hosts": [
+                {
+                    "site": pause.site,
+                    "reason": pause.reason,
+                    "at": pause.at,
+                    "work_id": pause.work_id,
+                    "not_checked": deferred,
+                }
+                for pause, deferred in self.paused.values()
+            ],
             "counts": self.counts,
             "ok": self.ok,
         }
@@ -412,14 +433,35 @@ def run(
     run_work: WorkRunner | None = None,
 ) -> WatchReport:
     """Check the planned works, one after the other (the sources' hosts are asked politely,
-    one request at a time)."""
+    one request at a time). A host that answers ``blocked`` is not asked again in this watch:
+    the works with a source there are left with a note, and the report names the host once."""
 
     def directly(work: WatchedWork) -> list[SourceCheck]:
         return watch_work(work, archive.root, settings, allow_private_sources=allow_private_sources)
 
+    def site(url: str) -> str:
+        return site_of(url, settings.fetch.allowed_hosts)
+
     report = WatchReport(notes=list(notes))
     for work in works:
-        report.checks.extend((run_work or directly)(work))
+        blocked = next(
+            (report.paused[s] for s in (site(x.url) for x in work.sources) if s in report.paused),
+            None,
+        )
+        if blocked is not None:
+            pause, deferred = blocked
+            deferred.append(work.work_id)
+            report.notes.append(Note(work.work_id, f"not asked: {pause.sentence}"))
+            continue
+        checks = (run_work or directly)(work)
+        report.checks.extend(checks)
+        for check in checks:
+            if check.error_kind == FetchErrorKind.BLOCKED and site(check.url) not in report.paused:
+                at = dt.datetime.now(dt.UTC).strftime("%H:%M")
+                reason = block_reason(check.error or "")
+                pause = HostPause(site(check.url), reason, at, work.work_id)
+                report.paused[pause.site] = (pause, [])
+                log.warning("%s; the watch asks its other works next time", pause.sentence)
     log.info("source watch: %s", report.summary_line())
     return report
 
