@@ -216,6 +216,12 @@ def test_the_bot_wall_halts_one_host_while_works_on_another_host_continue(
         "cifa-b-0003": ("already-preserved", None),
     }
     assert status == 0
+    # The capture record names the YouTube client whose answer gave the media.
+    capture = json.loads(
+        (archive_dir / "bags" / "cifa-b-0001" / "metadata" / "capture.json").read_text("utf-8")
+    )
+    client = capture["sources"][0]["ytdlp_client"]
+    assert client and set(client.split(", ")) <= youtube.clients_given("cifaBotWall")
 
 
 def test_a_block_halts_the_watch_of_that_host_only(
@@ -265,3 +271,23 @@ def test_a_block_halts_the_watch_of_that_host_only(
     report = watch.run(works[1:2], archive, settings, allow_private_sources=True)
     assert [(c.work_id, c.error_kind) for c in report.checks] == [("cifa-w-0002", "login-required")]
     assert report.paused == {}
+
+
+def test_the_media_hosts_403_after_the_metadata_is_a_block(
+    archive_dir: Path, youtube: FakeYouTube, served_root: Path
+) -> None:
+    """YouTube's watch page and player say the film plays, then its media host refuses the
+    bytes (403, as googlevideo.com answers an address or a missing PO token it distrusts):
+    ``blocked``, never ``forbidden`` or ``private``, through the real YouTube extractor."""
+    archive, settings = Archive(archive_dir), load_settings()
+    youtube.make_playable("cifaMedia40", served_root / "films" / "test-card-beijing.mp4")
+    youtube.refuse_media("cifaMedia40")
+    report = preserve_work(
+        youtube_work("cifa-m-0001", "cifaMedia40"), archive, settings, allow_private_sources=True
+    )
+    assert (report.outcome, report.error_kind) == (Outcome.FAILED, "blocked")
+    asked = youtube.asked_about("cifaMedia40")
+    assert any(s.path.startswith("/watch") for s in asked)  # the metadata phase succeeded
+    media = [s for s in youtube.seen if s.path.startswith("/videoplayback")]
+    assert media and {s.host for s in media} == {"rr1---sn-cifa.googlevideo.com"}
+    assert not list((archive_dir / "bags").glob("*"))

@@ -100,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def _player_response(self, video_id: str) -> dict[str, Any]:
+    def _player_response(self, video_id: str, client: str = "WEB") -> dict[str, Any]:
         playability = self.server.playability.get(
             video_id, {"status": "ERROR", "reason": "Video unavailable"}
         )
@@ -111,13 +111,16 @@ class _Handler(BaseHTTPRequestHandler):
         }
         film = self.server.films.get(video_id)
         if playability.get("status") == "OK" and film is not None:
-            # One progressive MP4, served by this server as YouTube's media host would.
+            # One progressive MP4, served by this server as YouTube's media host would, at an
+            # address naming the client that asked (its ``c`` parameter), as YouTube's do.
+            with self.server.lock:
+                self.server.clients_given.setdefault(video_id, set()).add(client)
             response["videoDetails"]["lengthSeconds"] = "2"
             response["streamingData"] = {
                 "formats": [
                     {
                         "itag": 18,
-                        "url": f"https://{MEDIA_HOST}/videoplayback?id={video_id}",
+                        "url": f"https://{MEDIA_HOST}/videoplayback?id={video_id}&c={client}",
                         "mimeType": 'video/mp4; codecs="avc1.42001E, mp4a.40.2"',
                         "bitrate": 500000,
                         "width": 320,
@@ -147,9 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
         video_id = (parse_qs(parts.query).get("v") or [None])[0]
         self._seen(video_id)
         if parts.path == "/videoplayback":
-            film = self.server.films.get(str(video_id or parse_qs(parts.query).get("id", [""])[0]))
+            media_id = str(video_id or parse_qs(parts.query).get("id", [""])[0])
+            film = self.server.films.get(media_id)
             if film is None:
                 self._answer(404, b"", "text/plain")
+                return
+            if media_id in self.server.media_refused:
+                # What googlevideo.com answers an address (or a missing PO token) it distrusts.
+                self._answer(403, b"", "text/plain")
                 return
             self._answer(200, film.read_bytes(), "video/mp4")
             return
@@ -191,7 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/youtubei/v1/player" or not isinstance(video_id, str):
             self._answer(404, b"{}", "application/json")
             return
-        body = json.dumps(self._player_response(video_id)).encode()
+        context = asked.get("context") or {}
+        client = str((context.get("client") or {}).get("clientName") or "WEB")
+        body = json.dumps(self._player_response(video_id, client)).encode()
         self._answer(200, body, "application/json; charset=utf-8")
 
 
@@ -205,6 +215,8 @@ class _Server(ThreadingHTTPServer):
         self.seen: list[Seen] = []
         self.playability = dict(PLAYABILITY)
         self.films: dict[str, Path] = {}
+        self.media_refused: set[str] = set()
+        self.clients_given: dict[str, set[str]] = {}  # video id: clients its media was offered to
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client closing early is not the test's business
@@ -293,6 +305,16 @@ class FakeYouTube:
         """From now on, ``video_id`` plays: its player response offers ``film`` as one MP4."""
         self._server.films[video_id] = film
         self._server.playability[video_id] = {"status": "OK"}
+
+    def clients_given(self, video_id: str) -> set[str]:
+        """The YouTube clients whose player response offered ``video_id``'s media."""
+        with self._server.lock:
+            return set(self._server.clients_given.get(video_id, set()))
+
+    def refuse_media(self, video_id: str) -> None:
+        """From now on, the media host answers 403 for ``video_id``'s media (its watch page and
+        player response still say it plays): a block after the metadata phase."""
+        self._server.media_refused.add(video_id)
 
     @property
     def seen(self) -> list[Seen]:

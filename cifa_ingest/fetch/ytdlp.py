@@ -258,10 +258,13 @@ def ytdlp_client(info: dict[str, Any]) -> str | None:
     if str(info.get("extractor_key") or "") != "Youtube":
         return None
     found: list[str] = []
-    for download in info.get("requested_downloads") or []:
+    downloads = info.get("requested_downloads") or []
+    for download in downloads:
         name = download.get("_client")
         if not name:
-            query = dict(parse_qsl(urlsplit(str(download.get("url") or "")).query))
+            # One format: yt-dlp's record of the download has no address; the info's is it.
+            url = download.get("url") or (info.get("url") if len(downloads) == 1 else None)
+            query = dict(parse_qsl(urlsplit(str(url or "")).query))
             name = query.get("c")
         if name and str(name) not in found:
             found.append(str(name))
