@@ -156,3 +156,37 @@ class RunFailed(CifaError):
     def __init__(self, message: str, data: object = None) -> None:
         super().__init__(message)
         self.data = data
+
+
+class VersionRefused(InputError):
+    """A new version of a work (:mod:`cifa_ingest.versions`) was refused before any of it was
+    kept: the bag is not a complete, valid bag (the message names the files and what is wrong
+    with them), or it cannot be stored as it is (a link, an empty folder). The work's object is
+    as it was; exit 2."""
+
+
+class UnchangedVersion(VersionRefused):
+    """The bag offered as a new version is, file for file, the work's latest version (``head``,
+    its number): a version records a change, and there is none. Also what re-running an add that
+    was interrupted after its version was in place says; the object is at that version."""
+
+    def __init__(self, message: str, head: int) -> None:
+        super().__init__(message)
+        self.head = head
+
+
+class NoSuchVersion(InputError):
+    """The versioned store holds no object for this work, or the object has no version of the
+    number asked for; the message says which versions there are."""
+
+
+class ExportRefused(InputError):
+    """An export of a version was refused before anything was written: its target is a folder
+    that is not empty (nothing is ever written over), or is not a folder."""
+
+
+class ObjectDamaged(ArchiveStateError):
+    """A work's versioned object disagrees with its own inventory: a content file whose digest is
+    not the one recorded, an inventory that does not match its digest file, a version folder
+    missing. Found by a reader (an export, the recovery before every read and write), which
+    stops without changing anything; the message names the file."""

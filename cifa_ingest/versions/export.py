@@ -1,0 +1,88 @@
+"""A version given back as a plain BagIt bag, in a new folder: each file of the version copied to
+its logical path, its sha512 checked against the inventory as it is copied, and the bag then
+validated in full (every manifest's every digest) by the project's validator.
+
+The export is built beside its target in a hidden folder and renamed into place once valid, so
+that a damaged object, a full disk or a crash never leaves half a bag where a whole one was
+asked for. Nothing is ever written over: a target that exists must be an empty folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from cifa_ingest.archive.layout import fsync_dir
+from cifa_ingest.bag import check as bagcheck
+from cifa_ingest.bag import fixity
+from cifa_ingest.errors import ExportRefused, ObjectDamaged
+from cifa_ingest.versions.content import discard
+from cifa_ingest.versions.history import checked_number, read_object
+from cifa_ingest.versions.inventory import version_name
+from cifa_ingest.versions.storage_root import StorageRoot
+
+
+def _copy_verified(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` and flush it; the sha512 of what was read."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    hasher = hashlib.sha512()
+    with source.open("rb") as reader, target.open("xb") as out:
+        while chunk := reader.read(fixity.CHUNK):
+            hasher.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return hasher.hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for dirpath, _dirnames, _filenames in os.walk(folder):
+        fsync_dir(Path(dirpath))
+
+
+def export(
+    root: StorageRoot | Path | str,
+    work_id: str,
+    version: int | None,
+    target_dir: Path | str,
+) -> Path:
+    """Write version ``version`` of ``work_id`` (the newest for None) as a BagIt bag into
+    ``target_dir``, a folder that must not exist or be empty; the bag's folder. ObjectDamaged,
+    naming the file, where a stored file is not what the inventory records (nothing is left at
+    the target); NoSuchVersion for a version the object does not have."""
+    target = Path(target_dir).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ExportRefused(f"{target}: exists and is not an empty folder; nothing written over")
+    obj, inventory = read_object(root, work_id)
+    number = checked_number(inventory, version)
+    where = f"{work_id} {version_name(number)}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
+    try:
+        building.chmod(0o755)  # a bag for people to read, not mkdtemp's private 0700
+        for logical, digest in sorted(inventory.state(number).items()):
+            content_path = inventory.content_path(digest)
+            try:
+                actual = _copy_verified(obj.content_file(content_path), building / logical)
+            except FileNotFoundError:
+                raise ObjectDamaged(
+                    f"{where}: {content_path} (the bag's {logical}) is missing; nothing exported"
+                ) from None
+            if actual != digest:
+                raise ObjectDamaged(
+                    f"{where}: {content_path} (the bag's {logical}) has sha512 {actual}, the"
+                    f" inventory says {digest}; nothing exported"
+                )
+        report = bagcheck.validate(building)
+        if not report.valid:
+            problems = "; ".join(f.message for f in report.errors[:10])
+            raise ObjectDamaged(f"{where}: exported, the bag is not valid: {problems}")
+        _fsync_tree(building)
+        os.rename(building, target)  # onto nothing, or onto an empty folder
+    except BaseException:
+        discard(building)
+        raise
+    fsync_dir(target.parent)
+    return target
