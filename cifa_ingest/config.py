@@ -124,6 +124,9 @@ class FetchSettings(_Section):
     pause_seconds: float = Field(default=2, ge=0, le=3600)
     rate_limit: str | None = None
     progress_interval_seconds: float = Field(default=5, gt=0)
+    #: Days a failed fetch's partial downloads are kept aside (``ARCHIVE/partials/``) to be
+    #: resumed by a later run with a Range request; 0: never kept (:mod:`cifa_ingest.fetch.resume`).
+    resume_kept_days: int = Field(default=7, ge=0, le=365)
     #: The Deno binary yt-dlp solves YouTube's challenges with; None: the one the project
     #: installs (:mod:`cifa_ingest.fetch.js_runtime`).
     deno: str | None = None

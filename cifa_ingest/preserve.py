@@ -45,6 +45,7 @@ from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, FetchedSource, SourceKey
 from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
+from cifa_ingest.fetch.resume import Partials
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
@@ -315,7 +316,9 @@ def fetch_step(job: Job) -> Job:
     """Fetch the original bytes and the source's metadata into staging. A source video the
     archive already holds under another work (another URL of the same video) is refused before
     its media is requested. A degraded capture (:mod:`cifa_ingest.fetch.degraded`) is refused
-    when ``[fetch] refuse_degraded`` says so: the work fails ``degraded``, and is not bagged."""
+    when ``[fetch] refuse_degraded`` says so: the work fails ``degraded``, and is not bagged.
+    A failed fetch's partial downloads are kept aside in ``ARCHIVE/partials/`` before its
+    staging folder is removed, for a later run to resume (:mod:`cifa_ingest.fetch.resume`)."""
     ledger = Ledger(job.archive.ledger_path)
 
     def refuse_known_source(source_key: SourceKey) -> None:
@@ -327,17 +330,23 @@ def fetch_step(job: Job) -> Job:
                 kind=FetchErrorKind.DUPLICATE,
             )
 
-    job.capture = fetch.fetch_work(
-        job.work,
-        job.bag_dir / "original",
-        job.metadata_dir,
-        job.settings.fetch,
-        allow_private_sources=job.allow_private_sources,
-        check_source=refuse_known_source,
-        locks_dir=locks_dir(job.settings, job.archive.root),
-        private_dir=job.staging,
-        earlier=lambda key: earlier_capture(ledger, job.archive, key),
-    )
+    partials = Partials(job.archive.partials_dir, job.settings.fetch.resume_kept_days)
+    try:
+        job.capture = fetch.fetch_work(
+            job.work,
+            job.bag_dir / "original",
+            job.metadata_dir,
+            job.settings.fetch,
+            allow_private_sources=job.allow_private_sources,
+            check_source=refuse_known_source,
+            locks_dir=locks_dir(job.settings, job.archive.root),
+            private_dir=job.staging,
+            earlier=lambda key: earlier_capture(ledger, job.archive, key),
+            partials=partials,
+        )
+    except Exception as exc:
+        partials.keep_failed("the disk is full" if _disk_full(exc) else None)
+        raise
     worse = [source for source in job.capture.sources if source.is_degraded]
     if worse and job.settings.fetch.refuse_degraded:
         raise FetchError(

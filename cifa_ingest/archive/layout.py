@@ -4,6 +4,8 @@ Layout::
 
     ARCHIVE/bags/<id>/       one complete, valid BagIt bag per work
     ARCHIVE/staging/<id>/    work in progress; never inside bags/
+    ARCHIVE/partials/<id>/   partial downloads of a failed fetch, kept aside for a later run
+                             to resume (cifa_ingest.fetch.resume); never inside bags/
     ARCHIVE/ledger.sqlite    what the archive holds (cifa_ingest.archive.ledger)
 
 A bag is built and validated entirely in ``staging/`` and then moved into ``bags/`` with one
@@ -79,7 +81,16 @@ class Archive:
         self.root = Path(root).absolute()
         self.bags_dir = self.root / "bags"
         self.staging_dir = self.root / "staging"
+        self.partials_dir = self.root / "partials"
         self.ledger_path = self.root / "ledger.sqlite"
+
+    @classmethod
+    def of_staged(cls, path: Path) -> Archive | None:
+        """The archive whose ``staging/`` holds ``path`` (a work in progress), or None."""
+        for folder in Path(path).absolute().parents:
+            if folder.name == "staging" and (folder.parent / "ledger.sqlite").is_file():
+                return cls(folder.parent)
+        return None
 
     def existing(self) -> Archive:
         """This archive, for a reader (an audit, a status): a path that holds no archive is

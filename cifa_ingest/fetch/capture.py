@@ -40,6 +40,8 @@ class HttpExchange:
     content_type: str | None
     content_length: str | None
     final_url: str | None = None
+    #: The server's ETag (None where it sent none, and in records made before it was kept).
+    etag: str | None = None
 
 
 #: Extractors whose "id" is not an identity the source gives the video but the last part of its

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yt_dlp
+from yt_dlp.networking import Request
 from yt_dlp.networking.exceptions import HTTPError, RequestError
 
 from cifa_ingest import sizes
@@ -50,6 +51,7 @@ from cifa_ingest.fetch.failures import (
     uncoloured,
 )
 from cifa_ingest.fetch.request_policy import limit_document, policy_handler
+from cifa_ingest.fetch.resume import Partials, SourceResume
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.tools import runner
 
@@ -319,10 +321,15 @@ def _inside(path: Path, directory: Path) -> Path:
 
 class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
     """YoutubeDL whose only network path is the policy-checked handler, and which logs every
-    HTTP exchange for the capture record."""
+    HTTP exchange for the capture record. ``resume``: a source's resume across runs, which adds
+    ``If-Range`` to the Range requests of a kept partial put back and reads every response's
+    validators (:class:`cifa_ingest.fetch.resume.SourceResume`)."""
 
-    def __init__(self, params: dict[str, Any], policy: SourcePolicy) -> None:
+    def __init__(
+        self, params: dict[str, Any], policy: SourcePolicy, resume: SourceResume | None = None
+    ) -> None:
         self._cifa_policy = policy
+        self._cifa_resume = resume
         self.exchanges: list[HttpExchange] = []
         self.requests_made = 0
         super().__init__(params)
@@ -337,12 +344,18 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
 
     def urlopen(self, req: Any) -> Any:
         self.requests_made += 1
+        resume = self._cifa_resume if isinstance(req, Request) else None
+        if resume is not None:
+            resume.before(req.url, req.method, req.headers)
         try:
             response = super().urlopen(req)
         except HTTPError as exc:
             self._log_exchange(req, exc.response)
             raise
         self._log_exchange(req, response)
+        if resume is not None:
+            status = int(getattr(response, "status", 0) or 0)
+            resume.after(req.url, req.method, req.headers, status, response.headers)
         return limit_document(response)
 
     def _log_exchange(self, req: Any, response: Any) -> None:
@@ -360,6 +373,7 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
                 content_type=headers.get("Content-Type"),
                 content_length=headers.get("Content-Length"),
                 final_url=final if final and final != url else None,
+                etag=headers.get("ETag"),
             )
         )
 
@@ -375,6 +389,7 @@ def _download_once(
     tally: _FragmentTally,
     sign: signin.SignIn,
     warnings: list[str] | None = None,
+    resume: SourceResume | None = None,
 ) -> tuple[
     dict[str, Any],
     list[ReceivedFile],
@@ -384,14 +399,22 @@ def _download_once(
     dict[str, tuple[int, int]],
 ]:
     """One attempt at ``url``. ``tally`` counts the fragments of fragmented downloads over the
-    attempts (a second attempt resumes where the first stopped). Returns (info, files, HTTP log,
-    requests, yt-dlp's record of each media file by its name, its fragments received and listed).
+    attempts (a second attempt resumes where the first stopped). ``resume``: the source's resume
+    across runs (:mod:`cifa_ingest.fetch.resume`): after the formats are chosen and before any
+    media byte is requested, a kept partial of a chosen format is put back as its ``.part``.
+    Returns (info, files, HTTP log, requests, yt-dlp's record of each media file by its name,
+    its fragments received and listed).
     """
     directory = directory.absolute()
+    resume = resume or SourceResume(None, "", stem)
     params = ytdlp_params(settings, directory, stem)
-    params["progress_hooks"] = [_Progress(label, settings.progress_interval_seconds), tally]
+    params["progress_hooks"] = [
+        _Progress(label, settings.progress_interval_seconds),
+        tally,
+        resume.progress,
+    ]
     params.update(_signed(settings, sign, warnings))
-    ydl = _ArchivalYoutubeDL(params, policy)
+    ydl = _ArchivalYoutubeDL(params, policy, resume)
     with ydl:
         info = ydl.extract_info(url, download=False)  # metadata only: no media byte yet
         if info is None or info.get("_type", "video") != "video":
@@ -409,6 +432,11 @@ def _download_once(
             ydl.params["outtmpl"]["default"] = f"{stem}.f%(format_id)s.%(ext)s"
             for key in ("requested_formats", "format_id", "requested_downloads"):
                 info.pop(key, None)
+        if resume.partials is not None and not resume.tried:
+            resume.put_back(
+                _parts(ydl, info, chosen, directory),
+                {str(f.get("format_id")) for f in info.get("formats") or []},
+            )
         try:
             info = ydl.process_ie_result(info, download=True)
         except (yt_dlp.utils.YoutubeDLError, RequestError, OSError) as exc:
@@ -428,8 +456,19 @@ def _download_once(
                 kind=FetchErrorKind.INCOMPLETE,
             ) from exc
         info = ydl.sanitize_info(info)
-    files: list[ReceivedFile] = []
     downloads = info.get("requested_downloads") or []
+    if joined := resume.joined_versions():
+        # A server that ignored If-Range appended bytes of another version: never kept.
+        for download in downloads:
+            if str(download.get("format_id") or info.get("format_id")) in joined:
+                _inside(Path(download["filepath"]), directory).unlink(missing_ok=True)
+        raise FetchError(
+            f"{url}: format {', '.join(joined)} was resumed from a kept partial, but the server"
+            " sent the rest with other validators (it ignored If-Range): the two would not be"
+            " one file; fetched again whole",
+            kind=FetchErrorKind.INCOMPLETE,
+        )
+    files: list[ReceivedFile] = []
     received_as: dict[str, dict[str, Any]] = {}  # yt-dlp's record of each file, by our name
     fragments: dict[str, tuple[int, int]] = {}
     for number, download in enumerate(downloads, start=1):
@@ -478,6 +517,23 @@ def _download_once(
     if not any(f.role in {"video+audio", "video", "audio"} for f in files):
         raise FetchError(f"{url}: nothing was downloaded")
     return info, files, ydl.exchanges, ydl.requests_made, received_as, fragments
+
+
+def _parts(
+    ydl: yt_dlp.YoutubeDL, info: dict[str, Any], chosen: list[dict[str, Any]], directory: Path
+) -> list[tuple[dict[str, Any], Path]]:
+    """Each chosen format and the ``.part`` file yt-dlp will write it to (its own naming, from
+    our template), checked to be a plain file of ``directory``: the format's details come from
+    the source, and never make a path unchecked."""
+    parts = []
+    for fmt in chosen:
+        name = Path(ydl.prepare_filename(info if len(chosen) == 1 else {**info, **fmt}))
+        ext = name.suffix[1:]
+        if not _SAFE_EXT.match(ext):
+            log.info("format %s is not resumed: file type %r", fmt.get("format_id"), ext)
+            continue
+        parts.append((fmt, _inside(name.with_name(name.name + ".part"), directory)))
+    return parts
 
 
 def _signed(
@@ -532,6 +588,7 @@ def fetch_source(
     locks_dir: Path | None = None,
     private_dir: Path | None = None,
     warnings: list[str] | None = None,
+    resume: SourceResume | None = None,
 ) -> tuple[dict[str, Any], list[ReceivedFile], list[HttpExchange], int, int, Verdict]:
     """Fetch one URL into ``directory``: media, subtitles and thumbnails named ``<stem>…``.
 
@@ -542,10 +599,14 @@ def fetch_source(
     incomplete capture is fetched once more, and if still short raises ``incomplete``.
     ``private_dir``: where a signed-in fetch's jar is kept while it lasts
     (:func:`cifa_ingest.fetch.signin.signed_in`). yt-dlp's warnings are appended to
-    ``warnings``, if given. Returns (info, files, HTTP log, requests, attempts, the completeness
-    verdict).
+    ``warnings``, if given. ``resume``: the source's resume across runs
+    (:mod:`cifa_ingest.fetch.resume`): a kept partial is put back before the first attempt's
+    download, and when every attempt has failed the source is listed in its partials'
+    ``failed``, whose partial downloads the caller keeps aside (:meth:`Partials.keep_failed`).
+    Returns (info, files, HTTP log, requests, attempts, the completeness verdict).
     """
     tally = _FragmentTally()
+    resume = resume or SourceResume(None, "", stem)
 
     def attempt_once() -> tuple[
         dict[str, Any], list[ReceivedFile], list[HttpExchange], int, Verdict
@@ -562,6 +623,7 @@ def fetch_source(
                 tally,
                 sign,
                 warnings,
+                resume,
             )
         verdict = check_completeness(
             directory,
@@ -583,9 +645,14 @@ def fetch_source(
         return info, files, exchanges, requests, verdict
 
     with signin.signed_in(url, settings, private_dir) as sign:
-        (info, files, exchanges, requests, verdict), attempts = _with_retries(
-            url, label or stem, settings, attempt_once
-        )
+        try:
+            (info, files, exchanges, requests, verdict), attempts = _with_retries(
+                url, label or stem, settings, attempt_once
+            )
+        except Exception:
+            if resume.partials is not None:  # kept by the caller, who knows why it failed
+                resume.partials.failed.append(resume)
+            raise
     return info, files, exchanges, requests, attempts, verdict
 
 
@@ -628,6 +695,7 @@ def fetch_work(
     locks_dir: Path | None = None,
     private_dir: Path | None = None,
     earlier: Callable[[SourceKey], dict[str, Any] | None] = lambda key: None,
+    partials: Partials | None = None,
 ) -> Capture:
     """Fetch every source of ``work``, in order: media, subtitles and thumbnails into
     ``original_dir``, the info JSON and description into ``metadata_dir``. Permission and the
@@ -636,7 +704,11 @@ def fetch_work(
     are kept while it lasts (the work's staging folder, outside its bag). ``earlier(key)``: the
     chosen video format of an earlier capture of the source ``key`` ({format_id, height, tbr}),
     or None; each source's degradation verdict (:mod:`cifa_ingest.fetch.degraded`) compares
-    with it, and with the best format the source lists."""
+    with it, and with the best format the source lists. ``partials``: the archive's kept partial
+    downloads (:mod:`cifa_ingest.fetch.resume`): expired ones are removed first, this work's are
+    resumed, a failed source is listed in ``partials.failed`` for the caller to keep its partial
+    downloads (:meth:`Partials.keep_failed`: not after a full disk), and a successful capture
+    removes its work's."""
     if not work.may_be_fetched:
         raise FetchError(
             f"{work.id}: permission does not allow fetching", kind=FetchErrorKind.REFUSED
@@ -651,6 +723,8 @@ def fetch_work(
 
     original_dir.mkdir(parents=True, exist_ok=True)
     metadata_dir.mkdir(parents=True, exist_ok=True)
+    if partials is not None:
+        partials.tidy(own_work=work.id)
     capture = Capture(work_id=work.id, started=_utc_now())
     tools = js_runtime.in_use(settings)
     capture.tools = tools.record()
@@ -695,6 +769,7 @@ def fetch_work(
             locks_dir=locks_dir,
             private_dir=private_dir,
             warnings=warnings,
+            resume=SourceResume(partials, work.id, stem),
         )
         signed = signin.entry_for(source.url, settings)
         identity = SourceKey.of_info(info, source.url)
@@ -746,6 +821,8 @@ def fetch_work(
             )
         )
     capture.finished = _utc_now()
+    if partials is not None:
+        partials.forget(work.id)
     return capture
 
 

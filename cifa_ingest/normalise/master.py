@@ -13,8 +13,11 @@ from typing import Any
 
 import ffmpeg
 
+from cifa_ingest import sizes
+from cifa_ingest.archive.layout import Archive
 from cifa_ingest.config import NormaliseSettings
 from cifa_ingest.errors import InsufficientSpace
+from cifa_ingest.fetch.resume import Partials
 from cifa_ingest.normalise.audio import WAVPACK_BLOCK_SAMPLES, audio_bits, audio_codec, audio_trims
 from cifa_ingest.normalise.kept_metadata import kept_as_tags
 from cifa_ingest.normalise.proof import FULL_RANGE_FORMATS, KEEP_FULL_RANGE
@@ -133,12 +136,27 @@ def estimate_master_bytes(
 
 
 def check_space(estimate: int | None, target: Path, settings: NormaliseSettings, stem: str) -> None:
+    """Refuse an encode of about ``estimate`` bytes into ``target`` that the disk cannot hold
+    with the margin. The partial downloads the archive keeps for later runs
+    (:mod:`cifa_ingest.fetch.resume`; found from ``target``, a work's staging folder) count:
+    when discarding them, oldest first, makes the room, they are discarded (each logged);
+    otherwise the refusal says how much they hold."""
     if estimate is None:
         return
+    needed = estimate + settings.free_space_margin_bytes
     free = shutil.disk_usage(target).free
-    if estimate + settings.free_space_margin_bytes > free:
+    if needed <= free:
+        return
+    archive = Archive.of_staged(target)
+    partials = Partials(archive.partials_dir, 0) if archive is not None else None
+    held = partials.held_bytes() if partials is not None and partials.folder.is_dir() else 0
+    if partials is not None and held and needed <= free + held:
+        partials.make_room(needed - free)
+        free = shutil.disk_usage(target).free
+    if needed > free:
         raise InsufficientSpace(
             f"{stem}: the master would take about {estimate / 1e9:.1f} GB and the archive's disk"
             f" has {free / 1e9:.1f} GB free"
-            f" (margin {settings.free_space_margin_bytes / 1e9:.1f} GB)"
+            f" (margin {settings.free_space_margin_bytes / 1e9:.1f} GB;"
+            f" kept partial downloads hold {sizes.decimal(held)}, {held} bytes)"
         )
