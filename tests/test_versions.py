@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -31,6 +32,7 @@ import bagit
 import pytest
 
 from cifa_ingest.errors import (
+    ArchiveStateError,
     ExportRefused,
     InputError,
     NoSuchVersion,
@@ -671,3 +673,60 @@ def test_sigkill_at_random_instants_of_an_add_leaves_a_whole_version(tmp_path: P
         assert_ocfl_valid(objects)
         shutil.rmtree(archive)
     assert outcomes[1] and outcomes[2], outcomes  # killed before the rename, and after it
+
+
+def test_one_writer_at_a_time_per_object(tmp_path: Path) -> None:
+    """A second add waits for the object's lock (held here as another writer would hold it)."""
+    import threading
+
+    archive = tmp_path / "archive"
+    bag = small_bag(tmp_path / "bag")
+    made: list[int] = []
+    root = StorageRoot(archive / "objects").ensure()
+    with root.locked(WORK):
+        writer = threading.Thread(target=lambda: made.append(add(archive, bag, "waits").number))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive() and made == []  # waiting for the lock
+        with StorageRoot(archive / "objects").locked("cifa-0002"):
+            pass  # another work's object is not locked
+    writer.join(timeout=30)
+    assert made == [1]
+
+
+def test_the_storage_root_is_made_once_and_checked(tmp_path: Path) -> None:
+    objects = tmp_path / "objects"
+    assert recover(objects, WORK).rolled_forward is None and not objects.exists()
+    root = StorageRoot(objects).ensure()
+    made = snapshot(objects)
+    assert root.ensure() is root and snapshot(objects) == made  # checked, never rewritten
+    assert recover(objects, WORK) == recovery_module.Recovery(None, ())
+
+    other = tmp_path / "other-layout"
+    StorageRoot(other).ensure()
+    layout = other / "ocfl_layout.json"
+    layout.chmod(0o644)
+    layout.write_text('{"extension": "0004-hashed-n-tuple-storage-layout", "description": ""}')
+    with pytest.raises(ArchiveStateError, match="0004-hashed-n-tuple-storage-layout"):
+        StorageRoot(other).ensure()
+    older = tmp_path / "ocfl-1.0"
+    older.mkdir()
+    (older / "0=ocfl_1.0").write_text("ocfl_1.0\n")
+    with pytest.raises(ArchiveStateError, match=re.escape("0=ocfl_1.0")):
+        StorageRoot(older).ensure()
+
+
+def test_staging_on_another_file_system_is_refused(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to stage on")
+    bag = small_bag(tmp_path / "bag")
+    staging = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        with pytest.raises(ArchiveStateError, match="different file systems"):
+            add_version(
+                tmp_path / "objects", WORK, bag, message="m", user=ARCHIVIST, staging_dir=staging
+            )
+    finally:
+        shutil.rmtree(staging)
+    assert not (tmp_path / "objects" / WORK).exists()
