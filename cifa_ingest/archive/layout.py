@@ -25,7 +25,7 @@ from pathlib import Path
 from cifa_ingest.errors import ArchiveStateError, InputError
 
 
-def _seal_tree(root: Path) -> None:
+def seal_tree(root: Path) -> None:
     """Make every file under ``root`` read-only and flush it, and every directory, to stable
     storage before placement: a power cut after the rename cannot leave a placed bag with missing
     blocks, and nothing writes into a placed bag by mistake."""
@@ -157,7 +157,7 @@ class Archive:
             raise ArchiveStateError(f"{self.relative(target)} already exists; not overwritten")
         if staged_bag.stat().st_dev != self.bags_dir.stat().st_dev:
             raise ArchiveStateError("staging and bags are on different file systems")
-        _seal_tree(staged_bag)
+        seal_tree(staged_bag)
         os.rename(staged_bag, target)
         fsync_dir(self.bags_dir)
         return target

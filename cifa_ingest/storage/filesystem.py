@@ -19,7 +19,7 @@ Objects are files under the location's root, at their keys (``bags/<bag>/<path>`
   once at least. Bytes that do not verify are :class:`CopyRefused` and the temporary file is
   removed.
 - **Read-only, like the primary.** Files are made 0444 before the rename, as placed bags are
-  (:func:`cifa_ingest.archive.layout._seal_tree`): nothing writes into a copy by mistake.
+  (:func:`cifa_ingest.archive.layout.seal_tree`): nothing writes into a copy by mistake.
 
 One writer per location at a time is assumed (replication holds a lock for that,
 :func:`cifa_ingest.storage.replicate.replication_lock`): a temporary file left by a writer that

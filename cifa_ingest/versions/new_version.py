@@ -26,7 +26,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from cifa_ingest.archive.layout import _seal_tree, fsync_dir
+from cifa_ingest.archive.layout import fsync_dir, seal_tree
 from cifa_ingest.errors import ArchiveStateError, UnchangedVersion, VersionRefused
 from cifa_ingest.versions.content import discard, take_bag
 from cifa_ingest.versions.history import VersionInfo, describe
@@ -122,7 +122,7 @@ def add_version(
             if number == 1:
                 _write_inventory(stage, data)
                 (stage / OBJECT_DECLARATION).write_text(f"{OBJECT_DECLARATION[2:]}\n", "ascii")
-            _seal_tree(stage)
+            seal_tree(stage)
             target = obj.path if number == 1 else obj.version_path(number)
             if target.exists():
                 raise ArchiveStateError(f"{target}: already exists; not overwritten")
