@@ -260,7 +260,9 @@ def test_a_download_cut_off_on_night_one_is_finished_on_night_two_with_one_range
     (record,) = capture["sources"][0]["files"][:1]
     assert record["sha256"] == sha256(original) and record["bytes"] == len(source)
     assert capture["sources"][0]["completeness"]["verdict"] == "complete"
-    assert any(x["etag"] == '"v1"' for x in capture["sources"][0]["http"])
+    (answer,) = [x for x in capture["sources"][0]["http"] if x["url"].endswith("/film.mp4")]
+    assert (answer["status"], answer["etag"]) == (206, '"v1"')
+    assert answer["content_range"] == f"bytes {cut}-{len(source) - 1}/{len(source)}"
     # The info JSON the bag keeps is the source's, without our If-Range.
     info = (archive_dir / "bags" / WORK_ID / "metadata" / f"{WORK_ID}.info.json").read_text()
     assert "If-Range" not in info

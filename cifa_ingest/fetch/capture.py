@@ -40,8 +40,11 @@ class HttpExchange:
     content_type: str | None
     content_length: str | None
     final_url: str | None = None
-    #: The server's ETag (None where it sent none, and in records made before it was kept).
+    #: The server's ETag and Content-Range (None where it sent none, and in records made before
+    #: they were kept): a download resumed in a later run has a 206 and no 200, and its
+    #: Content-Range names the whole file's length.
     etag: str | None = None
+    content_range: str | None = None
 
 
 #: Extractors whose "id" is not an identity the source gives the video but the last part of its

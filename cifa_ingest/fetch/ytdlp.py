@@ -374,6 +374,7 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
                 content_length=headers.get("Content-Length"),
                 final_url=final if final and final != url else None,
                 etag=headers.get("ETag"),
+                content_range=headers.get("Content-Range"),
             )
         )
 
