@@ -57,12 +57,15 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u
 
 
 class PermissionStatus(StrEnum):
-    """Where the archive stands with the film's rights holder."""
+    """Where the archive stands with the film's rights holder. ``withdrawn``: granted once, then
+    taken back by the rights holder (a work preserved before keeps its preservation files unless
+    a deaccession is asked for; nothing more is fetched, and no access copy is given out)."""
 
     GRANTED = "granted"
     PENDING = "pending"
     REFUSED = "refused"
     NOT_SOUGHT = "not-sought"
+    WITHDRAWN = "withdrawn"
 
 
 class _Strict(BaseModel):
@@ -180,6 +183,17 @@ class Work(_Strict):
         return (
             self.permission.status is PermissionStatus.GRANTED
             and Use.PRESERVATION in self.permission.covers
+        )
+
+    @property
+    def access_permitted(self) -> bool:
+        """Whether access copies may be given out: permission is granted and covers ``access``
+        (the archive's users) or ``public-access``. ``research`` alone does not: it lets
+        researchers study the work under the archive's supervision (PREMIS act ``use``,
+        "research only"), not receive a copy, so exports meant for access withhold the access
+        copies of a work permitted for research only, as of a narrowed or withdrawn one."""
+        return self.permission.status is PermissionStatus.GRANTED and bool(
+            {Use.ACCESS, Use.PUBLIC_ACCESS} & set(self.permission.covers)
         )
 
     @property

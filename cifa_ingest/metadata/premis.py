@@ -6,6 +6,18 @@ which original a derivative comes from), the events of its life (capture, messag
 calculation, normalization, validation, format identification, metadata extraction, ingestion),
 the agents that carried them out, and the rights statement of the filmmaker's permission.
 
+A work lives on as versions (issue 18): a later version's bag has ``metadata/versions.json``
+(:mod:`cifa_ingest.metadata.versions_record`), and its record adds one event per version after
+the first (a ``metadata modification``, a ``capture``, …: the version's change, dated when the
+version was made, its message as the detail, cifa-ingest the executing program, the person or
+body on whose word it was made the ``authorizer`` and the organisation the ``implementer``, as
+LoC's eventRelatedAgentRole terms say). The events before are kept as they were: given the
+previous version's ``premis.xml``, its objects, events and agents are carried over element for
+element (same identifiers, same dates); without it, the first version's events are rebuilt from
+the bag's records and dated by versions.json (never by today). The rights statement always
+follows the current ``permission.json``: a withdrawn permission grants no act and says when it
+was withdrawn, a narrowed one grants only what it still covers.
+
 The record is built from the bag itself (its payload manifests and its ``metadata/*.json``), once
 the payload is under ``data/`` and before the tag manifests are written, so it can only say what
 the bag says. Event types, agent roles and relationship types are the terms of the Library of
@@ -29,6 +41,11 @@ from cifa_ingest import __version__
 from cifa_ingest.bag import manifest
 from cifa_ingest.config import OrganisationSettings
 from cifa_ingest.errors import PackagingError
+from cifa_ingest.metadata.versions_record import (
+    Version,
+    VersionChange,
+    recorded_versions,
+)
 
 PREMIS_NS = "http://www.loc.gov/premis/v3"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -68,6 +85,10 @@ CODEC_NAMES = {
 
 #: What each use the catalogue's permission may cover lets the archive do (PREMIS act,
 #: restriction or None, and what it means).
+#: The namespace of the identifiers of versions' events: version N of a work has the same
+#: event identifier in every later version's record, however often it is rebuilt.
+VERSION_EVENTS = uuid.UUID("6f1d7c9e-1b8a-5c3e-9d2f-4a7b0e5c8d31")
+
 ACTS = {
     "preservation": ("preserve", None, "keep, copy and migrate the work for its preservation"),
     "access": ("disseminate", "not to the public", "show the work to the archive's users"),
@@ -234,7 +255,11 @@ def file_formats(
 
 
 def build_premis(
-    bag_dir: Path, organisation: OrganisationSettings, *, packaged_at: str | None = None
+    bag_dir: Path,
+    organisation: OrganisationSettings,
+    *,
+    packaged_at: str | None = None,
+    previous: Path | None = None,
 ) -> ET.ElementTree[ET.Element]:
     """The PREMIS record of a bag whose payload is under ``data/`` (its payload manifests
     written) and whose ``metadata/`` holds the pipeline's JSON records.
@@ -245,8 +270,18 @@ def build_premis(
     ``packaged_at`` is the time of the packaging step (format identification, metadata
     extraction, digests, ingestion). normalisation.json holds no times: a normalization is
     dated by the last file it wrote, the lossless proof by the master's frame hashes, and the
-    MediaConch check, which writes nothing and runs right after the proof, by the proof."""
-    packaged_at = packaged_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    MediaConch check, which writes nothing and runs right after the proof, by the proof.
+    Without it, a bag with ``metadata/versions.json`` is dated by its first version's time.
+
+    ``previous``: the previous version's ``premis.xml`` (see the module's docstring): its
+    objects, events and agents are kept as they were; a payload that differs from its objects
+    is a PackagingError (versions that change the payload come with their own events)."""
+    versions = recorded_versions(bag_dir) or []
+    packaged_at = (
+        packaged_at
+        or (versions[0].created if versions else None)
+        or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
     metadata = bag_dir / "metadata"
     capture = _read_json(metadata / "capture.json") or {}
     normalisation = _read_json(metadata / "normalisation.json") or {}
@@ -330,27 +365,163 @@ def build_premis(
         )
     )
 
+    work_id = str((_read_json(metadata / "descriptive.json") or {}).get("id") or bag_dir.name)
+    kept = _previous_record(previous, payload, entries) if previous is not None else None
+
+    def named(name: str) -> Agent:
+        """The agent a version names (a person or a body, its type not recorded): one per name,
+        the organisation itself when it is named."""
+        for agent in agents:
+            if agent.identifier == name:
+                return agent
+        agents.append(Agent(name, ""))
+        return agents[-1]
+
+    later = [_version_event(v, work_id, cifa, org, payload, named) for v in versions[1:]]
+
     root = ET.Element(
         _q("premis"), {"version": "3.0", f"{{{XSI_NS}}}schemaLocation": SCHEMA_LOCATION}
     )
-    for path in payload:
-        _object(root, bag_dir, path, entries[path], technical, mediainfo, derivation.get(path, []))
-    for event in events:
-        _event(root, event)
+    if kept is None:
+        for path in payload:
+            objects = derivation.get(path, [])
+            _object(root, bag_dir, path, entries[path], technical, mediainfo, objects)
+        for event in events:
+            _event(root, event)
+        known: set[str] = set()
+    else:
+        root.extend(kept.objects)
+        root.extend(kept.events)
+        known = set(kept.agents)
+    for event in later:
+        if event.identifier not in (kept.event_ids if kept else set()):
+            _event(root, event)
     grantor = None
     if permission.get("granted_by"):
         grantor = Agent(str(permission["granted_by"]), "")
         agents.append(grantor)
+    if kept is not None:
+        root.extend(kept.agents.values())
     for agent in agents:
-        _agent(root, agent)
-    _rights(root, permission, payload, grantor)
+        if agent.identifier not in known:
+            known.add(agent.identifier)
+            _agent(root, agent)
+    _rights(root, permission, payload, grantor, _withdrawn_at(permission, versions))
     ET.indent(root)
     return ET.ElementTree(root)
 
 
-def write_premis(bag_dir: Path, organisation: OrganisationSettings, packaged_at: str) -> bytes:
-    """premis.xml's bytes (UTF-8, with the XML declaration)."""
-    tree = build_premis(bag_dir, organisation, packaged_at=packaged_at)
+@dataclass
+class _Kept:
+    """What a previous version's record hands on: its objects, events and agents, as elements."""
+
+    objects: list[ET.Element]
+    events: list[ET.Element]
+    agents: dict[str, ET.Element]  # by identifier
+
+    @property
+    def event_ids(self) -> set[str]:
+        return {
+            event.findtext(f"{_q('eventIdentifier')}/{_q('eventIdentifierValue')}") or ""
+            for event in self.events
+        }
+
+
+def _previous_record(
+    previous: Path, payload: list[str], entries: dict[str, dict[str, str]]
+) -> _Kept:
+    """The previous version's objects, events and agents, once its objects are found to be this
+    bag's payload file for file (same paths, same sha256 and sha512)."""
+    try:
+        root = ET.parse(previous).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise PackagingError(f"the previous PREMIS record cannot be read: {exc}") from None
+    if root.tag != _q("premis"):
+        raise PackagingError(f"{previous}: not a PREMIS record")
+    objects = root.findall(_q("object"))
+    recorded: dict[str, dict[str, str]] = {}
+    for element in objects:
+        path = element.findtext(f"{_q('objectIdentifier')}/{_q('objectIdentifierValue')}") or ""
+        recorded[path] = {
+            fixity.findtext(_q("messageDigestAlgorithm")) or "": fixity.findtext(
+                _q("messageDigest")
+            )
+            or ""
+            for fixity in element.iter(_q("fixity"))
+        }
+    changed = sorted(
+        path
+        for path in set(payload) | set(recorded)
+        if path not in recorded
+        or path not in entries
+        or any(entries[path].get(alg) != recorded[path].get(alg) for alg in ("sha256", "sha512"))
+    )
+    if changed:
+        raise PackagingError(
+            "the payload differs from the previous version's PREMIS objects"
+            f" ({', '.join(changed[:5])}): a version that changes the payload needs the events"
+            " that made it"
+        )
+    agents = {}
+    for element in root.findall(_q("agent")):
+        identifier = element.findtext(f"{_q('agentIdentifier')}/{_q('agentIdentifierValue')}")
+        agents[identifier or ""] = element
+    return _Kept(objects, root.findall(_q("event")), agents)
+
+
+def version_event_identifier(work_id: str, number: int) -> str:
+    """The identifier of version ``number``'s event in the record of work ``work_id``."""
+    return str(uuid.uuid5(VERSION_EVENTS, f"{work_id}/v{number}"))
+
+
+def _version_event(
+    version: Version,
+    work_id: str,
+    cifa: Agent,
+    org: Agent,
+    payload: list[str],
+    named: Any,
+) -> Event:
+    """A version after the first as a PREMIS event: its change (in LoC's words), its time, its
+    message; authorised by whoever the version names, carried out by the organisation with
+    cifa-ingest. Its objects are the payload files, whose description or rights it changed."""
+    detail = version.message
+    if version.change is VersionChange.PERMISSION_CHANGE:
+        detail = f"rights: {detail}"
+    detail = f"version {version.number}: {detail}"
+    authorizer = named(version.agent)
+    return Event(
+        version.change.event_type,
+        version.created,
+        detail,
+        "success",
+        [(cifa, "executing program"), (authorizer, "authorizer"), (org, "implementer")],
+        [(path, "source") for path in payload],
+        outcome_detail=(f"changed: {', '.join(version.fields)}" if version.fields else None),
+        identifier=version_event_identifier(work_id, version.number),
+    )
+
+
+def _withdrawn_at(permission: dict[str, Any], versions: list[Version]) -> str | None:
+    """When a withdrawn permission was withdrawn: the time of the latest version that changed
+    the permission's status (None for any other status, or when no version says)."""
+    if permission.get("status") != "withdrawn":
+        return None
+    for version in reversed(versions[1:]):
+        if "permission.status" in version.fields:
+            return version.created
+    return None
+
+
+def write_premis(
+    bag_dir: Path,
+    organisation: OrganisationSettings,
+    packaged_at: str | None,
+    *,
+    previous: Path | None = None,
+) -> bytes:
+    """premis.xml's bytes (UTF-8, with the XML declaration); see :func:`build_premis`."""
+    tree = build_premis(bag_dir, organisation, packaged_at=packaged_at, previous=previous)
     return ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True) + b"\n"
 
 
@@ -548,26 +719,48 @@ def _agent(root: ET.Element, agent: Agent) -> None:
 
 
 def _rights(
-    root: ET.Element, permission: dict[str, Any], payload: list[str], grantor: Agent | None
+    root: ET.Element,
+    permission: dict[str, Any],
+    payload: list[str],
+    grantor: Agent | None,
+    withdrawn_at: str | None = None,
 ) -> None:
     """The permission record as a rights statement. Its basis is a licence: a grant of
-    permission by the rights holder (the filmmaker) to the archive."""
+    permission by the rights holder (the filmmaker) to the archive. A withdrawn permission
+    grants no act; a note says it was withdrawn and when (``withdrawn_at``, the time of the
+    version that recorded it), and the licence's dates end then."""
     if not permission:
         return
     statement = _add(_add(root, "rights"), "rightsStatement")
     _identifier(statement, "rightsStatementIdentifier", "UUID", str(uuid.uuid4()))
     _add(statement, "rightsBasis", "License")
     licence = _add(statement, "licenseInformation")
+    withdrawn = permission.get("status") == "withdrawn"
     terms = f"permission {permission.get('status')}"
     if permission.get("granted_by"):
-        terms += f" by {permission['granted_by']}"
+        terms += (
+            f" (granted by {permission['granted_by']})"
+            if withdrawn
+            else (f" by {permission['granted_by']}")
+        )
     if permission.get("basis"):
         terms += f": {permission['basis']}"
     _add(licence, "licenseTerms", terms)
+    if withdrawn:
+        when = f" on {withdrawn_at}" if withdrawn_at else " (when: not recorded)"
+        _add(
+            licence,
+            "licenseNote",
+            f"withdrawn by the rights holder{when}: no act is granted any more; the preservation"
+            " files are kept unless a deaccession is requested",
+        )
     if permission.get("notes"):
         _add(licence, "licenseNote", str(permission["notes"]))
     if permission.get("date"):
-        _add(_add(licence, "licenseApplicableDates"), "startDate", str(permission["date"]))
+        dates = _add(licence, "licenseApplicableDates")
+        _add(dates, "startDate", str(permission["date"]))
+        if withdrawn and withdrawn_at:
+            _add(dates, "endDate", withdrawn_at[:10])
     if permission.get("status") == "granted":
         for use in permission.get("covers") or []:
             act, restriction, meaning = ACTS.get(use, (use, None, use))
