@@ -441,3 +441,58 @@ def test_partials_of_formats_gone_too_long_or_without_their_pair_are_discarded(
     assert not archive.partials_dir.joinpath(WORK_ID).exists()
     assert "debris: bytes without a sidecar" in caplog.text
     assert "debris: a sidecar without its bytes" in caplog.text
+
+
+def test_chunked_downloads_are_kept_and_a_refused_range_is_never_taken_for_the_whole(
+    tmp_path: Path,
+) -> None:
+    """yt-dlp fetches YouTube's formats in chunks (``http_chunk_size``): every answer is a 206,
+    the first from byte 0. After a 416 to If-Range, yt-dlp would take kept bytes within 100 of
+    the file's length for the whole file: that file is fetched again instead. After a 200 (the
+    source changed), If-Range is no longer sent."""
+    archive = Archive(tmp_path / "archive")
+    archive.ensure()
+    partials = Partials(archive.partials_dir, 7)
+    staging = archive.staging_dir / WORK_ID
+    staging.mkdir()
+    url, part = "https://media.example/v.mp4", staging / f"{WORK_ID}.mp4.part"
+    night = SourceResume(partials, WORK_ID, WORK_ID)
+    chunk = {"ETag": '"c1"', "Content-Range": "bytes 0-999/5000", "Content-Length": "1000"}
+    night.after(url, "GET", {"Range": "bytes=0-999"}, 206, chunk)
+    night.progress(
+        {
+            "status": "downloading",
+            "tmpfilename": str(part),
+            "info_dict": {"format_id": "137", "url": url, "protocol": "https"},
+        }
+    )
+    part.write_bytes(b"\3" * 1000)
+    partials.failed.append(night)
+    partials.keep_failed()
+    (kept,) = _kept(archive.root)
+    assert (kept["bytes"], kept["etag"], kept["content_length"]) == (1000, '"c1"', 5000)
+
+    def resumed_night() -> SourceResume:
+        again = SourceResume(partials, WORK_ID, WORK_ID)
+        fmt = {"format_id": "137", "url": url, "protocol": "https"}
+        again.put_back([(fmt, part)], offered={"137"})
+        assert part.stat().st_size == 1000
+        return again
+
+    refused = resumed_night()
+    headers: dict[str, str] = {"Range": "bytes=1000-"}
+    refused.before(url, "GET", headers)
+    assert headers["If-Range"] == '"c1"'
+    refused.after(url, "GET", headers, 416, {"Content-Range": "bytes */1050"})
+    assert refused.joined_versions() == ["137"]
+
+    # Kept again (as a failed night keeps it), and the next night the source has changed.
+    assert partials.keep(WORK_ID, WORK_ID, "137", part, Validators('"c1"', None, 5000))
+    changed = resumed_night()
+    first: dict[str, str] = {"Range": "bytes=1000-"}
+    changed.before(url, "GET", first)
+    changed.after(url, "GET", first, 200, {"ETag": '"c2"', "Content-Length": "5000"})
+    later: dict[str, str] = {"Range": "bytes=2000-"}  # yt-dlp's next try within the night
+    changed.before(url, "GET", later)
+    assert "If-Range" not in later
+    assert changed.joined_versions() == []

@@ -354,8 +354,11 @@ class Partials:
             self._remove(sidecar, reason)
             return None
         part.unlink(missing_ok=True)
-        os.replace(data, part)
-        sidecar.unlink()  # its record is the caller's now; a crash between: debris
+        try:
+            os.replace(data, part)
+        except FileNotFoundError:  # discarded a moment ago (the disk-space check of another work)
+            return None
+        sidecar.unlink(missing_ok=True)  # its record is the caller's now; a crash between: debris
         with _quiet():
             fsync_dir(data.parent)
             data.parent.rmdir()
@@ -394,6 +397,12 @@ class Partials:
                 break
             freed += self._remove(sidecar, "the disk-space check needs the room")
         return freed
+
+
+def _range_start(headers: Mapping[str, str]) -> int | None:
+    """The first byte a 206's Content-Range gives, or None."""
+    match = re.match(r"^bytes\s+(\d+)-", (headers.get("Content-Range") or "").strip())
+    return int(match.group(1)) if match else None
 
 
 def _aged(path: Path) -> bool:
@@ -497,18 +506,30 @@ class SourceResume:
     def before(self, url: str, method: str, headers: Any) -> None:
         """A request on its way out: a Range request of a resumed format carries If-Range."""
         resumed = self.resumed.get(url)
-        if resumed is not None and method == "GET" and "Range" in headers:
+        if (
+            resumed is not None
+            and resumed.answered in (None, 206)  # not once the source changed
+            and method == "GET"
+            and "Range" in headers
+        ):
             headers["If-Range"] = resumed.if_range
 
     def after(self, url: str, method: str, sent: Any, status: int, headers: Any) -> None:
-        """A response: the validators of the bytes each file holds; a 200 to ``If-Range``."""
-        if method != "GET" or status not in (200, 206):
+        """A response (an error's too): the validators of the bytes each file holds; what the
+        server answered ``If-Range``."""
+        if method != "GET" or status not in (200, 206, 416):
             return
         validators = Validators.of(status, headers)
         resumed = self.resumed.get(url)
         if resumed is not None and "If-Range" in sent and resumed.answered is None:
             resumed.answered = status
-            if status == 206 and not resumed.kept.validators.same(validators):
+            if status == 416:
+                # yt-dlp would then take a file within 100 bytes of the length as whole.
+                log.warning(
+                    "%s: the server refused the kept partial's range (416): fetched again whole",
+                    self.stem,
+                )
+            elif status == 206 and not resumed.kept.validators.same(validators):
                 log.warning(
                     "%s: the server answered If-Range %s with 206 and %s: it ignores If-Range;"
                     " the rest cannot be joined to the kept bytes",
@@ -532,7 +553,9 @@ class SourceResume:
                     resumed.kept.validators,
                     validators,
                 )
-        if status == 200:  # yt-dlp writes the file anew
+        if status == 416:
+            return
+        if status == 200 or _range_start(headers) == 0:  # yt-dlp writes the file anew
             self.chains[url] = (validators, False)
             return
         known, mixed = self.chains.get(url, (None, True))
@@ -554,11 +577,13 @@ class SourceResume:
 
     def joined_versions(self) -> list[str]:
         """The resumed formats whose appended bytes came with other validators than the kept
-        ones (a server that ignores If-Range): their files would join two versions."""
+        ones (a server that ignores If-Range): their files would join two versions; and those
+        whose range the server refused (416), after which yt-dlp may take the kept bytes for
+        the whole file when their lengths differ by less than 100 bytes."""
         return [
             r.kept.format_id
             for url, r in self.resumed.items()
-            if r.answered == 206 and self.chains.get(url, (None, True))[1]
+            if r.answered == 416 or (r.answered == 206 and self.chains.get(url, (None, True))[1])
         ]
 
     def keep_partials(self) -> None:

@@ -351,6 +351,8 @@ class _ArchivalYoutubeDL(yt_dlp.YoutubeDL):
             response = super().urlopen(req)
         except HTTPError as exc:
             self._log_exchange(req, exc.response)
+            if resume is not None:
+                resume.after(req.url, req.method, req.headers, exc.status, exc.response.headers)
             raise
         self._log_exchange(req, response)
         if resume is not None:
