@@ -302,6 +302,7 @@ class Partials:
         if part.stat().st_dev != data.parent.stat().st_dev:
             log.info("%s: partial download %s not kept: not on the archive's disk", stem, part.name)
             return False
+        sidecar.unlink(missing_ok=True)  # an older keep's: never beside these bytes
         os.replace(part, data)  # one rename: the bytes are in staging or kept, never both
         fsync_dir(data.parent)
         kept = KeptPartial(
