@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -362,3 +363,38 @@ def test_a_bag_made_before_versions_json_is_version_1_at_its_ingestion(head: Pat
     assert v1 == first_version(head)
     assert v1.change is VersionChange.INGESTION and v1.agent == ORGANISATION.name
     assert os.stat(head / "bag-info.txt").st_mode & 0o222 == 0  # placed read-only
+
+
+def test_a_writable_head_is_not_written_through_its_links(head: Path, tmp_path: Path) -> None:
+    """Read-only files would refuse a write through a link anyway (but not to root): with the
+    head's files writable, every replaced file is still a new file, the head unchanged."""
+    writable = tmp_path / "head" / head.name
+    shutil.copytree(head, writable)
+    for path in writable.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)
+    before = snapshot(writable)
+    new = revise(
+        writable, tmp_path / "staging", catalogue_entry(head, kind="documentary"), "CIFA",
+        ORGANISATION, agent="Archivist",
+    )  # fmt: skip
+    assert snapshot(writable) == before
+    bagit.Bag(str(writable)).validate()
+    assert (new / "data").stat().st_ino != (writable / "data").stat().st_ino
+    assert json.loads((new / "metadata/descriptive.json").read_text("utf-8"))["kind"] == (
+        "documentary"
+    )
+
+
+def test_an_explicit_change_with_a_message_needs_no_catalogue_difference(
+    head: Path, tmp_path: Path
+) -> None:
+    """The records re-written with nothing changed in the catalogue (a newer Dublin Core
+    writer, say) is a version when asked for by name and with a reason."""
+    new = revise(
+        head, tmp_path, catalogue_entry(head), "CIFA", ORGANISATION, agent="Archivist",
+        change=VersionChange.METADATA_MODIFICATION, message="records re-written\nby 0.2",
+    )  # fmt: skip
+    [_, v2] = read_versions(new)
+    assert (v2.message, v2.fields) == ("records re-written by 0.2", ())
+    assert_valid_version(new)

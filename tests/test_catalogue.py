@@ -76,3 +76,13 @@ def test_every_error_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     lines = str(caught.value).splitlines()
     assert any("works[0] (cifa-0001): permission.status" in line for line in lines)
     assert any("works[1]: id" in line for line in lines)
+
+
+def test_a_withdrawn_or_narrowed_permission_is_expressible_and_gives_no_access() -> None:
+    withdrawn, research, public = load_catalogue(
+        DATA / "valid" / "withdrawn-and-narrowed.yaml"
+    ).works
+    assert withdrawn.permission.status is PermissionStatus.WITHDRAWN
+    assert not withdrawn.is_permitted and not withdrawn.access_permitted
+    assert research.is_permitted and not research.access_permitted
+    assert public.is_permitted and public.access_permitted
