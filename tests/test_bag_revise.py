@@ -398,3 +398,24 @@ def test_an_explicit_change_with_a_message_needs_no_catalogue_difference(
     [_, v2] = read_versions(new)
     assert (v2.message, v2.fields) == ("records re-written by 0.2", ())
     assert_valid_version(new)
+
+
+@pytest.mark.parametrize("agent", ["", "  ", "Two\nlines", "bidi \u202eevil"])
+def test_a_version_needs_a_one_line_agent(head: Path, tmp_path: Path, agent: str) -> None:
+    with pytest.raises(RevisionRefused, match="on the word of"):
+        revise(head, tmp_path, catalogue_entry(head, year=2008), "CIFA", ORGANISATION, agent=agent)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_director_who_granted_permission_can_still_be_corrected(
+    head: Path, tmp_path: Path
+) -> None:
+    """Filmmakers often grant permission themselves: a corrected director whose name is also the
+    grantor's is a correction like any other (drift's message shows no permission detail)."""
+    director = {"en": "Wu Wenguang (director)", "zh": "王兵"}
+    new = revise(
+        head, tmp_path, catalogue_entry(head, director=director), "CIFA", ORGANISATION,
+        agent="Archivist",
+    )  # fmt: skip
+    [_, v2] = read_versions(new)
+    assert v2.fields == ("descriptive.director.en",)

@@ -30,7 +30,7 @@ recomputed, :func:`~cifa_ingest.bag.package.validate_bag`) and only then renamed
 ``staging/<id>.v<N>`` (a dot: no work id has one), so that name holds a complete bag or nothing.
 
 A revision with nothing to say is refused (:class:`RevisionRefused`): no difference and no
-explicit change. So is one whose message would carry a permission's personal details. The
+explicit change. So is a message given that would carry a permission's personal details. The
 changes that replace payload files (``capture``, ``migration``) or remove them
 (``deaccession``) are versions too, but not made here yet: they are refused by name; each will
 bring its payload step and its events, the rest of this module (links, records, history,
@@ -152,7 +152,7 @@ def revised_bag_info(
     as they now are, the new Bagging-Date and software; Payload-Oxum and Bag-Size kept."""
     now = bag_info(work, organisation, collection)
     fields = {k: v for k, v in head.items() if k not in now and k not in _FROM_CATALOGUE}
-    fields = {"Bagging-Date": created[:10], **fields, **now}
+    fields = {"Bagging-Date": "", **fields, **now}  # Bagging-Date first, as bags are made
     fields["Bagging-Date"] = created[:10]
     fields["Bag-Software-Agent"] = SOFTWARE_AGENT
     lines = [f"{tag_value(k)}: {tag_value(v)}\n" for k, v in fields.items() if tag_value(v)]
@@ -235,8 +235,11 @@ def revise(
     head_bag = Path(head_bag)
     if not (head_bag / "bagit.txt").is_file():
         raise RevisionRefused(f"{head_bag}: not a bag")
-    if not agent or not agent.strip() or "\n" in agent or "\r" in agent:
-        raise RevisionRefused("a version needs the name of whoever it is made on the word of")
+    if not agent or not tag_value(agent) or tag_value(agent) != agent.strip():
+        raise RevisionRefused(
+            "a version needs the name of whoever it is made on the word of: one line, no"
+            " control characters, at most 1000 characters"
+        )
     try:
         differences = drift.differences(work, collection, head_bag)
         preserved_permission = json.loads(
@@ -250,7 +253,9 @@ def revise(
             f"{head_bag.name} is the bag of {preserved_id.get('id')!r}, not {work.id}"
         )
     change, text = _decide(differences, change, message)
-    if any(
+    # The default message is drift's, which names personal details and never shows them; a
+    # message given is checked (a director's name may also be a grantor's: drift's is not).
+    if message and any(
         detail in text
         for detail in _personal_details(preserved_permission, work.permission.record())
     ):
