@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -419,3 +420,13 @@ def test_a_director_who_granted_permission_can_still_be_corrected(
     )  # fmt: skip
     [_, v2] = read_versions(new)
     assert v2.fields == ("descriptive.director.en",)
+
+
+def test_the_reference_lists_every_change_and_every_key_of_versions_json(head: Path) -> None:
+    page = (Path(__file__).parent.parent / "docs/reference/bags.md").read_text("utf-8")
+    section = page.split("## Versions of a work", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"\n\| (?:key|value) \|.*\n\| --- \|.*\n((?:\|.*\n)+)", section)
+    keys, changes = ([re.match(r"\| `([^`]+)`", row).group(1) for row in t.splitlines()]
+                     for t in tables)  # fmt: skip
+    assert changes == [str(change) for change in VersionChange]
+    assert keys == list(read_versions(head)[0].as_dict())
