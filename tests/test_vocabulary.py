@@ -17,7 +17,10 @@ from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.ledger import CheckOutcome, CopyState, Ledger, Outcome, SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.audit.fixity_audit import AuditMode, CheckDepth, ProblemKind
+from cifa_ingest.catalogue.drift import Record
+from cifa_ingest.catalogue.model import PermissionStatus
 from cifa_ingest.fetch.failures import FetchErrorKind
+from cifa_ingest.metadata.versions_record import VersionChange
 from cifa_ingest.preserve import Step, StepErrorKind
 from cifa_ingest.reports.audit_report import KIND_TEXT
 from cifa_ingest.reports.status import RunOutcome
@@ -136,6 +139,24 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
         RepairProblemKind,
         ["copy_missing", "copy_damaged", "location_unreachable", "no_good_copy"],
     ),
+    # docs/reference/catalogue.md: a catalogue entry's permission.status (and the bag's
+    # metadata/permission.json).
+    (PermissionStatus, ["granted", "pending", "refused", "not-sought", "withdrawn"]),
+    # docs/reference/bags.md, "Versions of a work": metadata/versions.json's change; PREMIS
+    # event types of the Library of Congress vocabulary but "permission change".
+    (
+        VersionChange,
+        [
+            "ingestion",
+            "metadata modification",
+            "permission change",
+            "capture",
+            "migration",
+            "deaccession",
+        ],
+    ),
+    # The bag's records a catalogue entry is compared with (cifa_ingest.catalogue.drift).
+    (Record, ["descriptive", "permission"]),
 ]
 
 
