@@ -18,7 +18,7 @@ from cifa_ingest.config import FetchSettings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.errors import FetchError
 from cifa_ingest.fetch import js_runtime, request_policy, ytdlp_internals
-from cifa_ingest.fetch.failures import FetchErrorKind, SourceRefused, classify
+from cifa_ingest.fetch.failures import FetchErrorKind, Problem, SourceRefused, classify
 from cifa_ingest.fetch.request_policy import MAX_DOCUMENT_BYTES
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.fetch.ytdlp import fetch_work, ytdlp_client
@@ -376,6 +376,14 @@ def test_classify_reads_through_yt_dlp_wrapping() -> None:
     assert classify(FetchError("x", kind="duplicate")).kind == "duplicate"
     assert classify(ConnectionResetError()).transient
     assert not classify(ValueError("something else")).transient
+    # A transfer cut short (the server's length not reached, or not one byte): the network's.
+    from yt_dlp.utils import ContentTooShortError, DownloadError
+
+    short = ContentTooShortError(4000, 120000)
+    cut = DownloadError(f"ERROR: {short}", (type(short), short, None))
+    assert classify(cut) == Problem(FetchErrorKind.NETWORK, transient=True)
+    nothing = DownloadError("ERROR: Did not get any data blocks")
+    assert classify(nothing) == Problem(FetchErrorKind.NETWORK, transient=True)
 
 
 def test_fetch_error_kinds_keep_their_published_spellings() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
-from yt_dlp.utils import GeoRestrictedError, UnsupportedError
+from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError
 
 from cifa_ingest.errors import FetchError, SourcePolicyError
 
@@ -69,7 +69,7 @@ _DESCRIPTIONS = {
         "blocked; kept for the ledger's older rows)"
     ),
     FetchErrorKind.SERVER_ERROR: "5xx, still after every retry",
-    FetchErrorKind.NETWORK: "connection failures, still after every retry",
+    FetchErrorKind.NETWORK: "connection failures or transfers cut short, still after every retry",
     FetchErrorKind.ERROR: "anything else",
     FetchErrorKind.BLOCKED: (
         "the host blocked the archive, not the film: a bot wall, 429 still after every retry, "
@@ -243,7 +243,17 @@ def classify(exc: BaseException) -> Problem:
     for cause in causes:
         if isinstance(cause, TransportError | ConnectionError | TimeoutError):
             return Problem(FetchErrorKind.NETWORK, transient=True)
+        # A transfer that ended before the length its server announced, or before its first
+        # byte: the connection broke (yt-dlp says so in these words, or by this class).
+        if isinstance(cause, ContentTooShortError):
+            return Problem(FetchErrorKind.NETWORK, transient=True)
+    if _CUT_SHORT.search(text):
+        return Problem(FetchErrorKind.NETWORK, transient=True)
     return Problem(FetchErrorKind.ERROR, transient=False)
+
+
+#: yt-dlp's words for a transfer cut short (its HTTP downloader's, and ContentTooShortError's).
+_CUT_SHORT = re.compile(r"Did not get any data blocks|Downloaded \d+ bytes, expected \d+ bytes")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
