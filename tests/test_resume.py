@@ -260,6 +260,12 @@ def test_a_download_cut_off_on_night_one_is_finished_on_night_two_with_one_range
     (record,) = capture["sources"][0]["files"][:1]
     assert record["sha256"] == sha256(original) and record["bytes"] == len(source)
     assert capture["sources"][0]["completeness"]["verdict"] == "complete"
+    # Its size proved against the whole length the 206 named (no 200 that night).
+    (evidence,) = capture["sources"][0]["completeness"]["files"]
+    assert (evidence["bytes_declared"], evidence["bytes_declared_by"]) == (
+        len(source),
+        "Content-Range",
+    )
     (answer,) = [x for x in capture["sources"][0]["http"] if x["url"].endswith("/film.mp4")]
     assert (answer["status"], answer["etag"]) == (206, '"v1"')
     assert answer["content_range"] == f"bytes {cut}-{len(source) - 1}/{len(source)}"

@@ -20,6 +20,7 @@ bagged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +66,9 @@ class FileEvidence:
     role: str
     bytes_received: int
     bytes_declared: int | None = None
-    bytes_declared_by: str | None = None  # "filesize" (the format's) | "Content-Length"
+    bytes_declared_by: str | None = (
+        None  # "filesize" (the format's) | "Content-Length" | "Content-Range"
+    )
     fragments_expected: int | None = None
     fragments_received: int | None = None
     decode_errors: list[str] = field(default_factory=list)
@@ -213,22 +216,34 @@ def declared_size(
     received: ReceivedFile, download: Mapping[str, Any] | None, exchanges: Iterable[HttpExchange]
 ) -> tuple[int | None, str | None]:
     """The size declared for a received file: its format's ``filesize`` (yt-dlp's, exact where
-    given), else the ``Content-Length`` of the last whole-file answer (200) for its address. A
-    fragmented download (HLS, DASH) has no size of its own: its fragments are counted instead."""
+    given), else the ``Content-Length`` of the last whole-file answer (200) for its address, else
+    the whole length a partial answer (206) names in its ``Content-Range`` (``bytes 4000-9999/
+    10000``: a download resumed from an earlier run, :mod:`cifa_ingest.fetch.resume`, or fetched
+    in chunks). A fragmented download (HLS, DASH) has no size of its own: its fragments are
+    counted instead."""
     if download is None or str(download.get("protocol") or "") not in {"http", "https"}:
         return None, None
     size = download.get("filesize")
     if isinstance(size, int) and size > 0:
         return size, "filesize"
     address = download.get("url") or received.source_url
-    if address:
-        for exchange in reversed(list(exchanges)):
-            if exchange.status == 200 and address in (exchange.url, exchange.final_url):
-                try:
-                    return int(exchange.content_length or ""), "Content-Length"
-                except ValueError:
-                    return None, None
+    if not address:
+        return None, None
+    answers = [x for x in exchanges if address in (x.url, x.final_url)]
+    for exchange in reversed(answers):
+        if exchange.status == 200:
+            try:
+                return int(exchange.content_length or ""), "Content-Length"
+            except ValueError:
+                return None, None
+    for exchange in reversed(answers):
+        if exchange.status == 206 and (whole := _WHOLE.match(exchange.content_range or "")):
+            return int(whole.group(1)), "Content-Range"
     return None, None
+
+
+#: The whole length a 206's Content-Range names (RFC 9110 14.4; "*" when the server knows none).
+_WHOLE = re.compile(r"^\s*bytes\s+\d+-\d+/(\d+)\s*$", re.IGNORECASE)
 
 
 def judge(files: list[FileEvidence], source_duration: float | None, tolerance: float) -> Verdict:
