@@ -45,6 +45,7 @@ from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
 from cifa_ingest.fetch.capture import Capture, FetchedSource, SourceKey
 from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
+from cifa_ingest.fetch.pauses import HostPause
 from cifa_ingest.fetch.resume import Partials
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
@@ -149,6 +150,8 @@ class Job:
     collection: str | None
     allow_private_sources: bool
     staging: Path
+    #: The run the work is part of: a host paused in it stops the work before its media.
+    run_id: str | None = None
     capture: Capture | None = None
     normalised: normalise.Normalised | None = None
     started: float = field(default_factory=time.monotonic)
@@ -299,6 +302,7 @@ def start(
     collection: str | None,
     *,
     allow_private_sources: bool,
+    run_id: str | None = None,
 ) -> Job:
     """A fresh staging folder for ``work`` (debris of an interrupted run is cleared)."""
     archive.ensure()
@@ -309,19 +313,32 @@ def start(
         collection=collection,
         allow_private_sources=allow_private_sources,
         staging=archive.new_staging(work.id),
+        run_id=run_id,
     )
+
+
+class HostPaused(CifaError):
+    """A host of the work's sources blocked the run while the work was under way (another
+    work, running at the same time, met the block): the work stops before its media is asked
+    for, and is ``deferred`` like the run's later works on that host. Its message is the
+    pause's sentence (a plain message, so that it crosses a Dask worker's pickling)."""
 
 
 def fetch_step(job: Job) -> Job:
     """Fetch the original bytes and the source's metadata into staging. A source video the
     archive already holds under another work (another URL of the same video) is refused before
-    its media is requested. A degraded capture (:mod:`cifa_ingest.fetch.degraded`) is refused
+    its media is requested; so is a work whose host another work of the run found blocking us
+    meanwhile (:class:`HostPaused`: the work is deferred). A degraded capture (:mod:`cifa_ingest.fetch.degraded`) is refused
     when ``[fetch] refuse_degraded`` says so: the work fails ``degraded``, and is not bagged.
     A failed fetch's partial downloads are kept aside in ``ARCHIVE/partials/`` before its
     staging folder is removed, for a later run to resume (:mod:`cifa_ingest.fetch.resume`)."""
     ledger = Ledger(job.archive.ledger_path)
 
-    def refuse_known_source(source_key: SourceKey) -> None:
+    def before_media(source_key: SourceKey) -> None:
+        if job.run_id is not None and (
+            pause := _paused(job.work, job.archive, job.settings, job.run_id)
+        ):
+            raise HostPaused(pause.sentence)
         holder = holder_of_source(ledger, job.archive, source_key)
         if holder is not None and holder != job.work.id:
             raise FetchError(
@@ -338,7 +355,7 @@ def fetch_step(job: Job) -> Job:
             job.metadata_dir,
             job.settings.fetch,
             allow_private_sources=job.allow_private_sources,
-            check_source=refuse_known_source,
+            check_source=before_media,
             locks_dir=locks_dir(job.settings, job.archive.root),
             private_dir=job.staging,
             earlier=lambda key: earlier_capture(ledger, job.archive, key),
@@ -643,7 +660,9 @@ def preserve_work(
     elif (deferred := _deferred(work, archive, settings, run_id)) is not None:
         report = deferred
     else:
-        report = _attempt(work, archive, settings, collection, allow_private_sources, run_step)
+        report = _attempt(
+            work, archive, settings, collection, allow_private_sources, run_step, run_id
+        )
         if report.error_kind == FetchErrorKind.BLOCKED:
             _pause_hosts(work, archive, settings, run_id, report)
     if report.outcome not in {Outcome.NOT_PERMITTED, Outcome.AWAITING_SOURCE}:
@@ -663,13 +682,20 @@ def _sites(work: Work, settings: Settings) -> list[str]:
     return list(dict.fromkeys(pauses.site_of(url, settings.fetch.allowed_hosts) for url in urls))
 
 
-def _deferred(work: Work, archive: Archive, settings: Settings, run_id: str) -> WorkReport | None:
-    """The report of a work not tried because a host of its sources blocked this run."""
+def _paused(work: Work, archive: Archive, settings: Settings, run_id: str) -> HostPause | None:
+    """The pause of a host of ``work``'s sources in the run ``run_id``, if one blocked it."""
     locks = locks_dir(settings, archive.root)
     for site in _sites(work, settings):
         if (pause := pauses.paused(locks, run_id, site)) is not None:
-            log.info("%s: deferred to the next run: %s", work.id, pause.sentence)
-            return _report(work, Outcome.DEFERRED, error=pause.sentence)
+            return pause
+    return None
+
+
+def _deferred(work: Work, archive: Archive, settings: Settings, run_id: str) -> WorkReport | None:
+    """The report of a work not tried because a host of its sources blocked this run."""
+    if (pause := _paused(work, archive, settings, run_id)) is not None:
+        log.info("%s: deferred to the next run: %s", work.id, pause.sentence)
+        return _report(work, Outcome.DEFERRED, error=pause.sentence)
     return None
 
 
@@ -693,12 +719,18 @@ def _attempt(
     collection: str | None,
     allow_private_sources: bool,
     run_step: StepRunner,
+    run_id: str | None = None,
 ) -> WorkReport:
     started = time.monotonic()
     step_name = Step.START
     try:
         job = start(
-            work, archive, settings, collection, allow_private_sources=allow_private_sources
+            work,
+            archive,
+            settings,
+            collection,
+            allow_private_sources=allow_private_sources,
+            run_id=run_id,
         )
         for step in STEPS:
             step_name = Step.of(step)
@@ -707,6 +739,9 @@ def _attempt(
         report = run_step(place_step, job)
         assert isinstance(report, WorkReport)
         return report
+    except HostPaused as exc:  # another work of the run met a block on this work's host
+        log.info("%s: deferred to the next run: %s", work.id, exc)
+        return _report(work, Outcome.DEFERRED, error=str(exc), seconds=time.monotonic() - started)
     except Exception as exc:  # a failure of this work, or a surprise: the other works go on
         error, kind = _failure(exc, step_name)
         log.warning("%s: failed (%s): %s", work.id, kind, error.splitlines()[0])

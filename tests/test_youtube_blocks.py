@@ -24,8 +24,9 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import SourceStatus
 from cifa_ingest.audit import watch
 from cifa_ingest.catalogue.model import Work
-from cifa_ingest.config import load_settings
+from cifa_ingest.config import load_settings, locks_dir
 from cifa_ingest.demo.http_server import LocalFileServer
+from cifa_ingest.fetch import pauses
 from cifa_ingest.fetch.source_policy import SourcePolicy
 from cifa_ingest.preserve import Outcome, preserve_work
 from tests.youtube_server import FakeYouTube, serve_youtube
@@ -291,3 +292,34 @@ def test_the_media_hosts_403_after_the_metadata_is_a_block(
     media = [s for s in youtube.seen if s.path.startswith("/videoplayback")]
     assert media and {s.host for s in media} == {"rr1---sn-cifa.googlevideo.com"}
     assert not list((archive_dir / "bags").glob("*"))
+
+
+def test_a_work_under_way_when_its_host_blocks_the_run_stops_before_its_media(
+    archive_dir: Path, youtube: FakeYouTube, served_root: Path
+) -> None:
+    """Works run side by side: while one reads its watch page, another work of the same run
+    meets the bot wall and pauses the host. The first stops before asking for its media, and
+    is deferred like the run's later works there, not failed on its own."""
+    archive, settings = Archive(archive_dir), load_settings()
+    youtube.make_playable("cifaUnderWy", served_root / "films" / "test-card-beijing.mp4")
+    locks = locks_dir(settings, archive_dir)
+    youtube.when_asked(
+        "cifaUnderWy",
+        lambda: pauses.pause(locks, "night-1", "youtube.com", "bot wall", "cifa-u-0002"),
+    )
+    report = preserve_work(
+        youtube_work("cifa-u-0001", "cifaUnderWy"),
+        archive,
+        settings,
+        allow_private_sources=True,
+        run_id="night-1",
+    )
+    assert report.outcome is Outcome.DEFERRED, report.error
+    sentence = r"host youtube\.com blocked us \(bot wall\) at \d\d:\d\d UTC"
+    assert re.fullmatch(sentence, report.error or "")
+    assert youtube.asked_about("cifaUnderWy")  # its page was read
+    assert not [s for s in youtube.seen if s.path.startswith("/videoplayback")]
+    with sqlite3.connect(archive_dir / "ledger.sqlite") as conn:
+        rows = conn.execute("SELECT work_id, outcome FROM work_outcomes").fetchall()
+    assert rows == [("cifa-u-0001", "deferred")]
+    assert not (archive_dir / "staging" / "cifa-u-0001").exists()

@@ -16,7 +16,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,6 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
         host = (self.headers.get("Host") or "").split(":")[0]
         with self.server.lock:
             self.server.seen.append(Seen(host, self.command, self.path, video_id))
+            then = self.server.when_asked.pop(video_id, None) if video_id else None
+        if then is not None:
+            then()
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -216,6 +219,7 @@ class _Server(ThreadingHTTPServer):
         self.playability = dict(PLAYABILITY)
         self.films: dict[str, Path] = {}
         self.media_refused: set[str] = set()
+        self.when_asked: dict[str, Callable[[], None]] = {}  # video id: run once when asked
         self.clients_given: dict[str, set[str]] = {}  # video id: clients its media was offered to
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -310,6 +314,12 @@ class FakeYouTube:
         """The YouTube clients whose player response offered ``video_id``'s media."""
         with self._server.lock:
             return set(self._server.clients_given.get(video_id, set()))
+
+    def when_asked(self, video_id: str, then: Callable[[], None]) -> None:
+        """Run ``then`` (once) when ``video_id`` is first asked about, before it is answered:
+        something that happens elsewhere at that instant (another work meeting a block)."""
+        with self._server.lock:
+            self._server.when_asked[video_id] = then
 
     def refuse_media(self, video_id: str) -> None:
         """From now on, the media host answers 403 for ``video_id``'s media (its watch page and
