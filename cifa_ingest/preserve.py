@@ -328,8 +328,9 @@ def fetch_step(job: Job) -> Job:
     """Fetch the original bytes and the source's metadata into staging. A source video the
     archive already holds under another work (another URL of the same video) is refused before
     its media is requested; so is a work whose host another work of the run found blocking us
-    meanwhile (:class:`HostPaused`: the work is deferred). A degraded capture (:mod:`cifa_ingest.fetch.degraded`) is refused
-    when ``[fetch] refuse_degraded`` says so: the work fails ``degraded``, and is not bagged.
+    meanwhile (:class:`HostPaused`: the work is deferred). A degraded capture
+    (:mod:`cifa_ingest.fetch.degraded`) is refused when ``[fetch] refuse_degraded`` says so: the
+    work fails ``degraded``, and is not bagged.
     A failed fetch's partial downloads are kept aside in ``ARCHIVE/partials/`` before its
     staging folder is removed, for a later run to resume (:mod:`cifa_ingest.fetch.resume`)."""
     ledger = Ledger(job.archive.ledger_path)
