@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from cifa_ingest.fetch.source_policy import SourcePolicy
 if TYPE_CHECKING:
     from cifa_ingest.archive.layout import Archive
     from cifa_ingest.preserve import WorkReport
+    from cifa_ingest.versions import VersionInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The demo serves its films on a fixed port where it can, so that the addresses recorded in its
@@ -208,6 +210,31 @@ def _parser() -> argparse.ArgumentParser:
         help="the copy: primary or a location's name (default: the first copy that verifies)",
     )
     common(restore)
+
+    history = commands.add_parser(
+        "history",
+        help="the versions of a work: when, why, who, what changed, what each stored",
+    )
+    history.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    common(history)
+
+    export = commands.add_parser(
+        "export", help="write a version of a work (default: the newest) as a plain BagIt bag"
+    )
+    export.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    export.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="the version to export (see cifa history; default: the newest)",
+    )
+    export.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR",
+        help="the folder to write the bag in (absent or empty)",
+    )
+    common(export)
 
     recover = commands.add_parser(
         "recover",
@@ -829,6 +856,166 @@ def _cmd_restore(args: argparse.Namespace, settings: Settings, archive: Path) ->
     return EXIT_OK
 
 
+def _versioned(store: Archive, work_id: str) -> tuple[Path, int]:
+    """The versions store of ``store`` and the number of ``work_id``'s newest version, for
+    history and export. Bad usage (exit 2): an id that is not one, a work the archive does not
+    hold, and a work preserved before versions were kept (its bag, no version yet)."""
+    from cifa_ingest.archive.ledger import Ledger
+    from cifa_ingest.versions import StorageRoot, head
+
+    if not is_work_id(work_id):
+        raise InputError(f"{work_id!r}: not a work id ({WORK_ID_RULE})")
+    objects = store.root / "objects"  # ARCHIVE/objects/, the versions store
+    # An object's folder is only ever renamed into place whole: where there is none, there is
+    # no version to read, and nothing (not even a lock) is made for an id someone typed.
+    root = StorageRoot(objects)
+    if root.declared and root.object_path(work_id).exists():
+        newest = head(root, work_id)
+        if newest is not None:
+            return objects, newest
+    if Ledger(store.ledger_path).bag(work_id) is not None:
+        raise InputError(
+            f"no versions recorded for {work_id} yet: it was preserved before the archive kept"
+            f" versions (its bag is {store.bag_path(work_id)}); the next ingest records its first"
+        )
+    raise InputError(f"{work_id}: no such work in {store.root} (no bag, no versions)")
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when.astimezone(dt.UTC)
+
+
+def _version_as_dict(info: VersionInfo) -> dict[str, Any]:
+    return {
+        "version": info.number,
+        "created": _utc(info.created).isoformat(),
+        "message": info.message,
+        "user": {"name": info.user.name, "address": info.user.address},
+        "files": info.files,
+        "added": list(info.added),
+        "changed": list(info.changed),
+        "removed": list(info.removed),
+        "stored_files": info.stored_files,
+        "stored_bytes": info.stored_bytes,
+    }
+
+
+def _history_table(work_id: str, where: Path, found: Sequence[VersionInfo]) -> str:
+    """The versions for people: a row each (number, when in UTC, who, files, bytes newly
+    stored, why), then beneath it what it added, changed and removed against the one before."""
+    from cifa_ingest.sizes import decimal
+
+    header = ("version", "when (UTC)", "who", "files", "stored", "why")
+    rows = [
+        (
+            f"v{v.number}",
+            _utc(v.created).strftime("%Y-%m-%d %H:%M:%S"),
+            v.user.name,
+            str(v.files),
+            decimal(v.stored_bytes),
+            v.message,
+        )
+        for v in found
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    right = {3, 4}  # the numbers
+
+    def line(cells: Sequence[str]) -> str:
+        fitted = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(cells[:-1])
+        ]
+        return "  ".join([*fitted, cells[-1]]).rstrip()
+
+    count = f"{len(found)} version{'s' if len(found) != 1 else ''}"
+    lines = [f"{work_id}: {count}, the newest v{found[-1].number} ({where})", ""]
+    lines += [line(header), line(["-" * w for w in widths] + ["-" * len(header[-1])])]
+    indent = " " * (widths[0] + 2)
+    for info, row in zip(found, rows, strict=True):
+        lines.append(line(row))
+        if info.number == 1:
+            lines.append(f"{indent}the first version: {info.files} files")
+            continue
+        for what, paths in (
+            ("added", info.added), ("changed", info.changed), ("removed", info.removed)
+        ):  # fmt: skip
+            if paths:
+                lines.append(f"{indent}{what}: {', '.join(paths)}")
+        if not (info.added or info.changed or info.removed):
+            lines.append(f"{indent}no file changed")
+    return "\n".join(lines)
+
+
+def _cmd_history(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 with the work's versions, 1 when its object is damaged (the file named), 2 for an
+    id that is not one, a work the archive does not hold or one with no version yet."""
+    import json
+
+    from cifa_ingest.errors import ArchiveStateError
+    from cifa_ingest.versions import versions
+
+    store = _existing_archive(archive)
+    try:
+        objects, _newest = _versioned(store, args.work_id)
+        found = versions(objects, args.work_id)
+    except ArchiveStateError as exc:
+        print(f"cifa: history: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    where = objects / args.work_id
+    if args.json:
+        document = {
+            "id": args.work_id,
+            "object": str(where),
+            "head": found[-1].number,
+            "versions": [_version_as_dict(info) for info in found],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(_history_table(args.work_id, where, found))
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when the version was written as a bag, every file verified; 1 when the work's
+    object is damaged (the file named, nothing written); 2 for bad usage (an id that is not
+    one, a work with no versions, a version it does not have, a ``--to`` that is not an empty
+    folder)."""
+    import json
+
+    from cifa_ingest.errors import ArchiveStateError
+    from cifa_ingest.versions import export
+
+    store = _existing_archive(archive)
+    target = Path(args.to).absolute()
+    number = args.version
+    try:
+        objects, newest = _versioned(store, args.work_id)
+        number = newest if args.version is None else args.version
+        bag = export(objects, args.work_id, number, target)
+    except ArchiveStateError as exc:
+        if args.json:
+            failed = {"id": args.work_id, "version": number, "to": str(target), "ok": False,
+                      "error": str(exc)}  # fmt: skip
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        print(f"cifa: export refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    files = [p for p in bag.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    if args.json:
+        done = {"id": args.work_id, "version": number, "head": newest, "to": str(bag),
+                "files": len(files), "bytes": size, "ok": True}  # fmt: skip
+        print(json.dumps(done, indent=2, ensure_ascii=False))
+    else:
+        from cifa_ingest.sizes import decimal
+
+        which = "the newest" if number == newest else f"the newest is v{newest}"
+        print(
+            f"{args.work_id} v{number} ({which}) exported to {bag}: a BagIt bag of {len(files)}"
+            f" files, {decimal(size)}, every file verified"
+        )
+    return EXIT_OK
+
+
 def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when every bag was recovered and the rebuilt archive audits clean, 1 when a bag
     could not be (damaged or missing at the location: said, never taken) or nothing could be
@@ -1006,6 +1193,8 @@ COMMANDS = {
     "replicate": _cmd_replicate,
     "repair": _cmd_repair,
     "restore": _cmd_restore,
+    "history": _cmd_history,
+    "export": _cmd_export,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,

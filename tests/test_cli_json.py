@@ -79,11 +79,25 @@ CASES = {
     # --archive: the archive it makes is --to.
     "recover": (["recover", "--from", "demo-replica", "--to", "ROOT/recovered"], {0}),
     "doctor": (["doctor"], {0}),  # no --archive: it reads none
+    # Over the work's versions (its first, made here if the demo's ingest did not record it).
+    "history": (["history", WORK], {0}),
+    "export": (["export", WORK, "--to", "ROOT/exported"], {0}),
 }  # fmt: skip
 
 
 def test_the_cases_are_every_command_with_json() -> None:
     assert set(CASES) == _commands_with_json()
+
+
+def _with_a_version(archive: Path) -> None:
+    """WORK's bag as its first version in ARCHIVE/objects/, unless it has one already."""
+    from cifa_ingest.versions import User, add_version, head
+
+    if head(archive / "objects", WORK) is None:
+        add_version(
+            archive / "objects", WORK, archive / "bags" / WORK, message="preserved",
+            user=User("tests"), staging_dir=archive / "staging",
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("command", sorted(CASES))
@@ -111,6 +125,8 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
                 f'kind = "filesystem"\npath = "{root / "demo" / "replica"}"\nzone = "here"\n',
                 "utf-8",
             )
+        if command in ("history", "export"):
+            _with_a_version(root / "archive")
         args = [a.replace("ROOT", str(root)) for a in args]
         if command not in ("recover", "doctor"):
             args += ["--archive", str(root / "archive")]
