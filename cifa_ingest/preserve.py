@@ -11,6 +11,7 @@ is left as it was.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import logging
@@ -40,6 +41,7 @@ from cifa_ingest.errors import (
     PackagingError,
     ProofFailed,
     ToolStalled,
+    UnchangedVersion,
 )
 from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
@@ -51,6 +53,7 @@ from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
 from cifa_ingest.tools import mediainfo, runner
+from cifa_ingest.versions import StorageRoot, User, add_version
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +194,18 @@ def catalogue_triage(work: Work) -> WorkReport | None:
     return None
 
 
-def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
+def triage(
+    work: Work, archive: Archive, ledger: Ledger, settings: Settings | None = None
+) -> WorkReport | None:
     """Decide, without any network request, whether ``work`` needs preserving.
 
     Returns the report when there is nothing to do, None when the work must be fetched. A bag
     found in place but not registered yet (a run killed between the rename into bags/ and the
     registration) is validated and registered, never fetched again: from its placement's journal
     entry in the ledger (source keys included), else from the bag itself. A journal entry whose
-    bag never reached bags/ (killed before the rename) is dropped."""
+    bag never reached bags/ (killed before the rename) is dropped. With ``settings``, a preserved
+    work whose versions are not recorded yet (placed before the archive kept versions, or killed
+    before its first was recorded) gets its first (:func:`record_first_version`)."""
     decided = catalogue_triage(work)
     if decided is not None:
         return decided
@@ -215,6 +222,8 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
                 Outcome.FAILED,
                 error=f"registered in the ledger but {record.bag_path} is missing; run an audit",
             )
+        if settings is not None:
+            record_first_version(archive, work.id, settings, placed_at=record.placed_at)
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, 0.0)
     if bag_dir.exists():
         started = time.monotonic()
@@ -230,6 +239,8 @@ def triage(work: Work, archive: Archive, ledger: Ledger) -> WorkReport | None:
                 ledger.abandon_placement(work.id)
             _register(work, archive, ledger, source_keys=_captured_source_keys(bag_dir))
         log.info("%s: registered a complete bag left by an interrupted run", work.id)
+        if settings is not None:
+            record_first_version(archive, work.id, settings)
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, time.monotonic() - started)
     return None
 
@@ -575,6 +586,7 @@ def place_step(job: Job) -> WorkReport:
             raise
         ledger.complete_placement(job.work.id, placed_at=now())
     job.archive.discard_staging(job.work.id)
+    record_first_version(job.archive, job.work.id, job.settings)
     worse = [source for source in job.capture.sources if source.is_degraded]
     outcome = Outcome.PRESERVED_DEGRADED if worse else Outcome.PRESERVED
     log.info("%s: %s", job.work.id, OUTCOME_WORDS.get(outcome, str(outcome)))
@@ -603,6 +615,60 @@ def _bag_record(archive: Archive, work_id: str, bag_dir: Path, source_keys: list
         manifest_digests=summary.manifest_digests,
         source_keys=source_keys,
         software=package.SOFTWARE_AGENT,
+    )
+
+
+def version_user(settings: Settings) -> User:
+    """Who a version made by this archive names: the organisation, and its contact address as
+    OCFL asks (a URI: ``mailto:``), where the settings give one."""
+    email = settings.organisation.contact_email.strip()
+    return User(settings.organisation.name, f"mailto:{email}" if email else None)
+
+
+def record_first_version(
+    archive: Archive, work_id: str, settings: Settings, placed_at: str | None = None
+) -> None:
+    """Make the placed bag of ``work_id`` the first version of its OCFL object in
+    ``ARCHIVE/objects/`` (:mod:`cifa_ingest.versions`), where it has none yet: right after its
+    placement, or for a bag placed before the archive kept versions (its version dated by
+    ``placed_at``, the ledger's). The version's files are hard links to the bag's (sealed
+    read-only): no byte is stored twice; every digest of the bag's manifests is verified on the
+    way in. A failure here never un-preserves the work: the bag is placed and registered, the
+    failure is logged, and the next run tries again (so does a run after a crash)."""
+    store = StorageRoot(archive.objects_dir)
+    if store.object_path(work_id).is_dir():
+        return
+    created = None
+    if placed_at is not None:
+        try:
+            created = dt.datetime.fromisoformat(placed_at)
+        except ValueError:
+            created = None
+    message = "ingestion: the work's bag as placed in the archive" + (
+        f" on {placed_at}" if placed_at else ""
+    )
+    try:
+        add_version(
+            store,
+            work_id,
+            archive.bag_path(work_id),
+            message=message,
+            user=version_user(settings),
+            staging_dir=archive.staging_dir,
+            created=created if created is not None and created.tzinfo else None,
+            link=True,
+        )
+    except UnchangedVersion:  # another process recorded it meanwhile
+        return
+    except (CifaError, OSError) as exc:
+        log.warning(
+            "%s: its first version could not be recorded (%s); the next run tries again",
+            work_id,
+            exc,
+        )
+        return
+    log.info(
+        "%s: recorded as version 1 in %s", work_id, archive.relative(store.object_path(work_id))
     )
 
 
@@ -653,7 +719,7 @@ def preserve_work(
     run_id = run_id or uuid.uuid4().hex
     archive.ensure()
     ledger = Ledger(archive.ledger_path)
-    report = triage(work, archive, ledger)
+    report = triage(work, archive, ledger, settings)
     if report is not None:
         # Nothing to fetch; what an interrupted run left in this work's staging is debris
         # (e.g. killed while clearing it after the placement).

@@ -34,12 +34,16 @@ BASIS = "Signed letter Basis-Unique-91c2, kept in the office safe"
 NOTES = "Home address Notes-Unique-5d7e, 12 Hidden Lane, Songzhuang"
 #: What is searched for: a distinctive part of each, as UTF-8 (and the ASCII-escaped JSON form).
 SECRETS = ("Zhang-Unique-7f3a", "Basis-Unique-91c2", "Notes-Unique-5d7e")
-#: Where the details may be: the preserved bag's permission record and its PREMIS rights.
+#: Where the details may be: the preserved bag's permission record and its PREMIS rights, and
+#: the same files as the first version of the work (objects/: hard links to the bag's files).
 ALLOWED_PERMISSION = "bags/cifa-pd-0001/metadata/permission.json"
-ALLOWED = {
-    ALLOWED_PERMISSION,
-    "bags/cifa-pd-0001/metadata/premis.xml",  # the PREMIS rights statement
-    "bags/cifa-pd-0001/metadata/descriptive.xml",  # Dublin Core rights: grantor and basis
+_IN_THE_BAG = {
+    "metadata/permission.json",
+    "metadata/premis.xml",  # the PREMIS rights statement
+    "metadata/descriptive.xml",  # Dublin Core rights: grantor and basis
+}
+ALLOWED = {f"bags/cifa-pd-0001/{name}" for name in _IN_THE_BAG} | {
+    f"objects/cifa-pd-0001/v1/content/{name}" for name in _IN_THE_BAG
 }
 
 

@@ -6,6 +6,8 @@ Layout::
     ARCHIVE/staging/<id>/    work in progress; never inside bags/
     ARCHIVE/partials/<id>/   partial downloads of a failed fetch, kept aside for a later run
                              to resume (cifa_ingest.fetch.resume); never inside bags/
+    ARCHIVE/objects/<id>/    the versions of the work: an OCFL 1.1 object (cifa_ingest.versions),
+                             its first version hard links to the placed bag's files
     ARCHIVE/ledger.sqlite    what the archive holds (cifa_ingest.archive.ledger)
 
 A bag is built and validated entirely in ``staging/`` and then moved into ``bags/`` with one
@@ -82,6 +84,7 @@ class Archive:
         self.bags_dir = self.root / "bags"
         self.staging_dir = self.root / "staging"
         self.partials_dir = self.root / "partials"
+        self.objects_dir = self.root / "objects"
         self.ledger_path = self.root / "ledger.sqlite"
 
     @classmethod

@@ -134,12 +134,31 @@ def _remove_empty_folders(content_dir: Path) -> None:
             folder.rmdir()
 
 
+def _link_hashing(source: Path, target: Path, algorithms: Collection[str]) -> fixity.Digests:
+    """Hard-link ``source`` as ``target`` (the same bytes, the same inode: no second copy) and
+    hash it; a copy where the two cannot share an inode (another file system, a file system
+    without links). Used for a placed bag, whose files are sealed read-only: nothing writes
+    into one of them, so the version's content cannot change through the bag."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        return _copy_hashing(source, target, algorithms)
+    return fixity.digest_file(target, algorithms)
+
+
 def take_bag(
-    bag_dir: Path, known: Collection[str], content_dir: Path, workers: int | None = None
+    bag_dir: Path,
+    known: Collection[str],
+    content_dir: Path,
+    workers: int | None = None,
+    *,
+    link: bool = False,
 ) -> TakenBag:
     """Verify the bag at ``bag_dir`` and copy into ``content_dir`` every file whose sha512 is not
-    in ``known`` (the object's manifest), once per digest. VersionRefused, naming the files,
-    where the bag is not complete and valid; the caller discards ``content_dir`` then."""
+    in ``known`` (the object's manifest), once per digest (``link``: hard-link it instead, for a
+    bag placed in the archive, sealed read-only). VersionRefused, naming the files, where the bag
+    is not complete and valid; the caller discards ``content_dir`` then."""
     if not bag_dir.is_dir():
         raise VersionRefused(f"{bag_dir}: not a folder (a bag is one)")
     _check_structure(bag_dir)
@@ -162,7 +181,8 @@ def take_bag(
     def read(path: str) -> fixity.Digests:
         algorithms = dict.fromkeys([*_ALWAYS, *claims.get(path, {})])
         if copy[path]:
-            return _copy_hashing(files[path], content_dir / path, algorithms)
+            keep = _link_hashing if link else _copy_hashing
+            return keep(files[path], content_dir / path, algorithms)
         return fixity.digest_file(files[path], algorithms)
 
     ordered = sorted(files, key=lambda p: files[p].stat().st_size, reverse=True)

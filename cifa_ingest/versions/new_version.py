@@ -72,6 +72,7 @@ def add_version(
     user: User,
     staging_dir: Path | str,
     created: dt.datetime | None = None,
+    link: bool = False,
 ) -> VersionInfo:
     """Make the bag at ``bag_dir`` the next version of ``work_id``'s object (its first version
     where the object does not exist), and describe it.
@@ -79,7 +80,10 @@ def add_version(
     ``staging_dir`` is where the version is built: on the same file system as the storage root
     (``ARCHIVE/staging/``), so that it can be renamed into place. ``created`` defaults to now.
     Refused (VersionRefused, the object unchanged) where the bag is not complete and valid by its
-    own manifests, or is the head version again (UnchangedVersion)."""
+    own manifests, or is the head version again (UnchangedVersion).
+
+    ``link``: the version's new files are hard links to the bag's, not copies (a bag placed in
+    ``bags/``, sealed read-only: the archive's bags and their versions share their bytes)."""
     check_work_id(work_id)
     when = _checked_request(message, user, created)
     bag = Path(bag_dir).absolute()
@@ -102,7 +106,7 @@ def add_version(
         # v1: the stage is the object's folder; later: the stage is the version's folder.
         version_dir = stage / version_name(number) if number == 1 else stage
         try:
-            taken = take_bag(bag, previous.manifest.keys(), version_dir / "content")
+            taken = take_bag(bag, previous.manifest.keys(), version_dir / "content", link=link)
             state = {path: found.sha512 for path, found in taken.files.items()}
             if number > 1 and state == previous.state():
                 raise UnchangedVersion(
