@@ -865,7 +865,7 @@ def _versioned(store: Archive, work_id: str) -> tuple[Path, int]:
 
     if not is_work_id(work_id):
         raise InputError(f"{work_id!r}: not a work id ({WORK_ID_RULE})")
-    objects = store.root / "objects"  # ARCHIVE/objects/, the versions store
+    objects = store.objects_dir  # ARCHIVE/objects/, the versions store
     # An object's folder is only ever renamed into place whole: where there is none, there is
     # no version to read, and nothing (not even a lock) is made for an id someone typed.
     root = StorageRoot(objects)
