@@ -52,21 +52,35 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, data: bytes) -> Path:
-    """Write a file of the archive that people read while it may be rewritten (the reports):
-    a temporary file beside it, flushed, renamed over it, so a reader or a crash never meets half
-    of one. Readable by all (0644): reports are for the archive's staff and its web server."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+def write_atomically(
+    target: Path,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    temporary_dir: Path | None = None,
+    prefix: str | None = None,
+    suffix: str = "",
+) -> Path:
+    """Write a file of the archive that people read while it may be rewritten (the reports, an
+    OCFL object's inventory): a temporary file, flushed, renamed over it, and the rename flushed,
+    so a reader or a crash never meets half of one. Readable by all (0644) unless ``mode`` says
+    otherwise: reports are for the archive's staff and its web server. The temporary file is made
+    beside ``target``, or in ``temporary_dir`` (on the same file system), named
+    ``<prefix>…<suffix>`` where a caller's recovery must know its debris."""
+    handle, temporary = tempfile.mkstemp(
+        prefix=prefix or f".{target.name}.", suffix=suffix, dir=temporary_dir or target.parent
+    )
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
     return target
 
 

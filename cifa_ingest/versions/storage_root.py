@@ -26,12 +26,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cifa_ingest.archive.layout import fsync_dir
+from cifa_ingest.archive.layout import write_atomically
 from cifa_ingest.catalogue.model import WORK_ID_RULE, is_work_id
 from cifa_ingest.errors import ArchiveStateError, InputError, NoSuchVersion
 
@@ -90,18 +88,9 @@ def replace_file(target: Path, data: bytes, temporary_dir: Path, prefix: str) ->
     ``temporary_dir`` (on the same file system; named ``prefix…tmp``, so that the recovery knows
     its debris), flushed, renamed over ``target``, and the rename flushed. A crash leaves the old
     file or the new one, never half of one; readers never meet a partial file."""
-    handle, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=temporary_dir)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o444)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    write_atomically(
+        target, data, mode=0o444, temporary_dir=temporary_dir, prefix=prefix, suffix=".tmp"
+    )
 
 
 class StorageRoot:
