@@ -514,6 +514,10 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings, archive: Path) -> in
             print(f"\nA second copy of every bag, each file verified, and the ledger's snapshot:"
                   f" {replica} (the storage location {DEMO_REPLICA!r}).")  # fmt: skip
         print("\nRun it again: nothing is preserved twice. Inspect a bag under", archive / "bags")
+        print(
+            "Each bag is also version 1 of its work, under", archive / "objects",
+            "(cifa history cifa-demo-0001 lists a work's versions).",
+        )  # fmt: skip
     return status
 
 
