@@ -53,7 +53,7 @@ from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
 from cifa_ingest.tools import mediainfo, runner
-from cifa_ingest.versions import StorageRoot, User, add_version
+from cifa_ingest.versions import StorageRoot, User, add_version, head
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class WorkReport:
     #: Where it was preserved (host and process, and the Dask worker on a cluster): set by the
     #: nightly run's dispatch, so that a failure on one machine of a cluster can be traced.
     worker: str | None = None
+    #: The newest version of the work in the archive's versions store, where it has one.
+    version: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -134,6 +136,7 @@ class WorkReport:
             "storage_factor": round(self.storage_factor, 3) if self.storage_factor else None,
             "seconds": round(self.seconds, 2),
             "worker": self.worker,
+            "version": self.version,
         }
 
     @property
@@ -176,8 +179,26 @@ def _bag_report(work: Work, archive: Archive, outcome: Outcome, seconds: float) 
     bag_dir = archive.bag_path(work.id)
     summary = package.summarise_bag(bag_dir)
     return _report(
-        work, outcome, bag=archive.relative(bag_dir), bytes=summary.bytes_by_role, seconds=seconds
+        work,
+        outcome,
+        bag=archive.relative(bag_dir),
+        bytes=summary.bytes_by_role,
+        seconds=seconds,
+        version=newest_version(archive, work.id),
     )
+
+
+def newest_version(archive: Archive, work_id: str) -> int | None:
+    """The number of ``work_id``'s newest version in the archive's versions store; None where
+    it has none yet, or its object cannot be read (an audit's business, not the report's)."""
+    store = StorageRoot(archive.objects_dir)
+    if not store.object_path(work_id).is_dir():
+        return None
+    try:
+        return head(store, work_id)
+    except (CifaError, OSError) as exc:
+        log.warning("%s: its versions cannot be read: %s", work_id, exc)
+        return None
 
 
 def catalogue_triage(work: Work) -> WorkReport | None:

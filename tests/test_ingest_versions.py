@@ -19,6 +19,7 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings, load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.preserve import Outcome, preserve_work
+from cifa_ingest.reports import ingest_report
 from cifa_ingest.versions import StorageRoot, User, export, logical_state, versions
 from cifa_ingest.versions.history import read_object
 from tests.test_versions import assert_ocfl_valid
@@ -64,6 +65,11 @@ def test_a_placed_bag_is_the_first_version_of_its_work_sharing_its_bytes(
         allow_private_sources=True,
     )
     assert report.outcome is Outcome.PRESERVED, report.error
+    # The run's report, its JSON and its page, name the work's version.
+    assert report.version == 1 and report.as_dict()["version"] == 1
+    page = ingest_report.render_html(ingest_report.build([report], archive))
+    assert f"<span class='id'>{WORK_ID}</span> <span class='version'" in page
+    assert ">v1</span>" in page
     bag = archive_dir / "bags" / WORK_ID
     [first] = versions(archive.objects_dir, WORK_ID)
     assert first.number == 1
@@ -106,6 +112,7 @@ def test_an_archive_made_before_versions_gets_them_at_the_next_run(
 
     report = preserve_work(work, archive, settings, allow_private_sources=True)
     assert report.outcome is Outcome.ALREADY_PRESERVED
+    assert report.version == 1
     [first] = versions(archive.objects_dir, WORK_ID)
     assert (
         first.message == f"ingestion: the work's bag as placed in the archive on {record.placed_at}"
@@ -132,6 +139,7 @@ def test_a_version_that_cannot_be_recorded_never_unpreserves_the_work(
     with caplog.at_level(logging.WARNING):
         report = preserve_work(work, archive, settings, allow_private_sources=True)
     assert report.outcome is Outcome.PRESERVED, report.error
+    assert report.version is None
     assert f"{WORK_ID}: its first version could not be recorded" in caplog.text
     assert (archive_dir / "bags" / WORK_ID).is_dir()
 

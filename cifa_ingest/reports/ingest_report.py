@@ -89,7 +89,7 @@ _STYLE = (
     ".counts td{border:none;padding:.1em 1.5em .1em .3em}"
     "img{width:160px;display:block}.noposter{width:160px;height:90px;background:#eee}"
     "pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0 0;font-size:.85em}"
-    ".id{font-family:monospace;color:#555}"
+    ".id{font-family:monospace;color:#555}.version{font-family:monospace;color:#070}"
 )
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -382,11 +382,16 @@ def _row_html(row: WorkRow) -> str:
         f"<td class='num'>{_e(human_bytes(report.bytes.get(role)))}</td>"
         for role in ("original", "master", "access")
     )
+    version = (
+        f" <span class='version' title='its newest version'>v{report.version}</span>"
+        if report.version
+        else ""
+    )
     return (
         f"<tr class='{report.outcome.value}' id='work-{_e(report.id)}'>"
         f"<td>{poster}</td>"
         f"<td><bdi class='title'>{_e(report.title)}</bdi><br><span class='id'>{_e(report.id)}"
-        f"</span></td>"
+        f"</span>{version}</td>"
         f"<td><span class='outcome'>{_e(OUTCOME_TEXT[report.outcome])}</span>{problem}</td>"
         f"<td class='num'>{_clock(row.duration)}</td>{sizes}"
         f"<td class='num'>{_e(_factor(report))}</td><td class='num'>{_took(report.seconds)}</td>"
@@ -479,6 +484,7 @@ def table_rows(run: RunReport) -> list[dict[str, object]]:
             "title": visible(row.report.title),
             "outcome": OUTCOME_TEXT[row.report.outcome],
             "bag": f"bags/{row.report.id}" if row.bag_bytes is not None else "",
+            "version": f"v{row.report.version}" if row.report.version else "",
             "bag size": human_bytes(row.bag_bytes),
             "proof": row.proof or "",
             "duration": _clock(row.duration),
