@@ -865,18 +865,14 @@ def _versioned(store: Archive, work_id: str) -> tuple[Path, int]:
     history and export. Bad usage (exit 2): an id that is not one, a work the archive does not
     hold, and a work preserved before versions were kept (its bag, no version yet)."""
     from cifa_ingest.archive.ledger import Ledger
-    from cifa_ingest.versions import StorageRoot, head
+    from cifa_ingest.versions import head
 
     if not is_work_id(work_id):
         raise InputError(f"{work_id!r}: not a work id ({WORK_ID_RULE})")
     objects = store.objects_dir  # ARCHIVE/objects/, the versions store
-    # An object's folder is only ever renamed into place whole: where there is none, there is
-    # no version to read, and nothing (not even a lock) is made for an id someone typed.
-    root = StorageRoot(objects)
-    if root.declared and root.object_path(work_id).exists():
-        newest = head(root, work_id)
-        if newest is not None:
-            return objects, newest
+    newest = head(objects, work_id)  # nothing is made for an id someone typed
+    if newest is not None:
+        return objects, newest
     if Ledger(store.ledger_path).bag(work_id) is not None:
         raise InputError(
             f"no versions recorded for {work_id} yet: it was preserved before the archive kept"

@@ -191,11 +191,8 @@ def _bag_report(work: Work, archive: Archive, outcome: Outcome, seconds: float) 
 def newest_version(archive: Archive, work_id: str) -> int | None:
     """The number of ``work_id``'s newest version in the archive's versions store; None where
     it has none yet, or its object cannot be read (an audit's business, not the report's)."""
-    store = StorageRoot(archive.objects_dir)
-    if not store.object_path(work_id).is_dir():
-        return None
     try:
-        return head(store, work_id)
+        return head(archive.objects_dir, work_id)
     except (CifaError, OSError) as exc:
         log.warning("%s: its versions cannot be read: %s", work_id, exc)
         return None

@@ -103,9 +103,11 @@ def logical_state(
 
 
 def head(root: StorageRoot | Path | str, work_id: str) -> int | None:
-    """The number of a work's newest version; None where the work has no object."""
+    """The number of a work's newest version; None where the work has no object. An object's
+    folder only ever appears whole, with one rename: where there is none there is no version,
+    and nothing is locked or made to say so (not even a lock file for an id someone typed)."""
     store = root if isinstance(root, StorageRoot) else StorageRoot(root)
-    if not store.declared:
+    if not store.declared or not store.object_path(work_id).is_dir():
         return None
     try:
         return read_object(store, work_id)[1].head
