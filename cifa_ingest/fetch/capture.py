@@ -29,6 +29,29 @@ class ReceivedFile:
     source_url: str | None = None
 
 
+#: A 206's Content-Range (RFC 9110 14.4): ``bytes 4000-9999/10000``, the whole length ``*`` where
+#: the server knows none.
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    """The bytes a partial answer (206) carries, and the whole file's length where given."""
+
+    start: int
+    end: int
+    length: int | None
+
+    @classmethod
+    def of(cls, value: str | None) -> ContentRange | None:
+        """``value`` (a Content-Range header) read, or None where it is not one."""
+        match = _CONTENT_RANGE.match((value or "").strip())
+        if match is None:
+            return None
+        whole = match.group(3)
+        return cls(int(match.group(1)), int(match.group(2)), None if whole == "*" else int(whole))
+
+
 @dataclass
 class HttpExchange:
     """One HTTP request of the capture and what the server said (its Date is the capture date)."""

@@ -20,13 +20,12 @@ bagged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest.fetch.capture import HttpExchange, ReceivedFile
+from cifa_ingest.fetch.capture import ContentRange, HttpExchange, ReceivedFile
 from cifa_ingest.tools import runner
 
 #: Attempts at a source whose capture is incomplete: the first, and one more.
@@ -237,13 +236,12 @@ def declared_size(
             except ValueError:
                 return None, None
     for exchange in reversed(answers):
-        if exchange.status == 206 and (whole := _WHOLE.match(exchange.content_range or "")):
-            return int(whole.group(1)), "Content-Range"
+        if exchange.status != 206:
+            continue
+        sent = ContentRange.of(exchange.content_range)
+        if sent is not None and sent.length is not None:
+            return sent.length, "Content-Range"
     return None, None
-
-
-#: The whole length a 206's Content-Range names (RFC 9110 14.4; "*" when the server knows none).
-_WHOLE = re.compile(r"^\s*bytes\s+\d+-\d+/(\d+)\s*$", re.IGNORECASE)
 
 
 def judge(files: list[FileEvidence], source_duration: float | None, tolerance: float) -> Verdict:

@@ -42,6 +42,7 @@ The resumed file is the exact bytes the source serves: the completeness proof an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from cifa_ingest.archive.layout import fsync_dir, write_atomically
+from cifa_ingest.fetch.capture import ContentRange
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,6 @@ RESUMABLE_PROTOCOLS = frozenset({"http", "https"})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Debris of another work is removed only once this old: its fetch may be keeping it right now.
 DEBRIS_GRACE_SECONDS = 3600
-_CONTENT_RANGE = re.compile(r"^bytes\s+\d+-\d+/(\d+)$")
 
 
 def _now() -> dt.datetime:
@@ -83,17 +84,14 @@ class Validators:
 
     @classmethod
     def of(cls, status: int, headers: Mapping[str, str]) -> Validators:
-        length: str | None = None
+        length: int | None = None
         if status == 206:
-            match = _CONTENT_RANGE.match((headers.get("Content-Range") or "").strip())
-            length = match.group(1) if match else None
+            sent = ContentRange.of(headers.get("Content-Range"))
+            length = sent.length if sent is not None else None
         elif status == 200:
-            length = headers.get("Content-Length")
-        return cls(
-            headers.get("ETag") or None,
-            headers.get("Last-Modified") or None,
-            int(length) if length and length.strip().isdigit() else None,
-        )
+            given = headers.get("Content-Length") or ""
+            length = int(given) if given.strip().isdigit() else None
+        return cls(headers.get("ETag") or None, headers.get("Last-Modified") or None, length)
 
     @property
     def if_range(self) -> str | None:
@@ -217,7 +215,7 @@ class Partials:
         size = data.stat().st_size if data.is_file() else 0
         sidecar.unlink(missing_ok=True)
         data.unlink(missing_ok=True)
-        with _quiet():
+        with contextlib.suppress(OSError):
             fsync_dir(sidecar.parent)
             sidecar.parent.rmdir()  # when it was the work's last
         log.info("kept partial %s/%s discarded: %s", sidecar.parent.name, data.name, why)
@@ -263,7 +261,7 @@ class Partials:
                 elif mine or _aged(path):  # a temporary sidecar a crash left
                     path.unlink(missing_ok=True)
                     log.info("kept partial debris %s/%s removed", folder.name, path.name)
-            with _quiet():
+            with contextlib.suppress(OSError):
                 folder.rmdir()
 
     def keep(
@@ -360,7 +358,7 @@ class Partials:
         except FileNotFoundError:  # discarded a moment ago (the disk-space check of another work)
             return None
         sidecar.unlink(missing_ok=True)  # its record is the caller's now; a crash between: debris
-        with _quiet():
+        with contextlib.suppress(OSError):
             fsync_dir(data.parent)
             data.parent.rmdir()
         return kept
@@ -386,7 +384,7 @@ class Partials:
             self._remove(sidecar, "the work was captured")
         for path in sorted(folder.iterdir()):
             path.unlink(missing_ok=True)
-        with _quiet():
+        with contextlib.suppress(OSError):
             folder.rmdir()
 
     def make_room(self, needed: int) -> int:
@@ -400,10 +398,10 @@ class Partials:
         return freed
 
 
-def _range_start(headers: Mapping[str, str]) -> int | None:
-    """The first byte a 206's Content-Range gives, or None."""
-    match = re.match(r"^bytes\s+(\d+)-", (headers.get("Content-Range") or "").strip())
-    return int(match.group(1)) if match else None
+def _starts_at_zero(headers: Mapping[str, str]) -> bool:
+    """Whether a 206 carries the file from its first byte (a chunked download's first chunk)."""
+    sent = ContentRange.of(headers.get("Content-Range"))
+    return sent is not None and sent.start == 0
 
 
 def _aged(path: Path) -> bool:
@@ -411,16 +409,6 @@ def _aged(path: Path) -> bool:
         return time.time() - path.stat().st_ctime > DEBRIS_GRACE_SECONDS
     except OSError:
         return False
-
-
-class _quiet:
-    """Ignore an OSError (a folder not empty, gone, or that refuses an fsync)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
 
 
 @dataclass
@@ -556,7 +544,7 @@ class SourceResume:
                 )
         if status == 416:
             return
-        if status == 200 or _range_start(headers) == 0:  # yt-dlp writes the file anew
+        if status == 200 or _starts_at_zero(headers):  # yt-dlp writes the file anew
             self.chains[url] = (validators, False)
             return
         known, mixed = self.chains.get(url, (None, True))
