@@ -25,11 +25,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__
+from cifa_ingest import __version__, revision
 from cifa_ingest.archive import slots
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, Ledger, Outcome, now
 from cifa_ingest.bag import package
+from cifa_ingest.catalogue import drift
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings, format_policy_path, locks_dir, mediaconch_policy_path
 from cifa_ingest.errors import (
@@ -52,8 +53,9 @@ from cifa_ingest.fetch.resume import Partials
 from cifa_ingest.metadata import dublin_core, premis
 from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
+from cifa_ingest.revision import version_user
 from cifa_ingest.tools import mediainfo, runner
-from cifa_ingest.versions import StorageRoot, User, add_version, head
+from cifa_ingest.versions import StorageRoot, add_version, head
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,11 @@ class WorkReport:
     worker: str | None = None
     #: The newest version of the work in the archive's versions store, where it has one.
     version: int | None = None
+    #: What the version this run made records (``new-version``): its change and message.
+    change: str | None = None
+    #: Why the work's access copies may not be given out (its permission, as its newest
+    #: version records it), or None where they may.
+    access_withheld: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -137,6 +144,8 @@ class WorkReport:
             "seconds": round(self.seconds, 2),
             "worker": self.worker,
             "version": self.version,
+            "change": self.change,
+            "access_withheld": self.access_withheld,
         }
 
     @property
@@ -212,8 +221,24 @@ def catalogue_triage(work: Work) -> WorkReport | None:
     return None
 
 
+def needs_a_run(work: Work, archive: Archive) -> bool:
+    """Whether ``work`` is for :func:`preserve_work` at all: it may be fetched, or it is
+    preserved already (its catalogue entry, a withdrawn permission included, may make a new
+    version: :mod:`cifa_ingest.revision`). The others are decided by the catalogue alone
+    (:func:`catalogue_triage`), and nothing of the archive is asked."""
+    if work.may_be_fetched:
+        return True
+    if not archive.ledger_path.is_file():
+        return False
+    return Ledger(archive.ledger_path).bag(work.id) is not None
+
+
 def triage(
-    work: Work, archive: Archive, ledger: Ledger, settings: Settings | None = None
+    work: Work,
+    archive: Archive,
+    ledger: Ledger,
+    settings: Settings | None = None,
+    collection: str | None = None,
 ) -> WorkReport | None:
     """Decide, without any network request, whether ``work`` needs preserving.
 
@@ -223,25 +248,28 @@ def triage(
     entry in the ledger (source keys included), else from the bag itself. A journal entry whose
     bag never reached bags/ (killed before the rename) is dropped. With ``settings``, a preserved
     work whose versions are not recorded yet (placed before the archive kept versions, or killed
-    before its first was recorded) gets its first (:func:`record_first_version`)."""
-    decided = catalogue_triage(work)
-    if decided is not None:
-        return decided
+    before its first was recorded) gets its first (:func:`record_first_version`), and one whose
+    catalogue entry (in ``collection``) differs from its bag gets a new version
+    (:func:`_preserved`), whatever its permission now says."""
     bag_dir = archive.bag_path(work.id)
     record = ledger.bag(work.id)
+    if record is None or settings is None:
+        decided = catalogue_triage(work)
+        if decided is not None:
+            return decided
     pending = ledger.pending_placement(work.id) if record is None else None
     if pending is not None and not bag_dir.exists():
         ledger.abandon_placement(work.id)
         log.info("%s: dropped a placement an interrupted run began but never made", work.id)
     if record is not None:
+        if settings is not None:
+            return _preserved(work, collection, archive, ledger, settings, record.placed_at)
         if not bag_dir.is_dir():
             return _report(
                 work,
                 Outcome.FAILED,
                 error=f"registered in the ledger but {record.bag_path} is missing; run an audit",
             )
-        if settings is not None:
-            record_first_version(archive, work.id, settings, placed_at=record.placed_at)
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, 0.0)
     if bag_dir.exists():
         started = time.monotonic()
@@ -261,6 +289,60 @@ def triage(
             record_first_version(archive, work.id, settings)
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, time.monotonic() - started)
     return None
+
+
+def _preserved(
+    work: Work,
+    collection: str | None,
+    archive: Archive,
+    ledger: Ledger,
+    settings: Settings,
+    placed_at: str,
+) -> WorkReport:
+    """The report of a registered work: its first version recorded where it has none, what a
+    crash left of a revision finished (:func:`cifa_ingest.revision.reconcile`), and a new
+    version made where the catalogue's entry differs from the bag (``new-version``); else
+    ``already-preserved``. Either way the report says whether its access copies are withheld."""
+    started = time.monotonic()
+    bag_dir = archive.bag_path(work.id)
+    made = None
+    try:
+        if bag_dir.is_dir():
+            record_first_version(archive, work.id, settings, placed_at=placed_at)
+        revision.reconcile(archive, ledger, work.id)
+        if not bag_dir.is_dir():
+            return _report(
+                work,
+                Outcome.FAILED,
+                error=f"registered in the ledger but {archive.relative(bag_dir)} is missing;"
+                " run an audit",
+            )
+        made = revision.revise_work(
+            work, collection, archive, ledger, settings, agent=_catalogue_agent(collection)
+        )
+    except (CifaError, OSError, drift.UnreadableRecord) as exc:
+        log.error(
+            "%s: its catalogue entry could not be recorded as a new version: %s", work.id, exc
+        )
+        return _report(
+            work,
+            Outcome.FAILED,
+            error=str(exc),
+            error_kind=StepErrorKind.ARCHIVE,
+            bag=archive.relative(bag_dir),
+            version=newest_version(archive, work.id),
+        )
+    outcome = Outcome.NEW_VERSION if made is not None else Outcome.ALREADY_PRESERVED
+    report = _bag_report(work, archive, outcome, time.monotonic() - started)
+    if made is not None:
+        report.change = f"{made.change}: {made.message}"
+    report.access_withheld = revision.access_withheld(bag_dir)
+    return report
+
+
+def _catalogue_agent(collection: str | None) -> str:
+    """On whose word a version made from the catalogue is: the catalogue's."""
+    return f"the catalogue ({collection})" if collection else "the catalogue"
 
 
 def _captured_sources(bag_dir: Path) -> list[SourceKey]:
@@ -636,13 +718,6 @@ def _bag_record(archive: Archive, work_id: str, bag_dir: Path, source_keys: list
     )
 
 
-def version_user(settings: Settings) -> User:
-    """Who a version made by this archive names: the organisation, and its contact address as
-    OCFL asks (a URI: ``mailto:``), where the settings give one."""
-    email = settings.organisation.contact_email.strip()
-    return User(settings.organisation.name, f"mailto:{email}" if email else None)
-
-
 def record_first_version(
     archive: Archive, work_id: str, settings: Settings, placed_at: str | None = None
 ) -> None:
@@ -737,7 +812,7 @@ def preserve_work(
     run_id = run_id or uuid.uuid4().hex
     archive.ensure()
     ledger = Ledger(archive.ledger_path)
-    report = triage(work, archive, ledger, settings)
+    report = triage(work, archive, ledger, settings, collection)
     if report is not None:
         # Nothing to fetch; what an interrupted run left in this work's staging is debris
         # (e.g. killed while clearing it after the placement).

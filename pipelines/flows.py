@@ -46,6 +46,7 @@ from cifa_ingest.preserve import (
     StepErrorKind,
     WorkReport,
     catalogue_triage,
+    needs_a_run,
     place_step,
     preserve_work,
 )
@@ -289,7 +290,8 @@ def nightly_ingest(
         for work in catalogue.works:
             if only and work.id not in only:
                 continue
-            planned.append((work, collection) if work.may_be_fetched else _reports_of(None, work))
+            runs = needs_a_run(work, Archive(archive))
+            planned.append((work, collection) if runs else _reports_of(None, work))
     reports: list[WorkReport] = []
     runner = _works_runner(settings) if any(isinstance(i, tuple) for i in planned) else None
     with runner if runner is not None else contextlib.nullcontext():
@@ -317,7 +319,12 @@ def nightly_ingest(
         report.id
         for report in reports
         if report.outcome
-        in {Outcome.PRESERVED, Outcome.PRESERVED_DEGRADED, Outcome.ALREADY_PRESERVED}
+        in {
+            Outcome.PRESERVED,
+            Outcome.PRESERVED_DEGRADED,
+            Outcome.ALREADY_PRESERVED,
+            Outcome.NEW_VERSION,
+        }
     ]
     replicated = _replicate_after_ingest(archive, settings)
     if watch_sources and preserved:

@@ -38,6 +38,7 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "preserved",
             "preserved-degraded",
             "already-preserved",
+            "new-version",
             "failed",
             "not-permitted",
             "awaiting-source",

@@ -17,6 +17,8 @@ A bag is built and validated entirely in ``staging/`` and then moved into ``bags
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import os
 import shutil
@@ -82,6 +84,31 @@ def write_atomically(
         raise
     fsync_dir(target.parent)
     return target
+
+
+#: renameat2(2)'s flag and the "current directory" descriptor (Linux, glibc 2.28 and later).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two folders' names in one step (Linux ``renameat2(RENAME_EXCHANGE)``): at every
+    instant each name holds one whole tree, the old or the new. False where the system or the
+    file system cannot (another libc, an old kernel, a file system without it): the caller then
+    renames in two steps and its recovery covers the instant between them."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    done = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
 class NoArchive(InputError):
@@ -177,4 +204,33 @@ class Archive:
         seal_tree(staged_bag)
         os.rename(staged_bag, target)
         fsync_dir(self.bags_dir)
+        return target
+
+    def replace_bag(self, new_bag: Path, work_id: str) -> Path:
+        """Make ``new_bag`` (complete, validated, in ``staging/``) the work's bag in ``bags/``,
+        in place of the one there: the bag of a new version (:mod:`cifa_ingest.revision`).
+
+        Only after the versions store holds both: the bag replaced is then removed, its files
+        being hard links the store keeps. The names are exchanged in one step where the system
+        can (:func:`exchange`); elsewhere the old bag is renamed aside first, and a crash between
+        the two renames leaves no ``bags/<id>``, which :func:`cifa_ingest.revision.reconcile`
+        makes again from the versions store."""
+        target = self.bag_path(work_id)
+        if new_bag.stat().st_dev != self.bags_dir.stat().st_dev:
+            raise ArchiveStateError("staging and bags are on different file systems")
+        seal_tree(new_bag)
+        replaced: Path | None = new_bag
+        if not target.exists():
+            os.rename(new_bag, target)
+            replaced = None
+        elif not exchange(new_bag, target):
+            replaced = self.staging_dir / f"{work_id}.replaced"
+            if replaced.exists():
+                shutil.rmtree(replaced)
+            os.rename(target, replaced)
+            os.rename(new_bag, target)
+        fsync_dir(self.bags_dir)
+        fsync_dir(self.staging_dir)
+        if replaced is not None:
+            shutil.rmtree(replaced)
         return target

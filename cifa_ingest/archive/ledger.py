@@ -48,6 +48,9 @@ class Outcome(StrEnum):
     #: as preserved; "preserved (degraded)" for people.
     PRESERVED_DEGRADED = "preserved-degraded"
     ALREADY_PRESERVED = "already-preserved"
+    #: Preserved before; this run made its next version, because its catalogue entry (title,
+    #: director, permission…) no longer agreed with it (cifa_ingest.revision).
+    NEW_VERSION = "new-version"
     FAILED = "failed"
     NOT_PERMITTED = "not-permitted"
     AWAITING_SOURCE = "awaiting-source"
@@ -283,6 +286,46 @@ class Ledger:
         """Forget a begun placement whose bag never reached bags/."""
         with self._connect() as conn:
             conn.execute("DELETE FROM placements WHERE work_id = ?", (work_id,))
+
+    def record_new_head(
+        self,
+        record: BagRecord,
+        files: Iterable[tuple[str, int, str | None, str | None]],
+        detail: str,
+    ) -> None:
+        """Record that ``bags/<id>`` is now the bag of a new version of the work (issue 18): its
+        manifests' digests, Payload-Oxum and payload files replace the ones before (the versions
+        store keeps every version; the ledger vouches for the bag in ``bags/``), and every copy
+        of the work at a storage location that was good is ``pending`` again, with ``detail``
+        saying why: it holds the version before, and replication brings it the new one. One
+        transaction: never new digests with copies still called good."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            found = conn.execute(
+                "SELECT 1 FROM bags WHERE work_id = ?", (record.work_id,)
+            ).fetchone()
+            if found is None:
+                raise KeyError(f"{record.work_id} is not registered")
+            conn.execute(
+                "UPDATE bags SET payload_oxum = ?, manifest_digests = ?, software = ?"
+                " WHERE work_id = ?",
+                (
+                    record.payload_oxum,
+                    json.dumps(record.manifest_digests, sort_keys=True),
+                    record.software,
+                    record.work_id,
+                ),
+            )
+            conn.execute("DELETE FROM bag_files WHERE work_id = ?", (record.work_id,))
+            conn.executemany(
+                "INSERT INTO bag_files VALUES (?, ?, ?, ?, ?)",
+                [(record.work_id, *entry) for entry in files],
+            )
+            conn.execute(
+                "UPDATE copies SET state = ?, detail = ?, updated_at = ?"
+                " WHERE work_id = ? AND state = ?",
+                (str(CopyState.PENDING), detail, _now(), record.work_id, str(CopyState.GOOD)),
+            )
 
     def bag_files(self, work_id: str) -> list[tuple[str, int, str | None, str | None]]:
         """(path, size, sha256, sha512) of each payload file of a bag, as ingested."""

@@ -143,6 +143,14 @@ class Permission(_Strict):
         """The full record, JSON-ready, personal details included: for the bag's metadata."""
         return to_jsonable_python(self.model_dump(mode="python"))
 
+    @property
+    def covers_access(self) -> bool:
+        """Granted, and covering ``access`` or ``public-access``: see
+        :attr:`Work.access_permitted`."""
+        return self.status is PermissionStatus.GRANTED and bool(
+            {Use.ACCESS, Use.PUBLIC_ACCESS} & set(self.covers)
+        )
+
     @model_validator(mode="after")
     def _granted_needs_grantor(self) -> Permission:
         if self.status is PermissionStatus.GRANTED and not self.granted_by:
@@ -192,9 +200,7 @@ class Work(_Strict):
         researchers study the work under the archive's supervision (PREMIS act ``use``,
         "research only"), not receive a copy, so exports meant for access withhold the access
         copies of a work permitted for research only, as of a narrowed or withdrawn one."""
-        return self.permission.status is PermissionStatus.GRANTED and bool(
-            {Use.ACCESS, Use.PUBLIC_ACCESS} & set(self.permission.covers)
-        )
+        return self.permission.covers_access
 
     @property
     def may_be_fetched(self) -> bool:

@@ -56,6 +56,7 @@ ORDER = (
     Outcome.DEFERRED,
     Outcome.PRESERVED_DEGRADED,
     Outcome.PRESERVED,
+    Outcome.NEW_VERSION,
     Outcome.ALREADY_PRESERVED,
     Outcome.NOT_PERMITTED,
     Outcome.AWAITING_SOURCE,
@@ -65,6 +66,7 @@ OUTCOME_TEXT = {
     Outcome.PRESERVED: "preserved",
     Outcome.PRESERVED_DEGRADED: "preserved (degraded)",
     Outcome.ALREADY_PRESERVED: "already preserved",
+    Outcome.NEW_VERSION: "new version",
     Outcome.NOT_PERMITTED: "not permitted",
     Outcome.AWAITING_SOURCE: "awaiting source address",
     Outcome.DEFERRED: "deferred",
@@ -198,6 +200,7 @@ def _bag_of(report: WorkReport, archive: Archive) -> Path | None:
         Outcome.PRESERVED,
         Outcome.PRESERVED_DEGRADED,
         Outcome.ALREADY_PRESERVED,
+        Outcome.NEW_VERSION,
     ):
         return None
     bag = archive.bag_path(report.id)

@@ -14,6 +14,7 @@ _OUTCOME_TEXT = {
     Outcome.PRESERVED: "preserved",
     Outcome.PRESERVED_DEGRADED: "preserved (degraded)",
     Outcome.ALREADY_PRESERVED: "already preserved",
+    Outcome.NEW_VERSION: "new version",
     Outcome.FAILED: "FAILED",
     Outcome.NOT_PERMITTED: "not permitted",
     Outcome.AWAITING_SOURCE: "awaiting source address",

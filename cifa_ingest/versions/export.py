@@ -86,3 +86,43 @@ def export(
         raise
     fsync_dir(target.parent)
     return target
+
+
+def link_version(
+    root: StorageRoot | Path | str, work_id: str, version: int | None, target_dir: Path | str
+) -> Path:
+    """Write version ``version`` of ``work_id`` (the newest for None) as a bag at ``target_dir``
+    (absent) whose files are hard links to the object's content, not copies: the archive's own
+    ``bags/<id>`` made again from the versions store after a crash
+    (:func:`cifa_ingest.revision.reconcile`), costing no space. The content files are
+    read-only, so nothing can write through the links. The bag is validated in full (every
+    digest) before it is given: ObjectDamaged otherwise, and nothing is left."""
+    target = Path(target_dir).absolute()
+    if target.exists():
+        raise ExportRefused(f"{target}: exists; nothing written over")
+    obj, inventory = read_object(root, work_id)
+    number = checked_number(inventory, version)
+    where = f"{work_id} {version_name(number)}"
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.link-", dir=target.parent))
+    try:
+        building.chmod(0o755)
+        for logical, digest in sorted(inventory.state(number).items()):
+            content_path = inventory.content_path(digest)
+            (building / logical).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(obj.content_file(content_path), building / logical)
+            except FileNotFoundError:
+                raise ObjectDamaged(
+                    f"{where}: {content_path} (the bag's {logical}) is missing"
+                ) from None
+        report = bagcheck.validate(building)
+        if not report.valid:
+            problems = "; ".join(f.message for f in report.errors[:10])
+            raise ObjectDamaged(f"{where}: its bag is not valid: {problems}")
+        _fsync_tree(building)
+        os.rename(building, target)
+    except BaseException:
+        discard(building)
+        raise
+    fsync_dir(target.parent)
+    return target

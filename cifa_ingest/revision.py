@@ -1,0 +1,236 @@
+"""A preserved work's new version, when its catalogue entry no longer agrees with it (issue 18).
+
+The catalogue lives on after a work is preserved: a Chinese title is corrected, a filmmaker
+narrows or withdraws permission. Each run of the ingest compares every preserved work's entry
+with its bag (:mod:`cifa_ingest.catalogue.drift`); where they differ, :func:`revise_work` makes
+the next version: the bag revised in staging (:mod:`cifa_ingest.bag.revise`: kilobytes, the
+payload hard-linked), recorded in the versions store (:func:`cifa_ingest.versions.add_version`),
+and then made the archive's ``bags/<id>``, the ledger vouching for it.
+
+The order is what makes it safe to kill at any instant. The versions store is the truth, and its
+one rename is the moment the version exists:
+
+1. the revised bag is built and validated in ``staging/<id>.v<N>`` (nothing else changed);
+2. the store records it as version N (one rename: before it, the work is at N-1; after, at N);
+3. ``bags/<id>`` and the revised bag exchange names (one ``renameat2``, or two renames);
+4. the ledger records the new bag's manifests, and the work's copies at the storage locations
+   become ``pending``: they hold version N-1 until replication brings them version N.
+
+:func:`reconcile` runs before every revision and on every run's triage of a preserved work, and
+finishes what a crash left: a ``bags/<id>`` older than the store's head (killed after 2) is made
+again from the store, hard links to its content (:func:`cifa_ingest.versions.export.link_version`);
+a ``bags/<id>`` absent while the bag it was is in ``staging/<id>.replaced`` (killed between the
+two renames) too; a ledger still vouching for the bag before (killed after 3) is brought up to
+date, once the bag's manifests are proved to be the head version's own (their sha512 in the
+store's inventory). A revised bag left in staging by a run killed before 2 is debris, removed.
+A bag missing with no such sign is no interrupted revision: it is reported, never made again
+quietly (the audit says so, and a repair restores it).
+
+A work whose permission no longer covers preservation is revised all the same: its withdrawal or
+narrowing must be recorded (a PREMIS rights statement in the new version) even though nothing more
+will be fetched for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cifa_ingest.archive import slots
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import BagRecord, Ledger
+from cifa_ingest.bag import manifest, package
+from cifa_ingest.bag.revise import revise
+from cifa_ingest.catalogue import drift
+from cifa_ingest.catalogue.model import Permission, Work
+from cifa_ingest.config import Settings, locks_dir
+from cifa_ingest.errors import ArchiveStateError
+from cifa_ingest.metadata.versions_record import VersionChange, read_versions
+from cifa_ingest.versions import StorageRoot, User, add_version, head
+from cifa_ingest.versions.export import link_version
+from cifa_ingest.versions.history import read_object
+
+log = logging.getLogger(__name__)
+
+
+def version_user(settings: Settings) -> User:
+    """Who a version made by this archive names: the organisation, and its contact address as
+    OCFL asks (a URI: ``mailto:``), where the settings give one."""
+    email = settings.organisation.contact_email.strip()
+    return User(settings.organisation.name, f"mailto:{email}" if email else None)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version this run made: its number, what changed and the message (as ``cifa history``
+    shows them), and whether the work's access copies may still be given out."""
+
+    number: int
+    change: VersionChange
+    message: str
+    access_permitted: bool
+
+
+def bag_version(bag_dir: Path) -> int:
+    """The version a bag is (its ``metadata/versions.json``; 1 for a bag made before it)."""
+    return read_versions(bag_dir)[-1].number
+
+
+def access_withheld(bag_dir: Path) -> str | None:
+    """Why the work's access copies may not be given out, by the permission the bag records
+    (``metadata/permission.json``), or None where they may: the words of the run report and of
+    ``cifa export --for-access``. An unreadable record withholds."""
+    try:
+        permission = Permission.model_validate(
+            json.loads((bag_dir / drift.Record.PERMISSION.file).read_text("utf-8"))
+        )
+    except (OSError, ValueError) as exc:
+        return f"the permission record cannot be read ({type(exc).__name__})"
+    if permission.covers_access:
+        return None
+    if permission.status != "granted":
+        return f"permission {permission.status}"
+    return "permission does not cover access (" + ", ".join(map(str, permission.covers)) + ")"
+
+
+def _placement_slot(archive: Archive, settings: Settings) -> slots.Slots:
+    """The slot placements hold: one change of ``bags/`` at a time, across processes."""
+    return slots.Slots(locks_dir(settings, archive.root) / "placement", 1, "the placement slot")
+
+
+def _manifest_sha512s(bag_dir: Path) -> dict[str, str]:
+    return {
+        path.name: hashlib.sha512(path.read_bytes()).hexdigest()
+        for path in manifest.manifest_paths(bag_dir)
+    }
+
+
+def _discard_debris(archive: Archive, work_id: str) -> None:
+    """What a killed revision left in staging: a revised bag never recorded (``<id>.v<N>``),
+    a half-built one (``.<id>.v<N>.building-…``, ``.<id>.v<N>.link-…``), a bag renamed aside
+    (``<id>.replaced``). A work id has no dot, so no other work's folder matches."""
+    for pattern in (f"{work_id}.v*", f".{work_id}.v*", f"{work_id}.replaced"):
+        for debris in archive.staging_dir.glob(pattern):
+            shutil.rmtree(debris, ignore_errors=True)
+
+
+def reconcile(archive: Archive, ledger: Ledger, work_id: str) -> bool:
+    """Bring ``bags/<id>`` and the ledger to the versions store's head, finishing a revision a
+    crash interrupted (the module says how); True when something was done. Nothing is done
+    for a work with no versions yet. Raises ArchiveStateError where the bag is newer than the
+    store (never made by this program) or its manifests are not the head's."""
+    store = StorageRoot(archive.objects_dir)
+    newest = head(store, work_id)
+    if newest is None:
+        return False
+    record = ledger.bag(work_id)
+    if record is None:
+        return False
+    bag_dir = archive.bag_path(work_id)
+    changed = False
+    current = bag_version(bag_dir) if bag_dir.is_dir() else None
+    if current is not None and current > newest:
+        raise ArchiveStateError(
+            f"{archive.relative(bag_dir)} is version {current}, the versions store's newest is"
+            f" {newest}: not made by this program; run an audit"
+        )
+    if current is None and not (archive.staging_dir / f"{work_id}.replaced").is_dir():
+        return False  # not a revision interrupted: a bag lost, the audit's business
+    if current is None or current < newest:
+        _discard_debris(archive, work_id)
+        rebuilt = link_version(store, work_id, newest, archive.staging_dir / f"{work_id}.v{newest}")
+        archive.replace_bag(rebuilt, work_id)
+        log.warning(
+            "%s: %s made again from version %d of the versions store (a run was interrupted"
+            " while making it the head)",
+            work_id,
+            archive.relative(bag_dir),
+            newest,
+        )
+        changed = True
+    summary = package.summarise_bag(bag_dir)
+    if summary.manifest_digests != record.manifest_digests:
+        _obj, inventory = read_object(store, work_id)
+        state = inventory.state(newest)
+        if any(state.get(name) != digest for name, digest in _manifest_sha512s(bag_dir).items()):
+            raise ArchiveStateError(
+                f"{archive.relative(bag_dir)}: its manifests are neither the ledger's nor those"
+                f" of version {newest} in the versions store; run an audit"
+            )
+        _record_head(ledger, record, bag_dir, newest)
+        changed = True
+    _discard_debris(archive, work_id)
+    return changed
+
+
+def _record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) -> None:
+    """The ledger vouches for ``bags/<id>``, now version ``number``; copies become pending."""
+    summary = package.summarise_bag(bag_dir)
+    ledger.record_new_head(
+        replace(
+            record,
+            payload_oxum=summary.payload_oxum,
+            manifest_digests=summary.manifest_digests,
+            software=package.SOFTWARE_AGENT,
+        ),
+        package.payload_files(bag_dir),
+        detail=f"holds a version before {number}: replication brings it version {number}",
+    )
+
+
+def revise_work(
+    work: Work,
+    collection: str | None,
+    archive: Archive,
+    ledger: Ledger,
+    settings: Settings,
+    *,
+    agent: str,
+) -> NewVersion | None:
+    """Make the next version of the preserved ``work`` where its catalogue entry (in
+    ``collection``) differs from its bag's records, and make it the archive's ``bags/<id>``;
+    None where they agree (or the work has no versions yet: :func:`record_first_version` comes
+    first). ``agent``: on whose word (the catalogue). Raises CifaError when the version cannot
+    be made; the work is then as it was."""
+    bag_dir = archive.bag_path(work.id)
+    if drift.differences(work, collection, bag_dir) == []:
+        return None
+    store = StorageRoot(archive.objects_dir)
+    with _placement_slot(archive, settings).hold(work.id):
+        if head(store, work.id) is None:
+            return None
+        reconcile(archive, ledger, work.id)
+        record = ledger.bag(work.id)
+        if record is None or not drift.differences(work, collection, bag_dir):
+            return None
+        staged = revise(
+            bag_dir,
+            archive.staging_dir,
+            work,
+            collection,
+            settings.organisation,
+            agent=agent,
+        )
+        try:
+            made = read_versions(staged)[-1]
+            add_version(
+                store,
+                work.id,
+                staged,
+                message=f"{made.change}: {made.message}",
+                user=version_user(settings),
+                staging_dir=archive.staging_dir,
+                link=True,
+            )
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        archive.replace_bag(staged, work.id)
+        _record_head(ledger, record, bag_dir, made.number)
+    withheld = access_withheld(bag_dir)
+    log.info("%s: version %d (%s): %s", work.id, made.number, made.change, made.message)
+    return NewVersion(made.number, made.change, made.message, withheld is None)

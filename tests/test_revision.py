@@ -1,0 +1,272 @@
+"""A preserved work whose catalogue entry changes gets a new version at the next run (issue 18),
+through ``preserve_work``, the path ``cifa ingest``, ``cifa preserve`` and the flows take: a
+corrected title costs kilobytes, a withdrawn permission is recorded and withholds the access
+copies, nothing is ever overwritten, and a crash at any step leaves the work at one version or
+the next. Judged by ocfl-py's validator and bagit-python, which we did not write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import bagit
+import pytest
+
+from cifa_ingest import revision
+from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import CopyState, Ledger
+from cifa_ingest.audit.fixity_audit import audit_archive
+from cifa_ingest.bag import package
+from cifa_ingest.bag.revise import revise
+from cifa_ingest.catalogue.model import Work
+from cifa_ingest.demo.http_server import LocalFileServer
+from cifa_ingest.metadata.versions_record import read_versions
+from cifa_ingest.preserve import Outcome, preserve_work
+from cifa_ingest.versions import add_version, export, logical_state, versions
+from tests.test_ingest_versions import WORK_ID, _settings, _work
+from tests.test_versions import assert_ocfl_valid
+
+
+def _changed(work: Work, **update: object) -> Work:
+    return Work.model_validate({**work.model_dump(mode="python"), **update})
+
+
+def _disk_use(folder: Path) -> int:
+    """Bytes the tree holds on disk, each inode counted once (hard links share their bytes)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if path.is_file() and (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return total
+
+
+@pytest.fixture(scope="module")
+def _preserved_once(
+    tmp_path_factory: pytest.TempPathFactory, served_root: Path
+) -> tuple[Path, Work]:
+    """One work preserved by the real ingest, once for the module: each test gets a copy."""
+    archive_dir = tmp_path_factory.mktemp("preserved") / "archive"
+    with LocalFileServer(served_root) as server:
+        work = _work(f"{server.base_url}/films/colour-bars.mkv")
+        report = preserve_work(work, Archive(archive_dir), _settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.PRESERVED, report.error
+    return archive_dir, work
+
+
+@pytest.fixture
+def preserved(_preserved_once: tuple[Path, Work], archive_dir: Path) -> tuple[Archive, Work]:
+    """A copy of the preserved archive, hard links kept (``cp -a``): the bag and its first
+    version share their files as the ingest left them."""
+    template, work = _preserved_once
+    subprocess.run(["cp", "-a", str(template), str(archive_dir)], check=True)
+    return Archive(archive_dir), work
+
+
+def _contents(bag: Path) -> dict[str, bytes]:
+    return {p.relative_to(bag).as_posix(): p.read_bytes() for p in bag.rglob("*") if p.is_file()}
+
+
+def _payload_inodes(bag: Path) -> dict[str, int]:
+    return {
+        p.relative_to(bag).as_posix(): p.stat().st_ino
+        for p in sorted((bag / "data").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_corrected_title_is_a_new_version_of_kilobytes(
+    preserved: tuple[Archive, Work], tmp_path: Path
+) -> None:
+    archive, work = preserved
+    settings = _settings()
+    bag = archive.bag_path(WORK_ID)
+    ledger = Ledger(archive.ledger_path)
+    ledger.record_copy(WORK_ID, "offsite", CopyState.GOOD, software="test")
+    inodes, use = _payload_inodes(bag), _disk_use(archive.root)
+    corrected = _changed(work, title={"en": "Versions test", "zh": "版本測試"})
+
+    report = preserve_work(corrected, archive, settings)
+
+    assert report.outcome is Outcome.NEW_VERSION, report.error
+    assert report.version == 2
+    assert report.change == 'metadata modification: descriptive title.zh: "版本测试" → "版本測試"'
+    assert report.as_dict()["change"] == report.change
+    assert report.access_withheld == "permission does not cover access (preservation)"
+    # bags/<id> is the new version: the corrected title, its history, the same payload files.
+    assert "版本測試" in (bag / "metadata" / "descriptive.xml").read_text("utf-8")
+    assert [v.number for v in read_versions(bag)] == [1, 2]
+    assert _payload_inodes(bag) == inodes
+    # Kilobytes: the archive grew by less than 1 MB (its report files included).
+    assert _disk_use(archive.root) - use < 1_000_000
+    # The store holds both, each exports as a bag bagit-python validates, ocfl-py is content.
+    [_first, second] = versions(archive.objects_dir, WORK_ID)
+    assert second.message == f"metadata modification: {report.change.split(': ', 1)[1]}"
+    assert second.user is not None and second.user.name == settings.organisation.name
+    assert_ocfl_valid(archive.objects_dir)
+    for number in (1, 2):
+        exported = export(archive.objects_dir, WORK_ID, number, tmp_path / f"v{number}")
+        bagit.Bag(str(exported)).validate()
+    assert "版本测试" in (tmp_path / "v1" / "metadata" / "descriptive.xml").read_text("utf-8")
+    # The ledger vouches for the new bag; the copy elsewhere holds version 1: pending again.
+    record = ledger.bag(WORK_ID)
+    assert record is not None
+    assert record.manifest_digests == package.summarise_bag(bag).manifest_digests
+    copy = ledger.copy(WORK_ID, "offsite")
+    assert copy is not None and copy.state is CopyState.PENDING
+    assert "version 2" in copy.detail
+    # The fixity audit finds the archive as it should be.
+    audit = audit_archive(archive)
+    assert audit.ok, audit.problems
+    assert not list(archive.staging_dir.iterdir())
+    # The next run: nothing changed, nothing made.
+    again = preserve_work(corrected, archive, settings)
+    assert again.outcome is Outcome.ALREADY_PRESERVED and again.version == 2
+    assert len(versions(archive.objects_dir, WORK_ID)) == 2
+
+
+def test_a_withdrawn_permission_is_a_version_that_withholds_access_and_removes_nothing(
+    preserved: tuple[Archive, Work],
+) -> None:
+    archive, work = preserved
+    bag = archive.bag_path(WORK_ID)
+    work = _changed(
+        work,
+        permission={
+            "status": "granted",
+            "granted_by": "Test",
+            "covers": ["preservation", "access"],
+        },
+    )
+    report = preserve_work(work, archive, _settings())
+    assert report.outcome is Outcome.NEW_VERSION and report.access_withheld is None
+    inodes = _payload_inodes(bag)
+    withdrawn = _changed(
+        work,
+        permission={"status": "withdrawn", "granted_by": "Test", "notes": "Asked on 2026-11-20"},
+    )
+
+    report = preserve_work(withdrawn, archive, _settings())
+
+    assert report.outcome is Outcome.NEW_VERSION, report.error
+    assert report.version == 3
+    assert report.change is not None and report.change.startswith("permission change: ")
+    assert "Asked on" not in report.change  # personal details named, never shown
+    assert report.access_withheld == "permission withdrawn"
+    premis = (bag / "metadata" / "premis.xml").read_text("utf-8")
+    assert "withdrawn" in premis.lower()
+    permission = json.loads((bag / "metadata" / "permission.json").read_text("utf-8"))
+    assert permission["status"] == "withdrawn"
+    # Nothing removed: every payload file is where it was, the same file.
+    assert _payload_inodes(bag) == inodes
+    assert any(path.startswith("data/access/") for path in inodes)
+    head_state = logical_state(archive.objects_dir, WORK_ID)
+    first_state = logical_state(archive.objects_dir, WORK_ID, 1)
+    assert set(head_state) == set(first_state) | {"metadata/versions.json"}
+    assert all(head_state[path] == first_state[path] for path in inodes)
+    assert_ocfl_valid(archive.objects_dir)
+    # A later run: still preserved, still withheld, no version more.
+    again = preserve_work(withdrawn, archive, _settings())
+    assert again.outcome is Outcome.ALREADY_PRESERVED
+    assert again.access_withheld == "permission withdrawn" and again.version == 3
+
+
+def test_a_run_killed_after_the_version_was_recorded_finishes_it(
+    preserved: tuple[Archive, Work],
+) -> None:
+    """Killed between the store's rename and the exchange of bags/<id>: the store has version
+    2, bags/<id> is version 1. The next run makes bags/<id> version 2 from the store, the
+    ledger vouches for it, and no version 3 is made."""
+    archive, work = preserved
+    settings = _settings()
+    corrected = _changed(work, title={"en": "Versions test, corrected"})
+    staged = revise(
+        archive.bag_path(WORK_ID),
+        archive.staging_dir,
+        corrected,
+        None,
+        settings.organisation,
+        agent="test",
+    )
+    add_version(
+        archive.objects_dir,
+        WORK_ID,
+        staged,
+        message="metadata modification: test",
+        user=revision.version_user(settings),
+        staging_dir=archive.staging_dir,
+        link=True,
+    )
+    assert read_versions(archive.bag_path(WORK_ID))[-1].number == 1
+
+    report = preserve_work(corrected, archive, settings)
+
+    assert report.outcome is Outcome.ALREADY_PRESERVED, report.error
+    assert report.version == 2
+    bag = archive.bag_path(WORK_ID)
+    assert read_versions(bag)[-1].number == 2
+    assert "corrected" in (bag / "metadata" / "descriptive.json").read_text("utf-8")
+    ledger = Ledger(archive.ledger_path)
+    record = ledger.bag(WORK_ID)
+    assert record is not None
+    assert record.manifest_digests == package.summarise_bag(bag).manifest_digests
+    assert audit_archive(archive).ok
+    assert not list(archive.staging_dir.iterdir())  # the revised bag left there is gone
+
+
+def test_a_run_killed_between_the_two_renames_finds_the_bag_again(
+    preserved: tuple[Archive, Work],
+) -> None:
+    """Where names cannot be exchanged in one step, the bag is renamed aside first; killed
+    then, bags/<id> is absent, and the next run makes it again from the store's head."""
+    archive, work = preserved
+    settings = _settings()
+    corrected = _changed(work, title={"en": "Versions test, corrected"})
+    assert preserve_work(corrected, archive, settings).outcome is Outcome.NEW_VERSION
+    bag = archive.bag_path(WORK_ID)
+    expected = _contents(bag)
+    os.rename(bag, archive.staging_dir / f"{WORK_ID}.replaced")
+
+    report = preserve_work(corrected, archive, settings)
+
+    assert report.outcome is Outcome.ALREADY_PRESERVED, report.error
+    assert _contents(bag) == expected
+    assert audit_archive(archive).ok
+    assert not list(archive.staging_dir.iterdir())
+
+
+def test_a_bag_whose_manifests_are_no_version_is_not_vouched_for(
+    preserved: tuple[Archive, Work],
+) -> None:
+    """A bag in bags/ rewritten with its manifests (a forgery, an unrecorded change) is not
+    taken for a version the store lost: the run fails, naming it, and nothing is recorded."""
+    archive, work = preserved
+    bag = archive.bag_path(WORK_ID)
+    forged = bag / "tagmanifest-sha256.txt"
+    forged.chmod(0o644)
+    forged.write_text(forged.read_text("utf-8") + "", "utf-8")
+    with forged.open("a", encoding="utf-8") as out:
+        out.write("0" * 64 + "  extra.txt\n")
+    report = preserve_work(_changed(work, title={"en": "Changed"}), archive, _settings())
+    assert report.outcome is Outcome.FAILED
+    assert report.error is not None
+    assert "neither the ledger's nor those of version 1" in report.error
+    assert len(versions(archive.objects_dir, WORK_ID)) == 1
+
+
+def test_the_exchange_of_two_folders_is_one_step(tmp_path: Path) -> None:
+    from cifa_ingest.archive.layout import exchange
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one").write_text("1")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "two").write_text("2")
+    if not exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.fail("renameat2(RENAME_EXCHANGE) is not available on this system's file system")
+    assert (tmp_path / "a" / "two").is_file() and (tmp_path / "b" / "one").is_file()
+    shutil.rmtree(tmp_path / "a")
