@@ -49,7 +49,7 @@ from cifa_ingest.catalogue import drift
 from cifa_ingest.catalogue.model import Permission, Work
 from cifa_ingest.config import Settings, locks_dir
 from cifa_ingest.errors import ArchiveStateError
-from cifa_ingest.metadata.versions_record import VersionChange, read_versions
+from cifa_ingest.metadata.versions_record import Version, VersionChange, read_versions
 from cifa_ingest.versions import StorageRoot, User, add_version, head
 from cifa_ingest.versions.export import link_version
 from cifa_ingest.versions.history import read_object
@@ -97,7 +97,7 @@ def access_withheld(bag_dir: Path) -> str | None:
     return "permission does not cover access (" + ", ".join(map(str, permission.covers)) + ")"
 
 
-def _placement_slot(archive: Archive, settings: Settings) -> slots.Slots:
+def placement_slot(archive: Archive, settings: Settings) -> slots.Slots:
     """The slot placements hold: one change of ``bags/`` at a time, across processes."""
     return slots.Slots(locks_dir(settings, archive.root) / "placement", 1, "the placement slot")
 
@@ -182,6 +182,40 @@ def _record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) 
     )
 
 
+def commit(archive: Archive, ledger: Ledger, settings: Settings, staged: Path) -> Version:
+    """Make ``staged`` (a complete, validated bag of a work's next version in ``staging/``,
+    carrying its history: ``metadata/versions.json`` one entry more, as
+    :func:`cifa_ingest.bag.revise.revise` makes it) the work's newest version and its
+    ``bags/<id>``: recorded in the versions store, exchanged with the bag there, vouched for by
+    the ledger (steps 2 to 4 of the module). The caller holds the placement slot
+    (:func:`placement_slot`) and ran :func:`reconcile`; the work must be registered. On a
+    failure before the store's rename, the staged bag is removed and the work is as it was;
+    after it, :func:`reconcile` finishes. Returns the version recorded."""
+    store = StorageRoot(archive.objects_dir)
+    made = read_versions(staged)[-1]
+    work_id = staged.name.split(".")[0]
+    record = ledger.bag(work_id)
+    if record is None:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise ArchiveStateError(f"{work_id} is not registered in the ledger")
+    try:
+        add_version(
+            store,
+            work_id,
+            staged,
+            message=f"{made.change}: {made.message}",
+            user=version_user(settings),
+            staging_dir=archive.staging_dir,
+            link=True,
+        )
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    archive.replace_bag(staged, work_id)
+    _record_head(ledger, record, archive.bag_path(work_id), made.number)
+    return made
+
+
 def revise_work(
     work: Work,
     collection: str | None,
@@ -200,12 +234,11 @@ def revise_work(
     if drift.differences(work, collection, bag_dir) == []:
         return None
     store = StorageRoot(archive.objects_dir)
-    with _placement_slot(archive, settings).hold(work.id):
+    with placement_slot(archive, settings).hold(work.id):
         if head(store, work.id) is None:
             return None
         reconcile(archive, ledger, work.id)
-        record = ledger.bag(work.id)
-        if record is None or not drift.differences(work, collection, bag_dir):
+        if ledger.bag(work.id) is None or not drift.differences(work, collection, bag_dir):
             return None
         staged = revise(
             bag_dir,
@@ -215,22 +248,7 @@ def revise_work(
             settings.organisation,
             agent=agent,
         )
-        try:
-            made = read_versions(staged)[-1]
-            add_version(
-                store,
-                work.id,
-                staged,
-                message=f"{made.change}: {made.message}",
-                user=version_user(settings),
-                staging_dir=archive.staging_dir,
-                link=True,
-            )
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        archive.replace_bag(staged, work.id)
-        _record_head(ledger, record, bag_dir, made.number)
+        made = commit(archive, ledger, settings, staged)
     withheld = access_withheld(bag_dir)
     log.info("%s: version %d (%s): %s", work.id, made.number, made.change, made.message)
     return NewVersion(made.number, made.change, made.message, withheld is None)
