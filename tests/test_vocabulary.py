@@ -87,6 +87,11 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "copy_damaged",
             "location_unreachable",
             "copy_unlocked",
+            "version_checksum_mismatch",
+            "version_missing_file",
+            "version_unexpected_file",
+            "version_inventory_invalid",
+            "head_mismatch",
         ],
     ),
     # The audit log's outcome of a check, and the audit report's bags (unregistered: a folder

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cifa_ingest import __version__
 from cifa_ingest.archive.audit_log import AuditLog
@@ -33,6 +33,9 @@ from cifa_ingest.audit import damage as inspect
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag.package import payload_files
 from cifa_ingest.storage.locations import PRIMARY
+
+if TYPE_CHECKING:
+    from cifa_ingest.audit.versions_audit import ObjectCheck
 
 
 class ProblemKind(StrEnum):
@@ -68,6 +71,20 @@ class ProblemKind(StrEnum):
     #: An object of a location whose settings ask for Object Lock is held under no retention:
     #: it could be deleted or overwritten.
     COPY_UNLOCKED = "copy_unlocked"
+    #: A content file of a work's versions (its OCFL object) differs from the sha512 (or the
+    #: sha256) its inventory records: every version whose state has the file is damaged.
+    VERSION_CHECKSUM_MISMATCH = "version_checksum_mismatch"
+    #: A content file the object's inventory lists is gone (or unreadable), or the object's
+    #: declaration is.
+    VERSION_MISSING_FILE = "version_missing_file"
+    #: A file in the object that its inventory does not list and OCFL does not define.
+    VERSION_UNEXPECTED_FILE = "version_unexpected_file"
+    #: An inventory of the object (the root's or a version's) is missing, does not match its
+    #: digest file, is not an inventory of this object, or disagrees with the others.
+    VERSION_INVENTORY_INVALID = "version_inventory_invalid"
+    #: bags/<id>, intact on its own, is not the work's newest version: a file differs, is
+    #: absent, or is more.
+    HEAD_MISMATCH = "head_mismatch"
 
 
 class AuditMode(StrEnum):
@@ -111,6 +128,13 @@ class Problem:
     algorithm: str | None = None
     expected: str | None = None
     found: str | None = None
+    #: For a problem of the work's versions: its OCFL object's folder (``objects/cifa-0001``;
+    #: ``path`` is then relative to it, a content path such as ``v1/content/data/x.mkv``), and
+    #: the versions the problem damages (``["v1", "v2"]``: every version whose state has the
+    #: damaged file; the version whose folder holds a file or inventory; none for the object
+    #: as a whole). None for a problem of a bag.
+    object: str | None = None
+    versions: list[str] | None = None
 
 
 @dataclass
@@ -123,6 +147,9 @@ class BagAudit:
     files: int = 0
     #: Where the check ran, when not in the audit's own process (a Dask worker): provenance.
     worker: str = ""
+    #: The check of the work's versions (its OCFL object), made with the bag's; None where the
+    #: versions were not checked (a storage location's audit).
+    object: ObjectCheck | None = None
 
     @property
     def intact(self) -> bool:
@@ -184,6 +211,7 @@ class AuditReport:
             "checked": len(self.bags),
             "intact": sum(1 for bag in self.bags if bag.intact),
             "problems": [asdict(p) for p in self.problems],
+            "objects": [bag.object.as_dict(bag.bag) for bag in self.bags if bag.object],
             "not_reached": self.not_reached,
             "repaired": self.repaired,
             "repair_refused": self.repair_refused,
@@ -198,14 +226,39 @@ def _now() -> str:
 
 
 def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
-    """Check one registered bag: structure, completeness, every checksum, and the ledger."""
+    """Check one registered work: its bag (structure, completeness, every checksum, and the
+    ledger), then its versions (:func:`cifa_ingest.audit.versions_audit.audit_object`: every
+    version of its OCFL object, and that an intact bag is the newest version). The bag's files
+    that are also version 1's (the same inodes) are read once, for both."""
+    from cifa_ingest.audit import versions_audit
+
     started = time.monotonic()
     result = BagAudit(bag=record.work_id)
     bag_dir = archive.root / record.bag_path
+    known = versions_audit.KnownDigests()
+    before: dict[str, versions_audit.Identity] = {}
     if not bag_dir.is_dir():
         result.problems.append(Problem(record.work_id, ProblemKind.MISSING_BAG, record.bag_path))
-        return result
-    report = bagcheck.validate(bag_dir)
+    else:
+        before = versions_audit.identities(bag_dir)
+        report = bagcheck.validate(bag_dir)
+        known = versions_audit.digests_of_bag_check(bag_dir, before, report)
+        _bag_problems(archive, record, bag_dir, report, result)
+    intact = bag_dir.is_dir() and not result.problems
+    checked = versions_audit.audit_object(
+        archive, record.work_id, known, bag_dir if intact else None, before
+    )
+    result.object = checked
+    result.problems += checked.problems
+    result.bytes_read += checked.bytes_read
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _bag_problems(
+    archive: Archive, record: BagRecord, bag_dir: Path, report: bagcheck.Report, result: BagAudit
+) -> None:
+    """The bag's problems, from its validation's ``report`` and the ledger."""
     result.bytes_read = report.bytes_checked
     seen: set[tuple[ProblemKind, str | None]] = set()
     for finding in report.errors:  # one problem per file, though each manifest names it
@@ -235,8 +288,6 @@ def audit_bag(archive: Archive, record: BagRecord) -> BagAudit:
             master = bag_dir / str(problem.path)
             if master.suffix == ".mkv" and master.is_file():
                 problem.damaged_frames = [d.frame for d in inspect.inspect_master(master).damaged]
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def _ledger_mismatches(
@@ -443,6 +494,9 @@ def table(report: AuditReport) -> str:
             shown = ", ".join(map(str, problem.damaged_frames[:20]))
             frames = f" (damaged frames: {shown}{' …' if len(problem.damaged_frames) > 20 else ''})"
         why = f": {problem.detail}" if problem.kind == ProblemKind.LOCATION_UNREACHABLE else ""
+        if problem.object is not None:  # a problem of the versions: where, and which
+            named = ", ".join(problem.versions or []) or "none"
+            why = f" in {problem.object} (versions: {named})"
         lines.append(f"{problem.bag}: {problem.kind}{where}{frames}{why}")
     for done in report.repaired:
         lines.append(
@@ -462,6 +516,22 @@ def table(report: AuditReport) -> str:
         + f" {summary['bytes_read'] / 1e6:.1f} MB read"
         f" in {summary['seconds']:.1f} s"
     )
+    objects = [bag.object for bag in report.bags if bag.object is not None]
+    if objects:
+        versions = sum(o.versions or 0 for o in objects)
+        held = [o for o in objects if o.versions is not None]
+        lines.append(
+            f"versions: {len(held)} object{'s' * (len(held) != 1)} checked,"
+            f" {versions} version{'s' * (versions != 1)},"
+            f" {sum(o.bytes_read for o in objects) / 1e6:.1f} MB read for them"
+            f" ({sum(o.bytes_reused for o in objects) / 1e6:.1f} MB shared with their bags,"
+            " not read twice)"
+        )
+        none = [bag.bag for bag in report.bags if bag.object is not None and not bag.object.object]
+        if none:
+            lines.append(
+                f"no versions recorded yet (the next ingest records them): {', '.join(none)}"
+            )
     if report.not_reached:
         lines.append(f"not reached within the budget: {len(report.not_reached)} bags")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from cifa_ingest import sizes
 from cifa_ingest.archive.audit_log import AuditLog, Check
 from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
-from cifa_ingest.audit.fixity_audit import AuditReport, Problem, ProblemKind
+from cifa_ingest.audit.fixity_audit import AuditReport, BagAudit, Problem, ProblemKind
 from cifa_ingest.reports.ingest_report import CSP, poster_thumbnail, visible
 from cifa_ingest.storage.locations import PRIMARY
 
@@ -58,6 +58,13 @@ KIND_TEXT = {
     ProblemKind.COPY_DAMAGED: "the location's copy of this file differs from the ledger",
     ProblemKind.LOCATION_UNREACHABLE: "the location did not answer: nothing said of its copies",
     ProblemKind.COPY_UNLOCKED: "held under no Object Lock retention, though the settings ask",
+    ProblemKind.VERSION_CHECKSUM_MISMATCH: "a stored file of the versions differs from its"
+    " inventory: every version named is damaged",
+    ProblemKind.VERSION_MISSING_FILE: "a stored file of the versions is gone",
+    ProblemKind.VERSION_UNEXPECTED_FILE: "in the versions' object, listed in no inventory",
+    ProblemKind.VERSION_INVENTORY_INVALID: "an inventory of the versions is missing, damaged or"
+    " disagrees with the others",
+    ProblemKind.HEAD_MISMATCH: "the bag is not the work's newest version",
 }
 
 _STYLE = (
@@ -140,6 +147,7 @@ class AuditView:
                     ),
                     "bytes_read": checked[bag].bytes_read if bag in checked else 0,
                     "poster": facts.thumbnail is not None,
+                    "versions": _versions(checked.get(bag)),
                 }
                 for bag, facts in self.facts.items()
             ],
@@ -290,6 +298,21 @@ def render_html(view: AuditView, json_name: str | None = None) -> str:
         f" checked, {summary['intact']} intact, {_e(_size(summary['bytes_read']))} read in"
         f" {summary['seconds']:.1f} s.</p>",
     ]
+    if summary["objects"]:
+        objects = summary["objects"]
+        held = [o for o in objects if o["versions"] is not None]
+        versions = sum(o["versions"] for o in held)
+        parts.append(
+            f"<p id='versions'>Versions: {_count(len(held), 'object')} checked with their bags,"
+            f" {_count(versions, 'version')}, every stored file;"
+            f" {_e(_size(sum(o['bytes_read'] for o in objects)))} read for them"
+            f" ({_e(_size(sum(o['bytes_reused'] for o in objects)))} are their bags' own files,"
+            " read once for both)."
+            + (f" No versions recorded yet (the next ingest records them):"
+               f" {_e(', '.join(o['bag'] for o in objects if o['versions'] is None))}."
+               if len(held) < len(objects) else "")
+            + "</p>"
+        )  # fmt: skip
     if report.not_reached:
         parts.append(
             f"<p>Not reached within the budget ({len(report.not_reached)} bags, left for the next"
@@ -361,14 +384,19 @@ def _problem_html(problem: Problem) -> str:
     # The validator's message repeats the evidence shown beside it; the ledger's says which way.
     no_evidence = problem.expected is None and problem.found is None
     detail = ""
-    if problem.detail and (no_evidence or problem.kind == ProblemKind.LEDGER_MISMATCH):
+    # A problem of the versions: its detail names the bag's file and the rule of OCFL 1.1.
+    said = problem.kind == ProblemKind.LEDGER_MISMATCH or problem.object is not None
+    if problem.detail and (no_evidence or said):
         detail = f"<br><span class='detail'>{_e(problem.detail)}</span>"
     else:  # why repair left it, which the evidence beside it cannot say
         at = min((i for i in map((problem.detail or "").find, _REPAIR_WORDS) if i >= 0), default=-1)
         if at >= 0:
             detail = f"<br><span class='detail repair'>{_e((problem.detail or '')[at:])}</span>"
-    file_gone = problem.kind in (ProblemKind.MISSING_FILE, ProblemKind.TAG_CHECKSUM_MISMATCH)
-    gone = "gone" if file_gone else "-"
+    file_gone = problem.kind in (
+        ProblemKind.MISSING_FILE, ProblemKind.TAG_CHECKSUM_MISMATCH,
+        ProblemKind.VERSION_MISSING_FILE,
+    )  # fmt: skip
+    gone = "gone" if file_gone else "absent" if problem.kind == ProblemKind.HEAD_MISMATCH else "-"
     expected = _digest(problem.expected, "-") if problem.algorithm else "-"
     found = _digest(problem.found, gone) if problem.algorithm else "-"
     frames = problem.damaged_frames or []
@@ -376,9 +404,21 @@ def _problem_html(problem: Problem) -> str:
     return (
         f"<tr class='problem {_e(problem.kind)}'><td><b>{_e(problem.kind)}</b><br>"
         f"<span class='detail'>{_e(explained)}</span>{detail}</td>"
-        f"<td><code>{_e(problem.path or '-')}</code></td><td>{_e(problem.algorithm or '-')}</td>"
+        f"<td><code>{_e(problem.path or '-')}</code>{_in_object(problem)}</td>"
+        f"<td>{_e(problem.algorithm or '-')}</td>"
         f"<td class='expected'>{expected}</td><td class='found'>{found}</td>"
         f"<td>{_e(shown or '-')}</td></tr>"
+    )
+
+
+def _in_object(problem: Problem) -> str:
+    """Where a problem of the versions is: the object, and the versions it damages."""
+    if problem.object is None:
+        return ""
+    versions = ", ".join(problem.versions or []) or "none"
+    return (
+        f"<br><span class='detail versions'>in <code>{_e(problem.object)}</code>;"
+        f" versions: {_e(versions)}</span>"
     )
 
 
@@ -403,6 +443,15 @@ def _repaired_html(report: AuditReport) -> str:
     )
 
 
+def _versions_cell(bag: BagAudit) -> str:
+    """The versions of the work checked with its bag, or why none were."""
+    if bag.object is None:
+        return "<td class='num versions'>-</td>"
+    if bag.object.versions is None:
+        return "<td class='versions'><span class='detail'>no versions yet</span></td>"
+    return f"<td class='num versions'>{bag.object.versions}</td>"
+
+
 def _bags_html(view: AuditView) -> str:
     bags = sorted(view.report.bags, key=lambda bag: bag.intact)  # damaged first, order kept
     mended = {done["id"] for done in view.report.repaired}
@@ -423,6 +472,7 @@ def _bags_html(view: AuditView) -> str:
             f"<td>{_when(facts.last_verified, 'never')}</td>"
             f"<td>{_when(facts.last_intact, 'never')}</td>"
             f"<td class='num'>{_e(_payload(facts))}</td>"
+            f"{_versions_cell(bag)}"
             f"<td class='num'>{_e(_size(bag.bytes_read))} in {bag.seconds:.1f} s</td>"
             f"<td><details><summary>{_count(len(facts.history), 'check')}</summary><table><tr>"
             "<th>checked</th><th>outcome</th><th>read</th><th>software</th></tr>"
@@ -431,7 +481,9 @@ def _bags_html(view: AuditView) -> str:
     return (
         "<h2 id='bags'>Bags and their history</h2><table id='bag-table'><tr><th>work</th>"
         "<th>outcome</th><th>ingested</th><th>last verified</th><th>last found intact</th>"
-        "<th>payload</th><th>read</th><th>history</th></tr>" + "".join(rows) + "</table>"
+        "<th>payload</th><th>versions</th><th>read</th><th>history</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -469,6 +521,12 @@ def write_reports(report: AuditReport, archive: Archive) -> tuple[Path, Path]:
     """Write the audit's reports (:func:`write`); returns the JSON's and the HTML's paths."""
     written = write(report, archive)
     return written.json, written.html
+
+
+def _versions(checked: BagAudit | None) -> int | None:
+    """The versions of a work its audit checked; None where it has none yet, or they were not
+    checked (an unregistered bag, a location's copy)."""
+    return checked.object.versions if checked is not None and checked.object else None
 
 
 def _outcome(intact: bool) -> CheckOutcome:
