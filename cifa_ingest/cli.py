@@ -234,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the folder to write the bag in (absent or empty)",
     )
+    export.add_argument(
+        "--for-access",
+        action="store_true",
+        help="for an access system: only the newest version's access copies and descriptive"
+        " record, refused where its permission does not cover access",
+    )
     common(export)
 
     recover = commands.add_parser(
@@ -988,6 +994,13 @@ def _cmd_export(args: argparse.Namespace, settings: Settings, archive: Path) -> 
     store = _existing_archive(archive)
     target = Path(args.to).absolute()
     number = args.version
+    if args.for_access:
+        if args.version is not None:
+            raise InputError(
+                "--for-access exports the newest version only: its permission decides what"
+                " may be given out (leave out --version)"
+            )
+        return _export_for_access(args, store, target)
     try:
         objects, newest = _versioned(store, args.work_id)
         number = newest if args.version is None else args.version
@@ -1012,6 +1025,41 @@ def _cmd_export(args: argparse.Namespace, settings: Settings, archive: Path) -> 
         print(
             f"{args.work_id} v{number} ({which}) exported to {bag}: a BagIt bag of {len(files)}"
             f" files, {decimal(size)}, every file verified"
+        )
+    return EXIT_OK
+
+
+def _export_for_access(args: argparse.Namespace, store: Archive, target: Path) -> int:
+    """``cifa export --for-access``: exit 0 when the access copies were written, each verified;
+    1 when they are withheld (the newest version's permission does not cover access) or the
+    object is damaged, nothing written."""
+    import json
+
+    from cifa_ingest.errors import AccessWithheld, ArchiveStateError
+    from cifa_ingest.versions.export import export_access
+
+    objects, newest = _versioned(store, args.work_id)
+    try:
+        folder = export_access(objects, args.work_id, target)
+    except (AccessWithheld, ArchiveStateError) as exc:
+        if args.json:
+            failed = {"id": args.work_id, "version": newest, "to": str(target), "ok": False,
+                      "error": str(exc)}  # fmt: skip
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        print(f"cifa: export refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    if args.json:
+        done = {"id": args.work_id, "version": newest, "head": newest, "to": str(folder),
+                "files": len(files), "bytes": size, "ok": True}  # fmt: skip
+        print(json.dumps(done, indent=2, ensure_ascii=False))
+    else:
+        from cifa_ingest.sizes import decimal
+
+        print(
+            f"{args.work_id} v{newest}: its access copies and descriptive record exported to"
+            f" {folder} ({len(files)} files, {decimal(size)}, every file verified)"
         )
     return EXIT_OK
 

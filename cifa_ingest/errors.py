@@ -185,6 +185,12 @@ class ExportRefused(InputError):
     that is not empty (nothing is ever written over), or is not a folder."""
 
 
+class AccessWithheld(CifaError):
+    """An export meant for access refused: the work's newest version records a permission that
+    does not cover access (withdrawn, narrowed to research or to preservation only). Nothing is
+    written; the preservation files are kept as they are."""
+
+
 class ObjectDamaged(ArchiveStateError):
     """A work's versioned object disagrees with its own inventory: a content file whose digest is
     not the one recorded, an inventory that does not match its digest file, a version folder

@@ -90,11 +90,7 @@ def access_withheld(bag_dir: Path) -> str | None:
         )
     except (OSError, ValueError) as exc:
         return f"the permission record cannot be read ({type(exc).__name__})"
-    if permission.covers_access:
-        return None
-    if permission.status != "granted":
-        return f"permission {permission.status}"
-    return "permission does not cover access (" + ", ".join(map(str, permission.covers)) + ")"
+    return permission.access_withheld()
 
 
 def placement_slot(archive: Archive, settings: Settings) -> slots.Slots:

@@ -6,6 +6,7 @@ the next. Judged by ocfl-py's validator and bagit-python, which we did not write
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import bagit
 import pytest
 
-from cifa_ingest import revision
+from cifa_ingest import cli, revision
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.fixity_audit import audit_archive
@@ -25,6 +26,7 @@ from cifa_ingest.catalogue.model import Work
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.metadata.versions_record import read_versions
 from cifa_ingest.preserve import Outcome, preserve_work
+from cifa_ingest.reports import ingest_report
 from cifa_ingest.versions import add_version, export, logical_state, versions
 from tests.test_ingest_versions import WORK_ID, _settings, _work
 from tests.test_versions import assert_ocfl_valid
@@ -131,9 +133,17 @@ def test_a_corrected_title_is_a_new_version_of_kilobytes(
 
 
 def test_a_withdrawn_permission_is_a_version_that_withholds_access_and_removes_nothing(
-    preserved: tuple[Archive, Work],
+    preserved: tuple[Archive, Work], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive, work = preserved
+
+    def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli.main([*args, "--archive", str(archive.root), "--quiet"])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
     bag = archive.bag_path(WORK_ID)
     work = _changed(
         work,
@@ -146,6 +156,15 @@ def test_a_withdrawn_permission_is_a_version_that_withholds_access_and_removes_n
     report = preserve_work(work, archive, _settings())
     assert report.outcome is Outcome.NEW_VERSION and report.access_withheld is None
     inodes = _payload_inodes(bag)
+    # Access permitted: the export meant for access gives the access copies and the record.
+    code, _out, err = _cli(capsys, "export", WORK_ID, "--for-access", "--to", str(tmp_path / "a"))
+    assert code == 0, err
+    given = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*"))
+    assert "descriptive.json" in given and "access" in given
+    assert not [name for name in given if name.startswith(("original", "master", "permission"))]
+    for name in given:
+        if name.startswith("access/"):
+            assert (tmp_path / "a" / name).read_bytes() == (bag / "data" / name).read_bytes()
     withdrawn = _changed(
         work,
         permission={"status": "withdrawn", "granted_by": "Test", "notes": "Asked on 2026-11-20"},
@@ -158,6 +177,22 @@ def test_a_withdrawn_permission_is_a_version_that_withholds_access_and_removes_n
     assert report.change is not None and report.change.startswith("permission change: ")
     assert "Asked on" not in report.change  # personal details named, never shown
     assert report.access_withheld == "permission withdrawn"
+    # The report says so, on the work's row.
+    page = ingest_report.render_html(ingest_report.build([report], archive))
+    assert "access copies withheld: permission withdrawn" in page
+    assert f"v3: {html.escape(report.change)}</p>" in page
+    # Every export meant for access is refused, nothing written; the archive's own export of
+    # the version still holds everything.
+    code, _out, err = _cli(capsys, "export", WORK_ID, "--for-access", "--to", str(tmp_path / "b"))
+    assert code == 1 and not (tmp_path / "b").exists()
+    assert "access copies withheld (permission withdrawn, as v3 records)" in err
+    code, _out, err = _cli(
+        capsys, "export", WORK_ID, "--for-access", "--version", "2", "--to", str(tmp_path / "c")
+    )
+    assert code == 2 and "newest version only" in err and not (tmp_path / "c").exists()
+    code, _out, err = _cli(capsys, "export", WORK_ID, "--to", str(tmp_path / "d"))
+    assert code == 0, err
+    assert sorted(_contents(tmp_path / "d")) == sorted(_contents(bag))
     premis = (bag / "metadata" / "premis.xml").read_text("utf-8")
     assert "withdrawn" in premis.lower()
     permission = json.loads((bag / "metadata" / "permission.json").read_text("utf-8"))

@@ -151,6 +151,16 @@ class Permission(_Strict):
             {Use.ACCESS, Use.PUBLIC_ACCESS} & set(self.covers)
         )
 
+    def access_withheld(self) -> str | None:
+        """Why access copies may not be given out under this permission, in the words of the
+        run report and of an access export; None where they may (:attr:`covers_access`)."""
+        if self.covers_access:
+            return None
+        if self.status is not PermissionStatus.GRANTED:
+            return f"permission {self.status}"
+        uses = ", ".join(str(use) for use in self.covers)
+        return f"permission does not cover access ({uses})"
+
     @model_validator(mode="after")
     def _granted_needs_grantor(self) -> Permission:
         if self.status is PermissionStatus.GRANTED and not self.granted_by:

@@ -92,6 +92,8 @@ _STYLE = (
     "img{width:160px;display:block}.noposter{width:160px;height:90px;background:#eee}"
     "pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0 0;font-size:.85em}"
     ".id{font-family:monospace;color:#555}.version{font-family:monospace;color:#070}"
+    ".new-version .outcome{color:#070}.change,.withheld{margin:.3em 0 0;font-size:.9em}"
+    ".withheld{color:#a00}"
 )
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -381,6 +383,7 @@ def _row_html(row: WorkRow) -> str:
             error = error[:HTML_ERROR_CHARS] + f"… ({len(report.error)} characters, see the JSON)"
         kind = f"{report.error_kind}: " if report.error_kind else ""
         problem = f"<pre class='error'>{_e(kind)}{_e(error, keep_newlines=True)}</pre>"
+    problem += _version_notes(report)
     sizes = "".join(
         f"<td class='num'>{_e(human_bytes(report.bytes.get(role)))}</td>"
         for role in ("original", "master", "access")
@@ -400,6 +403,19 @@ def _row_html(row: WorkRow) -> str:
         f"<td class='num'>{_e(_factor(report))}</td><td class='num'>{_took(report.seconds)}</td>"
         "</tr>"
     )
+
+
+def _version_notes(report: WorkReport) -> str:
+    """What a new version records, and access copies withheld: said on a work's row where this
+    run made a version, or where its permission was withdrawn or refused (a work preserved for
+    preservation only is not flagged on every night's report)."""
+    notes = ""
+    if report.change:
+        notes += f"<p class='change'>v{report.version}: {_e(report.change)}</p>"
+    withheld = report.access_withheld
+    if withheld and (report.change or not withheld.startswith("permission does not cover")):
+        notes += f"<p class='withheld'>access copies withheld: {_e(withheld)}</p>"
+    return notes
 
 
 def _storage_sentence(run: RunReport) -> str | None:

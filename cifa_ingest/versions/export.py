@@ -2,6 +2,11 @@
 its logical path, its sha512 checked against the inventory as it is copied, and the bag then
 validated in full (every manifest's every digest) by the project's validator.
 
+An export meant for access (:func:`export_access`) gives only the access copies and the
+descriptive record of the newest version, and only where that version's permission covers access:
+a withdrawn or narrowed permission withholds them (the preservation export above still holds the
+whole version, for the archive's own use).
+
 The export is built beside its target in a hidden folder and renamed into place once valid, so
 that a damaged object, a full disk or a crash never leaves half a bag where a whole one was
 asked for. Nothing is ever written over: a target that exists must be an empty folder.
@@ -17,10 +22,11 @@ from pathlib import Path
 from cifa_ingest.archive.layout import fsync_dir
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag import fixity
-from cifa_ingest.errors import ExportRefused, ObjectDamaged
+from cifa_ingest.errors import AccessWithheld, ExportRefused, ObjectDamaged
 from cifa_ingest.versions.content import discard
 from cifa_ingest.versions.history import checked_number, read_object
-from cifa_ingest.versions.inventory import version_name
+from cifa_ingest.versions.inventory import Inventory, version_name
+from cifa_ingest.versions.object import OcflObject
 from cifa_ingest.versions.storage_root import StorageRoot
 
 
@@ -119,6 +125,78 @@ def link_version(
         if not report.valid:
             problems = "; ".join(f.message for f in report.errors[:10])
             raise ObjectDamaged(f"{where}: its bag is not valid: {problems}")
+        _fsync_tree(building)
+        os.rename(building, target)
+    except BaseException:
+        discard(building)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+#: Where a bag keeps its access copies, and the descriptive records an access export carries.
+ACCESS_FOLDER = "data/access/"
+DESCRIPTIVE_RECORDS = ("metadata/descriptive.json", "metadata/descriptive.xml")
+PERMISSION_RECORD = "metadata/permission.json"
+
+
+def _permission_withheld(obj: OcflObject, inventory: Inventory, number: int) -> str | None:
+    """Why version ``number``'s permission record withholds access, or None: read from the
+    object itself, its digest checked."""
+    import json
+
+    from cifa_ingest.catalogue.model import Permission
+
+    digest = inventory.state(number).get(PERMISSION_RECORD)
+    if digest is None:
+        return "the version has no permission record"
+    data = obj.content_file(inventory.content_path(digest)).read_bytes()
+    if hashlib.sha512(data).hexdigest() != digest:
+        raise ObjectDamaged(f"{obj.id} {version_name(number)}: {PERMISSION_RECORD} damaged")
+    try:
+        permission = Permission.model_validate(json.loads(data))
+    except ValueError as exc:
+        return f"the permission record cannot be read ({type(exc).__name__})"
+    return permission.access_withheld()
+
+
+def export_access(root: StorageRoot | Path | str, work_id: str, target_dir: Path | str) -> Path:
+    """Write the newest version's access copies (``access/…``) and descriptive records
+    (``descriptive.json``, ``descriptive.xml``) into ``target_dir`` (absent or empty), each
+    verified against the inventory as copied: what an access system is given. Only the newest
+    version's permission decides, so an earlier version can never give out what a withdrawal
+    took back. AccessWithheld (nothing written) where it does not cover access."""
+    target = Path(target_dir).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ExportRefused(f"{target}: exists and is not an empty folder; nothing written over")
+    obj, inventory = read_object(root, work_id)
+    number = inventory.head
+    withheld = _permission_withheld(obj, inventory, number)
+    if withheld is not None:
+        raise AccessWithheld(
+            f"{work_id}: access copies withheld ({withheld}, as {version_name(number)} records);"
+            " nothing exported"
+        )
+    wanted = {
+        logical: digest
+        for logical, digest in inventory.state(number).items()
+        if logical.startswith(ACCESS_FOLDER) or logical in DESCRIPTIVE_RECORDS
+    }
+    if not any(logical.startswith(ACCESS_FOLDER) for logical in wanted):
+        raise AccessWithheld(f"{work_id}: {version_name(number)} has no access copies")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.access-", dir=target.parent))
+    try:
+        building.chmod(0o755)
+        for logical, digest in sorted(wanted.items()):
+            name = logical.removeprefix("data/").removeprefix("metadata/")
+            content_path = inventory.content_path(digest)
+            actual = _copy_verified(obj.content_file(content_path), building / name)
+            if actual != digest:
+                raise ObjectDamaged(
+                    f"{work_id} {version_name(number)}: {content_path} (the bag's {logical})"
+                    f" has sha512 {actual}, the inventory says {digest}; nothing exported"
+                )
         _fsync_tree(building)
         os.rename(building, target)
     except BaseException:
