@@ -53,6 +53,7 @@ from cifa_ingest.metadata.versions_record import Version, VersionChange, read_ve
 from cifa_ingest.versions import StorageRoot, User, add_version, head
 from cifa_ingest.versions.export import link_version
 from cifa_ingest.versions.history import read_object
+from cifa_ingest.versions.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +115,52 @@ def _discard_debris(archive: Archive, work_id: str) -> None:
             shutil.rmtree(debris, ignore_errors=True)
 
 
+def version_of_bag(bag_dir: Path, inventory: Inventory) -> int | None:
+    """Which version of the object ``bag_dir`` is (the newest, where two are alike), by its tag
+    manifests: the files that name every other file's digest, so that their sha512 identify
+    the whole bag, whatever its size. None where it is none of them (or has no tag manifest)."""
+    found = {
+        path.name: hashlib.sha512(path.read_bytes()).hexdigest()
+        for path in sorted(bag_dir.glob("tagmanifest-*.txt"))
+    }
+    if not found:
+        return None
+    for number in range(inventory.head, 0, -1):
+        state = inventory.state(number)
+        if all(state.get(name) == digest for name, digest in found.items()):
+            return number
+    return None
+
+
 def reconcile(archive: Archive, ledger: Ledger, work_id: str) -> bool:
     """Bring ``bags/<id>`` and the ledger to the versions store's head, finishing a revision a
     crash interrupted (the module says how); True when something was done. Nothing is done
-    for a work with no versions yet. Raises ArchiveStateError where the bag is newer than the
-    store (never made by this program) or its manifests are not the head's."""
+    for a work with no versions yet, nor for a bag lost with no sign of a revision (the
+    audit's business). Raises ArchiveStateError where the bag is none of the store's versions
+    and not the ledger's either (never made by this program: an audit says more)."""
     store = StorageRoot(archive.objects_dir)
-    newest = head(store, work_id)
-    if newest is None:
+    if head(store, work_id) is None:
         return False
     record = ledger.bag(work_id)
     if record is None:
         return False
+    _obj, inventory = read_object(store, work_id)
+    newest = inventory.head
     bag_dir = archive.bag_path(work_id)
     changed = False
-    current = bag_version(bag_dir) if bag_dir.is_dir() else None
-    if current is not None and current > newest:
-        raise ArchiveStateError(
-            f"{archive.relative(bag_dir)} is version {current}, the versions store's newest is"
-            f" {newest}: not made by this program; run an audit"
-        )
-    if current is None and not (archive.staging_dir / f"{work_id}.replaced").is_dir():
-        return False  # not a revision interrupted: a bag lost, the audit's business
+    if not bag_dir.is_dir():
+        if not (archive.staging_dir / f"{work_id}.replaced").is_dir():
+            return False  # not a revision interrupted: a bag lost, the audit's business
+        current = None
+    else:
+        current = version_of_bag(bag_dir, inventory)
+        if current is None:
+            if package.summarise_bag(bag_dir).manifest_digests == record.manifest_digests:
+                return False  # the ledger's own bag, unlike the store: the audit says so
+            raise ArchiveStateError(
+                f"{archive.relative(bag_dir)}: its manifests are neither the ledger's nor those"
+                " of any version in the versions store; run an audit"
+            )
     if current is None or current < newest:
         _discard_debris(archive, work_id)
         rebuilt = link_version(store, work_id, newest, archive.staging_dir / f"{work_id}.v{newest}")
@@ -148,14 +173,12 @@ def reconcile(archive: Archive, ledger: Ledger, work_id: str) -> bool:
             newest,
         )
         changed = True
-    summary = package.summarise_bag(bag_dir)
-    if summary.manifest_digests != record.manifest_digests:
-        _obj, inventory = read_object(store, work_id)
+    if package.summarise_bag(bag_dir).manifest_digests != record.manifest_digests:
         state = inventory.state(newest)
         if any(state.get(name) != digest for name, digest in _manifest_sha512s(bag_dir).items()):
             raise ArchiveStateError(
-                f"{archive.relative(bag_dir)}: its manifests are neither the ledger's nor those"
-                f" of version {newest} in the versions store; run an audit"
+                f"{archive.relative(bag_dir)}: its manifests are not those of version {newest}"
+                " in the versions store; run an audit"
             )
         _record_head(ledger, record, bag_dir, newest)
         changed = True
