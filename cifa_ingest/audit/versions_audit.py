@@ -102,6 +102,11 @@ def _files(folder: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
                 yield path.relative_to(folder).as_posix(), path, path.lstat()
 
 
+def _is_folder(path: Path) -> bool:
+    """A folder, not a link to one (OCFL 1.1 §4.6, E090: no links; none is followed)."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def identities(bag_dir: Path) -> dict[str, Identity]:
     """The identity of each plain file of a bag, by its path in the bag: taken before the bag's
     check, so that :func:`digests_of_bag_check` knows the files it read were not changed."""
@@ -298,7 +303,9 @@ class _Checker:
         root = self.inventory(None)
         own = {n: self.inventory(n) for n in numbers}
         newest = own.get(max(numbers)) if numbers else None
-        if root is not None and newest is not None and root[1] != newest[1]:
+        # A root inventory ahead of the newest folder: the folders gone are named below.
+        differs = root is not None and newest is not None and root[1] != newest[1]
+        if root is not None and newest is not None and differs and max(numbers) >= root[0].head:
             behind = root[0].head < newest[0].head
             self.problem(
                 ProblemKind.VERSION_INVENTORY_INVALID, INVENTORY,
@@ -310,7 +317,9 @@ class _Checker:
                 + " [OCFL 1.1 §3.7, E064: the root inventory is the same file as the most"
                 " recent version's]", [newest[0].head],
             )  # fmt: skip
-        chosen = newest if newest is not None and (root is None or root[1] != newest[1]) else root
+            chosen: tuple[Inventory, bytes] | None = newest
+        else:
+            chosen = root or newest
         if chosen is None:
             return None
         reference = chosen[0]
@@ -353,7 +362,7 @@ class _Checker:
                     )  # fmt: skip
         for entry in sorted(self.path.iterdir()):
             named = version_number(entry.name)
-            if entry.name in _OBJECT_ENTRIES or (named in wanted and entry.is_dir()):
+            if entry.name in _OBJECT_ENTRIES or (named in wanted and _is_folder(entry)):
                 continue
             self.unexpected(entry, entry.name, [], "in the object's folder [OCFL 1.1 §3.1, E001]")
         for number in sorted(wanted & set(numbers)):
@@ -366,7 +375,7 @@ class _Checker:
                     )  # fmt: skip
 
     def unexpected(self, entry: Path, name: str, versions: list[int], where: str) -> None:
-        if entry.is_dir() and not entry.is_symlink():
+        if _is_folder(entry):
             for relative, _path, _status in _files(entry):
                 self.unexpected_file(f"{name}/{relative}", versions, where)
         else:
@@ -467,7 +476,7 @@ class _Checker:
 
         for number in range(1, reference.head + 1):
             folder = self.path / version_name(number) / "content"
-            if not folder.is_dir():
+            if not _is_folder(folder):
                 continue
             for relative, _path, _status in _files(folder):
                 content_path = f"{version_name(number)}/content/{relative}"
@@ -504,6 +513,22 @@ class _Checker:
 
     # -- the bag -------------------------------------------------------------------------------
 
+    def current_head(self) -> int | None:
+        """The head the object's inventory names now (read again, its digest checked), or None
+        where it cannot be read."""
+        try:
+            data = (self.path / INVENTORY).read_bytes()
+            recorded = (self.path / SIDECAR).read_bytes().decode("ascii", "replace")
+        except OSError:
+            return None
+        match = _SIDECAR_LINE.fullmatch(recorded)
+        if match is None or match.group(1) != hashlib.sha512(data).hexdigest():
+            return None
+        try:
+            return Inventory.from_bytes(data, self.where).head
+        except ObjectDamaged:
+            return None
+
     def bag_is_head(self, reference: Inventory, bag_dir: Path, bag_name: str) -> None:
         """``bags/<id>`` against the head version's logical state, file by file (sha512)."""
         head = reference.state(reference.head)
@@ -527,6 +552,15 @@ class _Checker:
             self.known.add(_identity(files[name][1]), result.digests)
         state = {name: digest for name, digest in digests.items() if digest is not None}
         if state == head:
+            return
+        newer = self.current_head()
+        if newer is not None and newer != reference.head:
+            # A revision made the next version (and put its bag in place) while this audit read
+            # the object: the bag is compared with a head that is no longer the head.
+            self.check.note = (
+                f"{version_name(newer)} was made while the audit ran: {bag_name} was not"
+                " compared with it (the next audit compares it)"
+            )
             return
         same = [n for n, block in sorted(reference.versions.items()) if dict(block.state) == state]
         head_name = version_name(reference.head)
@@ -584,7 +618,7 @@ def audit_object(
         with _locked(checker.root, work_id):  # no writer half way through adding a version
             numbers = sorted(
                 n for e in checker.path.iterdir()
-                if (n := version_number(e.name)) is not None and e.is_dir()
+                if (n := version_number(e.name)) is not None and _is_folder(e)
             )  # fmt: skip
             if not (checker.path / OBJECT_DECLARATION).is_file():
                 checker.problem(
