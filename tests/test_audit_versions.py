@@ -4,8 +4,9 @@ damage named with the object, the content path, every version it damages and its
 
 The archives are made as the ingest makes them, without a film: a bag by bagit-python placed in
 ``bags/`` and registered in the ledger, its versions recorded by the versions store
-(:func:`cifa_ingest.versions.add_version`, as the ingest and revision call it). The audit of
-archives made by the real ingest is tests/test_audit.py's (their objects are audited too)."""
+(:func:`cifa_ingest.versions.add_version`, as the ingest and revision call it); one work goes
+through the real ingest (``preserve_work``), for the bytes read once. tests/test_audit.py's
+archives, made by the real ingest, have their objects audited too."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from cifa_ingest.archive.ledger import BagRecord, Ledger
 from cifa_ingest.audit.fixity_audit import AuditReport, Problem, ProblemKind, audit_archive, table
 from cifa_ingest.bag import fixity
 from cifa_ingest.bag.package import payload_files
+from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.reports.audit_report import build, render_html
 from cifa_ingest.versions import User, add_version
 from cifa_ingest.versions.history import read_object
@@ -347,7 +349,9 @@ def test_a_version_folder_gone_is_named_with_its_files(archive: Archive) -> None
     assert ("version_inventory_invalid", "v3/inventory.json", ["v3"]) in [
         (p.kind, p.path, p.versions) for p in problems
     ]
-    assert sorted(p.path for p in problems if p.kind == "version_missing_file") == sorted(stored)
+    assert sorted(str(p.path) for p in problems if p.kind == "version_missing_file") == sorted(
+        stored
+    )
 
 
 def test_a_version_made_while_the_audit_reads_is_no_head_mismatch(
@@ -373,3 +377,28 @@ def test_a_version_made_while_the_audit_reads_is_no_head_mismatch(
     assert report.ok, report.problems
     [entry] = report.as_dict()["objects"]
     assert entry["versions"] == 3 and "v4 was made while the audit ran" in entry["note"]
+
+
+def test_a_work_ingested_for_real_is_audited_reading_each_byte_once(
+    archive_dir: Path, film_server: LocalFileServer
+) -> None:
+    """Through preserve_work, as the CLI and the flows ingest: version 1 is hard links to the
+    placed bag's files, and the audit reads every byte of the bag once, the object's none
+    again."""
+    from cifa_ingest.config import load_settings
+    from cifa_ingest.preserve import Outcome, preserve_work
+    from tests.test_ingest_versions import _work
+
+    archive = Archive(archive_dir)
+    work = _work(f"{film_server.base_url}/films/colour-bars.mkv")
+    report = preserve_work(work, archive, load_settings(), allow_private_sources=True)
+    assert report.outcome is Outcome.PRESERVED, report.error
+    bag = archive.bag_path(work.id)
+    size = sum(p.stat().st_size for p in bag.rglob("*") if p.is_file())
+    audit = audit_archive(archive)
+    assert audit.ok, audit.problems
+    [checked] = audit.bags
+    assert checked.object is not None and checked.object.versions == 1
+    assert checked.bytes_read == size
+    tag_manifests = sum(p.stat().st_size for p in bag.glob("tagmanifest-*.txt"))
+    assert checked.object.bytes_read == tag_manifests
