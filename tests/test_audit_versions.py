@@ -264,14 +264,52 @@ def test_a_bag_that_is_not_the_head_version_is_named(archive: Archive, tmp_path:
     assert title.expected == state["metadata/descriptive.xml"]
 
 
-def test_each_byte_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Version 1 recorded as the ingest records it (hard links to the placed bag's files): the
-    audit reads every byte of the bag once, and none of the object's again."""
+def _linked(tmp_path: Path) -> Archive:
+    """An archive of one work whose version 1 is the placed bag's files, as the ingest makes it."""
     archive = Archive(tmp_path / "archive")
     archive.ensure()
     bag = _new_bag(archive.bag_path(WORK))
     _add(archive, bag, "ingestion", 1, link=True)
     _register(archive)
+    return archive
+
+
+def test_a_file_changed_after_the_bags_check_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bag's check found the shared file intact; it is rewritten before the object is
+    checked (its change time moves, whatever its size and modification time say): the object's
+    check does not take the bag check's digests for it, reads it, and finds the damage."""
+    from cifa_ingest.audit import fixity_audit
+
+    archive = _linked(tmp_path)
+    access = archive.bag_path(WORK) / "data/access/film.mp4"
+    real = fixity_audit.bagcheck.validate
+
+    def validate_then_damage(bag: Path, **kwargs: Any) -> Any:
+        checked = real(bag, **kwargs)
+        before = access.stat()
+        access.chmod(0o644)
+        _flip(access)
+        os.utime(access, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return checked
+
+    monkeypatch.setattr(fixity_audit.bagcheck, "validate", validate_then_damage)
+    problems = _problems(audit_archive(archive))
+    # (The bag, found intact before, is then no longer the head version either: said too.)
+    assert [(p.kind, p.path) for p in problems] == [
+        ("head_mismatch", "data/access/film.mp4"),
+        ("version_checksum_mismatch", "v1/content/data/access/film.mp4"),
+    ]
+    actual = hashlib.sha512(access.read_bytes()).hexdigest()
+    assert problems[0].found == problems[1].found == actual
+
+
+def test_each_byte_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 1 recorded as the ingest records it (hard links to the placed bag's files): the
+    audit reads every byte of the bag once, and none of the object's again."""
+    archive = _linked(tmp_path)
+    bag = archive.bag_path(WORK)
     files = [p for p in bag.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
 

@@ -157,8 +157,11 @@ def digests_of_bag_check(
                 for name, digest in read.entries.items():
                     claims.setdefault(name, {})[algorithm] = digest
     after = identities(bag_dir)
-    manifests = [name for name in before if "/" not in name and "manifest-" in name]
-    if any(before[name] != after.get(name) for name in manifests):
+
+    def manifests(files: dict[str, Identity]) -> dict[str, Identity]:
+        return {n: i for n, i in files.items() if "/" not in n and "manifest-" in n}
+
+    if manifests(before) != manifests(after):  # one changed, came or went: trust none
         return known
     found: dict[str, list[bagcheck.Finding]] = {}
     for finding in report.findings:
