@@ -242,6 +242,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(export)
 
+    deaccession = commands.add_parser(
+        "deaccession",
+        help="remove the content of every version of a work, here and at every location,"
+        " keeping a tombstone",
+    )
+    deaccession.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    deaccession.add_argument(
+        "--reason", required=True, metavar="TEXT", help="why, one line: kept in the tombstone"
+    )
+    deaccession.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="on whose word (the decision's owner; default: the login name)",
+    )
+    common(deaccession)
+
     recover = commands.add_parser(
         "recover",
         help="rebuild the whole archive (bags and ledger) from one storage location, verified",
@@ -1064,6 +1080,55 @@ def _export_for_access(args: argparse.Namespace, store: Archive, target: Path) -
     return EXIT_OK
 
 
+def _cmd_deaccession(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when the content is gone from the archive and from every storage location; 1
+    when some remains at a location (held under Object Lock, or the location unreachable: said,
+    and a later run removes it) or the archive could not be changed (nothing half-done); 2 for
+    bad usage (not a work id, a work not preserved, no reason)."""
+    import getpass
+    import json
+
+    from cifa_ingest import deaccession
+    from cifa_ingest.errors import ArchiveStateError
+
+    store = _existing_archive(archive)
+    if not is_work_id(args.work_id):
+        raise InputError(f"{args.work_id!r}: not a work id ({WORK_ID_RULE})")
+    agent = args.agent or getpass.getuser()
+    try:
+        with store.writer_lock():
+            report = deaccession.deaccession(
+                store, args.work_id, settings, reason=args.reason, agent=agent
+            )
+    except ArchiveStateError as exc:
+        if args.json:
+            failed = {"id": args.work_id, "ok": False, "error": str(exc)}
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        print(f"cifa: deaccession failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        from cifa_ingest.sizes import decimal
+
+        done = "was removed earlier" if report.earlier else "removed"
+        print(
+            f"{args.work_id}: content {done} ({report.files_removed} files,"
+            f" {decimal(report.bytes_removed)}); version {report.version} is its tombstone"
+        )
+        for where in report.locations:
+            if where.unreachable:
+                print(f"  {where.location}: unreachable, nothing removed: {where.unreachable}")
+            elif where.locked:
+                print(
+                    f"  {where.location}: {where.removed} objects removed; {len(where.locked)}"
+                    " held under Object Lock, removed once their retention ends (run again)"
+                )
+            else:
+                print(f"  {where.location}: {where.removed} objects removed")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when every bag was recovered and the rebuilt archive audits clean, 1 when a bag
     could not be (damaged or missing at the location: said, never taken) or nothing could be
@@ -1243,6 +1308,7 @@ COMMANDS = {
     "restore": _cmd_restore,
     "history": _cmd_history,
     "export": _cmd_export,
+    "deaccession": _cmd_deaccession,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,

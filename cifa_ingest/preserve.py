@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__, revision
+from cifa_ingest import __version__, deaccession, revision
 from cifa_ingest.archive import slots
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, Ledger, Outcome, now
@@ -309,6 +309,7 @@ def _preserved(
     try:
         if bag_dir.is_dir():
             record_first_version(archive, work.id, settings, placed_at=placed_at)
+        deaccession.finish(archive, ledger, work.id)
         revision.reconcile(archive, ledger, work.id)
         if not bag_dir.is_dir():
             return _report(

@@ -85,6 +85,8 @@ def access_withheld(bag_dir: Path) -> str | None:
     """Why the work's access copies may not be given out, by the permission the bag records
     (``metadata/permission.json``), or None where they may: the words of the run report and of
     ``cifa export --for-access``. An unreadable record withholds."""
+    if read_versions(bag_dir)[-1].change is VersionChange.DEACCESSION:
+        return "deaccessioned"
     try:
         permission = Permission.model_validate(
             json.loads((bag_dir / drift.Record.PERMISSION.file).read_text("utf-8"))
@@ -180,13 +182,13 @@ def reconcile(archive: Archive, ledger: Ledger, work_id: str) -> bool:
                 f"{archive.relative(bag_dir)}: its manifests are not those of version {newest}"
                 " in the versions store; run an audit"
             )
-        _record_head(ledger, record, bag_dir, newest)
+        record_head(ledger, record, bag_dir, newest)
         changed = True
     _discard_debris(archive, work_id)
     return changed
 
 
-def _record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) -> None:
+def record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) -> None:
     """The ledger vouches for ``bags/<id>``, now version ``number``; copies become pending."""
     summary = package.summarise_bag(bag_dir)
     ledger.record_new_head(
@@ -231,7 +233,7 @@ def commit(archive: Archive, ledger: Ledger, settings: Settings, staged: Path) -
         shutil.rmtree(staged, ignore_errors=True)
         raise
     archive.replace_bag(staged, work_id)
-    _record_head(ledger, record, archive.bag_path(work_id), made.number)
+    record_head(ledger, record, archive.bag_path(work_id), made.number)
     return made
 
 

@@ -138,6 +138,8 @@ def link_version(
 ACCESS_FOLDER = "data/access/"
 DESCRIPTIVE_RECORDS = ("metadata/descriptive.json", "metadata/descriptive.xml")
 PERMISSION_RECORD = "metadata/permission.json"
+#: A deaccessioned work's tombstone holds it (:mod:`cifa_ingest.deaccession`).
+DEACCESSION_RECORD = "metadata/deaccession.json"
 
 
 def _permission_withheld(obj: OcflObject, inventory: Inventory, number: int) -> str | None:
@@ -147,6 +149,8 @@ def _permission_withheld(obj: OcflObject, inventory: Inventory, number: int) -> 
 
     from cifa_ingest.catalogue.model import Permission
 
+    if DEACCESSION_RECORD in inventory.state(number):
+        return "deaccessioned"
     digest = inventory.state(number).get(PERMISSION_RECORD)
     if digest is None:
         return "the version has no permission record"
