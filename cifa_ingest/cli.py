@@ -258,6 +258,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     common(deaccession)
 
+    renormalise = commands.add_parser(
+        "renormalise",
+        help="a new master by the current format policy, proved lossless, as a new version",
+    )
+    renormalise.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    renormalise.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="on whose word the version is made (default: the login name)",
+    )
+    renormalise.add_argument(
+        "--message",
+        metavar="TEXT",
+        help="why, one line (default: the policy's profile and each film's action before and now)",
+    )
+    common(renormalise)
+
     recover = commands.add_parser(
         "recover",
         help="rebuild the whole archive (bags and ledger) from one storage location, verified",
@@ -1080,6 +1097,50 @@ def _export_for_access(args: argparse.Namespace, store: Archive, target: Path) -
     return EXIT_OK
 
 
+def _cmd_renormalise(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when the new master is the work's newest version; 1 when none was made (the
+    current policy gives the head's master again, the proof or the encode failed, the archive
+    holds something unexpected: said, the archive as it was); 2 for bad usage (an id that is not
+    one, a work not preserved or with no version yet, an agent that is no name)."""
+    import json
+
+    from cifa_ingest.errors import CifaError
+    from cifa_ingest.renormalise import AlreadyCurrent, default_agent, renormalise_work
+
+    store = _existing_archive(archive)
+    _objects, newest = _versioned(store, args.work_id)
+    agent = args.agent if args.agent is not None else default_agent()
+    try:
+        with _writer_lock(archive):
+            made = renormalise_work(
+                store, settings, args.work_id, agent=agent, message=args.message
+            )
+    except InputError:
+        raise
+    except CifaError as exc:
+        if args.json:
+            failed = {"id": args.work_id, "version": newest, "ok": False, "error": str(exc)}
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        word = "refused" if isinstance(exc, AlreadyCurrent) else "failed"
+        print(f"cifa: renormalise {word}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({**made.as_dict(), "ok": True}, indent=2, ensure_ascii=False))
+    else:
+        from cifa_ingest.sizes import decimal
+
+        number = made.version.number
+        actions = "; ".join(f"{a['stem']}: {a['before']} → {a['now']}" for a in made.actions)
+        print(
+            f"{args.work_id} v{number}: a new master by the format policy's profile"
+            f" {made.profile!r} ({actions}),"
+            f" proved lossless against the originals; masters {decimal(made.master_bytes_before)}"
+            f" before, {decimal(made.master_bytes_after)} now; v{number - 1} keeps its master"
+            f" (cifa export {args.work_id} --version {number - 1})"
+        )
+    return EXIT_OK
+
+
 def _cmd_deaccession(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when the content is gone from the archive and from every storage location; 1
     when some remains at a location (held under Object Lock, or the location unreachable: said,
@@ -1309,6 +1370,7 @@ COMMANDS = {
     "history": _cmd_history,
     "export": _cmd_export,
     "deaccession": _cmd_deaccession,
+    "renormalise": _cmd_renormalise,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,

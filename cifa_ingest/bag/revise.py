@@ -32,9 +32,12 @@ recomputed, :func:`~cifa_ingest.bag.package.validate_bag`) and only then renamed
 A revision with nothing to say is refused (:class:`RevisionRefused`): no difference and no
 explicit change. So is a message given that would carry a permission's personal details. The
 changes that replace payload files (``capture``, ``migration``) or remove them
-(``deaccession``) are versions too, but not made here yet: they are refused by name; each will
-bring its payload step and its events, the rest of this module (links, records, history,
-manifests, validation) being theirs as well.
+(``deaccession``) are versions too, but not made here: they are refused by name. Each brings its
+payload step and its events, and shares the rest of this module: the head linked
+(:func:`link_head`), files replaced never written through (:func:`replace_file`), the history
+one entry more (:func:`next_version`), and the new bag's records, tag manifests and validation
+(:func:`seal_version`). A ``migration`` (a new master by the current format policy) is
+:mod:`cifa_ingest.renormalise`'s.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class RevisionRefused(InputError):
     personal details, a bag that is not the work's."""
 
 
-def _json_bytes(document: Any) -> bytes:
+def json_bytes(document: Any) -> bytes:
     """A JSON tag file's bytes, exactly as :func:`~cifa_ingest.bag.package.write_json` writes."""
     return (json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n").encode()
 
@@ -120,6 +123,19 @@ def link_tree(source: Path, target: Path) -> int:
                 shutil.copy2(here / name, there / name)
                 copied += 1
     return copied
+
+
+def link_head(head_bag: Path, building: Path, work_id: str) -> None:
+    """Make ``building`` the head bag's tree, every file hard-linked (:func:`link_tree`); the
+    log says where files had to be copied."""
+    copied = link_tree(head_bag, building)
+    if copied:
+        log.warning(
+            "%s: %d file(s) copied, not linked: the staging folder is on another file"
+            " system than the head bag",
+            work_id,
+            copied,
+        )
 
 
 def read_bag_info(bag_dir: Path) -> dict[str, str]:
@@ -199,6 +215,76 @@ def _decide(
     return change, one_line(message)
 
 
+def check_agent(agent: str) -> str:
+    """The name a version is made on the word of, stripped; RevisionRefused where it is empty
+    or not one clean bag-info line."""
+    if not agent or not tag_value(agent) or tag_value(agent) != agent.strip():
+        raise RevisionRefused(
+            "a version needs the name of whoever it is made on the word of: one line, no"
+            " control characters, at most 1000 characters"
+        )
+    return agent.strip()
+
+
+def next_version(
+    head_bag: Path,
+    change: VersionChange,
+    message: str,
+    agent: str,
+    *,
+    fields: tuple[str, ...] = (),
+    created: str | None = None,
+) -> tuple[list[Version], Version]:
+    """The head bag's history and the version after it: ``change``, the one-line ``message``,
+    on the word of ``agent``, at ``created`` (RFC 3339; now by default, never before the
+    head)."""
+    history = read_versions(head_bag)
+    version = Version(
+        number=history[-1].number + 1,
+        created=_created(created, history[-1]),
+        change=change,
+        message=one_line(message),
+        agent=check_agent(agent),
+        fields=fields,
+    )
+    return history, version
+
+
+def building_folder(staging: Path, target: Path) -> Path:
+    """The hidden folder a version's bag is built in, beside its final name ``target`` (in
+    ``staging``), emptied of what a killed attempt left."""
+    building = staging / f".{target.name}.building-{os.getpid()}"
+    if building.exists():
+        shutil.rmtree(building)
+    return building
+
+
+def seal_version(
+    building: Path,
+    head_bag: Path,
+    organisation: OrganisationSettings,
+    versions: list[Version],
+    info: bytes,
+) -> None:
+    """Finish the bag of a new version in ``building`` (its payload and its payload manifests
+    in place, its other records written): ``metadata/versions.json`` (``versions``, the new one
+    last), ``metadata/premis.xml`` (the head's record carried on, and the new version's
+    events), ``bag-info.txt`` (``info``), the tag manifests; then validate it in full."""
+    replace_file(building / VERSIONS_FILE, json_bytes(versions_document(versions)))
+    previous = head_bag / "metadata" / "premis.xml"
+    replace_file(
+        building / "metadata" / "premis.xml",
+        premis.write_premis(
+            building, organisation, None, previous=previous if previous.is_file() else None
+        ),
+    )
+    replace_file(building / "bag-info.txt", info)
+    for algorithm in bagwrite.ALGORITHMS:
+        (building / f"tagmanifest-{algorithm}.txt").unlink(missing_ok=True)
+    bagwrite.write_tag_manifests(building)
+    validate_bag(building)
+
+
 def _created(created: str | None, last: Version) -> str:
     try:
         moment = parse_time(created) if created else dt.datetime.now(dt.UTC)
@@ -235,11 +321,7 @@ def revise(
     head_bag = Path(head_bag)
     if not (head_bag / "bagit.txt").is_file():
         raise RevisionRefused(f"{head_bag}: not a bag")
-    if not agent or not tag_value(agent) or tag_value(agent) != agent.strip():
-        raise RevisionRefused(
-            "a version needs the name of whoever it is made on the word of: one line, no"
-            " control characters, at most 1000 characters"
-        )
+    check_agent(agent)
     try:
         differences = drift.differences(work, collection, head_bag)
         preserved_permission = json.loads(
@@ -263,53 +345,32 @@ def revise(
             "the message holds a permission's personal details (granted_by, basis or notes):"
             " they belong in permission.json only"
         )
-    history = read_versions(head_bag)
-    when = _created(created, history[-1])
-    version = Version(
-        number=history[-1].number + 1,
-        created=when,
-        change=change,
-        message=text,
-        agent=agent.strip(),
+    history, version = next_version(
+        head_bag,
+        change,
+        text,
+        agent,
         fields=tuple(f"{d.record}.{d.field}" for d in differences),
+        created=created,
     )
 
     staging.mkdir(parents=True, exist_ok=True)
     target = staging / f"{work.id}.v{version.number}"
     if target.exists():
         raise RevisionRefused(f"{target} exists already")
-    building = staging / f".{target.name}.building-{os.getpid()}"
-    if building.exists():
-        shutil.rmtree(building)
+    building = building_folder(staging, target)
     try:
-        copied = link_tree(head_bag, building)
-        if copied:
-            log.warning(
-                "%s: %d file(s) copied, not linked: the staging folder is on another file"
-                " system than the head bag",
-                work.id,
-                copied,
-            )
+        link_head(head_bag, building, work.id)
         metadata = building / "metadata"
         replace_file(
-            metadata / "descriptive.json", _json_bytes(descriptive_record(work, collection))
+            metadata / "descriptive.json", json_bytes(descriptive_record(work, collection))
         )
         replace_file(metadata / "descriptive.xml", dublin_core.descriptive_xml(work, collection))
-        replace_file(metadata / "permission.json", _json_bytes(work.permission.record()))
-        replace_file(building / VERSIONS_FILE, _json_bytes(versions_document([*history, version])))
-        previous = head_bag / "metadata" / "premis.xml"
-        replace_file(
-            metadata / "premis.xml",
-            premis.write_premis(
-                building, organisation, None, previous=previous if previous.is_file() else None
-            ),
+        replace_file(metadata / "permission.json", json_bytes(work.permission.record()))
+        info = revised_bag_info(
+            read_bag_info(head_bag), work, organisation, collection, version.created
         )
-        info = revised_bag_info(read_bag_info(head_bag), work, organisation, collection, when)
-        replace_file(building / "bag-info.txt", info)
-        for algorithm in bagwrite.ALGORITHMS:
-            (building / f"tagmanifest-{algorithm}.txt").unlink(missing_ok=True)
-        bagwrite.write_tag_manifests(building)
-        validate_bag(building)
+        seal_version(building, head_bag, organisation, [*history, version], info)
         building.rename(target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)  # links and new files only: the head stays

@@ -18,6 +18,15 @@ the bag's records and dated by versions.json (never by today). The rights statem
 follows the current ``permission.json``: a withdrawn permission grants no act and says when it
 was withdrawn, a narrowed one grants only what it still covers.
 
+A ``migration`` version (a new master by the current format policy, :mod:`cifa_ingest.renormalise`)
+changes payload files: its new masters and access copies are new objects, identified by their path
+and the version that made them (``data/master/x.mkv@v2``: :func:`object_identifier`), beside the
+objects of the files they replace, which are kept as they were (the earlier version keeps those
+files). Its events: the normalization and validation events of its ``normalisation.json`` (the
+lossless proof against the original), the digests, format identification and metadata extraction
+of the files it made, and the ``migration`` event itself, the replaced masters its source and the
+new ones its outcome. Later events and the rights statement name each file by its newest object.
+
 The record is built from the bag itself (its payload manifests and its ``metadata/*.json``), once
 the payload is under ``data/`` and before the tag manifests are written, so it can only say what
 the bag says. Event types, agent roles and relationship types are the terms of the Library of
@@ -56,6 +65,10 @@ ET.register_namespace("xsi", XSI_NS)
 PAYLOAD_FOLDERS = ("original", "master", "access")
 DIGEST_ORIGINATOR = "cifa-ingest"
 CIFA_INGEST = f"cifa-ingest {__version__}"
+#: The changes whose version may bring payload files of its own (the others keep the payload).
+PAYLOAD_CHANGES = (VersionChange.MIGRATION,)
+#: A file's object made by a version after the first: ``data/master/x.mkv@v2``.
+_BY_VERSION = re.compile(r"^(.+)@v([1-9][0-9]*)$")
 
 #: PRONOM identifiers, only those we are sure of; anything else gets a name and no registry key.
 PRONOM = {
@@ -275,7 +288,9 @@ def build_premis(
 
     ``previous``: the previous version's ``premis.xml`` (see the module's docstring): its
     objects, events and agents are kept as they were; a payload that differs from its objects
-    is a PackagingError (versions that change the payload come with their own events)."""
+    is a PackagingError, unless the bag's newest version is a ``migration``, whose new master
+    and access files become objects of their own with the events that made them (its
+    originals must be the previous version's)."""
     versions = recorded_versions(bag_dir) or []
     packaged_at = (
         packaged_at
@@ -366,7 +381,16 @@ def build_premis(
     )
 
     work_id = str((_read_json(metadata / "descriptive.json") or {}).get("id") or bag_dir.name)
-    kept = _previous_record(previous, payload, entries) if previous is not None else None
+    kept = _previous_record(previous) if previous is not None else None
+    ids = {path: path for path in payload}  # each payload file's newest object
+    made: list[str] = []  # the payload files the newest version made (a migration's)
+    if kept is not None:
+        made = _payload_changes(kept, payload, entries, versions)
+        number = versions[-1].number if versions else 1
+        ids = {
+            path: object_identifier(path, number) if path in made else kept.current[path]
+            for path in payload
+        }
 
     def named(name: str) -> Agent:
         """The agent a version names (a person or a body, its type not recorded): one per name,
@@ -377,7 +401,14 @@ def build_premis(
         agents.append(Agent(name, ""))
         return agents[-1]
 
-    later = [_version_event(v, work_id, cifa, org, payload, named) for v in versions[1:]]
+    current = [ids[path] for path in payload]
+    later = [_version_event(v, work_id, cifa, org, current, named) for v in versions[1:]]
+    migration_events: list[Event] = []
+    if made:
+        migration_events = _migration_events(
+            bag_dir, normalisation, made, ids, versions[-1].created, (ffmpeg, cifa, agent_for)
+        )
+        later[-1].objects = _migration_objects(kept, made, ids)
 
     root = ET.Element(
         _q("premis"), {"version": "3.0", f"{{{XSI_NS}}}schemaLocation": SCHEMA_LOCATION}
@@ -391,7 +422,15 @@ def build_premis(
         known: set[str] = set()
     else:
         root.extend(kept.objects)
+        derived = _derivation(migration_events, ids)
+        for path in made:
+            _object(
+                root, bag_dir, path, entries[path], technical, mediainfo, derived.get(path, []),
+                identifier=ids[path],
+            )  # fmt: skip
         root.extend(kept.events)
+        for event in migration_events:
+            _event(root, event)
         known = set(kept.agents)
     for event in later:
         if event.identifier not in (kept.event_ids if kept else set()):
@@ -406,7 +445,7 @@ def build_premis(
         if agent.identifier not in known:
             known.add(agent.identifier)
             _agent(root, agent)
-    _rights(root, permission, payload, grantor, _withdrawn_at(permission, versions))
+    _rights(root, permission, current, grantor, _withdrawn_at(permission, versions))
     ET.indent(root)
     return ET.ElementTree(root)
 
@@ -418,6 +457,9 @@ class _Kept:
     objects: list[ET.Element]
     events: list[ET.Element]
     agents: dict[str, ET.Element]  # by identifier
+    #: Each file's newest object: its identifier and its digests, by the file's path.
+    current: dict[str, str]
+    digests: dict[str, dict[str, str]]
 
     @property
     def event_ids(self) -> set[str]:
@@ -427,11 +469,21 @@ class _Kept:
         }
 
 
-def _previous_record(
-    previous: Path, payload: list[str], entries: dict[str, dict[str, str]]
-) -> _Kept:
-    """The previous version's objects, events and agents, once its objects are found to be this
-    bag's payload file for file (same paths, same sha256 and sha512)."""
+def object_identifier(path: str, number: int) -> str:
+    """The local identifier of the object of the file at ``path`` (in the bag) as version
+    ``number`` made it: the path itself for the first version's files (as every record before
+    versions has them), ``path@vN`` for a file a later version made (a migration's master)."""
+    return path if number <= 1 else f"{path}@v{number}"
+
+
+def _object_path(identifier: str) -> tuple[str, int]:
+    """The path and version of an object's identifier (see :func:`object_identifier`)."""
+    match = _BY_VERSION.match(identifier)
+    return (match.group(1), int(match.group(2))) if match else (identifier, 1)
+
+
+def _previous_record(previous: Path) -> _Kept:
+    """The previous version's objects, events and agents, and each file's newest object."""
     try:
         root = ET.parse(previous).getroot()
     except (OSError, ET.ParseError) as exc:
@@ -439,34 +491,143 @@ def _previous_record(
     if root.tag != _q("premis"):
         raise PackagingError(f"{previous}: not a PREMIS record")
     objects = root.findall(_q("object"))
-    recorded: dict[str, dict[str, str]] = {}
+    newest: dict[str, tuple[int, str]] = {}
+    digests: dict[str, dict[str, str]] = {}
     for element in objects:
-        path = element.findtext(f"{_q('objectIdentifier')}/{_q('objectIdentifierValue')}") or ""
-        recorded[path] = {
+        identifier = (
+            element.findtext(f"{_q('objectIdentifier')}/{_q('objectIdentifierValue')}") or ""
+        )
+        path, number = _object_path(identifier)
+        if path in newest and newest[path][0] >= number:
+            continue
+        newest[path] = (number, identifier)
+        digests[path] = {
             fixity.findtext(_q("messageDigestAlgorithm")) or "": fixity.findtext(
                 _q("messageDigest")
             )
             or ""
             for fixity in element.iter(_q("fixity"))
         }
-    changed = sorted(
-        path
-        for path in set(payload) | set(recorded)
-        if path not in recorded
-        or path not in entries
-        or any(entries[path].get(alg) != recorded[path].get(alg) for alg in ("sha256", "sha512"))
-    )
-    if changed:
-        raise PackagingError(
-            "the payload differs from the previous version's PREMIS objects"
-            f" ({', '.join(changed[:5])}): a version that changes the payload needs the events"
-            " that made it"
-        )
     agents = {}
     for element in root.findall(_q("agent")):
-        identifier = element.findtext(f"{_q('agentIdentifier')}/{_q('agentIdentifierValue')}")
-        agents[identifier or ""] = element
-    return _Kept(objects, root.findall(_q("event")), agents)
+        named = element.findtext(f"{_q('agentIdentifier')}/{_q('agentIdentifierValue')}")
+        agents[named or ""] = element
+    current = {path: identifier for path, (_number, identifier) in newest.items()}
+    return _Kept(objects, root.findall(_q("event")), agents, current, digests)
+
+
+def _payload_changes(
+    kept: _Kept, payload: list[str], entries: dict[str, dict[str, str]], versions: list[Version]
+) -> list[str]:
+    """The payload files that differ from the previous record's newest objects (other digests,
+    or no object), once found to be what the bag's newest version may change: nothing, but for
+    a migration its masters and access copies (files it no longer makes may be gone)."""
+    changed = sorted(
+        path
+        for path in payload
+        if path not in kept.digests
+        or any(
+            entries[path].get(alg) != kept.digests[path].get(alg) for alg in ("sha256", "sha512")
+        )
+    )
+    gone = sorted(set(kept.digests) - set(payload))
+    if not changed and not gone:
+        return []
+    change = versions[-1].change if versions else VersionChange.INGESTION
+    if change not in PAYLOAD_CHANGES:
+        raise PackagingError(
+            "the payload differs from the previous version's PREMIS objects"
+            f" ({', '.join((changed + gone)[:5])}): a version that changes the payload needs the"
+            " events that made it"
+        )
+    originals = [p for p in changed + gone if p.split("/")[1:2] == ["original"]]
+    if originals:
+        raise PackagingError(
+            f"a {change} makes new masters and access copies from the same originals, but these"
+            f" differ from the previous version's: {', '.join(originals[:5])}"
+        )
+    return changed
+
+
+def _migration_events(
+    bag_dir: Path,
+    normalisation: dict[str, Any],
+    made: list[str],
+    ids: dict[str, str],
+    when: str,
+    tools: tuple[Agent, Agent, Any],
+) -> list[Event]:
+    """A migration's own events, before its version's event: the normalization and validation
+    events of its normalisation.json (the master made and proved against the originals), then
+    the digests, format identification and metadata extraction of the files it made; every
+    object named by its newest object's identifier."""
+    ffmpeg, cifa, agent_for = tools
+    events: list[Event] = []
+    _normalisation_events(bag_dir, normalisation, events, ffmpeg, cifa, agent_for)
+    sources = [(path, "source") for path in made]
+    events += [
+        Event(
+            "message digest calculation",
+            when,
+            f"sha256 and sha512 of the {len(made)} payload file(s) the migration made, for the"
+            " bag's manifests",
+            "success",
+            [(cifa, "executing program")],
+            sources,
+        ),
+        Event(
+            "format identification",
+            when,
+            "each file the migration made identified by ffprobe (metadata/technical.json)",
+            "success",
+            [(ffmpeg, "executing program")],
+            sources,
+        ),
+        Event(
+            "metadata extraction",
+            when,
+            "technical metadata of each file the migration made extracted"
+            " (metadata/technical.json)",
+            "success",
+            [(ffmpeg, "executing program")],
+            sources,
+        ),
+    ]
+    for event in events:
+        event.objects = [(ids.get(path, path), role) for path, role in event.objects]
+    return events
+
+
+def _derivation(events: list[Event], ids: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Each file a migration's normalization made (by path), with its sources' objects and the
+    event that made it, for its object's derivation relationship."""
+    by_id = {identifier: path for path, identifier in ids.items()}
+    derived: dict[str, list[tuple[str, str]]] = {}
+    for event in events:
+        if event.type != "normalization":
+            continue
+        sources = [identifier for identifier, role in event.objects if role == "source"]
+        for identifier, role in event.objects:
+            if role == "outcome" and identifier in by_id:
+                derived[by_id[identifier]] = [(source, event.identifier) for source in sources]
+    return derived
+
+
+def _migration_objects(
+    kept: _Kept | None, made: list[str], ids: dict[str, str]
+) -> list[tuple[str, str]]:
+    """A migration event's objects: the masters it replaced (their objects in the previous
+    record) its source, the masters it made its outcome; other files where it made no master."""
+    masters = [path for path in made if path.startswith("data/master/")] or made
+    before = kept.current if kept is not None else {}
+    replaced = sorted(
+        identifier
+        for path, identifier in before.items()
+        if path.startswith("data/master/") and (path in masters or path not in ids)
+    )
+    return [(identifier, "source") for identifier in replaced] + [
+        (ids[path], "outcome") for path in masters
+    ]
 
 
 def version_event_identifier(work_id: str, number: int) -> str:
@@ -653,11 +814,13 @@ def _object(
     technical: dict[str, Any],
     mediainfo: dict[str, Any],
     sources: list[tuple[str, str]],
+    *,
+    identifier: str | None = None,
 ) -> None:
     file = bag_dir / path
     key = path.removeprefix("data/")
     element = _add(root, "object", **{f"{{{XSI_NS}}}type": "premis:file"})
-    _identifier(element, "objectIdentifier", "local", path)
+    _identifier(element, "objectIdentifier", "local", identifier or path)
     characteristics = _add(element, "objectCharacteristics")
     _add(characteristics, "compositionLevel", "0")
     for algorithm in ("sha256", "sha512"):
