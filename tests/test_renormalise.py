@@ -38,21 +38,29 @@ MASTER = f"data/master/{WORK_ID}.mkv"
 
 
 @pytest.fixture(scope="module")
-def _preserved_once(tmp_path_factory: pytest.TempPathFactory, served_root: Path) -> Path:
+def _preserved_once(
+    tmp_path_factory: pytest.TempPathFactory, served_root: Path
+) -> tuple[Path, Work]:
     """One work preserved by the real ingest (the default profile: FFV1), once for the module."""
     archive_dir = tmp_path_factory.mktemp("preserved") / "archive"
     with LocalFileServer(served_root) as server:
-        work: Work = _work(f"{server.base_url}/films/colour-bars.mkv")
+        work = _work(f"{server.base_url}/films/colour-bars.mkv")
         report = preserve_work(work, Archive(archive_dir), _settings(), allow_private_sources=True)
     assert report.outcome is Outcome.PRESERVED, report.error
-    return archive_dir
+    return archive_dir, work
 
 
 @pytest.fixture
-def archive(_preserved_once: Path, archive_dir: Path) -> Archive:
-    """A copy of the preserved archive, hard links kept (``cp -a``)."""
-    subprocess.run(["cp", "-a", str(_preserved_once), str(archive_dir)], check=True)
-    return Archive(archive_dir)
+def preserved(_preserved_once: tuple[Path, Work], archive_dir: Path) -> tuple[Archive, Work]:
+    """A copy of the preserved archive, hard links kept (``cp -a``), and the work's entry."""
+    template, work = _preserved_once
+    subprocess.run(["cp", "-a", str(template), str(archive_dir)], check=True)
+    return Archive(archive_dir), work
+
+
+@pytest.fixture
+def archive(preserved: tuple[Archive, Work]) -> Archive:
+    return preserved[0]
 
 
 def _with_profile(monkeypatch: pytest.MonkeyPatch, profile: str) -> Settings:
@@ -92,11 +100,12 @@ def _objects(event: ET.Element) -> list[tuple[str | None, str | None]]:
 
 
 def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
-    archive: Archive,
+    preserved: tuple[Archive, Work],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
+    archive, work = preserved
     bag = archive.bag_path(WORK_ID)
     old_master = _sha512(bag / MASTER)
     originals = _inodes(bag, "original")
@@ -181,6 +190,26 @@ def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
     code, _out, err = _run(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
     assert code == 1 and "already the current policy's master" in err
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1, 2]
+    # A corrected title after it: version 3 carries the migration's record on, and names the
+    # master by its newest object.
+    corrected = Work.model_validate(
+        {**work.model_dump(mode="python"), "title": {"en": "Versions test", "zh": "版本測試"}}
+    )
+    report = preserve_work(corrected, archive, _settings())
+    assert report.outcome is Outcome.NEW_VERSION and report.version == 3, report.error
+    assert_premis_valid(bag)
+    root = ET.parse(bag / "metadata" / "premis.xml").getroot()
+    [third] = [
+        e
+        for e in root.findall(f"{P}event")
+        if e.findtext(f"{P}eventType") == "metadata modification"
+    ]
+    assert (f"{MASTER}@v2", "source") in _objects(third)
+    assert (
+        len([e for e in root.findall(f"{P}event") if e.findtext(f"{P}eventType") == "migration"])
+        == 1
+    )
+    assert_ocfl_valid(archive.objects_dir)
 
 
 def test_the_policy_in_force_gives_the_same_master_and_nothing_is_made(
