@@ -66,7 +66,7 @@ from cifa_ingest.revision import (
     version_user,
 )
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
-from cifa_ingest.storage.store import CopyRefused, LocationUnreachable
+from cifa_ingest.storage.store import LocationUnreachable
 from cifa_ingest.storage.stores import open_store
 from cifa_ingest.versions import StorageRoot, add_version
 from cifa_ingest.versions.content import discard
@@ -349,12 +349,8 @@ def _remove_at_locations(
         try:
             store = open_store(location)
             store.check()
-            for found in list(store.list(f"bags/{work_id}/")):
-                try:
-                    store.delete(found.key)
-                    result.removed += 1
-                except CopyRefused:
-                    result.locked.append(found.key)
+            result.removed, held = store.purge(f"bags/{work_id}/")
+            result.locked = list(held)
         except LocationUnreachable as exc:
             result.unreachable = str(exc)
         if result.locked or result.unreachable:

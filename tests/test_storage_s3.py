@@ -175,6 +175,42 @@ def test_object_lock_keeps_every_version(
     assert store.put("bags/locked/data/big", big, big_sha).locked
 
 
+def test_a_purge_leaves_no_version_of_anything_but_what_retention_holds(
+    s3_server: S3Server, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A deaccession's removal: in a versioned bucket a DELETE only hides the bytes behind a
+    marker, so every version and marker under the prefix goes by its id; under Object Lock the
+    versions retention holds stay and are named; nothing outside the prefix is touched."""
+    bucket = s3_server.create_bucket(versioning=True)
+    store = S3Store(s3_server.location(bucket, prefix="copies/"), **SMALL)
+    store.check()
+    one, one_sha = _file(tmp_path / "one", 1000, b"one")
+    two, two_sha = _file(tmp_path / "two", 1200, b"two")
+    store.put("bags/gone/data/a", one, one_sha)
+    store.put("bags/gone/data/a", two, two_sha)  # a second version of the same key
+    store.put("bags/gone/data/b", one, one_sha)
+    store.delete("bags/gone/data/b")  # hidden behind a delete marker, its bytes kept
+    store.put("bags/gone-not/data/c", one, one_sha)  # another work whose id shares a prefix
+    client = s3_server.client()
+    assert (
+        len(client.list_object_versions(Bucket=bucket, Prefix="copies/bags/gone/")["Versions"]) == 3
+    )
+
+    assert store.purge("bags/gone/") == (3, ())
+
+    left = client.list_object_versions(Bucket=bucket, Prefix="copies/bags/gone/")
+    assert not left.get("Versions") and not left.get("DeleteMarkers")
+    assert [o.key for o in store.list("bags/")] == ["bags/gone-not/data/c"]
+
+    locked_bucket = s3_server.create_bucket(object_lock=True)
+    locked = S3Store(s3_server.location(locked_bucket, object_lock_days=1), **SMALL)
+    locked.put("bags/held/data/a", one, one_sha)
+    locked.put("bags/held/data/a", two, two_sha)
+    assert locked.purge("bags/held/") == (0, ("bags/held/data/a",))
+    versions = client.list_object_versions(Bucket=locked_bucket, Prefix="bags/held/")
+    assert len(versions["Versions"]) == 2
+
+
 def test_object_lock_asked_of_a_bucket_without_it(
     s3_server: S3Server, s3_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -154,6 +154,20 @@ class FilesystemStore:
         except FileNotFoundError:
             return
 
+    def purge(self, prefix: str) -> tuple[int, tuple[str, ...]]:
+        """Every file under ``prefix`` removed (a file system keeps no older versions, and no
+        retention); its emptied folders too."""
+        removed = 0
+        for found in list(self.list(prefix)):
+            self.delete(found.key)
+            removed += 1
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else None
+        if folder is not None and folder.is_dir():
+            for dirpath, _dirnames, _filenames in sorted(os.walk(folder), reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+        return removed, ()
+
 
 def _make_folders(folder: Path) -> None:
     """Make ``folder`` and the folders above it that are missing, each new entry flushed in its

@@ -305,6 +305,42 @@ class S3Store:
             "delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._full(key)
         )
 
+    def purge(self, prefix: str) -> tuple[int, tuple[str, ...]]:
+        """Every object under ``prefix``, and in a versioned bucket every version of it and every
+        delete marker, removed by its version id: a plain DELETE there only hides the bytes
+        behind a marker. A version under COMPLIANCE retention is left (S3 refuses, and it is
+        looked up first to say so), its key returned once."""
+        if prefix:
+            self._full(prefix.rstrip("/"))  # a key's rules apply to the prefix too
+        paginator = self._client.get_paginator("list_object_versions")
+        removed = 0
+        held: dict[str, None] = {}  # keys, in order, once each
+        try:
+            pages = list(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix))
+        except botocore.exceptions.ClientError as exc:
+            raise self._unreachable_or(exc, "list", prefix) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc, "list", prefix) from None
+        for page in pages:
+            for entry in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                full, version = entry["Key"], entry.get("VersionId")
+                key = full[len(self.prefix) :]
+                extra = {"VersionId": version} if version and version != "null" else {}
+                if "Size" in entry:  # a version, not a marker: its retention is asked
+                    head = self._call(
+                        "look up", key, self._client.head_object,
+                        Bucket=self.bucket, Key=full, **extra,
+                    )  # fmt: skip
+                    if _locked_now(head):
+                        held[key] = None
+                        continue
+                self._call(
+                    "delete", key, self._client.delete_object, Bucket=self.bucket, Key=full,
+                    **extra,
+                )  # fmt: skip
+                removed += "Size" in entry
+        return removed, tuple(held)
+
     # -----------------------------------------------------------------------------------------
 
     def _no_second_hash(self, request: Any, **_: Any) -> None:

@@ -78,3 +78,8 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object (a write-once store may refuse: :class:`CopyRefused`)."""
+
+    def purge(self, prefix: str) -> tuple[int, tuple[str, ...]]:
+        """Remove every object under ``prefix`` and every version a versioned store keeps of
+        it, delete markers included, so that no byte of them is left (a deaccession); what
+        write-once retention holds is left, its keys returned. (removed, held)."""
