@@ -21,6 +21,7 @@ import pytest
 
 from cifa_ingest import cli
 from cifa_ingest.archive.layout import Archive
+from cifa_ingest.audit.fixity_audit import audit_archive
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings
 from cifa_ingest.demo.http_server import LocalFileServer
@@ -186,6 +187,8 @@ def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
     assert _sha512(tmp_path / "v1" / MASTER) == old_master
     assert _sha512(tmp_path / "v2" / MASTER) == _sha512(bag / MASTER)
     assert not list(archive.staging_dir.iterdir())
+    audit = audit_archive(archive)  # the bag, and every version of the object, every byte
+    assert audit.ok, audit.problems
     # The same policy again: the master is already the current one.
     code, _out, err = _run(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
     assert code == 1 and "already the current policy's master" in err
