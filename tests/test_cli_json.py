@@ -17,6 +17,8 @@ from cifa_ingest import cli
 from tests.conftest import REPO, TEST_CONFIG
 
 WORK = "cifa-demo-0001"
+#: The work the deaccession case removes.
+GONE = "cifa-demo-0002"
 
 
 def _cifa(*args: str, cwd: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,6 +84,10 @@ CASES = {
     # Over the work's versions (its first, made here if the demo's ingest did not record it).
     "history": (["history", WORK], {0}),
     "export": (["export", WORK, "--to", "ROOT/exported"], {0}),
+    # The demo's work is at the current policy's master already: refused, exit 1, said in JSON.
+    "renormalise": (["renormalise", WORK], {1}),
+    # Another work than WORK (the cases after it still need WORK whole); no location here.
+    "deaccession": (["deaccession", GONE, "--reason", "a test of the JSON"], {0}),
 }  # fmt: skip
 
 
@@ -89,13 +95,13 @@ def test_the_cases_are_every_command_with_json() -> None:
     assert set(CASES) == _commands_with_json()
 
 
-def _with_a_version(archive: Path) -> None:
-    """WORK's bag as its first version in ARCHIVE/objects/, unless it has one already."""
+def _with_a_version(archive: Path, work: str = WORK) -> None:
+    """The work's bag as its first version in ARCHIVE/objects/, unless it has one already."""
     from cifa_ingest.versions import User, add_version, head
 
-    if head(archive / "objects", WORK) is None:
+    if head(archive / "objects", work) is None:
         add_version(
-            archive / "objects", WORK, archive / "bags" / WORK, message="preserved",
+            archive / "objects", work, archive / "bags" / work, message="preserved",
             user=User("tests"), staging_dir=archive / "staging",
         )  # fmt: skip
 
@@ -125,8 +131,10 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
                 f'kind = "filesystem"\npath = "{root / "demo" / "replica"}"\nzone = "here"\n',
                 "utf-8",
             )
-        if command in ("history", "export"):
+        if command in ("history", "export", "renormalise"):
             _with_a_version(root / "archive")
+        if command == "deaccession":
+            _with_a_version(root / "archive", GONE)
         args = [a.replace("ROOT", str(root)) for a in args]
         if command not in ("recover", "doctor"):
             args += ["--archive", str(root / "archive")]
