@@ -29,7 +29,7 @@ from cifa_ingest.bag import fixity
 from cifa_ingest.bag.package import payload_files
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.reports.audit_report import build, render_html
-from cifa_ingest.versions import User, add_version
+from cifa_ingest.versions import User, add_version, versions
 from cifa_ingest.versions.history import read_object
 from tests.test_versions import assert_ocfl_valid, descriptive, make_bag, rewrite
 
@@ -228,6 +228,10 @@ def test_an_inventory_that_does_not_match_its_digest_file_is_named(archive: Arch
     assert (problem.path, problem.versions) == ("inventory.json", [])
     assert (problem.algorithm, problem.expected, problem.found) == ("sha512", "0" * 128, actual)
     assert "E060" in (problem.detail or "")
+    # What the auditors' guide says to do: a reader of the object (cifa history) runs the
+    # recovery, which puts the newest version's copy back; the audit then finds it whole.
+    assert len(versions(archive.objects_dir, WORK)) == 3
+    assert audit_archive(archive).ok
 
 
 def test_a_versions_inventory_that_does_not_match_is_named_and_the_rest_still_checked(
