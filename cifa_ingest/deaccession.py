@@ -417,7 +417,7 @@ def deaccession(
                     work_id,
                     tombstone,
                     message=f"deaccession: {reason}",
-                    user=version_user(settings),
+                    user=version_user(settings, agent),
                     staging_dir=archive.staging_dir,
                     link=True,
                 )

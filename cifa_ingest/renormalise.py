@@ -167,7 +167,7 @@ def renormalise_work(
             if target.exists():
                 shutil.rmtree(target)
             built.rename(target)
-            revision.commit(archive, ledger, settings, target)
+            revision.commit(archive, ledger, settings, target, agent)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info(

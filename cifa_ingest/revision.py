@@ -58,11 +58,13 @@ from cifa_ingest.versions.inventory import Inventory
 log = logging.getLogger(__name__)
 
 
-def version_user(settings: Settings) -> User:
-    """Who a version made by this archive names: the organisation, and its contact address as
-    OCFL asks (a URI: ``mailto:``), where the settings give one."""
+def version_user(settings: Settings, person: str | None = None) -> User:
+    """Who a version names as its OCFL ``user``: the person on whose word it was made (a
+    command's ``--agent``), else the organisation (the ingest, the catalogue); with the
+    organisation's contact address as OCFL asks (a URI: ``mailto:``), where the settings give
+    one: how to reach whoever answers for it."""
     email = settings.organisation.contact_email.strip()
-    return User(settings.organisation.name, f"mailto:{email}" if email else None)
+    return User(person or settings.organisation.name, f"mailto:{email}" if email else None)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ def record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) -
     )
 
 
-def commit(archive: Archive, ledger: Ledger, settings: Settings, staged: Path) -> Version:
+def commit(
+    archive: Archive, ledger: Ledger, settings: Settings, staged: Path, person: str | None = None
+) -> Version:
     """Make ``staged`` (a complete, validated bag of a work's next version in ``staging/``,
     carrying its history: ``metadata/versions.json`` one entry more, as
     :func:`cifa_ingest.bag.revise.revise` makes it) the work's newest version and its
@@ -211,7 +215,8 @@ def commit(archive: Archive, ledger: Ledger, settings: Settings, staged: Path) -
     the ledger (steps 2 to 4 of the module). The caller holds the placement slot
     (:func:`placement_slot`) and ran :func:`reconcile`; the work must be registered. On a
     failure before the store's rename, the staged bag is removed and the work is as it was;
-    after it, :func:`reconcile` finishes. Returns the version recorded."""
+    after it, :func:`reconcile` finishes. ``person``: on whose word, for the version's OCFL
+    user (:func:`version_user`). Returns the version recorded."""
     store = StorageRoot(archive.objects_dir)
     made = read_versions(staged)[-1]
     work_id = staged.name.split(".")[0]
@@ -225,7 +230,7 @@ def commit(archive: Archive, ledger: Ledger, settings: Settings, staged: Path) -
             work_id,
             staged,
             message=f"{made.change}: {made.message}",
-            user=version_user(settings),
+            user=version_user(settings, person),
             staging_dir=archive.staging_dir,
             link=True,
         )

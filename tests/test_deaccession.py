@@ -106,6 +106,7 @@ def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_hol
     # The object: one version, the tombstone; valid for ocfl-py.
     [tombstone] = versions(archive.objects_dir, WORK_ID)
     assert tombstone.message == f"deaccession: {REASON}"
+    assert tombstone.user is not None and tombstone.user.name == "Li Wei"  # on whose word
     assert_ocfl_valid(archive.objects_dir)
     # The ledger vouches for the tombstone; the audit finds the archive sound.
     ledger = Ledger(archive.ledger_path)
