@@ -200,6 +200,17 @@ def test_a_damaged_file_of_version_2_alone_damages_version_2(archive: Archive) -
     assert problem.expected == digest
 
 
+def test_a_version_problem_alone_asks_no_repair_of_the_bag(archive: Archive) -> None:
+    """A damaged file of an earlier version is not the bag's: the audit's repair leaves the
+    work alone (repair per version is not built), rather than re-hash a sound bag for nothing."""
+    from cifa_ingest.audit import repairs
+
+    _flip(_object(archive) / "v2/content/tagmanifest-sha256.txt")
+    report = audit_archive(archive)
+    assert [p.kind for p in _problems(report)] == ["version_checksum_mismatch"]
+    assert repairs.affected(report) == []
+
+
 def test_a_content_file_gone_is_named_with_its_versions(archive: Archive) -> None:
     digest = _inventory(archive).state(2)["metadata/descriptive.xml"]
     (_object(archive) / "v2/content/metadata/descriptive.xml").unlink()

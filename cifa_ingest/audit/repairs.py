@@ -67,6 +67,13 @@ NOT_REPAIRABLE = frozenset(
         ProblemKind.LOCATION_UNREACHABLE,
         ProblemKind.COPY_UNLOCKED,
         ProblemKind.UNEXPECTED_FILE,
+        # A version's stored file, an inventory: repair per version is not built yet (a bag's
+        # repair writes a new file in bags/, never into the versions store).
+        ProblemKind.VERSION_CHECKSUM_MISMATCH,
+        ProblemKind.VERSION_MISSING_FILE,
+        ProblemKind.VERSION_UNEXPECTED_FILE,
+        ProblemKind.VERSION_INVENTORY_INVALID,
+        ProblemKind.HEAD_MISMATCH,
     }
 )
 #: The kinds a location's copy is repaired for.
@@ -190,6 +197,7 @@ def _settle_primary(
             again = recheck(archive, record)
             record_check(archive, again)
             bag.problems = again.problems
+            bag.object = again.object
             bag.bytes_read += again.bytes_read
             bag.seconds += again.seconds
             continue
