@@ -122,6 +122,17 @@ def _parser() -> argparse.ArgumentParser:
         help="only the works of these catalogues (default: every preserved work)",
     )
     watch.add_argument("--only", action="append", metavar="ID", help="only this work (repeatable)")
+    watch.add_argument(
+        "--recapture",
+        action="store_true",
+        help="then fetch every work whose source this watch found changed into a new version"
+        " (its entry from the catalogues: MANIFEST, default the config's)",
+    )
+    watch.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="with --recapture: on whose word the versions are made (default: the login name)",
+    )
     allow_private(watch)
     common(watch)
 
@@ -274,6 +285,30 @@ def _parser() -> argparse.ArgumentParser:
         help="why, one line (default: the policy's profile and each film's action before and now)",
     )
     common(renormalise)
+
+    recapture = commands.add_parser(
+        "recapture",
+        help="fetch a preserved work's changed source again, into a new version of the work",
+    )
+    recapture.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    recapture.add_argument(
+        "manifests",
+        nargs="*",
+        metavar="MANIFEST",
+        help="the catalogues with the work's entry (default: the config's)",
+    )
+    recapture.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="on whose word the version is made (default: the login name)",
+    )
+    recapture.add_argument(
+        "--message",
+        metavar="TEXT",
+        help="why, one line (default: what the source watch last found changed)",
+    )
+    allow_private(recapture)
+    common(recapture)
 
     recover = commands.add_parser(
         "recover",
@@ -627,13 +662,18 @@ def _watched_ids(
 
 def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Ask the sources of preserved works, metadata only, whether they are still there and
-    unchanged; record each answer in the ledger. Runs without Prefect: nothing to orchestrate."""
+    unchanged; record each answer in the ledger. Runs without Prefect: nothing to orchestrate.
+    With ``--recapture``, then fetch each work found changed into a new version: exit 0 where
+    every source is present, or changed and captured again as a new version."""
     import json
 
     from cifa_ingest.audit import watch
 
     # Catalogues are validated as a whole first, as by ingest.
     catalogues = load_catalogues(args.manifests) if args.manifests else None
+    if args.agent is not None and not args.recapture:
+        raise InputError("--agent: only with --recapture")
+    entries = _recapture_catalogues(args.manifests, settings) if args.recapture else None
     store = _existing_archive(archive)
     work_ids = _watched_ids(args.only, catalogues, store.ledger_path)
     works, notes = watch.plan(store, work_ids)
@@ -647,12 +687,75 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings, archive: Path) -> i
     report = watch.run(
         works, store, settings, allow_private_sources=args.allow_private_sources, notes=notes
     )
+    if entries is not None:
+        _recapture_changed(args, settings, store, report, entries)
     if args.json:
         print(json.dumps(report.as_dict(str(archive)), indent=2, ensure_ascii=False))
     else:
         print(f"\nArchive: {archive}\n")
         print(watch.table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if report.ok or report.recaptured_all else EXIT_FAILED
+
+
+def _check_work_sources(work: Work, settings: Settings, allow_private_sources: bool) -> None:
+    """Refuse, before any request, a source of ``work`` the source policy forbids."""
+    policy = SourcePolicy.of(settings.fetch, allow_private_sources, resolve=False)
+    for field, url in _source_fields(work):
+        if url is not None:
+            try:
+                policy.check(url)
+            except SourcePolicyError as exc:
+                raise SourcePolicyError(f"{work.id}: {field}: {exc}") from None
+
+
+def _recapture_catalogues(
+    manifests: Sequence[str], settings: Settings
+) -> list[tuple[Path, Catalogue]]:
+    """The catalogues a re-capture takes a work's entry from: ``MANIFEST``, else the config's
+    (which must be there)."""
+    paths = list(manifests) or list(settings.catalogue.manifests)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise InputError(
+            f"no such catalogue: {', '.join(missing)} (a re-capture fetches the source address"
+            " the catalogue gives; name the catalogues: MANIFEST...)"
+        )
+    return load_catalogues(paths)
+
+
+def _recapture_changed(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: Archive,
+    report: Any,
+    catalogues: Sequence[tuple[Path, Catalogue]],
+) -> None:
+    """``cifa watch --recapture``: each work whose source the watch found changed, fetched
+    again (one after another, one run: a host that blocks stops the rest of its works); what
+    each did goes into the watch's report."""
+    import uuid
+
+    from cifa_ingest.errors import CifaError
+    from cifa_ingest.recapture import catalogue_entry, recapture_work
+    from cifa_ingest.renormalise import default_agent
+
+    wanted, refused = report.to_recapture()
+    report.recaptures = [{"id": work_id, "ok": False, "error": why} for work_id, why in refused]
+    agent = args.agent if args.agent is not None else default_agent()
+    run_id = uuid.uuid4().hex
+    for work_id in wanted:
+        try:
+            work, collection = catalogue_entry(catalogues, work_id)
+            _check_work_sources(work, settings, args.allow_private_sources)
+            with _writer_lock(store.root):
+                attempt = recapture_work(
+                    store, settings, work, collection, agent=agent,
+                    allow_private_sources=args.allow_private_sources, run_id=run_id,
+                )  # fmt: skip
+        except CifaError as exc:
+            report.recaptures.append({"id": work_id, "ok": False, "error": str(exc)})
+            continue
+        report.recaptures.append(attempt.as_dict())
 
 
 def _bag_to_inspect(text: str, archive: Path) -> Path:
@@ -1141,6 +1244,57 @@ def _cmd_renormalise(args: argparse.Namespace, settings: Settings, archive: Path
     return EXIT_OK
 
 
+def _cmd_recapture(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
+    """Exit 0 when the new capture is the work's newest version; 1 when none was made (the
+    source gives the same bytes, the fetch, the proof or the archive failed: said, the archive
+    as it was); 2 for bad usage (an id that is not one, a work not preserved, not in the
+    catalogues, not permitted, a source the policy forbids, an agent that is no name)."""
+    import json
+
+    from cifa_ingest.errors import CifaError
+    from cifa_ingest.recapture import catalogue_entry, recapture_work
+    from cifa_ingest.renormalise import default_agent
+
+    store = _existing_archive(archive)
+    _objects, newest = _versioned(store, args.work_id)
+    work, collection = catalogue_entry(
+        _recapture_catalogues(args.manifests, settings), args.work_id
+    )
+    _check_work_sources(work, settings, args.allow_private_sources)
+    agent = args.agent if args.agent is not None else default_agent()
+    try:
+        with _writer_lock(archive):
+            attempt = recapture_work(
+                store, settings, work, collection, agent=agent, message=args.message,
+                allow_private_sources=args.allow_private_sources,
+            )  # fmt: skip
+    except InputError:
+        raise
+    except CifaError as exc:
+        if args.json:
+            failed = {"id": args.work_id, "version": newest, "ok": False, "error": str(exc)}
+            print(json.dumps(failed, indent=2, ensure_ascii=False))
+        print(f"cifa: recapture failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(attempt.as_dict(), indent=2, ensure_ascii=False))
+    if attempt.made is None:
+        print(f"cifa: recapture: {attempt.report.error}", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.json:
+        made = attempt.made
+        number = made.version.number
+        print(
+            f"{args.work_id} v{number}: a new capture of its source ({len(made.originals)}"
+            f" original(s); {len(made.made)} file(s) new, {len(made.replaced)} of v{number - 1}"
+            f" replaced), proved: {'; '.join(made.proof) or 'no master made'}; v{number - 1}"
+            f" keeps the earlier capture (cifa export {args.work_id} --version {number - 1})"
+        )
+        if made.degraded:
+            print(f"cifa: the capture is degraded: {made.degraded}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_deaccession(args: argparse.Namespace, settings: Settings, archive: Path) -> int:
     """Exit 0 when the content is gone from the archive and from every storage location; 1
     when some remains at a location (held under Object Lock, or the location unreachable: said,
@@ -1371,6 +1525,7 @@ COMMANDS = {
     "export": _cmd_export,
     "deaccession": _cmd_deaccession,
     "renormalise": _cmd_renormalise,
+    "recapture": _cmd_recapture,
     "validate": _cmd_validate,
     "bag": _cmd_bag,
     "inspect": _cmd_inspect,

@@ -170,6 +170,10 @@ class Job:
     capture: Capture | None = None
     normalised: normalise.Normalised | None = None
     started: float = field(default_factory=time.monotonic)
+    #: A re-capture's (:mod:`cifa_ingest.recapture`): the version of the work it would follow,
+    #: and that version's originals (sha512 by path in the bag). A capture of the same bytes
+    #: stops at the fetch (:class:`UnchangedSource`): nothing is normalised.
+    follows: tuple[int, dict[str, str]] | None = None
 
     @property
     def bag_dir(self) -> Path:
@@ -429,6 +433,10 @@ def start(
     )
 
 
+class UnchangedSource(CifaError):
+    """A re-capture received the very originals of the version it would follow."""
+
+
 class HostPaused(CifaError):
     """A host of the work's sources blocked the run while the work was under way (another
     work, running at the same time, met the block): the work stops before its media is asked
@@ -484,6 +492,16 @@ def fetch_step(job: Job) -> Job:
             " refused by [fetch] refuse_degraded, a later run tries again",
             kind=FetchErrorKind.DEGRADED,
         )
+    if job.follows is not None:
+        number, originals = job.follows
+        received = {
+            f"data/original/{f.name}": f.sha512 for s in job.capture.sources for f in s.files
+        }
+        if received == originals:
+            raise UnchangedSource(
+                f"{job.work.id}: the source gives the same bytes as version {number}"
+                f" ({len(received)} original(s), every sha512 the same); nothing made"
+            )
     return job
 
 
@@ -838,6 +856,38 @@ def preserve_work(
     return report
 
 
+def run_job(
+    work: Work,
+    archive: Archive,
+    settings: Settings,
+    collection: str | None,
+    *,
+    finish: Callable[[Job], WorkReport],
+    allow_private_sources: bool = False,
+    follows: tuple[int, dict[str, str]] | None = None,
+    run_id: str | None = None,
+) -> WorkReport:
+    """The steps of an ingest for a work triage has no say on (a preserved work fetched again:
+    :mod:`cifa_ingest.recapture`), ``finish`` in place of :func:`place_step`: the same staging
+    folder, fetch (source policy, completeness proof, duplicate and degraded checks, resume),
+    normalisation and proof, bag; the same host pauses within ``run_id``, the same failure
+    report and ledger record. ``follows``: see :attr:`Job.follows`."""
+    run_id = run_id or uuid.uuid4().hex
+    archive.ensure()
+    report = _deferred(work, archive, settings, run_id)
+    if report is None:
+        report = _attempt(
+            work, archive, settings, collection, allow_private_sources, _run_directly, run_id,
+            finish=finish, follows=follows,
+        )  # fmt: skip
+        if report.error_kind == FetchErrorKind.BLOCKED:
+            _pause_hosts(work, archive, settings, run_id, report)
+    Ledger(archive.ledger_path).record_outcome(
+        run_id, work.id, report.outcome, report.error, report.seconds, error_kind=report.error_kind
+    )
+    return report
+
+
 def _sites(work: Work, settings: Settings) -> list[str]:
     urls = [source.url for source in work.sources if source.url]
     return list(dict.fromkeys(pauses.site_of(url, settings.fetch.allowed_hosts) for url in urls))
@@ -881,6 +931,9 @@ def _attempt(
     allow_private_sources: bool,
     run_step: StepRunner,
     run_id: str | None = None,
+    *,
+    finish: Callable[[Job], WorkReport] = place_step,
+    follows: tuple[int, dict[str, str]] | None = None,
 ) -> WorkReport:
     started = time.monotonic()
     step_name = Step.START
@@ -893,11 +946,12 @@ def _attempt(
             allow_private_sources=allow_private_sources,
             run_id=run_id,
         )
+        job.follows = follows
         for step in STEPS:
             step_name = Step.of(step)
             job = run_step(step, job)  # type: ignore[assignment]
         step_name = Step.PLACE
-        report = run_step(place_step, job)
+        report = run_step(finish, job)
         assert isinstance(report, WorkReport)
         return report
     except HostPaused as exc:  # another work of the run met a block on this work's host

@@ -86,6 +86,9 @@ CASES = {
     "export": (["export", WORK, "--to", "ROOT/exported"], {0}),
     # The demo's work is at the current policy's master already: refused, exit 1, said in JSON.
     "renormalise": (["renormalise", WORK], {1}),
+    # The demo's films are no longer served: the fetch fails, exit 1, said in JSON.
+    "recapture": (["recapture", WORK, "ROOT/demo/demo-catalogue.yaml", "--allow-private-sources"],
+                  {1}),
     # Another work than WORK (the cases after it still need WORK whole); no location here.
     "deaccession": (["deaccession", GONE, "--reason", "a test of the JSON"], {0}),
 }  # fmt: skip
@@ -131,7 +134,7 @@ def test_json_is_json(demo: tuple[Path, subprocess.CompletedProcess[str]], comma
                 f'kind = "filesystem"\npath = "{root / "demo" / "replica"}"\nzone = "here"\n',
                 "utf-8",
             )
-        if command in ("history", "export", "renormalise"):
+        if command in ("history", "export", "renormalise", "recapture"):
             _with_a_version(root / "archive")
         if command == "deaccession":
             _with_a_version(root / "archive", GONE)

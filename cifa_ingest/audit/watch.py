@@ -152,10 +152,7 @@ class SourceCheck:
     def summary(self) -> str:
         """What changed, or why the source could not be read, in one line."""
         if self.changes:
-            return "; ".join(
-                f"{name}: {_shown(change['old'])} → {_shown(change['new'])}"
-                for name, change in self.changes.items()
-            )
+            return changes_summary(self.changes)
         if self.error:
             return f"{self.error_kind}: {self.error.removeprefix(f'{self.url}: ')}"
         return "-"
@@ -185,11 +182,48 @@ class WatchReport:
     notes: list[Note] = field(default_factory=list)
     #: The hosts that blocked this watch, each with the works not asked because of it.
     paused: dict[str, tuple[HostPause, list[str]]] = field(default_factory=dict)
+    #: ``--recapture``: per work found changed, what its re-capture did (``cifa recapture``'s
+    #: JSON document: ``ok``, ``version``, ``error``…); empty when none was asked for.
+    recaptures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Whether every source checked is present and unchanged."""
         return all(check.status == SourceStatus.PRESENT for check in self.checks)
+
+    @property
+    def recaptured_all(self) -> bool:
+        """Whether every source checked is present, or changed and its work captured again
+        into a new version by ``--recapture``."""
+        done = {r["id"] for r in self.recaptures if r.get("ok")}
+        return all(
+            check.status == SourceStatus.PRESENT
+            or (check.status == SourceStatus.CHANGED and check.work_id in done)
+            for check in self.checks
+        )
+
+    def to_recapture(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """The works to capture again: those with a source ``changed`` in this watch and every
+        other source ``present``; and the works with a changed source that are not, with why (a
+        source gone, private, unreachable…: a source that is not all there is never fetched
+        again)."""
+        by_work: dict[str, list[SourceCheck]] = {}
+        for check in self.checks:
+            by_work.setdefault(check.work_id, []).append(check)
+        wanted, refused = [], []
+        for work_id, checks in by_work.items():
+            if not any(check.status == SourceStatus.CHANGED for check in checks):
+                continue
+            others = [
+                f"source {check.source_index} is {check.status}"
+                for check in checks
+                if check.status not in (SourceStatus.CHANGED, SourceStatus.PRESENT)
+            ]
+            if others:
+                refused.append((work_id, f"not captured again: {', '.join(others)}"))
+            else:
+                wanted.append(work_id)
+        return wanted, refused
 
     @property
     def counts(self) -> dict[str, int]:
@@ -220,7 +254,17 @@ class WatchReport:
             ],
             "counts": self.counts,
             "ok": self.ok,
+            "recaptures": self.recaptures,
         }
+
+
+def changes_summary(changes: dict[str, dict[str, Any]]) -> str:
+    """What changed ({field: {old, new}}, as a check records it), in one line."""
+    return "; ".join(
+        f"{name}: {_shown(change.get('old'))} → {_shown(change.get('new'))}"
+        for name, change in changes.items()
+        if isinstance(change, dict)
+    )
 
 
 def _shown(value: Any) -> str:
@@ -505,4 +549,13 @@ def table(report: WatchReport) -> str:
     lines.append(report.summary_line())
     for note in report.notes:
         lines.append(f"  {note.work_id}: not checked: {note.reason}")
+    if report.recaptures:
+        lines.append(f"re-captures: {len(report.recaptures)}")
+        for done in report.recaptures:
+            what = (
+                f"version {done['version']} ({done.get('message')})"
+                if done.get("ok")
+                else f"no new version: {done.get('error')}"
+            )
+            lines.append(f"  {done['id']}: {what}")
     return "\n".join(lines)

@@ -37,7 +37,8 @@ payload step and its events, and shares the rest of this module: the head linked
 (:func:`link_head`), files replaced never written through (:func:`replace_file`), the history
 one entry more (:func:`next_version`), and the new bag's records, tag manifests and validation
 (:func:`seal_version`). A ``migration`` (a new master by the current format policy) is
-:mod:`cifa_ingest.renormalise`'s.
+:mod:`cifa_ingest.renormalise`'s, a ``capture`` (a changed source fetched again)
+:mod:`cifa_ingest.recapture`'s.
 """
 
 from __future__ import annotations

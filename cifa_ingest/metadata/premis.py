@@ -27,6 +27,15 @@ lossless proof against the original), the digests, format identification and met
 of the files it made, and the ``migration`` event itself, the replaced masters its source and the
 new ones its outcome. Later events and the rights statement name each file by its newest object.
 
+A ``capture`` version (the source fetched again, :mod:`cifa_ingest.recapture`) changes payload
+files too, its originals among them: every file it received or made that differs from the
+previous record's is a new object (``data/original/x.mp4@v2``), the earlier objects kept as they
+were. Its events: the normalization and validation events of its ``normalisation.json`` (the new
+master proved against the new originals), the digests of the files it brought (its originals'
+compared with the digests taken as the bytes arrived), their format identification and metadata
+extraction, and the version's own ``capture`` event, carried out by the fetcher, its outcome the
+new originals.
+
 The record is built from the bag itself (its payload manifests and its ``metadata/*.json``), once
 the payload is under ``data/`` and before the tag manifests are written, so it can only say what
 the bag says. Event types, agent roles and relationship types are the terms of the Library of
@@ -66,7 +75,7 @@ PAYLOAD_FOLDERS = ("original", "master", "access")
 DIGEST_ORIGINATOR = "cifa-ingest"
 CIFA_INGEST = f"cifa-ingest {__version__}"
 #: The changes whose version may bring payload files of its own (the others keep the payload).
-PAYLOAD_CHANGES = (VersionChange.MIGRATION,)
+PAYLOAD_CHANGES = (VersionChange.MIGRATION, VersionChange.CAPTURE)
 #: A file's object made by a version after the first: ``data/master/x.mkv@v2``.
 _BY_VERSION = re.compile(r"^(.+)@v([1-9][0-9]*)$")
 
@@ -290,7 +299,8 @@ def build_premis(
     objects, events and agents are kept as they were; a payload that differs from its objects
     is a PackagingError, unless the bag's newest version is a ``migration``, whose new master
     and access files become objects of their own with the events that made them (its
-    originals must be the previous version's)."""
+    originals must be the previous version's), or a ``capture``, whose new originals, masters
+    and access files do."""
     versions = recorded_versions(bag_dir) or []
     packaged_at = (
         packaged_at
@@ -383,7 +393,7 @@ def build_premis(
     work_id = str((_read_json(metadata / "descriptive.json") or {}).get("id") or bag_dir.name)
     kept = _previous_record(previous) if previous is not None else None
     ids = {path: path for path in payload}  # each payload file's newest object
-    made: list[str] = []  # the payload files the newest version made (a migration's)
+    made: list[str] = []  # the payload files the newest version made (a migration's, a capture's)
     if kept is not None:
         made = _payload_changes(kept, payload, entries, versions)
         number = versions[-1].number if versions else 1
@@ -405,10 +415,15 @@ def build_premis(
     later = [_version_event(v, work_id, cifa, org, current, named) for v in versions[1:]]
     migration_events: list[Event] = []
     if made:
+        change = versions[-1].change
         migration_events = _migration_events(
-            bag_dir, normalisation, made, ids, versions[-1].created, (ffmpeg, cifa, agent_for)
-        )
-        later[-1].objects = _migration_objects(kept, made, ids)
+            bag_dir, normalisation, made, ids, versions[-1].created, (ffmpeg, cifa, agent_for),
+            capture=capture if change is VersionChange.CAPTURE else None,
+        )  # fmt: skip
+        if change is VersionChange.CAPTURE:
+            _recaptured(later[-1], capture, made, ids, fetcher)
+        else:
+            later[-1].objects = _migration_objects(kept, made, ids)
 
     root = ET.Element(
         _q("premis"), {"version": "3.0", f"{{{XSI_NS}}}schemaLocation": SCHEMA_LOCATION}
@@ -521,7 +536,8 @@ def _payload_changes(
 ) -> list[str]:
     """The payload files that differ from the previous record's newest objects (other digests,
     or no object), once found to be what the bag's newest version may change: nothing, but for
-    a migration its masters and access copies (files it no longer makes may be gone)."""
+    a migration its masters and access copies, for a capture any payload file (files it no
+    longer makes or receives may be gone)."""
     changed = sorted(
         path
         for path in payload
@@ -541,7 +557,7 @@ def _payload_changes(
             " events that made it"
         )
     originals = [p for p in changed + gone if p.split("/")[1:2] == ["original"]]
-    if originals:
+    if originals and change is not VersionChange.CAPTURE:
         raise PackagingError(
             f"a {change} makes new masters and access copies from the same originals, but these"
             f" differ from the previous version's: {', '.join(originals[:5])}"
@@ -556,29 +572,41 @@ def _migration_events(
     ids: dict[str, str],
     when: str,
     tools: tuple[Agent, Agent, Any],
+    *,
+    capture: dict[str, Any] | None = None,
 ) -> list[Event]:
     """A migration's own events, before its version's event: the normalization and validation
     events of its normalisation.json (the master made and proved against the originals), then
     the digests, format identification and metadata extraction of the files it made; every
-    object named by its newest object's identifier."""
+    object named by its newest object's identifier. With ``capture`` (the record of a
+    ``capture`` version), the same events of a re-capture, its originals' digests compared with
+    those taken as the bytes arrived (a PackagingError where they differ)."""
     ffmpeg, cifa, agent_for = tools
+    noun = "migration" if capture is None else "re-capture"
     events: list[Event] = []
     _normalisation_events(bag_dir, normalisation, events, ffmpeg, cifa, agent_for)
     sources = [(path, "source") for path in made]
+    digests = Event(
+        "message digest calculation",
+        when,
+        f"sha256 and sha512 of the {len(made)} payload file(s) the {noun} made, for the"
+        " bag's manifests",
+        "success",
+        [(cifa, "executing program")],
+        sources,
+    )
+    if capture is not None:
+        entries, _problems = manifest.payload_entries(bag_dir)
+        compared = _digest_event(capture, entries, made, when, cifa)
+        if compared.outcome != "success":
+            raise PackagingError(f"{bag_dir.name}: {compared.outcome_detail}")
+        digests.outcome_detail = compared.outcome_detail
     events += [
-        Event(
-            "message digest calculation",
-            when,
-            f"sha256 and sha512 of the {len(made)} payload file(s) the migration made, for the"
-            " bag's manifests",
-            "success",
-            [(cifa, "executing program")],
-            sources,
-        ),
+        digests,
         Event(
             "format identification",
             when,
-            "each file the migration made identified by ffprobe (metadata/technical.json)",
+            f"each file the {noun} made identified by ffprobe (metadata/technical.json)",
             "success",
             [(ffmpeg, "executing program")],
             sources,
@@ -586,8 +614,7 @@ def _migration_events(
         Event(
             "metadata extraction",
             when,
-            "technical metadata of each file the migration made extracted"
-            " (metadata/technical.json)",
+            f"technical metadata of each file the {noun} made extracted (metadata/technical.json)",
             "success",
             [(ffmpeg, "executing program")],
             sources,
@@ -628,6 +655,18 @@ def _migration_objects(
     return [(identifier, "source") for identifier in replaced] + [
         (ids[path], "outcome") for path in masters
     ]
+
+
+def _recaptured(
+    event: Event, capture: dict[str, Any], made: list[str], ids: dict[str, str], fetcher: Agent
+) -> None:
+    """A capture version's event: the fetcher its executing program too, the originals it
+    received that differ from the previous version's its outcome, and what the capture record
+    says of each source (its address and the server's date) its outcome detail."""
+    event.agents.insert(0, (fetcher, "executing program"))
+    event.objects = [(ids[path], "outcome") for path in made if path.startswith("data/original/")]
+    recorded = _capture_event(capture, fetcher, fetcher)
+    event.outcome_detail = f"captured {recorded.date_time}: {recorded.detail}"
 
 
 def version_event_identifier(work_id: str, number: int) -> str:
