@@ -455,3 +455,78 @@ def test_a_work_ingested_for_real_is_audited_reading_each_byte_once(
     assert checked.bytes_read == size
     tag_manifests = sum(p.stat().st_size for p in bag.glob("tagmanifest-*.txt"))
     assert checked.object.bytes_read == tag_manifests
+
+
+def test_a_damaged_stored_file_is_mended_from_the_bags_verified_bytes(archive: Archive) -> None:
+    """v1's master (stored apart from the bag's) damaged: the audit's repair mends it from the
+    bag, whose master has the same sha512 (read and verified first), in one rename; the work
+    audits clean again, and the stored file is the bag's own again (one inode)."""
+    from cifa_ingest.audit.repairs import VERSIONS, repair_found
+
+    stored = _object(archive) / "v1/content/data/master/film.mkv"
+    _flip(stored)
+    report = audit_archive(archive)
+    assert [p.kind for p in _problems(report)] == ["version_checksum_mismatch"]
+
+    repair_found(archive, report, [])  # no storage location: the bag is the verified source
+
+    assert report.problems == []
+    [done] = report.repaired
+    assert (done["location"], done["path"], done["was"]) == (
+        VERSIONS,
+        "v1/content/data/master/film.mkv",
+        "version_checksum_mismatch",
+    )
+    assert done["source"] == f"bags/{WORK}/data/master/film.mkv"
+    assert stored.read_bytes() == MASTER
+    assert stored.stat().st_ino == (archive.bag_path(WORK) / "data/master/film.mkv").stat().st_ino
+    assert audit_archive(archive).ok
+    assert_ocfl_valid(archive.objects_dir)
+
+
+def test_an_earlier_versions_own_file_is_not_mended_and_says_why(archive: Archive) -> None:
+    _flip(_object(archive) / "v2/content/tagmanifest-sha256.txt")
+    report = audit_archive(archive)
+    from cifa_ingest.audit.repairs import repair_found
+
+    repair_found(archive, report, [])
+    [problem] = report.problems
+    assert problem.kind == "version_checksum_mismatch" and report.repaired == []
+    assert problem.detail is not None and "no verified copy of it" in problem.detail
+
+
+def test_a_shared_file_damaged_is_repaired_in_the_bag_then_in_the_versions(
+    tmp_path: Path,
+) -> None:
+    """The ingest's layout: version 1's files are the bag's (one inode). A bit flipped there is
+    damage to both; the audit's repair replaces the bag's file from a storage location (a new
+    file), then mends the version's from it: both sound, one inode again."""
+    from cifa_ingest.audit.repairs import repair_found
+    from cifa_ingest.storage.locations import FilesystemLocation
+    from cifa_ingest.storage.replicate import replicate_archive
+
+    archive = _linked(tmp_path)
+    (tmp_path / "disk2").mkdir()
+    location = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    assert replicate_archive(archive, [location]).ok
+    master = archive.bag_path(WORK) / "data/access/film.mp4"
+    stored = _object(archive) / "v1/content/data/access/film.mp4"
+    good = master.read_bytes()
+    assert master.stat().st_ino == stored.stat().st_ino
+    master.chmod(0o644)
+    _flip(master)
+    report = audit_archive(archive)
+    assert {p.kind for p in report.problems} >= {"checksum_mismatch"}
+
+    repair_found(archive, report, [location])
+
+    assert report.problems == [], report.problems
+    assert {(d["location"], d["path"], d["source"]) for d in report.repaired} == {
+        ("primary", "data/access/film.mp4", "disk2"),
+        ("primary (versions)", "v1/content/data/access/film.mp4",
+         f"bags/{WORK}/data/access/film.mp4"),
+    }  # fmt: skip
+    assert master.read_bytes() == good and stored.read_bytes() == good
+    assert master.stat().st_ino == stored.stat().st_ino
+    assert audit_archive(archive).ok
+    assert_ocfl_valid(archive.objects_dir)

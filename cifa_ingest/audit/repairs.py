@@ -67,8 +67,9 @@ NOT_REPAIRABLE = frozenset(
         ProblemKind.LOCATION_UNREACHABLE,
         ProblemKind.COPY_UNLOCKED,
         ProblemKind.UNEXPECTED_FILE,
-        # A version's stored file, an inventory: repair per version is not built yet (a bag's
-        # repair writes a new file in bags/, never into the versions store).
+        # A version's stored file, an inventory: not a bag's file (a bag's repair writes into
+        # bags/, never into the versions store); a stored file is mended after it, from the
+        # bag's verified bytes (_repair_versions).
         ProblemKind.VERSION_CHECKSUM_MISMATCH,
         ProblemKind.VERSION_MISSING_FILE,
         ProblemKind.VERSION_UNEXPECTED_FILE,
@@ -106,6 +107,20 @@ def repair_found(
     remains (the module says how). ``repair`` repairs (pipelines/ passes it as a Prefect task;
     by default :func:`repair_work` with ``stores``), ``recheck`` audits a repaired primary bag
     again. Returns repair's own report, None when nothing was repaired or repair refused."""
+    repaired = _repair_bags(archive, report, locations, stores, repair, recheck)
+    if report.location == PRIMARY and not report.repair_refused:
+        _repair_versions(archive, report, recheck)
+    return repaired
+
+
+def _repair_bags(
+    archive: Archive,
+    report: AuditReport,
+    locations: Sequence[Location],
+    stores: Callable[[Location], Store],
+    repair: Repair | None,
+    recheck: Callable[[Archive, BagRecord], BagAudit],
+) -> RepairReport | None:
     work_ids = affected(report)
     if not work_ids or not locations:
         return None
@@ -128,6 +143,55 @@ def repair_found(
     else:
         _settle_copies(report, repaired)
     return repaired
+
+
+#: A version's stored file the audit found wanting: mended from the newest bag where it holds
+#: the same bytes (:mod:`cifa_ingest.versions.repair`).
+OF_A_VERSION = frozenset({ProblemKind.VERSION_CHECKSUM_MISMATCH, ProblemKind.VERSION_MISSING_FILE})
+#: Where a version's mended file came from, in ``repaired``: the primary's versions store.
+VERSIONS = "primary (versions)"
+
+
+def _repair_versions(
+    archive: Archive, report: AuditReport, recheck: Callable[[Archive, BagRecord], BagAudit]
+) -> None:
+    """Each version's stored file found damaged or missing, mended from the work's bag once its
+    own repair is done (its bytes verified against the inventory, never taken on trust), the
+    work audited again; what could not be, explained."""
+    from cifa_ingest.versions.repair import mend_from_bag
+
+    ledger = Ledger(archive.ledger_path)
+    for bag in report.bags:
+        wanting = [p for p in bag.problems if p.kind in OF_A_VERSION and p.path]
+        if not wanting or any(p.kind not in NOT_REPAIRABLE for p in bag.problems):
+            for problem in wanting:  # the bag itself is wanting: not a source to mend from
+                _explained(problem, "not repaired: the work's bag is not sound itself")
+            continue
+        mended, left = mend_from_bag(
+            archive.objects_dir,
+            bag.bag,
+            archive.bag_path(bag.bag),
+            sorted({p.path for p in wanting if p.path}),
+        )
+        was = {p.path: str(p.kind) for p in wanting}
+        for done in mended:
+            log.info("%s @ %s: %s (%s) repaired from bags/%s/%s", bag.bag, VERSIONS,
+                     done.content_path, was[done.content_path], bag.bag, done.source)  # fmt: skip
+            report.repaired.append({
+                "id": bag.bag, "location": VERSIONS, "path": done.content_path,
+                "source": f"bags/{bag.bag}/{done.source}", "sha256": done.sha256,
+                "was": was[done.content_path],
+            })  # fmt: skip
+        record = ledger.bag(bag.bag)
+        if mended and record is not None:
+            again = recheck(archive, record)
+            record_check(archive, again)
+            bag.problems, bag.object = again.problems, again.object
+            bag.bytes_read += again.bytes_read
+            bag.seconds += again.seconds
+        for problem in bag.problems:
+            if problem.kind in OF_A_VERSION and problem.path in left:
+                _explained(problem, left[problem.path])
 
 
 def _left(repaired: RepairReport, work_id: str, location: str) -> dict[str | None, str]:
