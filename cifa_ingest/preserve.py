@@ -871,7 +871,9 @@ def run_job(
     :mod:`cifa_ingest.recapture`), ``finish`` in place of :func:`place_step`: the same staging
     folder, fetch (source policy, completeness proof, duplicate and degraded checks, resume),
     normalisation and proof, bag; the same host pauses within ``run_id``, the same failure
-    report and ledger record. ``follows``: see :attr:`Job.follows`."""
+    report. Not recorded among the ledger's run outcomes (``work_outcomes``: the ingest's runs,
+    what ``cifa status`` sums up): a preserved work stays preserved whatever its re-capture
+    did, and a version made is in the versions store. ``follows``: see :attr:`Job.follows`."""
     run_id = run_id or uuid.uuid4().hex
     archive.ensure()
     report = _deferred(work, archive, settings, run_id)
@@ -882,9 +884,6 @@ def run_job(
         )  # fmt: skip
         if report.error_kind == FetchErrorKind.BLOCKED:
             _pause_hosts(work, archive, settings, run_id, report)
-    Ledger(archive.ledger_path).record_outcome(
-        run_id, work.id, report.outcome, report.error, report.seconds, error_kind=report.error_kind
-    )
     return report
 
 

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import revision
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import Ledger, Outcome, SourceStatus
 from cifa_ingest.bag import manifest, package
@@ -49,7 +47,7 @@ from cifa_ingest.config import Settings
 from cifa_ingest.errors import ArchiveStateError, InputError
 from cifa_ingest.metadata.versions_record import Version, VersionChange, read_versions
 from cifa_ingest.preserve import Job, WorkReport, run_job
-from cifa_ingest.versions import StorageRoot, head
+from cifa_ingest.renormalise import Head, commit_next, payload_head
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +125,10 @@ def catalogue_entry(
     )
 
 
-def check_work(archive: Archive, work: Work) -> int:
-    """The number of ``work``'s newest version, where it may be captured again; InputError
-    where it may not: not preserved, no version recorded yet, deaccessioned, a permission that
-    does not cover preservation, no source address."""
-    if Ledger(archive.ledger_path).bag(work.id) is None:
-        raise InputError(f"{work.id}: not preserved in {archive.root} (no bag in its ledger)")
-    number = head(StorageRoot(archive.objects_dir), work.id)
-    if number is None:
-        raise InputError(
-            f"no versions recorded for {work.id} yet: the next ingest records its first, and a"
-            " re-capture is a version after it"
-        )
-    bag = archive.bag_path(work.id)
-    if bag.is_dir() and read_versions(bag)[-1].change is VersionChange.DEACCESSION:
+def check_work(work: Work, head_bag: Path) -> None:
+    """InputError where the preserved ``work`` (its bag ``head_bag``) may not be captured again:
+    deaccessioned, a permission that does not cover preservation, no source address."""
+    if read_versions(head_bag)[-1].change is VersionChange.DEACCESSION:
         raise InputError(f"{work.id}: deaccessioned; nothing is fetched for it again")
     if not work.is_permitted:
         raise InputError(
@@ -149,7 +137,6 @@ def check_work(archive: Archive, work: Work) -> int:
         )
     if not work.has_source_address:
         raise InputError(f"{work.id}: no source address in the catalogue")
-    return number
 
 
 def why(ledger: Ledger, work_id: str) -> str:
@@ -183,30 +170,23 @@ def recapture_work(
 ) -> Attempt:
     """Fetch the catalogue's ``work`` (in ``collection``) again and make the capture the work's
     next version (the module says how). Raises InputError where the work may not be captured
-    again (:func:`check_work`, an agent that is no name), before anything is fetched; every
+    again (not preserved, no version yet, :func:`check_work`, an agent that is no name),
+    before anything is fetched; ArchiveStateError where its bag is missing or unreadable; every
     other failure is the attempt's report (``failed``, or ``deferred`` for a host this run
     found blocking), nothing of the archive changed."""
     agent = check_agent(agent)
-    check_work(archive, work)
-    ledger = Ledger(archive.ledger_path)
-    slot = revision.placement_slot(archive, settings)
-    with slot.hold(work.id):
-        revision.reconcile(archive, ledger, work.id)
-    head_bag = archive.bag_path(work.id)
-    if not head_bag.is_dir():
-        raise ArchiveStateError(
-            f"{archive.relative(head_bag)} is missing: registered, but no bag; run an audit"
-        )
-    entries, problems = manifest.payload_entries(head_bag)
+    built_from = payload_head(archive, settings, work.id, "a re-capture")
+    check_work(work, built_from.bag)
+    entries, problems = manifest.payload_entries(built_from.bag)
     if any(problem.is_error for problem in problems):
-        raise ArchiveStateError(f"{head_bag.name}: its manifests cannot be read; run an audit")
-    built_from = (revision.bag_version(head_bag), package.summarise_bag(head_bag).manifest_digests)
+        raise ArchiveStateError(f"{work.id}: its manifests cannot be read; run an audit")
     originals = {p: d["sha512"] for p, d in entries.items() if p.startswith("data/original/")}
+    ledger = Ledger(archive.ledger_path)
     text = message.strip() if message and message.strip() else why(ledger, work.id)
     made: list[Recaptured] = []
 
     def finish(job: Job) -> WorkReport:
-        made.append(_make_version(job, head_bag, built_from, agent, text))
+        made.append(_make_version(job, built_from, agent, text))
         version = made[-1].version
         report = WorkReport(
             id=work.id,
@@ -228,26 +208,20 @@ def recapture_work(
         collection,
         finish=finish,
         allow_private_sources=allow_private_sources,
-        follows=(built_from[0], originals),
+        follows=(built_from.number, originals),
         run_id=run_id or uuid.uuid4().hex,
     )
     if report.version is None:
-        report.version = built_from[0] if not made else made[-1].version.number
+        report.version = built_from.number
     return Attempt(report, made[-1] if made and report.outcome is Outcome.NEW_VERSION else None)
 
 
-def _make_version(
-    job: Job,
-    head_bag: Path,
-    built_from: tuple[int, dict[str, str]],
-    agent: str,
-    message: str,
-) -> Recaptured:
+def _make_version(job: Job, built_from: Head, agent: str, message: str) -> Recaptured:
     """Make the job's fresh, validated bag the work's next version (the module says how)."""
     from cifa_ingest.preserve import _degraded_reasons
 
     assert job.capture is not None and job.normalised is not None
-    archive, work_id, bag = job.archive, job.work.id, job.bag_dir
+    work_id, bag, head_bag = job.work.id, job.bag_dir, built_from.bag
     before, _problems = manifest.payload_entries(head_bag)
     after, problems = manifest.payload_entries(bag)
     if any(problem.is_error for problem in problems):
@@ -272,19 +246,9 @@ def _make_version(
         if (worse := [s for s in job.capture.sources if s.is_degraded])
         else None,
     )
-    ledger = Ledger(archive.ledger_path)
-    with revision.placement_slot(archive, job.settings).hold(work_id):
-        revision.reconcile(archive, ledger, work_id)
-        now = (revision.bag_version(head_bag), package.summarise_bag(head_bag).manifest_digests)
-        if now != built_from:
-            raise ArchiveStateError(
-                f"{work_id} became version {now[0]} while it was captured again for version"
-                f" {built_from[0]}: nothing made; run cifa recapture again"
-            )
-        target = archive.staging_dir / f"{work_id}.v{version.number}"
-        if target.exists():
-            shutil.rmtree(target)
-        bag.rename(target)
-        revision.commit(archive, ledger, job.settings, target, person=agent)
+    commit_next(
+        job.archive, job.settings, built_from, bag, version.number, agent,
+        during="it was captured again for", command="recapture",
+    )  # fmt: skip
     log.info("%s: version %d (%s): %s", work_id, version.number, version.change, message)
     return made

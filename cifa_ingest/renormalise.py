@@ -133,41 +133,17 @@ def renormalise_work(
     or changed while the master was made), or another CifaError of the encode. Whatever is
     raised, nothing of the archive has changed."""
     agent = check_agent(agent)
-    ledger = Ledger(archive.ledger_path)
-    if ledger.bag(work_id) is None:
-        raise InputError(f"{work_id}: not preserved in {archive.root} (no bag in its ledger)")
-    if head(StorageRoot(archive.objects_dir), work_id) is None:
-        raise InputError(
-            f"no versions recorded for {work_id} yet: the next ingest records its first, and"
-            " a new master is a version after it"
-        )
-    slot = revision.placement_slot(archive, settings)
-    with slot.hold(work_id):
-        revision.reconcile(archive, ledger, work_id)
-    head_bag = archive.bag_path(work_id)
-    if not head_bag.is_dir():
-        raise ArchiveStateError(
-            f"{archive.relative(head_bag)} is missing: registered, but no bag; run an audit"
-        )
-    built_from = (revision.bag_version(head_bag), package.summarise_bag(head_bag).manifest_digests)
+    built_from = payload_head(archive, settings, work_id, "a new master")
+    head_bag = built_from.bag
     _discard_stale(archive, work_id)
     workdir = archive.staging_dir / f".{work_id}.renormalise-{os.getpid()}"
     workdir.mkdir(parents=True)
     try:
         built, made = _build(archive, settings, head_bag, workdir, agent, message)
-        with slot.hold(work_id):
-            revision.reconcile(archive, ledger, work_id)
-            now = (revision.bag_version(head_bag), package.summarise_bag(head_bag).manifest_digests)
-            if now != built_from:
-                raise ArchiveStateError(
-                    f"{work_id} became version {now[0]} while its new master was made from"
-                    f" version {built_from[0]}: nothing made; run cifa renormalise again"
-                )
-            target = archive.staging_dir / f"{work_id}.v{made.version.number}"
-            if target.exists():
-                shutil.rmtree(target)
-            built.rename(target)
-            revision.commit(archive, ledger, settings, target, agent)
+        commit_next(
+            archive, settings, built_from, built, made.version.number, agent,
+            during="its new master was made from", command="renormalise",
+        )  # fmt: skip
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info(
@@ -178,6 +154,76 @@ def renormalise_work(
         made.version.message,
     )
     return made
+
+
+@dataclass(frozen=True)
+class Head:
+    """A work's newest version, as a version that changes the payload is built from it: its bag
+    in ``bags/``, its number, and its manifests' digests (what says it is still the head)."""
+
+    bag: Path
+    number: int
+    manifest_digests: dict[str, str]
+
+    @classmethod
+    def of(cls, bag: Path) -> Head:
+        return cls(bag, revision.bag_version(bag), package.summarise_bag(bag).manifest_digests)
+
+
+def payload_head(archive: Archive, settings: Settings, work_id: str, what: str) -> Head:
+    """The head of ``work_id``, for the next version of its payload (``what``: the version's
+    words, for the messages): what a crash left finished first (:func:`revision.reconcile`,
+    holding the placement slot). InputError where the work is not preserved or has no version
+    yet, ArchiveStateError where its bag is missing."""
+    ledger = Ledger(archive.ledger_path)
+    if ledger.bag(work_id) is None:
+        raise InputError(f"{work_id}: not preserved in {archive.root} (no bag in its ledger)")
+    if head(StorageRoot(archive.objects_dir), work_id) is None:
+        raise InputError(
+            f"no versions recorded for {work_id} yet: the next ingest records its first, and"
+            f" {what} is a version after it"
+        )
+    with revision.placement_slot(archive, settings).hold(work_id):
+        revision.reconcile(archive, ledger, work_id)
+    head_bag = archive.bag_path(work_id)
+    if not head_bag.is_dir():
+        raise ArchiveStateError(
+            f"{archive.relative(head_bag)} is missing: registered, but no bag; run an audit"
+        )
+    return Head.of(head_bag)
+
+
+def commit_next(
+    archive: Archive,
+    settings: Settings,
+    built_from: Head,
+    built: Path,
+    number: int,
+    person: str,
+    *,
+    during: str,
+    command: str,
+) -> None:
+    """Make ``built`` (the complete, validated bag of version ``number``, in staging) the
+    work's newest version and its ``bags/<id>`` (:func:`revision.commit`, on the word of
+    ``person``): holding the placement slot, after :func:`revision.reconcile`, and only if the
+    work is still at ``built_from``; else ArchiveStateError (``during``, ``command``: what was
+    done meanwhile, and what to run again), nothing made."""
+    work_id = built_from.bag.name
+    ledger = Ledger(archive.ledger_path)
+    with revision.placement_slot(archive, settings).hold(work_id):
+        revision.reconcile(archive, ledger, work_id)
+        now = Head.of(built_from.bag)
+        if now != built_from:
+            raise ArchiveStateError(
+                f"{work_id} became version {now.number} while {during} version"
+                f" {built_from.number}: nothing made; run cifa {command} again"
+            )
+        target = archive.staging_dir / f"{work_id}.v{number}"
+        if target.exists():
+            shutil.rmtree(target)
+        built.rename(target)
+        revision.commit(archive, ledger, settings, target, person)
 
 
 def default_agent() -> str:

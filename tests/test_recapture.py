@@ -22,6 +22,7 @@ import yaml
 
 from cifa_ingest import cli
 from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.ledger import Ledger
 from cifa_ingest.audit.fixity_audit import audit_archive
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.demo.http_server import LocalFileServer
@@ -245,6 +246,7 @@ def test_a_source_that_gives_the_same_bytes_makes_nothing(
     assert {p.relative_to(bag).as_posix(): p.stat().st_ino for p in bag.rglob("*")} == before
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1]
     assert not list(archive.staging_dir.iterdir())
+    assert Ledger(archive.ledger_path).failing_works() == []  # still preserved, not "failed"
 
 
 def test_watch_recapture_makes_a_version_of_each_changed_source_only(
