@@ -224,6 +224,17 @@ def test_a_changed_source_is_a_new_version_keeping_both_captures(
     assert not list(archive.staging_dir.iterdir())
     audit = audit_archive(archive)  # the bag, and every version of the object, every byte
     assert audit.ok, audit.problems
+    # A corrected title after it: version 3 carries the capture's record on, and names the
+    # files by their newest objects.
+    entry = yaml.safe_load(catalogue.read_text("utf-8"))["works"][0]
+    corrected = Work.model_validate({**entry, "title": {"en": "Recaptured", "zh": "重新採集"}})
+    report = preserve_work(corrected, archive, _settings())
+    assert report.outcome is Outcome.NEW_VERSION and report.version == 3, report.error
+    assert_premis_valid(bag)
+    assert len(_events(bag, "capture")) == 2
+    [third] = _events(bag, "metadata modification")
+    assert {(f"{ORIGINAL}@v2", "source"), (f"{MASTER}@v2", "source")} <= set(_objects(third))
+    assert_ocfl_valid(archive.objects_dir)
 
 
 def test_a_source_that_gives_the_same_bytes_makes_nothing(
