@@ -17,8 +17,9 @@ def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     args += ["--port", "0"]
     assert cli.main([*args, "--quiet"]) == 0
     first = capsys.readouterr().out
-    assert "10 works: 8 preserved, 0 already preserved, 0 failed, 1 not permitted, 1 awaiting" in (
-        first
+    assert (
+        "10 works: 8 preserved, 0 already preserved, 0 new versions, 0 failed, 1 not permitted,"
+        in (first)
     )
     bags = sorted(p.name for p in (tmp_path / "archive" / "bags").iterdir())
     assert bags == [f"cifa-demo-{n:04d}" for n in (1, 2, 3, 6, 7, 8, 9, 10)]
@@ -26,7 +27,7 @@ def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 
     assert cli.main([*args, "--quiet"]) == 0
     second = capsys.readouterr().out
-    assert "0 preserved, 8 already preserved, 0 failed" in second
+    assert "0 preserved, 8 already preserved, 0 new versions, 0 failed" in second
     assert second.count("already preserved  ") == 8
 
     # The second copy the demo shows: every bag in the demo's replica, byte for byte, with the

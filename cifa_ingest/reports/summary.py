@@ -96,12 +96,13 @@ def block_lines(reports: Sequence[WorkReport]) -> list[str]:
 
 def summary_line(reports: Sequence[WorkReport]) -> str:
     """``N works: 3 preserved, …``; degraded captures are counted as preserved, and said:
-    ``3 preserved (1 degraded)``."""
+    ``3 preserved (1 degraded)``; ``1 new version``, ``0 new versions``."""
     counts = Counter(report.outcome for report in reports)
     degraded = counts.get(Outcome.PRESERVED_DEGRADED, 0)
     counts[Outcome.PRESERVED] += degraded
     parts = [
         f"{counts.get(outcome, 0)} {_OUTCOME_TEXT[outcome].lower()}"
+        + ("s" if outcome is Outcome.NEW_VERSION and counts.get(outcome, 0) != 1 else "")
         + (f" ({degraded} degraded)" if outcome is Outcome.PRESERVED and degraded else "")
         for outcome in Outcome
         if outcome is not Outcome.PRESERVED_DEGRADED
