@@ -43,7 +43,19 @@ def test_every_benchmark_script_is_covered() -> None:
     assert scripts == set(SMALLEST)
 
 
-@pytest.mark.parametrize("script", sorted(SMALLEST))
+#: The benchmarks that take longest even on their smallest input (a copy to SeaweedFS,
+#: a location audit, an encode): in the slow set, which CI runs too, so that the fast suite keeps
+#: its 20 minutes.
+SLOWEST = ("audit_locations.py", "normalise.py", "replicate.py")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOWEST else name
+        for name in sorted(SMALLEST)
+    ],
+)
 def test_a_benchmark_runs_on_a_tiny_input_and_prints_its_ratio_and_spread(script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), *SMALLEST[script]],
