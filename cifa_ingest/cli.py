@@ -83,6 +83,17 @@ def _parser() -> argparse.ArgumentParser:
             help="allow sources on loopback and private addresses (demo, tests)",
         )
 
+    def new_version(sub: argparse.ArgumentParser, why: str) -> None:
+        """A command that makes a version: the work, on whose word, why (``why``: the default
+        message)."""
+        sub.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+        sub.add_argument(
+            "--agent",
+            metavar="NAME",
+            help="on whose word the version is made (default: the login name)",
+        )
+        sub.add_argument("--message", metavar="TEXT", help=f"why, one line (default: {why})")
+
     def dask(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--dask",
@@ -273,39 +284,19 @@ def _parser() -> argparse.ArgumentParser:
         "renormalise",
         help="a new master by the current format policy, proved lossless, as a new version",
     )
-    renormalise.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
-    renormalise.add_argument(
-        "--agent",
-        metavar="NAME",
-        help="on whose word the version is made (default: the login name)",
-    )
-    renormalise.add_argument(
-        "--message",
-        metavar="TEXT",
-        help="why, one line (default: the policy's profile and each film's action before and now)",
-    )
+    new_version(renormalise, "the policy's profile and each film's action before and now")
     common(renormalise)
 
     recapture = commands.add_parser(
         "recapture",
         help="fetch a preserved work's changed source again, into a new version of the work",
     )
-    recapture.add_argument("work_id", metavar="ID", help="the work's id, e.g. cifa-0001")
+    new_version(recapture, "what the source watch last found changed")
     recapture.add_argument(
         "manifests",
         nargs="*",
         metavar="MANIFEST",
         help="the catalogues with the work's entry (default: the config's)",
-    )
-    recapture.add_argument(
-        "--agent",
-        metavar="NAME",
-        help="on whose word the version is made (default: the login name)",
-    )
-    recapture.add_argument(
-        "--message",
-        metavar="TEXT",
-        help="why, one line (default: what the source watch last found changed)",
     )
     allow_private(recapture)
     common(recapture)

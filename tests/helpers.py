@@ -11,6 +11,7 @@ from pathlib import Path
 
 import bagit
 import bagit_profile
+import pytest
 import xmlschema
 
 from cifa_ingest.bag.check import validate
@@ -174,3 +175,15 @@ def fresh_copy(archive: Path, folder: Path) -> Path:
     copy = folder / "archive"
     shutil.copytree(archive, copy)
     return copy
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``cifa ARGS --quiet`` in this process, as a user runs it: its exit code, standard output
+    and standard error; never a traceback."""
+    from cifa_ingest import cli
+
+    capsys.readouterr()
+    code = cli.main([*args, "--quiet"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err

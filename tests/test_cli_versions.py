@@ -20,6 +20,7 @@ import pytest
 
 from cifa_ingest import cli
 from cifa_ingest.archive.ledger import BagRecord, Ledger
+from tests.helpers import run_cli
 from tests.test_docs import _assert_documented
 from tests.test_versions import WORK, add, descriptive, rewrite, same_tree, small_bag, snapshot
 
@@ -59,16 +60,8 @@ def versioned(tmp_path: Path) -> tuple[Path, Path, Path]:
     return archive, first, bag
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([*args, "--quiet"])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
 def _json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
-    code, out, err = _run(capsys, *args, "--json")
+    code, out, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
     return json.loads(out)
 
@@ -77,7 +70,7 @@ def test_history_lists_the_versions_for_people(
     versioned: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive, _first, _bag = versioned
-    code, out, err = _run(capsys, "history", WORK, "--archive", str(archive))
+    code, out, err = run_cli(capsys, "history", WORK, "--archive", str(archive))
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"{WORK}: 2 versions, the newest v2 ({archive / 'objects' / WORK})"
@@ -124,12 +117,12 @@ def test_export_gives_the_newest_version_or_the_one_asked_for_as_its_bag(
     archive, first, bag = versioned
     where = ["--archive", str(archive)]
     newest = tmp_path / "out" / "newest"  # its parent made too
-    code, out, err = _run(capsys, "export", WORK, "--to", str(newest), *where)
+    code, out, err = run_cli(capsys, "export", WORK, "--to", str(newest), *where)
     assert code == 0, err
     assert out.startswith(f"{WORK} v2 (the newest) exported to {newest}: a BagIt bag of 12 files")
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder is a fine target
-    code, out, err = _run(capsys, "export", WORK, "--version", "1", "--to", str(empty), *where)
+    code, out, err = run_cli(capsys, "export", WORK, "--version", "1", "--to", str(empty), *where)
     assert code == 0, err
     assert out.startswith(f"{WORK} v1 (the newest is v2) exported to {empty}")
     for exported, made_it in ((newest, bag), (empty, first)):
@@ -157,15 +150,15 @@ def test_export_writes_nothing_over_and_names_a_version_that_is_not_there(
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")
-    code, out, err = _run(capsys, "export", WORK, "--to", str(occupied), *where)
+    code, out, err = run_cli(capsys, "export", WORK, "--to", str(occupied), *where)
     assert code == 2 and out == ""
     assert f"{occupied}: exists and is not an empty folder; nothing written over" in err
     assert snapshot(occupied) == {"notes.txt": b"mine"}
-    code, _out, err = _run(capsys, "export", WORK, "--to", str(occupied / "notes.txt"), *where)
+    code, _out, err = run_cli(capsys, "export", WORK, "--to", str(occupied / "notes.txt"), *where)
     assert code == 2 and "not an empty folder" in err
 
     for number in ("3", "0"):
-        code, out, err = _run(capsys, "export", WORK, "--version", number,
+        code, out, err = run_cli(capsys, "export", WORK, "--version", number,
                               "--to", str(tmp_path / "x"), *where)  # fmt: skip
         assert code == 2 and out == ""
         assert f"{WORK} has no version {number}: its versions are v1 to v2" in err
@@ -186,18 +179,18 @@ def test_a_work_without_versions_or_not_a_work_is_said_clearly(
     archive, _first, _bag = versioned
     before = snapshot(archive / "objects")
     to = ["--to", str(tmp_path / "x")] if command == "export" else []
-    code, out, err = _run(capsys, command, OLD, *to, "--archive", str(archive))
+    code, out, err = run_cli(capsys, command, OLD, *to, "--archive", str(archive))
     assert code == 2 and out == ""
     assert f"no versions recorded for {OLD} yet: it was preserved before the archive kept" in err
     assert "the next ingest records its first" in err
-    code, out, err = _run(capsys, command, "cifa-0404", *to, "--archive", str(archive))
+    code, out, err = run_cli(capsys, command, "cifa-0404", *to, "--archive", str(archive))
     assert code == 2 and out == ""
     assert f"cifa-0404: no such work in {archive} (no bag, no versions)" in err
     for bad in ("../bags/x", "Cifa-0001", "cifa-0001/v1"):
-        code, out, err = _run(capsys, command, bad, *to, "--archive", str(archive))
+        code, out, err = run_cli(capsys, command, bad, *to, "--archive", str(archive))
         assert code == 2 and out == ""
         assert f"{bad!r}: not a work id (" in err
-    code, out, err = _run(capsys, command, WORK, *to, "--archive", str(tmp_path / "nowhere"))
+    code, out, err = run_cli(capsys, command, WORK, *to, "--archive", str(tmp_path / "nowhere"))
     assert code == 2 and "no archive here (no ledger.sqlite" in err
     assert snapshot(archive / "objects") == before
     assert not (tmp_path / "x").exists() and not (tmp_path / "nowhere").exists()
@@ -209,7 +202,7 @@ def test_an_archive_with_no_versions_at_all_says_so_too(
     archive = tmp_path / "archive"
     archive.mkdir()
     _register(archive, OLD)
-    code, out, err = _run(capsys, "history", OLD, "--archive", str(archive), "--json")
+    code, out, err = run_cli(capsys, "history", OLD, "--archive", str(archive), "--json")
     assert code == 2 and out == ""
     assert f"no versions recorded for {OLD} yet" in err
     assert not (archive / "objects").exists()  # a reader makes nothing
@@ -227,14 +220,14 @@ def test_a_damaged_object_is_refused_naming_the_file(
     where = ["--archive", str(archive)]
     for version in ("1", "2"):  # v2 names the same master: stored once, damaged for both
         target = tmp_path / f"export-v{version}"
-        code, out, err = _run(capsys, "export", WORK, "--version", version,
+        code, out, err = run_cli(capsys, "export", WORK, "--version", version,
                               "--to", str(target), *where)  # fmt: skip
         assert code == 1 and out == ""
         assert err.startswith(f"cifa: export refused: {WORK} v{version}: ")
         assert "v1/content/data/master/film.mkv (the bag's data/master/film.mkv)" in err
         assert "nothing exported" in err
         assert not target.exists()
-    code, out, _err = _run(capsys, "export", WORK, "--to", str(tmp_path / "j"), *where, "--json")
+    code, out, _err = run_cli(capsys, "export", WORK, "--to", str(tmp_path / "j"), *where, "--json")
     failed = json.loads(out)
     assert code == 1 and failed["ok"] is False and failed["version"] == 2
     assert "v1/content/data/master/film.mkv" in failed["error"]
@@ -244,6 +237,6 @@ def test_a_damaged_object_is_refused_naming_the_file(
     inventory = archive / "objects" / WORK / "v2/inventory.json"
     inventory.chmod(0o644)
     inventory.write_bytes(inventory.read_bytes().replace(b"title corrected", b"title correctex"))
-    code, out, err = _run(capsys, "history", WORK, *where)
+    code, out, err = run_cli(capsys, "history", WORK, *where)
     assert code == 1 and out == ""
     assert err.startswith(f"cifa: history: {WORK}") and "v2/inventory.json: sha512" in err

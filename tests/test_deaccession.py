@@ -12,7 +12,7 @@ from pathlib import Path
 import bagit
 import pytest
 
-from cifa_ingest import cli, deaccession
+from cifa_ingest import deaccession
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.fixity_audit import audit_archive
@@ -25,11 +25,12 @@ from cifa_ingest.storage.locations import FilesystemLocation, StorageSettings
 from cifa_ingest.storage.replicate import replicate_archive
 from cifa_ingest.storage.stores import open_store
 from cifa_ingest.versions import add_version, versions
-from tests.helpers import assert_premis_valid
-from tests.s3server import S3Server, s3_env, s3_server  # noqa: F401  (pytest fixtures)
+from tests.helpers import assert_premis_valid, run_cli
+from tests.s3server import S3Server, s3_env, s3_server
 from tests.test_ingest_versions import WORK_ID, _settings
-from tests.test_revision import _preserved_once, preserved  # noqa: F401  (pytest fixtures)
 from tests.test_versions import assert_ocfl_valid
+
+__all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
 
 REASON = "The director asked for the film's removal (letter of 2026-11-20)"
 
@@ -50,10 +51,10 @@ def _digests(folder: Path) -> set[str]:
 
 
 def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_holds(
-    preserved: tuple[Archive, Work],  # noqa: F811
+    preserved: tuple[Archive, Work],
     tmp_path: Path,
-    s3_server: S3Server,  # noqa: F811
-    s3_env: dict[str, str],  # noqa: F811
+    s3_server: S3Server,
+    s3_env: dict[str, str],
 ) -> None:
     archive, work = preserved
     (tmp_path / "offsite").mkdir()
@@ -140,19 +141,15 @@ def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_hol
 
 
 def test_deaccession_on_the_command_line(
-    preserved: tuple[Archive, Work],  # noqa: F811
+    preserved: tuple[Archive, Work],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     archive, _work = preserved
-    where = ["--archive", str(archive.root), "--quiet"]
+    where = ["--archive", str(archive.root)]
 
     def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = cli.main([*args, *where])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
+        return run_cli(capsys, *args, *where)
 
     code, _out, err = run("deaccession", "cifa-nope-0001", "--reason", REASON)
     assert code == 2 and "not preserved" in err
@@ -172,7 +169,7 @@ def test_deaccession_on_the_command_line(
 
 
 def test_a_deaccession_killed_after_its_journal_is_finished_by_the_next_run(
-    preserved: tuple[Archive, Work],  # noqa: F811
+    preserved: tuple[Archive, Work],
 ) -> None:
     """Killed after the tombstone's object was built and the journal written, before the
     exchange: the next run's triage finishes it; nothing of the film is left."""

@@ -29,7 +29,7 @@ from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.metadata.versions_record import VersionChange, read_versions
 from cifa_ingest.preserve import Outcome, preserve_work
 from cifa_ingest.versions import versions
-from tests.helpers import assert_premis_valid
+from tests.helpers import assert_premis_valid, run_cli
 from tests.test_docs import _assert_documented
 from tests.test_ingest_versions import _settings
 from tests.test_versions import assert_ocfl_valid
@@ -115,14 +115,6 @@ def _contact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "load_settings", _settings)
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([*args, "--quiet"])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
 def _sha512(path: Path) -> str:
     return hashlib.sha512(path.read_bytes()).hexdigest()
 
@@ -151,7 +143,7 @@ def test_a_changed_source_is_a_new_version_keeping_both_captures(
     first_original, first_master = _sha512(bag / ORIGINAL), _sha512(bag / MASTER)
     shutil.copy(served_root / "films" / "three-days-day-2.mp4", site[0] / FILM)  # a re-upload
 
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "recapture", WORK_ID, str(catalogue), "--archive", str(archive.root),
         "--agent", "Li Wei", "--message", "the maker re-uploaded the film",
         "--allow-private-sources", "--json",
@@ -184,7 +176,7 @@ def test_a_changed_source_is_a_new_version_keeping_both_captures(
     assert_ocfl_valid(archive.objects_dir)
     for number in (1, 2):
         target = tmp_path / f"v{number}"
-        code, _out, err = _run(
+        code, _out, err = run_cli(
             capsys, "export", WORK_ID, "--version", str(number), "--to", str(target),
             "--archive", str(archive.root),
         )  # fmt: skip
@@ -244,7 +236,7 @@ def test_a_source_that_gives_the_same_bytes_makes_nothing(
     bag = archive.bag_path(WORK_ID)
     before = {p.relative_to(bag).as_posix(): p.stat().st_ino for p in bag.rglob("*")}
 
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "recapture", WORK_ID, str(catalogue), "--archive", str(archive.root),
         "--allow-private-sources", "--json",
     )  # fmt: skip
@@ -274,7 +266,7 @@ def test_watch_recapture_makes_a_version_of_each_changed_source_only(
     shutil.copy(root / STREAM / "master.m3u8", root / STREAM / "stream.m3u8")
     (root / FILM).unlink()
 
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "watch", str(catalogue), "--recapture", "--agent", "the watch",
         "--archive", str(archive.root), "--allow-private-sources", "--json",
     )  # fmt: skip
@@ -300,7 +292,7 @@ def test_watch_recapture_makes_a_version_of_each_changed_source_only(
     assert len(_events(hls_bag, "capture")) == 2
     assert_ocfl_valid(archive.objects_dir)
     # The next watch finds the stream as its newest capture has it.
-    code, out, _err = _run(
+    code, out, _err = run_cli(
         capsys, "watch", "--only", HLS_ID, "--archive", str(archive.root),
         "--allow-private-sources", "--json",
     )  # fmt: skip
@@ -342,11 +334,11 @@ def test_bad_input_is_said_before_any_request(
         (["recapture", WORK_ID, str(catalogue), "--archive", str(tmp_path / "nowhere")], ""),
     ]
     for args, said in cases:
-        code, _out, err = _run(capsys, *args)
+        code, _out, err = run_cli(capsys, *args)
         assert code == 2 and said in err, (args, err)
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"works": []}), "utf-8")
-    code, _out, err = _run(capsys, "recapture", WORK_ID, str(other), *where)
+    code, _out, err = run_cli(capsys, "recapture", WORK_ID, str(other), *where)
     assert code == 2 and "not in the catalogues" in err
     assert len(server.requests) == before
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1]

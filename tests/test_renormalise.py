@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -24,39 +23,17 @@ from cifa_ingest.archive.layout import Archive
 from cifa_ingest.audit.fixity_audit import audit_archive
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import Settings
-from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.metadata.versions_record import VersionChange, read_versions
 from cifa_ingest.normalise import proof
 from cifa_ingest.preserve import Outcome, preserve_work
 from cifa_ingest.versions import versions
-from tests.helpers import assert_premis_valid
+from tests.helpers import assert_premis_valid, run_cli
 from tests.test_docs import _assert_documented
-from tests.test_ingest_versions import WORK_ID, _settings, _work
+from tests.test_ingest_versions import WORK_ID, _settings
 from tests.test_versions import assert_ocfl_valid
 
 P = "{http://www.loc.gov/premis/v3}"
 MASTER = f"data/master/{WORK_ID}.mkv"
-
-
-@pytest.fixture(scope="module")
-def _preserved_once(
-    tmp_path_factory: pytest.TempPathFactory, served_root: Path
-) -> tuple[Path, Work]:
-    """One work preserved by the real ingest (the default profile: FFV1), once for the module."""
-    archive_dir = tmp_path_factory.mktemp("preserved") / "archive"
-    with LocalFileServer(served_root) as server:
-        work = _work(f"{server.base_url}/films/colour-bars.mkv")
-        report = preserve_work(work, Archive(archive_dir), _settings(), allow_private_sources=True)
-    assert report.outcome is Outcome.PRESERVED, report.error
-    return archive_dir, work
-
-
-@pytest.fixture
-def preserved(_preserved_once: tuple[Path, Work], archive_dir: Path) -> tuple[Archive, Work]:
-    """A copy of the preserved archive, hard links kept (``cp -a``), and the work's entry."""
-    template, work = _preserved_once
-    subprocess.run(["cp", "-a", str(template), str(archive_dir)], check=True)
-    return Archive(archive_dir), work
 
 
 @pytest.fixture
@@ -71,14 +48,6 @@ def _with_profile(monkeypatch: pytest.MonkeyPatch, profile: str) -> Settings:
     settings = settings.model_copy(update={"normalise": normalise})
     monkeypatch.setattr(cli, "load_settings", lambda: settings)
     return settings
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([*args, "--quiet"])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def _sha512(path: Path) -> str:
@@ -112,7 +81,7 @@ def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
     originals = _inodes(bag, "original")
     _with_profile(monkeypatch, "storage-saving")
 
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "renormalise", WORK_ID, "--archive", str(archive.root), "--agent", "Li Wei",
         "--json",
     )  # fmt: skip
@@ -178,7 +147,7 @@ def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
     assert_ocfl_valid(archive.objects_dir)
     for number in (1, 2):
         target = tmp_path / f"v{number}"
-        code, _out, err = _run(
+        code, _out, err = run_cli(
             capsys, "export", WORK_ID, "--version", str(number), "--to", str(target),
             "--archive", str(archive.root),
         )  # fmt: skip
@@ -190,7 +159,7 @@ def test_a_new_policy_makes_a_proved_master_as_a_new_version_keeping_the_old(
     audit = audit_archive(archive)  # the bag, and every version of the object, every byte
     assert audit.ok, audit.problems
     # The same policy again: the master is already the current one.
-    code, _out, err = _run(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
+    code, _out, err = run_cli(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
     assert code == 1 and "already the current policy's master" in err
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1, 2]
     # A corrected title after it: version 3 carries the migration's record on, and names the
@@ -222,7 +191,9 @@ def test_the_policy_in_force_gives_the_same_master_and_nothing_is_made(
     before = {p.relative_to(bag).as_posix(): p.stat().st_ino for p in bag.rglob("*")}
     _with_profile(monkeypatch, "default")
 
-    code, out, err = _run(capsys, "renormalise", WORK_ID, "--archive", str(archive.root), "--json")
+    code, out, err = run_cli(
+        capsys, "renormalise", WORK_ID, "--archive", str(archive.root), "--json"
+    )
 
     assert code == 1
     assert "already the current policy's master" in err and "cifa: renormalise refused" in err
@@ -244,7 +215,7 @@ def test_a_master_that_fails_its_proof_makes_nothing(
         return found
 
     monkeypatch.setattr(proof, "compare", failing)
-    code, _out, err = _run(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
+    code, _out, err = run_cli(capsys, "renormalise", WORK_ID, "--archive", str(archive.root))
     assert code == 1 and "not lossless" in err
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1]
     assert [v.number for v in read_versions(archive.bag_path(WORK_ID))] == [1]
@@ -256,6 +227,6 @@ def test_a_work_the_archive_does_not_hold_is_bad_input(
 ) -> None:
     _with_profile(monkeypatch, "storage-saving")
     for work_id, said in (("cifa-9999", "no such work"), ("../etc", "not a work id")):
-        code, _out, err = _run(capsys, "renormalise", work_id, "--archive", str(archive.root))
+        code, _out, err = run_cli(capsys, "renormalise", work_id, "--archive", str(archive.root))
         assert code == 2 and said in err, err
     assert [v.number for v in versions(archive.objects_dir, WORK_ID)] == [1]

@@ -10,25 +10,24 @@ import html
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import bagit
 import pytest
 
-from cifa_ingest import cli, revision
+from cifa_ingest import revision
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.fixity_audit import audit_archive
 from cifa_ingest.bag import package
 from cifa_ingest.bag.revise import revise
 from cifa_ingest.catalogue.model import Work
-from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.metadata.versions_record import read_versions
 from cifa_ingest.preserve import Outcome, preserve_work
 from cifa_ingest.reports import ingest_report
 from cifa_ingest.versions import add_version, export, logical_state, versions
-from tests.test_ingest_versions import WORK_ID, _settings, _work
+from tests.helpers import run_cli
+from tests.test_ingest_versions import WORK_ID, _settings
 from tests.test_versions import assert_ocfl_valid
 
 
@@ -46,28 +45,6 @@ def _disk_use(folder: Path) -> int:
             seen.add((info.st_dev, info.st_ino))
             total += info.st_blocks * 512
     return total
-
-
-@pytest.fixture(scope="module")
-def _preserved_once(
-    tmp_path_factory: pytest.TempPathFactory, served_root: Path
-) -> tuple[Path, Work]:
-    """One work preserved by the real ingest, once for the module: each test gets a copy."""
-    archive_dir = tmp_path_factory.mktemp("preserved") / "archive"
-    with LocalFileServer(served_root) as server:
-        work = _work(f"{server.base_url}/films/colour-bars.mkv")
-        report = preserve_work(work, Archive(archive_dir), _settings(), allow_private_sources=True)
-    assert report.outcome is Outcome.PRESERVED, report.error
-    return archive_dir, work
-
-
-@pytest.fixture
-def preserved(_preserved_once: tuple[Path, Work], archive_dir: Path) -> tuple[Archive, Work]:
-    """A copy of the preserved archive, hard links kept (``cp -a``): the bag and its first
-    version share their files as the ingest left them."""
-    template, work = _preserved_once
-    subprocess.run(["cp", "-a", str(template), str(archive_dir)], check=True)
-    return Archive(archive_dir), work
 
 
 def _contents(bag: Path) -> dict[str, bytes]:
@@ -138,11 +115,7 @@ def test_a_withdrawn_permission_is_a_version_that_withholds_access_and_removes_n
     archive, work = preserved
 
     def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = cli.main([*args, "--archive", str(archive.root), "--quiet"])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return code, out, err
+        return run_cli(capsys, *args, "--archive", str(archive.root))
 
     bag = archive.bag_path(WORK_ID)
     work = _changed(
