@@ -14,9 +14,11 @@ asked for. Nothing is ever written over: a target that exists must be an empty f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from cifa_ingest.archive.layout import fsync_dir
@@ -48,6 +50,58 @@ def _fsync_tree(folder: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def _empty_target(target_dir: Path | str) -> Path:
+    """The target folder, absolute, refused (nothing written) unless absent or empty."""
+    target = Path(target_dir).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ExportRefused(f"{target}: exists and is not an empty folder; nothing written over")
+    return target
+
+
+@contextlib.contextmanager
+def _built_as(target: Path, kind: str) -> Iterator[Path]:
+    """A hidden folder beside ``target`` to build in (readable by all: not mkdtemp's private
+    0700), flushed and renamed to ``target`` (onto nothing, or an empty folder) once the body is
+    done; removed, with all it holds, when the body fails or the process is interrupted."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-", dir=target.parent))
+    try:
+        building.chmod(0o755)
+        yield building
+        _fsync_tree(building)
+        os.rename(building, target)
+    except BaseException:
+        discard(building)
+        raise
+    fsync_dir(target.parent)
+
+
+def _copy_checked(
+    obj: OcflObject, inventory: Inventory, where: str, logical: str, digest: str, target: Path
+) -> None:
+    """One file of a version copied to ``target``, its sha512 compared with the inventory's as
+    it is read: ObjectDamaged, naming the stored file, where it is missing or differs."""
+    content_path = inventory.content_path(digest)
+    try:
+        actual = _copy_verified(obj.content_file(content_path), target)
+    except FileNotFoundError:
+        raise ObjectDamaged(
+            f"{where}: {content_path} (the bag's {logical}) is missing; nothing exported"
+        ) from None
+    if actual != digest:
+        raise ObjectDamaged(
+            f"{where}: {content_path} (the bag's {logical}) has sha512 {actual}, the"
+            f" inventory says {digest}; nothing exported"
+        )
+
+
+def _valid_bag(folder: Path, where: str) -> None:
+    report = bagcheck.validate(folder)
+    if not report.valid:
+        problems = "; ".join(f.message for f in report.errors[:10])
+        raise ObjectDamaged(f"{where}: its bag is not valid: {problems}")
+
+
 def export(
     root: StorageRoot | Path | str,
     work_id: str,
@@ -58,39 +112,14 @@ def export(
     ``target_dir``, a folder that must not exist or be empty; the bag's folder. ObjectDamaged,
     naming the file, where a stored file is not what the inventory records (nothing is left at
     the target); NoSuchVersion for a version the object does not have."""
-    target = Path(target_dir).absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ExportRefused(f"{target}: exists and is not an empty folder; nothing written over")
+    target = _empty_target(target_dir)
     obj, inventory = read_object(root, work_id)
     number = checked_number(inventory, version)
     where = f"{work_id} {version_name(number)}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
-    try:
-        building.chmod(0o755)  # a bag for people to read, not mkdtemp's private 0700
+    with _built_as(target, "export") as building:
         for logical, digest in sorted(inventory.state(number).items()):
-            content_path = inventory.content_path(digest)
-            try:
-                actual = _copy_verified(obj.content_file(content_path), building / logical)
-            except FileNotFoundError:
-                raise ObjectDamaged(
-                    f"{where}: {content_path} (the bag's {logical}) is missing; nothing exported"
-                ) from None
-            if actual != digest:
-                raise ObjectDamaged(
-                    f"{where}: {content_path} (the bag's {logical}) has sha512 {actual}, the"
-                    f" inventory says {digest}; nothing exported"
-                )
-        report = bagcheck.validate(building)
-        if not report.valid:
-            problems = "; ".join(f.message for f in report.errors[:10])
-            raise ObjectDamaged(f"{where}: exported, the bag is not valid: {problems}")
-        _fsync_tree(building)
-        os.rename(building, target)  # onto nothing, or onto an empty folder
-    except BaseException:
-        discard(building)
-        raise
-    fsync_dir(target.parent)
+            _copy_checked(obj, inventory, where, logical, digest, building / logical)
+        _valid_bag(building, where)
     return target
 
 
@@ -109,9 +138,7 @@ def link_version(
     obj, inventory = read_object(root, work_id)
     number = checked_number(inventory, version)
     where = f"{work_id} {version_name(number)}"
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.link-", dir=target.parent))
-    try:
-        building.chmod(0o755)
+    with _built_as(target, "link") as building:
         for logical, digest in sorted(inventory.state(number).items()):
             content_path = inventory.content_path(digest)
             (building / logical).parent.mkdir(parents=True, exist_ok=True)
@@ -121,16 +148,7 @@ def link_version(
                 raise ObjectDamaged(
                     f"{where}: {content_path} (the bag's {logical}) is missing"
                 ) from None
-        report = bagcheck.validate(building)
-        if not report.valid:
-            problems = "; ".join(f.message for f in report.errors[:10])
-            raise ObjectDamaged(f"{where}: its bag is not valid: {problems}")
-        _fsync_tree(building)
-        os.rename(building, target)
-    except BaseException:
-        discard(building)
-        raise
-    fsync_dir(target.parent)
+        _valid_bag(building, where)
     return target
 
 
@@ -170,9 +188,7 @@ def export_access(root: StorageRoot | Path | str, work_id: str, target_dir: Path
     verified against the inventory as copied: what an access system is given. Only the newest
     version's permission decides, so an earlier version can never give out what a withdrawal
     took back. AccessWithheld (nothing written) where it does not cover access."""
-    target = Path(target_dir).absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ExportRefused(f"{target}: exists and is not an empty folder; nothing written over")
+    target = _empty_target(target_dir)
     obj, inventory = read_object(root, work_id)
     number = inventory.head
     withheld = _permission_withheld(obj, inventory, number)
@@ -188,23 +204,9 @@ def export_access(root: StorageRoot | Path | str, work_id: str, target_dir: Path
     }
     if not any(logical.startswith(ACCESS_FOLDER) for logical in wanted):
         raise AccessWithheld(f"{work_id}: {version_name(number)} has no access copies")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.access-", dir=target.parent))
-    try:
-        building.chmod(0o755)
+    where = f"{work_id} {version_name(number)}"
+    with _built_as(target, "access") as building:
         for logical, digest in sorted(wanted.items()):
             name = logical.removeprefix("data/").removeprefix("metadata/")
-            content_path = inventory.content_path(digest)
-            actual = _copy_verified(obj.content_file(content_path), building / name)
-            if actual != digest:
-                raise ObjectDamaged(
-                    f"{work_id} {version_name(number)}: {content_path} (the bag's {logical})"
-                    f" has sha512 {actual}, the inventory says {digest}; nothing exported"
-                )
-        _fsync_tree(building)
-        os.rename(building, target)
-    except BaseException:
-        discard(building)
-        raise
-    fsync_dir(target.parent)
+            _copy_checked(obj, inventory, where, logical, digest, building / name)
     return target
