@@ -46,7 +46,13 @@ from cifa_ingest.errors import (
 )
 from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
-from cifa_ingest.fetch.capture import Capture, FetchedSource, SourceKey
+from cifa_ingest.fetch.capture import (
+    Capture,
+    FetchedSource,
+    SourceKey,
+    captured_source_keys,
+    captured_sources,
+)
 from cifa_ingest.fetch.failures import FetchErrorKind, block_reason
 from cifa_ingest.fetch.pauses import HostPause
 from cifa_ingest.fetch.resume import Partials
@@ -287,7 +293,7 @@ def triage(
         else:
             if pending is not None:
                 ledger.abandon_placement(work.id)
-            _register(work, archive, ledger, source_keys=_captured_source_keys(bag_dir))
+            _register(work, archive, ledger, source_keys=captured_source_keys(bag_dir))
         log.info("%s: registered a complete bag left by an interrupted run", work.id)
         if settings is not None:
             record_first_version(archive, work.id, settings)
@@ -350,31 +356,6 @@ def _catalogue_agent(collection: str | None) -> str:
     return f"the catalogue ({collection})" if collection else "the catalogue"
 
 
-def _captured_sources(bag_dir: Path) -> list[SourceKey]:
-    """The source keys a bag's capture record names. Records made before keys held addresses
-    have none: the key is then made from the source's URL, as it is for a new capture."""
-    try:
-        capture = json.loads((bag_dir / "metadata" / "capture.json").read_text("utf-8"))
-        keys = []
-        for source in capture.get("sources", []):
-            extractor, source_id = str(source["extractor"]), str(source["source_id"])
-            key = SourceKey.of(extractor, source_id, str(source.get("url") or ""))
-            if source.get("address"):
-                key = SourceKey(extractor, source_id, str(source["address"]))
-            keys.append(key)
-        return keys
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
-
-
-def _captured_source_keys(bag_dir: Path) -> list[str]:
-    """The source keys (:class:`~cifa_ingest.fetch.capture.SourceKey`) a bag's capture record names,
-    so
-    that a bag registered after a crash still refuses a second copy of the same video under
-    another URL."""
-    return [key.key for key in _captured_sources(bag_dir)]
-
-
 def holder_of_source(ledger: Ledger, archive: Archive, key: SourceKey) -> str | None:
     """The work that holds the source video ``key``, if any.
 
@@ -389,7 +370,7 @@ def holder_of_source(ledger: Ledger, archive: Archive, key: SourceKey) -> str | 
     former = ledger.work_for_source(key.former)
     if former is None:
         return None
-    captured = _captured_sources(archive.bag_path(former))
+    captured = captured_sources(archive.bag_path(former))
     if not captured or any(c.key == key.key for c in captured):
         return former
     return None

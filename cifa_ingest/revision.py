@@ -49,6 +49,7 @@ from cifa_ingest.catalogue import drift
 from cifa_ingest.catalogue.model import Permission, Work
 from cifa_ingest.config import Settings, locks_dir
 from cifa_ingest.errors import ArchiveStateError
+from cifa_ingest.fetch.capture import captured_source_keys
 from cifa_ingest.metadata.versions_record import Version, VersionChange, read_versions
 from cifa_ingest.versions import StorageRoot, User, add_version, head
 from cifa_ingest.versions.export import link_version
@@ -196,6 +197,7 @@ def record_head(ledger: Ledger, record: BagRecord, bag_dir: Path, number: int) -
     ledger.record_new_head(
         replace(
             record,
+            source_keys=list(dict.fromkeys([*record.source_keys, *captured_source_keys(bag_dir)])),
             payload_oxum=summary.payload_oxum,
             manifest_digests=summary.manifest_digests,
             software=package.SOFTWARE_AGENT,

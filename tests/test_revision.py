@@ -278,3 +278,34 @@ def test_the_exchange_of_two_folders_is_one_step(tmp_path: Path) -> None:
         pytest.fail("renameat2(RENAME_EXCHANGE) is not available on this system's file system")
     assert (tmp_path / "a" / "two").is_file() and (tmp_path / "b" / "one").is_file()
     shutil.rmtree(tmp_path / "a")
+
+
+def test_a_new_version_from_a_new_address_makes_its_source_the_works_too(
+    preserved: tuple[Archive, Work], tmp_path: Path
+) -> None:
+    """A re-capture from a new address: the ledger knows the new source as the work's (a second
+    copy of it under another id is then refused), and the old one stays the work's."""
+    from cifa_ingest.fetch.capture import captured_source_keys
+
+    archive, _work = preserved
+    ledger = Ledger(archive.ledger_path)
+    record = ledger.bag(WORK_ID)
+    assert record is not None
+    [old_key] = record.source_keys
+    bag = tmp_path / "bag"
+    shutil.copytree(archive.bag_path(WORK_ID), bag)
+    capture_file = bag / "metadata" / "capture.json"
+    capture_file.chmod(0o644)
+    capture = json.loads(capture_file.read_text("utf-8"))
+    for source in capture["sources"]:
+        source["url"] = source["address"] = "https://films.example.org/moved/colour-bars.mkv"
+    capture_file.write_text(json.dumps(capture), "utf-8")
+    [new_key] = captured_source_keys(bag)
+    assert new_key != old_key
+
+    revision.record_head(ledger, record, bag, 2)
+
+    held = ledger.bag(WORK_ID)
+    assert held is not None and held.source_keys == [old_key, new_key]
+    assert ledger.work_for_source(new_key) == WORK_ID
+    assert ledger.work_for_source(old_key) == WORK_ID

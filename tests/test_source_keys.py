@@ -20,8 +20,8 @@ from cifa_ingest.archive.ledger import Ledger
 from cifa_ingest.catalogue.model import Work
 from cifa_ingest.config import load_settings
 from cifa_ingest.demo.http_server import LocalFileServer
-from cifa_ingest.fetch.capture import SourceKey
-from cifa_ingest.preserve import Outcome, _captured_source_keys, place_step, preserve_work
+from cifa_ingest.fetch.capture import SourceKey, captured_source_keys
+from cifa_ingest.preserve import Outcome, place_step, preserve_work
 from tests.helpers import assert_valid_preserved_bag, sha256
 
 
@@ -159,7 +159,7 @@ def test_a_capture_record_without_an_address_gives_the_key_of_its_url(tmp_path: 
          "source_id": "dQw4w9WgXcQ"},
     ]  # fmt: skip
     (tmp_path / "metadata" / "capture.json").write_text(json.dumps({"sources": sources}))
-    assert _captured_source_keys(tmp_path) == [
+    assert captured_source_keys(tmp_path) == [
         "Generic:films.example.org/a/film.mp4",
         "Youtube:dQw4w9WgXcQ",
     ]

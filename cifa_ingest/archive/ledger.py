@@ -295,7 +295,8 @@ class Ledger:
     ) -> None:
         """Record that ``bags/<id>`` is now the bag of a new version of the work (issue 18): its
         manifests' digests, Payload-Oxum and payload files replace the ones before (the versions
-        store keeps every version; the ledger vouches for the bag in ``bags/``), and every copy
+        store keeps every version; the ledger vouches for the bag in ``bags/``), its source keys
+        are the work's (with those of earlier captures: they stay the work's), and every copy
         of the work at a storage location that was good is ``pending`` again, with ``detail``
         saying why: it holds the version before, and replication brings it the new one. One
         transaction: never new digests with copies still called good."""
@@ -307,14 +308,19 @@ class Ledger:
             if found is None:
                 raise KeyError(f"{record.work_id} is not registered")
             conn.execute(
-                "UPDATE bags SET payload_oxum = ?, manifest_digests = ?, software = ?"
-                " WHERE work_id = ?",
+                "UPDATE bags SET payload_oxum = ?, manifest_digests = ?, software = ?,"
+                " source_keys = ? WHERE work_id = ?",
                 (
                     record.payload_oxum,
                     json.dumps(record.manifest_digests, sort_keys=True),
                     record.software,
+                    json.dumps(record.source_keys),
                     record.work_id,
                 ),
+            )
+            conn.executemany(  # a re-capture's new source is the work's too; the old stay
+                "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
+                [(key, record.work_id) for key in record.source_keys],
             )
             conn.execute("DELETE FROM bag_files WHERE work_id = ?", (record.work_id,))
             conn.executemany(

@@ -6,8 +6,10 @@ reached it (:class:`SourceKey`, :func:`source_address`: the ledger's ``source_ke
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -254,3 +256,27 @@ class Capture:
     @property
     def source_keys(self) -> list[str]:
         return [source.source_key for source in self.sources]
+
+
+def captured_sources(bag_dir: Path) -> list[SourceKey]:
+    """The source keys a bag's capture record names. Records made before keys held addresses
+    have none: the key is then made from the source's URL, as it is for a new capture."""
+    try:
+        capture = json.loads((bag_dir / "metadata" / "capture.json").read_text("utf-8"))
+        keys = []
+        for source in capture.get("sources", []):
+            extractor, source_id = str(source["extractor"]), str(source["source_id"])
+            key = SourceKey.of(extractor, source_id, str(source.get("url") or ""))
+            if source.get("address"):
+                key = SourceKey(extractor, source_id, str(source["address"]))
+            keys.append(key)
+        return keys
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def captured_source_keys(bag_dir: Path) -> list[str]:
+    """The source keys (:class:`SourceKey`) a bag's capture record names, so that a bag
+    registered after a crash still refuses a second copy of the same video under another URL,
+    and a re-capture's new source is known as the work's."""
+    return [key.key for key in captured_sources(bag_dir)]

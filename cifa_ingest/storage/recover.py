@@ -390,7 +390,7 @@ def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str) -> None:
     """Register a placed bag from its own records, as the ingest does a bag a crash left placed
     but unregistered (:func:`cifa_ingest.preserve.triage`)."""
     from cifa_ingest.bag import package
-    from cifa_ingest.preserve import _captured_source_keys
+    from cifa_ingest.fetch.capture import captured_source_keys
 
     bag = archive.bag_path(work_id)
     summary = package.summarise_bag(bag)
@@ -400,7 +400,7 @@ def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str) -> None:
         placed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         payload_oxum=summary.payload_oxum,
         manifest_digests=summary.manifest_digests,
-        source_keys=_captured_source_keys(bag),
+        source_keys=captured_source_keys(bag),
         software=package.SOFTWARE_AGENT,
     )
     ledger.register_bag(record, files=package.payload_files(bag))
