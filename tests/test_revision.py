@@ -309,3 +309,32 @@ def test_a_new_version_from_a_new_address_makes_its_source_the_works_too(
     assert held is not None and held.source_keys == [old_key, new_key]
     assert ledger.work_for_source(new_key) == WORK_ID
     assert ledger.work_for_source(old_key) == WORK_ID
+
+
+def test_a_new_version_reaches_every_location_before_its_copies_are_good_again(
+    preserved: tuple[Archive, Work], tmp_path: Path
+) -> None:
+    """Its copies are pending from the moment the version is made; the next replication sends
+    what changed, verifies the whole copy, and only then records it good."""
+    from cifa_ingest.storage.locations import FilesystemLocation
+    from cifa_ingest.storage.replicate import replicate_archive
+
+    archive, work = preserved
+    (tmp_path / "disk2").mkdir()
+    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    assert replicate_archive(archive, [disk2]).ok
+    ledger = Ledger(archive.ledger_path)
+    corrected = _changed(work, title={"en": "Versions test", "zh": "版本測試"})
+    assert preserve_work(corrected, archive, _settings()).outcome is Outcome.NEW_VERSION
+    copy = ledger.copy(WORK_ID, "disk2")
+    assert copy is not None and copy.state is CopyState.PENDING
+
+    report = replicate_archive(archive, [disk2])
+
+    assert report.ok
+    [done] = report.copies
+    assert done.outcome == "copied" and 0 < done.files_copied < done.files_present
+    copy = ledger.copy(WORK_ID, "disk2")
+    assert copy is not None and copy.state is CopyState.GOOD
+    there = tmp_path / "disk2" / "bags" / WORK_ID / "metadata" / "descriptive.xml"
+    assert "版本測試" in there.read_text("utf-8")
