@@ -1095,17 +1095,50 @@ def _cmd_history(args: argparse.Namespace, settings: Settings, archive: Path) ->
         print(f"cifa: history: {exc}", file=sys.stderr)
         return EXIT_FAILED
     where = objects / args.work_id
+    removed = _deaccessioned(store, args.work_id)
     if args.json:
         document = {
             "id": args.work_id,
             "object": str(where),
             "head": found[-1].number,
             "versions": [_version_as_dict(info) for info in found],
+            "deaccessioned": removed,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(_history_table(args.work_id, where, found))
+        if removed is not None:
+            print(
+                f"\n{args.work_id} was deaccessioned on {removed['when']} on the word of"
+                f" {removed['agent']}: {removed['reason']}\nIts object holds the tombstone only;"
+                " the versions whose content was removed, as its history records them:"
+            )
+            for entry in removed["earlier"]:
+                print(
+                    f"  v{entry['number']}  {entry['created']}  {entry['agent']}:"
+                    f" {entry['change']}: {entry['message']}"
+                )
     return EXIT_OK
+
+
+def _deaccessioned(store: Archive, work_id: str) -> dict[str, Any] | None:
+    """For a deaccessioned work, when, on whose word and why, and the versions whose content
+    was removed (its tombstone's history: the object, rewritten, has the tombstone only)."""
+    import json
+
+    from cifa_ingest.deaccession import RECORD, is_tombstone
+    from cifa_ingest.metadata.versions_record import read_versions
+
+    bag = store.bag_path(work_id)
+    if not bag.is_dir() or not is_tombstone(bag):
+        return None
+    record = json.loads((bag / RECORD).read_text("utf-8"))
+    return {
+        "when": record["when"],
+        "agent": record["agent"],
+        "reason": record["reason"],
+        "earlier": [version.as_dict() for version in read_versions(bag)[:-1]],
+    }
 
 
 def _cmd_export(args: argparse.Namespace, settings: Settings, archive: Path) -> int:

@@ -27,6 +27,7 @@ from cifa_ingest.storage.stores import open_store
 from cifa_ingest.versions import add_version, versions
 from tests.helpers import assert_premis_valid, run_cli
 from tests.s3server import S3Server, s3_env, s3_server
+from tests.test_docs import _assert_documented
 from tests.test_ingest_versions import WORK_ID, _settings
 from tests.test_versions import assert_ocfl_valid
 
@@ -164,6 +165,17 @@ def test_deaccession_on_the_command_line(
     document = json.loads(out)
     assert set(document) == {"id", "version", "files_removed", "bytes_removed", "locations", "ok"}
     assert document["version"] == 2 and document["ok"] is True
+    code, out, err = run("history", WORK_ID, "--json")
+    assert code == 0, err
+    history = json.loads(out)
+    _assert_documented("## `cifa history`", history)
+    assert [v["message"] for v in history["versions"]] == [f"deaccession: {REASON}"]
+    assert history["deaccessioned"]["reason"] == REASON
+    assert history["deaccessioned"]["agent"] == "Li Wei"
+    assert [v["number"] for v in history["deaccessioned"]["earlier"]] == [1]
+    code, out, err = run("history", WORK_ID)
+    assert code == 0 and f"{WORK_ID} was deaccessioned on " in out
+    assert "  v1  " in out and "ingestion" in out
     code, _out, err = run("export", WORK_ID, "--for-access", "--to", str(tmp_path / "a"))
     assert code == 1 and "access copies withheld (deaccessioned, as v1 records)" in err
 
