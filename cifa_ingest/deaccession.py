@@ -30,7 +30,6 @@ ends removes them. The next replication copies the tombstone to every location.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -43,10 +42,9 @@ from typing import Any
 
 from cifa_ingest.archive.layout import Archive, exchange, fsync_dir, write_atomically
 from cifa_ingest.archive.ledger import CopyState, Ledger
-from cifa_ingest.bag import fixity
 from cifa_ingest.bag import write as bagwrite
 from cifa_ingest.bag.package import SOFTWARE_AGENT, validate_bag
-from cifa_ingest.bag.revise import read_bag_info, replace_file
+from cifa_ingest.bag.revise import json_bytes, read_bag_info
 from cifa_ingest.bag.write import tag_value
 from cifa_ingest.config import Settings
 from cifa_ingest.errors import ArchiveStateError, InputError
@@ -62,6 +60,7 @@ from cifa_ingest.revision import (
     placement_slot,
     reconcile,
     record_head,
+    tag_manifest_digests,
     version_of_bag,
     version_user,
 )
@@ -78,8 +77,7 @@ log = logging.getLogger(__name__)
 RECORD = DEACCESSION_RECORD
 NOTE = "data/DEACCESSIONED.txt"
 #: The records a tombstone keeps from the bag it replaces (the rest described the content).
-KEPT = ("bagit.txt", "metadata/descriptive.json", "metadata/descriptive.xml",
-        "metadata/permission.json")  # fmt: skip
+KEPT = ("metadata/descriptive.json", "metadata/descriptive.xml", "metadata/permission.json")
 _PREMIS = "http://www.loc.gov/premis/v3"
 _P = f"{{{_PREMIS}}}"
 
@@ -215,17 +213,24 @@ def _build_tombstone(
     removed, files, size = _removed_record(archive, work_id)
     target = _tombstone_bag(archive, work_id)
     discard(target)
-    (target / "data").mkdir(parents=True)
-    (target / "metadata").mkdir()
-    for name in KEPT:
-        if (head_bag / name).is_file():
-            shutil.copyfile(head_bag / name, target / name)
-    (target / NOTE).write_text(
+    target.mkdir(parents=True)
+    (target / Path(NOTE).name).write_text(
         f"The content of {work_id} was removed from the archive on {when[:10]}"
         f" (deaccession, version {version.number}), on the word of {agent}.\n"
         f"Why: {reason}\nWhat was removed, file by file: {RECORD}\n",
         "utf-8",
     )
+    # The head's bag-info fields, but those of the payload and the bagging: the bag writer's.
+    info = {
+        name: value
+        for name, value in read_bag_info(head_bag).items()
+        if name not in ("Payload-Oxum", "Bag-Size", "Bagging-Date", "Bag-Software-Agent")
+    }
+    bagwrite.make_bag_in_place(target, {"Bagging-Date": when[:10], **info})
+    (target / "metadata").mkdir()
+    for name in KEPT:
+        if (head_bag / name).is_file():
+            shutil.copyfile(head_bag / name, target / name)
     record = {
         "id": work_id,
         "version": version.number,
@@ -238,46 +243,19 @@ def _build_tombstone(
         "locations": [location.name for location in settings.storage.locations],
         "removed": removed,
     }
-    (target / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    document = versions_document([*history, version])
-    (target / VERSIONS_FILE).write_text(
-        json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8"
-    )
+    (target / RECORD).write_bytes(json_bytes(record))
+    (target / VERSIONS_FILE).write_bytes(json_bytes(versions_document([*history, version])))
     premis = head_bag / "metadata" / "premis.xml"
-    replace_file(
-        target / "metadata" / "premis.xml",
-        _premis_with_event(premis.read_bytes(), when, reason, agent, settings.organisation.name),
+    (target / "metadata" / "premis.xml").write_bytes(
+        _premis_with_event(premis.read_bytes(), when, reason, agent, settings.organisation.name)
     )
-    info = read_bag_info(head_bag)
-    for name in ("Payload-Oxum", "Bag-Size", "Bagging-Date", "Bag-Software-Agent"):
-        info.pop(name, None)
-    note_size = (target / NOTE).stat().st_size
-    fields = {
-        "Bagging-Date": when[:10],
-        "Bag-Software-Agent": SOFTWARE_AGENT,
-        **info,
-        "Payload-Oxum": f"{note_size}.1",
-    }
-    (target / "bag-info.txt").write_text(
-        "".join(f"{tag_value(k)}: {tag_value(v)}\n" for k, v in fields.items() if tag_value(v)),
-        "utf-8",
-    )
-    for algorithm in bagwrite.ALGORITHMS:
-        digest = fixity.digest_files({target / NOTE: (algorithm,)})
-        line = f"{digest[target / NOTE].digests[algorithm]}  {NOTE}\n"
-        (target / f"manifest-{algorithm}.txt").write_text(line, "utf-8")
-    bagwrite.write_tag_manifests(target)
+    bagwrite.write_tag_manifests(target)  # again: over the records added since
     validate_bag(target)
     return target, version.number, files, size
 
 
 def _write_journal(archive: Archive, work_id: str, tombstone: Path) -> None:
-    journal = {
-        "tagmanifests": {
-            path.name: hashlib.sha512(path.read_bytes()).hexdigest()
-            for path in sorted(tombstone.glob("tagmanifest-*.txt"))
-        }
-    }
+    journal = {"tagmanifests": tag_manifest_digests(tombstone)}
     write_atomically(_journal(archive, work_id), json.dumps(journal).encode("utf-8"), mode=0o600)
 
 

@@ -662,10 +662,7 @@ def place_step(job: Job) -> WorkReport:
     become a second bag of the same video."""
     assert job.capture is not None
     ledger = Ledger(job.archive.ledger_path)
-    placement = slots.Slots(
-        locks_dir(job.settings, job.archive.root) / "placement", 1, "the placement slot"
-    )
-    with placement.hold(job.work.id):
+    with revision.placement_slot(job.archive, job.settings).hold(job.work.id):
         for key in (source.identity for source in job.capture.sources):
             holder = holder_of_source(ledger, job.archive, key)
             if holder is not None and holder != job.work.id:

@@ -34,7 +34,6 @@ will be fetched for it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import dataclass, replace
@@ -51,7 +50,7 @@ from cifa_ingest.config import Settings, locks_dir
 from cifa_ingest.errors import ArchiveStateError
 from cifa_ingest.fetch.capture import captured_source_keys
 from cifa_ingest.metadata.versions_record import Version, VersionChange, read_versions
-from cifa_ingest.versions import StorageRoot, User, add_version, head
+from cifa_ingest.versions import StorageRoot, User, add_version
 from cifa_ingest.versions.export import link_version
 from cifa_ingest.versions.history import read_object
 from cifa_ingest.versions.inventory import Inventory
@@ -71,12 +70,11 @@ def version_user(settings: Settings, person: str | None = None) -> User:
 @dataclass(frozen=True)
 class NewVersion:
     """A version this run made: its number, what changed and the message (as ``cifa history``
-    shows them), and whether the work's access copies may still be given out."""
+    shows them)."""
 
     number: int
     change: VersionChange
     message: str
-    access_permitted: bool
 
 
 def bag_version(bag_dir: Path) -> int:
@@ -91,12 +89,10 @@ def access_withheld(bag_dir: Path) -> str | None:
     if read_versions(bag_dir)[-1].change is VersionChange.DEACCESSION:
         return "deaccessioned"
     try:
-        permission = Permission.model_validate(
-            json.loads((bag_dir / drift.Record.PERMISSION.file).read_text("utf-8"))
-        )
-    except (OSError, ValueError) as exc:
+        data = (bag_dir / drift.Record.PERMISSION.file).read_bytes()
+    except OSError as exc:
         return f"the permission record cannot be read ({type(exc).__name__})"
-    return permission.access_withheld()
+    return Permission.withheld_by_record(data)
 
 
 def placement_slot(archive: Archive, settings: Settings) -> slots.Slots:
@@ -120,14 +116,19 @@ def _discard_debris(archive: Archive, work_id: str) -> None:
             shutil.rmtree(debris, ignore_errors=True)
 
 
+def tag_manifest_digests(bag_dir: Path) -> dict[str, str]:
+    """The sha512 of each of a bag's tag manifests: what identifies the whole bag."""
+    return {
+        path.name: hashlib.sha512(path.read_bytes()).hexdigest()
+        for path in sorted(bag_dir.glob("tagmanifest-*.txt"))
+    }
+
+
 def version_of_bag(bag_dir: Path, inventory: Inventory) -> int | None:
     """Which version of the object ``bag_dir`` is (the newest, where two are alike), by its tag
     manifests: the files that name every other file's digest, so that their sha512 identify
     the whole bag, whatever its size. None where it is none of them (or has no tag manifest)."""
-    found = {
-        path.name: hashlib.sha512(path.read_bytes()).hexdigest()
-        for path in sorted(bag_dir.glob("tagmanifest-*.txt"))
-    }
+    found = tag_manifest_digests(bag_dir)
     if not found:
         return None
     for number in range(inventory.head, 0, -1):
@@ -144,10 +145,8 @@ def reconcile(archive: Archive, ledger: Ledger, work_id: str) -> bool:
     audit's business). Raises ArchiveStateError where the bag is none of the store's versions
     and not the ledger's either (never made by this program: an audit says more)."""
     store = StorageRoot(archive.objects_dir)
-    if head(store, work_id) is None:
-        return False
     record = ledger.bag(work_id)
-    if record is None:
+    if record is None or not store.object_path(work_id).is_dir():
         return False
     _obj, inventory = read_object(store, work_id)
     newest = inventory.head
@@ -263,7 +262,7 @@ def revise_work(
         return None
     store = StorageRoot(archive.objects_dir)
     with placement_slot(archive, settings).hold(work.id):
-        if head(store, work.id) is None:
+        if not store.object_path(work.id).is_dir():
             return None
         reconcile(archive, ledger, work.id)
         if ledger.bag(work.id) is None or not drift.differences(work, collection, bag_dir):
@@ -277,6 +276,5 @@ def revise_work(
             agent=agent,
         )
         made = commit(archive, ledger, settings, staged)
-    withheld = access_withheld(bag_dir)
     log.info("%s: version %d (%s): %s", work.id, made.number, made.change, made.message)
-    return NewVersion(made.number, made.change, made.message, withheld is None)
+    return NewVersion(made.number, made.change, made.message)

@@ -151,6 +151,16 @@ class Permission(_Strict):
             {Use.ACCESS, Use.PUBLIC_ACCESS} & set(self.covers)
         )
 
+    @classmethod
+    def withheld_by_record(cls, data: bytes) -> str | None:
+        """:meth:`access_withheld` of the permission record ``data`` (a bag's
+        ``metadata/permission.json``); a record that cannot be read withholds, saying so."""
+        try:
+            permission = cls.model_validate_json(data)
+        except ValueError as exc:
+            return f"the permission record cannot be read ({type(exc).__name__})"
+        return permission.access_withheld()
+
     def access_withheld(self) -> str | None:
         """Why access copies may not be given out under this permission, in the words of the
         run report and of an access export; None where they may (:attr:`covers_access`)."""

@@ -163,8 +163,6 @@ DEACCESSION_RECORD = "metadata/deaccession.json"
 def _permission_withheld(obj: OcflObject, inventory: Inventory, number: int) -> str | None:
     """Why version ``number``'s permission record withholds access, or None: read from the
     object itself, its digest checked."""
-    import json
-
     from cifa_ingest.catalogue.model import Permission
 
     if DEACCESSION_RECORD in inventory.state(number):
@@ -175,11 +173,7 @@ def _permission_withheld(obj: OcflObject, inventory: Inventory, number: int) -> 
     data = obj.content_file(inventory.content_path(digest)).read_bytes()
     if hashlib.sha512(data).hexdigest() != digest:
         raise ObjectDamaged(f"{obj.id} {version_name(number)}: {PERMISSION_RECORD} damaged")
-    try:
-        permission = Permission.model_validate(json.loads(data))
-    except ValueError as exc:
-        return f"the permission record cannot be read ({type(exc).__name__})"
-    return permission.access_withheld()
+    return Permission.withheld_by_record(data)
 
 
 def export_access(root: StorageRoot | Path | str, work_id: str, target_dir: Path | str) -> Path:
