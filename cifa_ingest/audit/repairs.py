@@ -184,11 +184,7 @@ def _repair_versions(
             })  # fmt: skip
         record = ledger.bag(bag.bag)
         if mended and record is not None:
-            again = recheck(archive, record)
-            record_check(archive, again)
-            bag.problems, bag.object = again.problems, again.object
-            bag.bytes_read += again.bytes_read
-            bag.seconds += again.seconds
+            _check_again(archive, bag, record, recheck)
         for problem in bag.problems:
             if problem.kind in OF_A_VERSION and problem.path in left:
                 _explained(problem, left[problem.path])
@@ -243,6 +239,22 @@ def _settle_copies(report: AuditReport, repaired: RepairReport) -> None:
         bag.problems = kept
 
 
+def _check_again(
+    archive: Archive,
+    bag: BagAudit,
+    record: BagRecord,
+    recheck: Callable[[Archive, BagRecord], BagAudit],
+) -> None:
+    """A primary bag (and its versions) something was mended in, audited again, whole, and
+    recorded in the audit log: its problems are now that check's, the log's last word what
+    the bag is now."""
+    again = recheck(archive, record)
+    record_check(archive, again)
+    bag.problems, bag.object = again.problems, again.object
+    bag.bytes_read += again.bytes_read
+    bag.seconds += again.seconds
+
+
 def _settle_primary(
     archive: Archive,
     report: AuditReport,
@@ -258,12 +270,7 @@ def _settle_primary(
             continue
         record = ledger.bag(bag.bag)
         if bag.bag in mended and record is not None:
-            again = recheck(archive, record)
-            record_check(archive, again)
-            bag.problems = again.problems
-            bag.object = again.object
-            bag.bytes_read += again.bytes_read
-            bag.seconds += again.seconds
+            _check_again(archive, bag, record, recheck)
             continue
         left = _left(repaired, bag.bag, PRIMARY)
         check = next((c for c in repaired.copies
