@@ -318,15 +318,9 @@ class Ledger:
                     record.work_id,
                 ),
             )
-            conn.executemany(  # a re-capture's new source is the work's too; the old stay
-                "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
-                [(key, record.work_id) for key in record.source_keys],
-            )
+            # The payload files are the new bag's; its sources are the work's, the old ones stay.
             conn.execute("DELETE FROM bag_files WHERE work_id = ?", (record.work_id,))
-            conn.executemany(
-                "INSERT INTO bag_files VALUES (?, ?, ?, ?, ?)",
-                [(record.work_id, *entry) for entry in files],
-            )
+            _insert_keys_and_files(conn, record, files)
             conn.execute(
                 "UPDATE copies SET state = ?, detail = ?, updated_at = ?"
                 " WHERE work_id = ? AND state = ?",
@@ -639,6 +633,15 @@ def _insert_bag(
             record.software,
         ),
     )
+    _insert_keys_and_files(conn, record, files)
+
+
+def _insert_keys_and_files(
+    conn: sqlite3.Connection,
+    record: BagRecord,
+    files: Iterable[tuple[str, int, str | None, str | None]],
+) -> None:
+    """A registered bag's source keys (a key already the work's kept) and payload files."""
     conn.executemany(
         "INSERT OR IGNORE INTO source_keys VALUES (?, ?)",
         [(key, record.work_id) for key in record.source_keys],
