@@ -927,11 +927,12 @@ def _cmd_replicate(args: argparse.Namespace, settings: Settings, archive: Path) 
     """Exit 0 when every bag has a good copy at every location asked, 1 when any copy is not
     good (a location unreachable, a source that does not verify, a copy that failed)."""
 
+    from cifa_ingest.revision import version_user
     from cifa_ingest.storage import replicate
 
     locations = _chosen_locations(settings, args.location)
     store = _existing_archive(archive)
-    report = replicate.replicate_archive(store, locations)
+    report = replicate.replicate_archive(store, locations, user=version_user(settings))
     return _reported(args, report, replicate.table)
 
 

@@ -21,10 +21,11 @@ payload files; the work's copies ``pending``); the old object and bag are remove
 too. :func:`finish` rolls forward whatever a crash left, from the journal; without a journal,
 what is in staging is debris.
 
-Then every storage location: every object under ``bags/<id>/`` is removed. An object held under
-Object Lock (COMPLIANCE retention) cannot be, and is not: the report names how many and where,
-and the copy stays ``pending`` with that said; running the deaccession again after the retention
-ends removes them. The next replication copies the tombstone to every location.
+Then every storage location: every object under ``bags/<id>/`` and ``versions/<id>/`` is
+removed. An object held under Object Lock (COMPLIANCE retention) cannot be, and is not: the
+report names how many and where, and the copy stays ``pending`` with that said; running the
+deaccession again after the retention ends removes them. The next replication copies the
+tombstone to every location.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from cifa_ingest.revision import (
     version_of_bag,
     version_user,
 )
+from cifa_ingest.storage import versions_copy
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 from cifa_ingest.storage.store import LocationUnreachable
 from cifa_ingest.storage.stores import open_store
@@ -319,16 +321,19 @@ def _remove_at_locations(
     work_id: str,
     locations: list[FilesystemLocation | S3Location],
 ) -> list[LocationRemoval]:
-    """Every object under ``bags/<id>/`` removed from every location that answers, but those
-    Object Lock holds; the copy's ledger row says what is left."""
+    """Every object under ``bags/<id>/`` and ``versions/<id>/`` (the work's bag and its
+    versions, :mod:`cifa_ingest.storage.versions_copy`) removed from every location that
+    answers, but those Object Lock holds; the copy's ledger row says what is left."""
     done = []
     for location in locations:
         result = LocationRemoval(location.name)
         try:
             store = open_store(location)
             store.check()
-            result.removed, held = store.purge(f"bags/{work_id}/")
-            result.locked = list(held)
+            for prefix in (f"bags/{work_id}/", versions_copy.object_prefix(work_id)):
+                removed, held = store.purge(prefix)
+                result.removed += removed
+                result.locked.extend(held)
         except LocationUnreachable as exc:
             result.unreachable = str(exc)
         if result.locked or result.unreachable:

@@ -11,7 +11,6 @@ is left as it was.
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import json
 import logging
@@ -42,7 +41,6 @@ from cifa_ingest.errors import (
     PackagingError,
     ProofFailed,
     ToolStalled,
-    UnchangedVersion,
 )
 from cifa_ingest.fetch import degraded, pauses
 from cifa_ingest.fetch import ytdlp as fetch
@@ -61,7 +59,7 @@ from cifa_ingest.normalise import encode as normalise
 from cifa_ingest.normalise.format_policy import load_policy
 from cifa_ingest.revision import version_user
 from cifa_ingest.tools import mediainfo, runner
-from cifa_ingest.versions import StorageRoot, add_version, head
+from cifa_ingest.versions import head
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +256,10 @@ def triage(
     entry in the ledger (source keys included), else from the bag itself. A journal entry whose
     bag never reached bags/ (killed before the rename) is dropped. With ``settings``, a preserved
     work whose versions are not recorded yet (placed before the archive kept versions, or killed
-    before its first was recorded) gets its first (:func:`record_first_version`), and one whose
-    catalogue entry (in ``collection``) differs from its bag gets a new version
-    (:func:`_preserved`), whatever its permission now says."""
+    before its first was recorded) gets its first
+    (:func:`cifa_ingest.revision.record_first_version`), and one whose catalogue entry (in
+    ``collection``) differs from its bag gets a new version (:func:`_preserved`), whatever its
+    permission now says."""
     bag_dir = archive.bag_path(work.id)
     record = ledger.bag(work.id)
     if record is None or settings is None:
@@ -296,7 +295,7 @@ def triage(
             _register(work, archive, ledger, source_keys=captured_source_keys(bag_dir))
         log.info("%s: registered a complete bag left by an interrupted run", work.id)
         if settings is not None:
-            record_first_version(archive, work.id, settings)
+            revision.record_first_version(archive, work.id, version_user(settings))
         return _bag_report(work, archive, Outcome.ALREADY_PRESERVED, time.monotonic() - started)
     return None
 
@@ -318,7 +317,9 @@ def _preserved(
     made = None
     try:
         if bag_dir.is_dir():
-            record_first_version(archive, work.id, settings, placed_at=placed_at)
+            revision.record_first_version(
+                archive, work.id, version_user(settings), placed_at=placed_at
+            )
         deaccession.finish(archive, ledger, work.id)
         revision.reconcile(archive, ledger, work.id)
         if not bag_dir.is_dir():
@@ -683,7 +684,7 @@ def place_step(job: Job) -> WorkReport:
             raise
         ledger.complete_placement(job.work.id, placed_at=now())
     job.archive.discard_staging(job.work.id)
-    record_first_version(job.archive, job.work.id, job.settings)
+    revision.record_first_version(job.archive, job.work.id, version_user(job.settings))
     worse = [source for source in job.capture.sources if source.is_degraded]
     outcome = Outcome.PRESERVED_DEGRADED if worse else Outcome.PRESERVED
     log.info("%s: %s", job.work.id, OUTCOME_WORDS.get(outcome, str(outcome)))
@@ -712,53 +713,6 @@ def _bag_record(archive: Archive, work_id: str, bag_dir: Path, source_keys: list
         manifest_digests=summary.manifest_digests,
         source_keys=source_keys,
         software=package.SOFTWARE_AGENT,
-    )
-
-
-def record_first_version(
-    archive: Archive, work_id: str, settings: Settings, placed_at: str | None = None
-) -> None:
-    """Make the placed bag of ``work_id`` the first version of its OCFL object in
-    ``ARCHIVE/objects/`` (:mod:`cifa_ingest.versions`), where it has none yet: right after its
-    placement, or for a bag placed before the archive kept versions (its version dated by
-    ``placed_at``, the ledger's). The version's files are hard links to the bag's (sealed
-    read-only): no byte is stored twice; every digest of the bag's manifests is verified on the
-    way in. A failure here never un-preserves the work: the bag is placed and registered, the
-    failure is logged, and the next run tries again (so does a run after a crash)."""
-    store = StorageRoot(archive.objects_dir)
-    if store.object_path(work_id).is_dir():
-        return
-    created = None
-    if placed_at is not None:
-        try:
-            created = dt.datetime.fromisoformat(placed_at)
-        except ValueError:
-            created = None
-    message = "ingestion: the work's bag as placed in the archive" + (
-        f" on {placed_at}" if placed_at else ""
-    )
-    try:
-        add_version(
-            store,
-            work_id,
-            archive.bag_path(work_id),
-            message=message,
-            user=version_user(settings),
-            staging_dir=archive.staging_dir,
-            created=created if created is not None and created.tzinfo else None,
-            link=True,
-        )
-    except UnchangedVersion:  # another process recorded it meanwhile
-        return
-    except (CifaError, OSError) as exc:
-        log.warning(
-            "%s: its first version could not be recorded (%s); the next run tries again",
-            work_id,
-            exc,
-        )
-        return
-    log.info(
-        "%s: recorded as version 1 in %s", work_id, archive.relative(store.object_path(work_id))
     )
 
 

@@ -33,6 +33,7 @@ will be fetched for it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import shutil
@@ -47,7 +48,7 @@ from cifa_ingest.bag.revise import revise
 from cifa_ingest.catalogue import drift
 from cifa_ingest.catalogue.model import Permission, Work
 from cifa_ingest.config import Settings, locks_dir
-from cifa_ingest.errors import ArchiveStateError
+from cifa_ingest.errors import ArchiveStateError, CifaError, UnchangedVersion
 from cifa_ingest.fetch.capture import captured_source_keys
 from cifa_ingest.metadata.versions_record import Version, VersionChange, read_versions
 from cifa_ingest.versions import StorageRoot, User, add_version
@@ -65,6 +66,53 @@ def version_user(settings: Settings, person: str | None = None) -> User:
     one: how to reach whoever answers for it."""
     email = settings.organisation.contact_email.strip()
     return User(person or settings.organisation.name, f"mailto:{email}" if email else None)
+
+
+def record_first_version(
+    archive: Archive, work_id: str, user: User, placed_at: str | None = None
+) -> None:
+    """Make the placed bag of ``work_id`` the first version of its OCFL object in
+    ``ARCHIVE/objects/`` (:mod:`cifa_ingest.versions`), where it has none yet: right after its
+    placement, or for a bag placed before the archive kept versions (its version dated by
+    ``placed_at``, the ledger's). The version's files are hard links to the bag's (sealed
+    read-only): no byte is stored twice; every digest of the bag's manifests is verified on the
+    way in. A failure here never un-preserves the work: the bag is placed and registered, the
+    failure is logged, and the next run tries again (so does a run after a crash)."""
+    store = StorageRoot(archive.objects_dir)
+    if store.object_path(work_id).is_dir():
+        return
+    created = None
+    if placed_at is not None:
+        try:
+            created = dt.datetime.fromisoformat(placed_at)
+        except ValueError:
+            created = None
+    message = "ingestion: the work's bag as placed in the archive" + (
+        f" on {placed_at}" if placed_at else ""
+    )
+    try:
+        add_version(
+            store,
+            work_id,
+            archive.bag_path(work_id),
+            message=message,
+            user=user,
+            staging_dir=archive.staging_dir,
+            created=created if created is not None and created.tzinfo else None,
+            link=True,
+        )
+    except UnchangedVersion:  # another process recorded it meanwhile
+        return
+    except (CifaError, OSError) as exc:
+        log.warning(
+            "%s: its first version could not be recorded (%s); the next run tries again",
+            work_id,
+            exc,
+        )
+        return
+    log.info(
+        "%s: recorded as version 1 in %s", work_id, archive.relative(store.object_path(work_id))
+    )
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from cifa_ingest.preserve import (
     preserve_work,
 )
 from cifa_ingest.reports.summary import block_lines
+from cifa_ingest.revision import version_user
 from cifa_ingest.storage import repair as repairing
 from cifa_ingest.storage import replicate as replication
 from cifa_ingest.storage.locations import PRIMARY
@@ -519,7 +520,9 @@ def _replicate(archive: str, settings: Settings) -> replication.ReplicationRepor
     end ends the task Failed (red in the UI, the problems named), with the report as the state's
     data: a location down or a damaged source is a finding, not an error of the task, so nothing
     is raised."""
-    report = replication.replicate_archive(Archive(archive), settings.storage.locations)
+    report = replication.replicate_archive(
+        Archive(archive), settings.storage.locations, user=version_user(settings)
+    )
     logger = get_run_logger()
     for copy in report.problems:
         logger.error("%s → %s: %s: %s", copy.work_id, copy.location, copy.outcome, copy.detail)

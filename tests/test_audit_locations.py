@@ -252,7 +252,9 @@ def test_s3_an_object_deleted_or_overwritten_is_found(
     # fingerprint: unchanged, it is not looked up again; rewritten, it is.
     cache = json.loads((archive / ".cache" / "location-offsite.json").read_text("utf-8"))
     assert (cache["bucket"], cache["prefix"]) == (bucket, "cifa/")
-    assert len(cache["objects"]) == sum(1 for _ in open_store(location).list("bags/"))
+    assert len(cache["objects"]) == sum(
+        1 for prefix in ("bags/", "versions/") for _ in open_store(location).list(prefix)
+    )
     assert audit_location(Archive(archive), location).ok
 
     gone_work, changed_work = sorted(WORKS)
@@ -402,7 +404,9 @@ def test_s3_the_first_cheap_audit_after_replication_needs_only_the_listing(
     bucket = s3_server.create_bucket(versioning=True)
     location = s3_server.location(bucket, name="offsite", prefix="cifa/")
     _s3_copies(archive, location)
-    objects = sorted(o.key for o in open_store(location).list("bags/"))
+    objects = sorted(
+        o.key for prefix in ("bags/", "versions/") for o in open_store(location).list(prefix)
+    )
     cache = json.loads((archive / ".cache" / "location-offsite.json").read_text("utf-8"))
     assert sorted(cache["objects"]) == objects  # every object written, remembered
 

@@ -74,7 +74,15 @@ def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_hol
     payload = {p.relative_to(bag).as_posix() for p in (bag / "data").rglob("*") if p.is_file()}
     film = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (bag / "data").rglob("*.mkv")}
     assert film and film <= _digests(archive.root)
-    at_offsite = len(list(open_store(offsite).list(f"bags/{WORK_ID}/")))
+    # Its bag and, beside it, its versions (version 1's own records among them).
+    at_offsite = sum(
+        len(list(open_store(offsite).list(prefix)))
+        for prefix in (f"bags/{WORK_ID}/", f"versions/{WORK_ID}/")
+    )
+    assert (
+        open_store(offsite).stat(f"versions/{WORK_ID}/v1/content/metadata/descriptive.json")
+        is not None
+    )
 
     report = deaccession.deaccession(archive, WORK_ID, settings, reason=REASON, agent="Li Wei")
 
@@ -123,6 +131,7 @@ def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_hol
     assert by_name["vault"].removed == 0 and len(by_name["vault"].locked) == at_offsite
     assert not report.ok
     assert list(open_store(offsite).list(f"bags/{WORK_ID}/")) == []
+    assert list(open_store(offsite).list(f"versions/{WORK_ID}/")) == []
     copies = {c.location: c for c in ledger.copies(work_id=WORK_ID)}
     assert copies["vault"].state is CopyState.PENDING and "Object Lock" in copies["vault"].detail
     assert copies["offsite"].state is CopyState.PENDING

@@ -503,7 +503,7 @@ def test_a_v2_ledger_gets_the_preservation_events_chain_and_old_digests_keep_ver
     assert upgrade(path, MIGRATIONS[:2]) == 2
     before = _rows(path)
     assert before["fixity_checks"]
-    assert upgrade(path) == 3 == LATEST
+    assert upgrade(path, MIGRATIONS[:3]) == 3
     after = _rows(path)
     assert {t: after[t] for t in before} == before
     assert after["preservation_events"] == [] and after["events_chain_head"] == []
@@ -526,6 +526,44 @@ def test_a_v2_ledger_gets_the_preservation_events_chain_and_old_digests_keep_ver
         conn.execute("UPDATE preservation_events SET outcome = 'success' WHERE id = ?", (first.id,))
         conn.commit()
     assert any("preservation event 1" in p and "altered" in p for p in log.verify())
+
+
+def test_a_v3_ledger_has_its_good_copies_made_pending_until_replication_adds_the_versions(
+    tmp_path: Path,
+) -> None:
+    """Step 4 (issue 18): a copy recorded good by a release whose locations held no versions is
+    pending after the upgrade, said why, so that the next replication verifies it and adds the
+    work's versions; a copy found missing or damaged keeps its finding; nothing else changes,
+    and a backup of the v3 ledger is kept."""
+    path = _v0_1_0_ledger(tmp_path / "ledger.sqlite")
+    assert upgrade(path, MIGRATIONS[:3]) == 3
+    with closing(sqlite3.connect(path)) as conn:
+        works = [row[0] for row in conn.execute("SELECT work_id FROM bags ORDER BY work_id")]
+        assert works
+        for location, state in (("nas", "good"), ("s3", "damaged"), ("disk", "pending")):
+            conn.execute(
+                "INSERT INTO copies (work_id, location, state, copied_at, verified_at, bytes,"
+                " detail, software, updated_at) VALUES (?, ?, ?, 't0', 't0', 10, 'before',"
+                " 'cifa-ingest 0.x', 't0')",
+                (works[0], location, state),
+            )
+        conn.commit()
+    before = _rows(path)
+    assert upgrade(path) == 4 == LATEST
+    after = _rows(path)
+    assert {t: after[t] for t in before if t != "copies"} == {
+        t: before[t] for t in before if t != "copies"
+    }
+    assert _user_version(tmp_path / "ledger.sqlite.before-v4") == 3
+    with closing(sqlite3.connect(path)) as conn:
+        rows = {
+            row[0]: row[1:]
+            for row in conn.execute("SELECT location, state, detail, verified_at FROM copies")
+        }
+    assert rows["nas"][0] == "pending" and "versions" in rows["nas"][1]
+    assert rows["nas"][2] == "t0"  # when it was last verified is history: kept
+    assert rows["s3"] == ("damaged", "before", "t0")
+    assert rows["disk"] == ("pending", "before", "t0")
 
 
 def test_step_3_makes_the_events_tables_and_index() -> None:

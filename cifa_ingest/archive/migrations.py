@@ -28,6 +28,7 @@ never applies it again. A step runs inside the transaction: it executes its stat
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import inspect
 import os
 import sqlite3
@@ -198,11 +199,32 @@ def _v3_preservation_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_versions_at_locations(conn: sqlite3.Connection) -> None:
+    """Issue 18: every version of a work is kept at every storage location, not only its newest
+    bag: a location now holds beside ``bags/<id>/`` the work's versions (``versions/<id>/``,
+    :mod:`cifa_ingest.storage.versions_copy`), and a copy is good only once both were verified.
+    A copy recorded good before holds no versions, so it is good no more: each becomes
+    ``pending``, which the next replication completes (the work's version 1 recorded first
+    where the archive has none, every file already at the location verified again against the
+    ledger's digests, the versions sent) and records good again, copy by copy, so that an
+    interrupted migration resumes where it stopped. Copies recorded missing or damaged stay so:
+    their finding stands until repaired. No column changes."""
+    conn.execute(
+        "UPDATE copies SET state = 'pending', updated_at = ?, detail = ? WHERE state = 'good'",
+        (
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "migrated: the work's versions are not at this location yet; the next replication"
+            " verifies the copy and adds them",
+        ),
+    )
+
+
 #: Every step, in order; ``version`` is 1, 2, 3, … with no gap.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, _v1_schema_of_v0_1_0),
     Migration(2, _v2_copies),
     Migration(3, _v3_preservation_events),
+    Migration(4, _v4_versions_at_locations),
 )
 #: The schema version this program writes, and the highest it opens.
 LATEST = MIGRATIONS[-1].version

@@ -66,6 +66,7 @@ from cifa_ingest.audit.fixity_audit import (
     plan,
 )
 from cifa_ingest.errors import CifaError
+from cifa_ingest.storage import versions_copy
 from cifa_ingest.storage.confirmed import ConfirmedObjects
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import SourceDamaged, bag_key, expected_digests
@@ -102,8 +103,10 @@ class ExpectedFile:
 
 
 def expected_files(archive: Archive, ledger: Ledger, record: BagRecord) -> list[ExpectedFile]:
-    """The files of ``record``'s bag with the size and digests the ledger's chain gives them
-    (the module says where each comes from). Raises
+    """The files of ``record``'s copy with the size and digests the ledger's chain gives them
+    (the module says where each comes from): the bag's, then what the work's OCFL object holds
+    beside it (:mod:`cifa_ingest.storage.versions_copy`: every version's own files and
+    inventories, each path the object's, ``v1/content/…``, ``inventory.json``). Raises
     :class:`~cifa_ingest.storage.replicate.SourceDamaged` when the primary no longer matches
     the ledger."""
     digests = expected_digests(archive, record, ("sha256", "sha512"))
@@ -115,6 +118,11 @@ def expected_files(archive: Archive, ledger: Ledger, record: BagRecord) -> list[
         if size is None:
             size = (bag / path).stat().st_size
         files.append(ExpectedFile(path, bag_key(record, path), size, known))
+    try:
+        held = versions_copy.object_files(archive, record.work_id, digests)
+    except versions_copy.ObjectNotCopyable as exc:
+        raise SourceDamaged(str(exc)) from None
+    files.extend(ExpectedFile(f.path, f.key, f.size, f.digests) for f in held)
     return files
 
 
@@ -344,6 +352,7 @@ def _cheap(
     a listing says (S3: its checksum and retention). Findings are recorded only once the whole
     location answered: a server lost half-way leaves the ledger as it was."""
     listing = {found.key: found for found in store.list("bags/")}
+    listing.update((found.key, found) for found in store.list(versions_copy.PREFIX))
     confirmed = ConfirmedObjects.load(archive.root, location)
     audits: list[BagAudit] = []
     lookups: list[tuple[BagAudit, ExpectedFile]] = []

@@ -44,11 +44,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cifa_ingest import __version__
+from cifa_ingest import __version__, revision
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError
+from cifa_ingest.storage import versions_copy
 from cifa_ingest.storage.confirmed import ConfirmedObjects
 from cifa_ingest.storage.digests import sha256_of, sha256_of_path
 from cifa_ingest.storage.locations import FilesystemLocation, S3Location
@@ -60,6 +61,7 @@ from cifa_ingest.storage.store import (
     StoredObject,
 )
 from cifa_ingest.storage.stores import open_store
+from cifa_ingest.versions import User
 
 log = logging.getLogger("cifa_ingest.replicate")
 
@@ -96,10 +98,14 @@ class SourceDamaged(CifaError):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of a placed bag: its path in the bag and the sha256 the ledger's chain gives it."""
+    """One file a copy of a work holds: its path (in the bag, or in the work's OCFL object for
+    the versions beside it, :mod:`cifa_ingest.storage.versions_copy`), the sha256 the ledger's
+    chain gives it, its key at every location and the primary's file of it."""
 
     path: str
     sha256: str
+    key: str
+    source: Path
 
 
 @dataclass
@@ -229,10 +235,34 @@ def source_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
     primary copy does not match the ledger: a manifest whose digest differs from the one recorded
     at ingest, a manifest unknown to the ledger, a file in no manifest, a file listed and absent.
     """
+    bag = archive.root / record.bag_path
     return [
-        SourceFile(path, digests["sha256"])
+        SourceFile(path, digests["sha256"], bag_key(record, path), bag / path)
         for path, digests in expected_digests(archive, record, ("sha256",)).items()
     ]
+
+
+def work_files(archive: Archive, record: BagRecord) -> list[SourceFile]:
+    """Every file a location holds of a work: its bag's (:func:`source_files`), then what its
+    OCFL object holds beside the bag, every version's own files and inventories
+    (:func:`cifa_ingest.storage.versions_copy.object_files`), each with the sha256 the ledger's
+    chain gives it. Raises :class:`SourceDamaged` as :func:`source_files` does, and when the
+    work's object is not the bag the ledger vouches for."""
+    bag = archive.root / record.bag_path
+    digests = expected_digests(archive, record, ("sha256", "sha512"))
+    files = [
+        SourceFile(path, known["sha256"], bag_key(record, path), bag / path)
+        for path, known in digests.items()
+    ]
+    try:
+        versions = versions_copy.object_files(archive, record.work_id, digests)
+    except versions_copy.ObjectNotCopyable as exc:
+        raise SourceDamaged(str(exc)) from None
+    return files + [
+        SourceFile(f.path, f.sha256, f.key,
+                   versions_copy.source_path(archive, record.work_id, f.path))
+        for f in versions
+    ]  # fmt: skip
 
 
 def expected_digests(
@@ -401,7 +431,6 @@ def replicate_bag(
     result = BagReplication(
         record.work_id, store.name, ReplicationOutcome.COPIED, prior.state if prior else None
     )
-    bag = archive.root / record.bag_path
 
     def begin() -> None:
         """Before the first byte is written, the copy is pending (and no longer what it was):
@@ -413,8 +442,7 @@ def replicate_bag(
     total = 0
     try:
         for file in files:
-            key = bag_key(record, file.path)
-            source = bag / file.path
+            key, source = file.key, file.source
             size = source.stat().st_size
             total += size
             found = store.stat(key)
@@ -433,7 +461,7 @@ def replicate_bag(
             except CopyRefused as exc:
                 if sha256_of_path(source) != file.sha256:
                     raise SourceDamaged(
-                        f"{record.bag_path}/{file.path}: differs from the ledger's sha256"
+                        f"{archive.relative(source)}: differs from the ledger's sha256"
                     ) from None
                 raise exc
             # A put returns only once the bytes kept were verified against the digest (the
@@ -488,10 +516,14 @@ def replicate_archive(
     locations: Sequence[FilesystemLocation | S3Location],
     *,
     stores: Callable[[FilesystemLocation | S3Location], Store] = open_store,
+    user: User | None = None,
 ) -> ReplicationReport:
-    """Replicate every registered bag to each of ``locations`` not holding a good copy of it,
-    then send the ledger's snapshot to every location reached if anything was recorded. Holds
-    :func:`replication_lock`."""
+    """Replicate every registered work (its bag and its versions) to each of ``locations`` not
+    holding a good copy of it, then send the ledger's snapshot to every location reached if
+    anything was recorded. Holds :func:`replication_lock`. With ``user``, a work whose versions
+    are not recorded yet (an archive of a release before versions) first gets its version 1,
+    named for ``user`` (:func:`cifa_ingest.revision.record_first_version`): a copy holds every
+    version, so there must be one."""
     started = time.monotonic()
     report = ReplicationReport(
         archive=str(archive.root),
@@ -505,6 +537,11 @@ def replicate_archive(
     with replication_lock(archive, on_wait=waiting):
         ledger = Ledger(archive.ledger_path)
         records = ledger.bags()
+        if user is not None:
+            for record in records:
+                revision.record_first_version(
+                    archive, record.work_id, user, placed_at=record.placed_at
+                )
         sources: dict[str, list[SourceFile] | SourceDamaged] = {}
         reached: list[Store] = []
         changed = False
@@ -590,7 +627,7 @@ def _replicate_one(
         )
     if record.work_id not in sources:
         try:
-            sources[record.work_id] = source_files(archive, record)
+            sources[record.work_id] = work_files(archive, record)
         except SourceDamaged as exc:
             sources[record.work_id] = exc
         except OSError as exc:
