@@ -890,7 +890,10 @@ def _attempt(
         return _report(work, Outcome.DEFERRED, error=str(exc), seconds=time.monotonic() - started)
     except Exception as exc:  # a failure of this work, or a surprise: the other works go on
         error, kind = _failure(exc, step_name)
-        log.warning("%s: failed (%s): %s", work.id, kind, error.splitlines()[0])
+        if isinstance(exc, UnchangedSource):  # a refusal its caller (recapture) reports, once
+            log.debug("%s: %s", work.id, error)
+        else:
+            log.warning("%s: failed (%s): %s", work.id, kind, error.splitlines()[0])
         # A bug or a library's surprise: the traceback is for debugging.
         if kind == StepErrorKind.UNEXPECTED:
             log.debug("%s: %s step raised", work.id, step_name, exc_info=True)
