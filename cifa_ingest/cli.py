@@ -39,6 +39,7 @@ from cifa_ingest.fetch.source_policy import SourcePolicy
 
 if TYPE_CHECKING:
     from cifa_ingest.archive.layout import Archive
+    from cifa_ingest.archive.ledger import CopyRecord
     from cifa_ingest.preserve import WorkReport
     from cifa_ingest.versions import VersionInfo
 
@@ -1085,6 +1086,7 @@ def _cmd_history(args: argparse.Namespace, settings: Settings, archive: Path) ->
     id that is not one, a work the archive does not hold or one with no version yet."""
     import json
 
+    from cifa_ingest.archive.ledger import Ledger
     from cifa_ingest.errors import ArchiveStateError
     from cifa_ingest.versions import versions
 
@@ -1097,17 +1099,23 @@ def _cmd_history(args: argparse.Namespace, settings: Settings, archive: Path) ->
         return EXIT_FAILED
     where = objects / args.work_id
     removed = _deaccessioned(store, args.work_id)
+    copies = Ledger(store.ledger_path).copies(work_id=args.work_id)
     if args.json:
         document = {
             "id": args.work_id,
             "object": str(where),
             "head": found[-1].number,
             "versions": [_version_as_dict(info) for info in found],
+            "copies": [
+                {"location": c.location, "state": str(c.state), "verified_at": c.verified_at}
+                for c in copies
+            ],
             "deaccessioned": removed,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(_history_table(args.work_id, where, found))
+        print(_copies_line(copies, found[-1].number))
         if removed is not None:
             print(
                 f"\n{args.work_id} was deaccessioned on {removed['when']} on the word of"
@@ -1120,6 +1128,23 @@ def _cmd_history(args: argparse.Namespace, settings: Settings, archive: Path) ->
                     f" {entry['change']}: {entry['message']}"
                 )
     return EXIT_OK
+
+
+def _copies_line(copies: Sequence[CopyRecord], head: int) -> str:
+    """Where the versions are: a copy recorded good holds every version up to ``head`` (a new
+    version makes its copies pending until replication verified it there)."""
+    from cifa_ingest.archive.ledger import CopyState
+
+    if not copies:
+        return "\nAt the storage locations: none recorded (this archive only)."
+    said = []
+    for copy in copies:
+        if copy.state is CopyState.GOOD:
+            said.append(f"{copy.location}: every version to v{head} (verified {copy.verified_at})")
+        else:
+            said.append(f"{copy.location}: {copy.state} ({copy.detail})" if copy.detail
+                        else f"{copy.location}: {copy.state}")  # fmt: skip
+    return "\nAt the storage locations:\n" + "\n".join(f"  {line}" for line in said)
 
 
 def _deaccessioned(store: Archive, work_id: str) -> dict[str, Any] | None:

@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.audit.copies import audit_location
@@ -22,6 +24,7 @@ from cifa_ingest.storage.replicate import ReplicationOutcome, replicate_archive
 from cifa_ingest.storage.store import Store
 from cifa_ingest.storage.stores import open_store
 from cifa_ingest.versions.inventory import Inventory
+from tests.helpers import run_cli
 from tests.s3server import S3Server, s3_env, s3_server
 from tests.test_deaccession import _with_locations
 from tests.test_ingest_versions import WORK_ID, _settings
@@ -102,7 +105,7 @@ def _check_every_version_there(
 
 
 def test_every_version_is_at_a_filesystem_location_beside_the_bag(
-    preserved: tuple[Archive, Work], tmp_path: Path
+    preserved: tuple[Archive, Work], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive, work = preserved
     (tmp_path / "disk2").mkdir()
@@ -123,6 +126,13 @@ def test_every_version_is_at_a_filesystem_location_beside_the_bag(
     assert copy is not None and copy.state is CopyState.PENDING
     _replicated(archive, disk2)
     _check_every_version_there(archive, disk2, tmp_path)
+    # cifa history says where the versions are.
+    code, out, _err = run_cli(capsys, "history", WORK_ID, "--archive", str(archive.root))
+    assert code == 0
+    assert "At the storage locations:\n  disk2: every version to v2 (verified " in out
+    code, out, _err = run_cli(capsys, "history", WORK_ID, "--archive", str(archive.root), "--json")
+    [copy] = json.loads(out)["copies"]
+    assert copy["location"] == "disk2" and copy["state"] == "good" and copy["verified_at"]
 
 
 def test_every_version_is_at_an_s3_location_beside_the_bag(
