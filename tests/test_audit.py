@@ -138,6 +138,15 @@ def test_an_unregistered_bag_is_named(archive: Path) -> None:
     assert _kinds(archive) == {("cifa-stranger", "unregistered_bag")}
 
 
+def test_an_unregistered_object_is_named(archive: Path) -> None:
+    """Versions of a work the ledger does not know (an object under objects/, here another
+    work's copied under a stranger's id) are named, as a stranger's bag is."""
+    objects = archive / "objects"
+    [known] = [p for p in sorted(objects.iterdir()) if (p / "0=ocfl_object_1.1").is_file()][:1]
+    shutil.copytree(known, objects / "cifa-stranger")
+    assert _kinds(archive) == {("cifa-stranger", "unregistered_object")}
+
+
 def test_the_archive_is_relocatable(archive: Path, tmp_path: Path) -> None:
     moved = tmp_path / "elsewhere" / "replica"
     shutil.copytree(archive, moved)

@@ -83,6 +83,7 @@ PUBLISHED: list[tuple[type[StrEnum], list[str]]] = [
             "ledger_mismatch",
             "missing_bag",
             "unregistered_bag",
+            "unregistered_object",
             "copy_missing",
             "copy_damaged",
             "location_unreachable",

@@ -33,6 +33,7 @@ from cifa_ingest.audit import damage as inspect
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag.package import payload_files
 from cifa_ingest.storage.locations import PRIMARY
+from cifa_ingest.versions.storage_root import StorageRoot
 
 if TYPE_CHECKING:
     from cifa_ingest.audit.versions_audit import ObjectCheck
@@ -61,6 +62,8 @@ class ProblemKind(StrEnum):
     MISSING_BAG = "missing_bag"
     #: Under bags/, unknown to the ledger.
     UNREGISTERED_BAG = "unregistered_bag"
+    #: A work's OCFL object under objects/ whose work the ledger does not know.
+    UNREGISTERED_OBJECT = "unregistered_object"
     #: A storage location's copy of a bag lacks a file (the location answered, without it).
     COPY_MISSING = "copy_missing"
     #: A storage location's copy of a file differs from the ledger's digests (or size).
@@ -359,10 +362,24 @@ def unregistered_bags(archive: Archive, records: list[BagRecord]) -> list[Proble
     ledger = Ledger(archive.ledger_path)
     known = {Path(r.bag_path).name for r in [*records, *ledger.bags()]}
     known |= set(ledger.pending_placements())
-    return [
+    strangers = [
         Problem(entry.name, ProblemKind.UNREGISTERED_BAG, archive.relative(entry))
         for entry in entries
         if entry.name not in known
+    ]
+    return strangers + unregistered_objects(archive, known)
+
+
+def unregistered_objects(archive: Archive, known: set[str]) -> list[Problem]:
+    """Objects in objects/ (the versions store) of works the ledger does not know (``known``,
+    read after the listing, as for bags/): the versions of a work the archive does not vouch
+    for. An object is made only for a registered work, so none is ever mistaken for one being
+    made."""
+    ids = StorageRoot(archive.objects_dir).ids()
+    return [
+        Problem(work_id, ProblemKind.UNREGISTERED_OBJECT, f"objects/{work_id}")
+        for work_id in ids
+        if work_id not in known
     ]
 
 

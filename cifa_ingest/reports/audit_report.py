@@ -54,6 +54,7 @@ KIND_TEXT = {
     ProblemKind.LEDGER_MISMATCH: "differs from what was ingested",
     ProblemKind.MISSING_BAG: "registered in the ledger, gone from disk",
     ProblemKind.UNREGISTERED_BAG: "under bags/, unknown to the ledger",
+    ProblemKind.UNREGISTERED_OBJECT: "versions under objects/ of a work unknown to the ledger",
     ProblemKind.COPY_MISSING: "the location's copy lacks this file",
     ProblemKind.COPY_DAMAGED: "the location's copy of this file differs from the ledger",
     ProblemKind.LOCATION_UNREACHABLE: "the location did not answer: nothing said of its copies",
