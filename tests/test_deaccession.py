@@ -124,7 +124,15 @@ def test_a_deaccession_removes_every_version_everywhere_but_what_object_lock_hol
     assert held is not None
     assert held.manifest_digests == package.summarise_bag(bag).manifest_digests
     assert [f[0] for f in ledger.bag_files(WORK_ID)] == ["data/DEACCESSIONED.txt"]
-    assert audit_archive(archive).ok
+    audit = audit_archive(archive)
+    assert audit.ok
+    # The audit's page says the work is deaccessioned, so that its small payload is no alarm.
+    from cifa_ingest.reports import audit_report
+
+    view = audit_report.build(audit, archive)
+    assert view.facts[WORK_ID].deaccessioned == record["when"]
+    page = audit_report.render_html(view)
+    assert "deaccessioned: the tombstone" in page
     # The locations: the disk's copy removed; the vault's held under Object Lock, and said.
     by_name = {where.location: where for where in report.locations}
     assert by_name["offsite"].removed == at_offsite and not by_name["offsite"].locked

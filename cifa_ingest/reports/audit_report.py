@@ -36,6 +36,7 @@ from cifa_ingest.archive.ledger import BagRecord, CheckOutcome, Ledger
 from cifa_ingest.audit.fixity_audit import AuditReport, BagAudit, Problem, ProblemKind
 from cifa_ingest.reports.ingest_report import CSP, poster_thumbnail, visible
 from cifa_ingest.storage.locations import PRIMARY
+from cifa_ingest.versions.export import DEACCESSION_RECORD
 
 LATEST = "audit-latest.html"
 #: Checks of a bag shown in its history (newest first); the audit log holds them all.
@@ -107,6 +108,9 @@ class BagFacts:
     #: A JPEG of the poster frame, for a damaged work only (posters of every bag of a large
     #: archive would make a page of hundreds of megabytes).
     thumbnail: bytes | None
+    #: When the work was deaccessioned (its bag the tombstone, :mod:`cifa_ingest.deaccession`),
+    #: else None: a reader must not take its small payload for a loss.
+    deaccessioned: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -117,6 +121,7 @@ class BagFacts:
             "payload_files": self.payload_files,
             "last_verified": self.last_verified,
             "last_intact": self.last_intact,
+            "deaccessioned": self.deaccessioned,
         }
 
 
@@ -204,8 +209,20 @@ def build(report: AuditReport, archive: Archive) -> AuditView:
             last_intact=history_intact if at_location else (intact[-1] if intact else None),
             history=history,
             thumbnail=poster_thumbnail(folder) if folder and name in damaged else None,
+            deaccessioned=_deaccessioned(folder) if folder else None,
         )
     return AuditView(report, facts)
+
+
+def _deaccessioned(folder: Path) -> str | None:
+    """When the bag in ``folder`` became a tombstone (it holds the deaccession's record), or
+    None for any other bag."""
+    if not (folder / DEACCESSION_RECORD).is_file():
+        return None
+    try:
+        return str(json.loads((folder / DEACCESSION_RECORD).read_text("utf-8"))["when"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "(its record does not read)"
 
 
 def _bag_folder(archive: Archive, record: BagRecord | None, name: str) -> Path | None:
@@ -372,6 +389,8 @@ def _facts_table(facts: BagFacts | None) -> str:
         ("last found intact", _when(facts.last_intact, "never")),
         ("payload", _e(_payload(facts))),
     ]
+    if facts.deaccessioned is not None:
+        rows.append(("deaccessioned", _when(facts.deaccessioned, "")))
     cells = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     return f"<table class='facts'>{cells}</table>"
 
@@ -444,8 +463,15 @@ def _repaired_html(report: AuditReport) -> str:
     )
 
 
-def _versions_cell(bag: BagAudit) -> str:
-    """The versions of the work checked with its bag, or why none were."""
+def _versions_cell(bag: BagAudit, facts: BagFacts) -> str:
+    """The versions of the work checked with its bag, or why none were; a deaccessioned work's
+    one version is its tombstone, and the cell says so."""
+    if facts.deaccessioned is not None:
+        count = bag.object.versions if bag.object is not None else None
+        return (
+            f"<td class='versions deaccessioned'>{count or '-'}"
+            " <span class='detail'>deaccessioned: the tombstone</span></td>"
+        )
     if bag.object is None:
         return "<td class='num versions'>-</td>"
     if bag.object.versions is None:
@@ -473,7 +499,7 @@ def _bags_html(view: AuditView) -> str:
             f"<td>{_when(facts.last_verified, 'never')}</td>"
             f"<td>{_when(facts.last_intact, 'never')}</td>"
             f"<td class='num'>{_e(_payload(facts))}</td>"
-            f"{_versions_cell(bag)}"
+            f"{_versions_cell(bag, facts)}"
             f"<td class='num'>{_e(_size(bag.bytes_read))} in {bag.seconds:.1f} s</td>"
             f"<td><details><summary>{_count(len(facts.history), 'check')}</summary><table><tr>"
             "<th>checked</th><th>outcome</th><th>read</th><th>software</th></tr>"
