@@ -1400,12 +1400,13 @@ def _cmd_recover(args: argparse.Namespace, settings: Settings, archive: Path) ->
     rebuilt (the location unreachable, no sound ledger snapshot there), 2 for bad usage (an
     unknown location, a ``--to`` folder that is not empty)."""
 
+    from cifa_ingest.revision import version_user
     from cifa_ingest.storage import recover
     from cifa_ingest.storage.store import LocationUnreachable
 
     [location] = _chosen_locations(settings, [args.source], option="--from")
     try:
-        report = recover.recover_archive(location, Path(args.target))
+        report = recover.recover_archive(location, Path(args.target), user=version_user(settings))
     except (LocationUnreachable, recover.RecoveryFailed) as exc:
         print(f"cifa: recover: {exc}; nothing was made in {args.target}", file=sys.stderr)
         return EXIT_FAILED

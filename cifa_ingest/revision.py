@@ -81,6 +81,22 @@ def record_first_version(
     store = StorageRoot(archive.objects_dir)
     if store.object_path(work_id).is_dir():
         return
+    try:
+        number = bag_version(archive.bag_path(work_id))
+    except (CifaError, OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: its bag's history does not read (%s); no version recorded", work_id, exc)
+        return
+    if number > 1:
+        # A bag that is version N > 1 (its object lost, or a bag restored by hand) made
+        # version 1 would be a false history, and replication would spread it over the
+        # locations' true one: it is left for recovery from a location that holds them.
+        log.warning(
+            "%s: its bag is version %d but the archive holds none of its versions; none"
+            " recorded (recover them from a storage location: cifa recover)",
+            work_id,
+            number,
+        )
+        return
     created = None
     if placed_at is not None:
         try:

@@ -127,6 +127,27 @@ def test_an_archive_made_before_versions_gets_them_at_the_next_run(
     assert len(versions(archive.objects_dir, WORK_ID)) == 1
 
 
+def test_a_later_bag_whose_versions_are_lost_is_not_made_a_false_version_1(
+    preserved: tuple[Archive, Work], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bag that is version 2 whose object is gone is not recorded as version 1 (a false
+    history, which replication would spread over the locations' true one): the run says to
+    recover the versions, and the work stays preserved."""
+    archive, work = preserved
+    corrected = Work.model_validate(
+        {**work.model_dump(mode="python"), "title": {"en": "Versions test", "zh": "版本測試"}}
+    )
+    assert preserve_work(corrected, archive, _settings()).outcome is Outcome.NEW_VERSION
+    shutil.rmtree(archive.objects_dir / WORK_ID)
+
+    with caplog.at_level(logging.WARNING):
+        report = preserve_work(corrected, archive, _settings())
+
+    assert report.outcome is Outcome.ALREADY_PRESERVED
+    assert not (archive.objects_dir / WORK_ID).exists()
+    assert "its bag is version 2 but the archive holds none of its versions" in caplog.text
+
+
 def test_a_version_that_cannot_be_recorded_never_unpreserves_the_work(
     archive_dir: Path, film_server: LocalFileServer, caplog: pytest.LogCaptureFixture
 ) -> None:

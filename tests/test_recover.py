@@ -1,8 +1,10 @@
 """``cifa recover`` (issue 16): the primary's whole disk lost, the archive rebuilt from one
 location, on real bags made by the pipeline and replicated by ``cifa replicate``: every bag
-verified against the ledger's snapshot, the rebuilt archive audited clean and its chain intact; a
-bag newer than the snapshot registered from its own records and said so; from a real S3 server
-(SeaweedFS); a damaged copy reported and never taken; a folder not empty refused."""
+verified against the ledger's snapshot, each work's versions with it (its OCFL object, valid for
+ocfl-py; tests/test_recover_versions.py has works of several versions), the rebuilt archive
+audited clean and its chain intact; a bag newer than the snapshot registered from its own records
+and said so; from a real S3 server (SeaweedFS); a damaged copy reported and never taken; a folder
+not empty refused."""
 
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from cifa_ingest.archive.ledger import CopyState, Ledger
 from cifa_ingest.demo.http_server import LocalFileServer
 from cifa_ingest.storage.recover import RecoveryOutcome, recover_archive
 from cifa_ingest.storage.replicate import replicate_archive
+from cifa_ingest.versions.inventory import Inventory
 from tests.helpers import preserve_films
 from tests.s3server import S3Server, s3_env, s3_server
 from tests.test_replicate import _settings
+from tests.test_versions import JUSTIFIED_WARNINGS, ocfl_object_report
 
 __all__ = ["s3_env", "s3_server"]  # the fixtures, imported for pytest
 
@@ -89,6 +93,18 @@ def _tree(root: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+def assert_ocfl_valid(objects: Path) -> None:
+    """Every object under ``objects`` valid for ocfl-py, every digest checked. Its warnings but
+    W005 (tests/test_versions.py says why) and W008: these archives' settings name no contact
+    address, so their versions' user has none."""
+    found = sorted(p for p in objects.iterdir() if p.is_dir())
+    assert found
+    for obj in found:
+        valid, codes = ocfl_object_report(obj)
+        assert valid, codes
+        assert set(codes) <= {*JUSTIFIED_WARNINGS, "W008"}, codes
+
+
 def _lose(archive: Path) -> None:
     """The primary's whole disk is lost."""
     shutil.rmtree(archive)
@@ -121,8 +137,8 @@ def test_the_whole_archive_is_rebuilt_from_a_replica_and_audits_clean(
     code, report = _cifa(capsys, "recover", "--from", "replica", "--to", str(rebuilt))
     assert code == 0, report
     assert report["ok"] is True and report["snapshot"].startswith("ledger/ledger-")
-    assert {(b["id"], b["outcome"]) for b in report["bags"]} == {
-        (work, "recovered") for work in WORKS
+    assert {(b["id"], b["outcome"], b["versions"]) for b in report["bags"]} == {
+        (work, "recovered", 1) for work in WORKS
     }
     assert report["audit"]["ok"] and report["audit"]["checked"] == len(WORKS)
     assert report["chain_problems"] == []
@@ -138,7 +154,20 @@ def test_the_whole_archive_is_rebuilt_from_a_replica_and_audits_clean(
     assert {c.work_id: c.state for c in ledger.copies(location="replica")} == {
         work: CopyState.GOOD for work in WORKS
     }
-    assert sorted(p.name for p in rebuilt.iterdir()) == ["bags", "ledger.sqlite", "staging"]
+    assert sorted(p.name for p in rebuilt.iterdir()) == [
+        "bags", "ledger.sqlite", "objects", "staging"
+    ]  # fmt: skip
+    assert not list((rebuilt / "staging").iterdir())
+    # Each work's versions (its one version here) with it: the object valid for ocfl-py, its
+    # content the bag's own files (hard links: no byte twice).
+    assert_ocfl_valid(rebuilt / "objects")
+    for work in WORKS:
+        bag, obj = rebuilt / "bags" / work, rebuilt / "objects" / work
+        inventory = Inventory.from_bytes((obj / "inventory.json").read_bytes(), work)
+        state = inventory.state()
+        for digest, [content_path] in inventory.manifest.items():  # stored once, however many
+            same = {(bag / path).stat().st_ino for path, d in state.items() if d == digest}
+            assert (obj / content_path).stat().st_ino in same
     # The rebuilt archive as an auditor checks it: `cifa audit` clean, the chain verifies.
     code, audit = _cifa(capsys, "audit", "--archive", str(rebuilt))
     assert code == 0 and audit["ok"] and audit["checked"] == len(WORKS), audit
@@ -176,6 +205,8 @@ def test_a_bag_newer_than_the_snapshot_is_registered_from_its_own_records(
     assert code == 0, report
     outcomes = {b["id"]: b["outcome"] for b in report["bags"]}
     assert outcomes == {**dict.fromkeys(WORKS, "recovered"), LATE: "registered_from_bag"}
+    assert {b["id"]: b["versions"] for b in report["bags"]} == dict.fromkeys([*WORKS, LATE], 1)
+    assert_ocfl_valid(rebuilt / "objects")  # the late bag's object too, from the location
     ledger = Ledger(rebuilt / "ledger.sqlite")
     registered = ledger.bag(LATE)
     assert registered is not None
@@ -283,11 +314,13 @@ def test_a_recovery_cut_short_is_started_again(
     (rebuilt / ".recovering").mkdir(parents=True)
     (rebuilt / ".recovering" / "ledger.sqlite").write_bytes(b"half")
     (rebuilt / "bags" / "cifa-v-0001" / "data").mkdir(parents=True)
+    (rebuilt / "objects" / "cifa-v-0001" / "v1").mkdir(parents=True)
     capsys.readouterr()
     assert cli.main(["status", "--archive", str(rebuilt)]) == 2  # not an archive
     code, report = _cifa(capsys, "recover", "--from", "replica", "--to", str(rebuilt))
     assert code == 0, report
     assert not (rebuilt / ".recovering").exists()
+    assert_ocfl_valid(rebuilt / "objects")
 
 
 def test_an_older_snapshot_is_used_when_the_newest_is_damaged(
@@ -317,8 +350,9 @@ def test_recovery_from_s3(
     rebuilt = tmp_path / "rebuilt"
     report = recover_archive(location, rebuilt)
     assert report.ok, report.as_dict()
-    assert {b.outcome for b in report.bags} == {RecoveryOutcome.RECOVERED}
+    assert {(b.outcome, b.versions) for b in report.bags} == {(RecoveryOutcome.RECOVERED, 1)}
     assert _bag_digests(rebuilt) == primary
+    assert_ocfl_valid(rebuilt / "objects")
     for secret in s3_env.values():
         if "SECRET" in secret:
             assert secret not in json.dumps(report.as_dict())

@@ -1,5 +1,6 @@
-"""Recovery: a whole primary archive (bags and ledger) rebuilt from one storage location, after
-the primary's disk is lost (``cifa recover --from NAME --to DIR``).
+"""Recovery: a whole primary archive (bags, every version of each work, and ledger) rebuilt
+from one storage location, after the primary's disk is lost (``cifa recover --from NAME --to
+DIR``).
 
 Why it works as it does:
 
@@ -18,11 +19,28 @@ Why it works as it does:
   (copied by a run whose snapshot was never sent) is validated against its own manifests, every
   checksum, and registered from its own records, as the ingest registers a bag a crash left
   placed but unregistered; the report lists it as such.
+- **Every version comes back, or the work does not.** Beside each bag a location holds what the
+  work's OCFL object holds that the bag does not (``versions/<id>/``,
+  :mod:`cifa_ingest.storage.versions_copy`): the inventories, and the content files whose bytes
+  the newest version does not have. The object is rebuilt from the two at
+  ``DIR/objects/<id>/``: every inventory checked against its digest file and against the root
+  inventory, the newest version's files exactly the recovered bag's (path and sha512), each
+  content file fetched and checked against the manifest's sha512 and the fixity block's sha256,
+  or, where its bytes are the bag's, a hard link to the bag's file (no byte stored twice, as
+  the ingest does). A versions file absent or damaged keeps the work out of the rebuilt
+  archive, bag and object, and is named (``missing`` or ``damaged``): a bag placed without its
+  history would have its version 1 made of it by the next run, and that history sent to every
+  location. A work of which the location holds no versions at all (a copy made by a release
+  before locations held them) is recovered as before, and its bag recorded as its version 1
+  (given who records it), unless the bag says it is a later version: a version 1 made of it
+  would be a false history, so none is made, and the report says so.
 - **Nothing is half-made.** Bags are built in ``DIR/staging/`` and placed with one rename each
   (read-only, flushed), and the ledger, which is what makes ``DIR`` an archive, is moved in last:
   a recovery killed at any instant leaves a folder that is no archive (no ``ledger.sqlite``), and
-  the next ``cifa recover`` into it starts again. Then the rebuilt archive is audited in full (every
-  checksum, the ledger's digests), each check recorded in its audit log, and its chain verified.
+  the next ``cifa recover`` into it starts again. A work's object is built whole in staging too,
+  beside its bag, and moved into ``objects/`` by one rename once the bag is placed. Then the
+  rebuilt archive is audited in full (every checksum, the ledger's digests, every version),
+  each check recorded in its audit log, and its chain verified.
 
 The location is only read: recovery writes nothing there.
 """
@@ -31,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -44,15 +64,28 @@ from typing import Any
 
 from cifa_ingest import __version__
 from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
-from cifa_ingest.archive.layout import Archive
+from cifa_ingest.archive.layout import Archive, fsync_dir, seal_tree
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
-from cifa_ingest.errors import CifaError, InputError
-from cifa_ingest.storage.digests import copy_hashed
+from cifa_ingest.errors import ArchiveStateError, CifaError, InputError, ObjectDamaged
+from cifa_ingest.storage import versions_copy
+from cifa_ingest.storage.digests import CHUNK, copy_hashed
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import PAYLOAD_MANIFEST, TAG_MANIFEST
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store, StoredObject
 from cifa_ingest.storage.stores import open_store
+from cifa_ingest.versions.content import discard
+from cifa_ingest.versions.history import head
+from cifa_ingest.versions.inventory import (
+    INVENTORY,
+    SIDECAR,
+    Inventory,
+    User,
+    check_sidecar,
+    version_name,
+)
+from cifa_ingest.versions.recovery import staging_name
+from cifa_ingest.versions.storage_root import OBJECT_DECLARATION, StorageRoot
 
 log = logging.getLogger("cifa_ingest.recover")
 
@@ -61,20 +94,27 @@ SOFTWARE = f"cifa-ingest {__version__}"
 #: presence (without ``ledger.sqlite``) marks a recovery that did not finish.
 WORK_FOLDER = ".recovering"
 #: What an unfinished recovery may have left in ``DIR``; anything else makes ``DIR`` not empty.
-_OWN_ENTRIES = frozenset({WORK_FOLDER, "bags", "staging"})
+_OWN_ENTRIES = frozenset({WORK_FOLDER, "bags", "objects", "staging"})
+#: The largest inventory (or digest file) fetched: a work's is kilobytes, a location's is read.
+_INVENTORY_LIMIT = 64 * 1024 * 1024
+#: A content path of an OCFL manifest as this program stores them: ``v<N>/content/<path>``.
+_CONTENT_PATH = re.compile(r"(v[1-9][0-9]*)/content/(.+)")
 
 
 class RecoveryOutcome(StrEnum):
-    """What recovery did with one bag (``outcome`` of ``cifa recover --json``)."""
+    """What recovery did with one bag (``outcome`` of ``cifa recover --json``), and with its
+    versions beside it (``versions/<id>/`` at the location)."""
 
-    #: Every file fetched and verified against the snapshot's ledger; placed.
+    #: Every file fetched and verified against the snapshot's ledger; placed, with its versions.
     RECOVERED = "recovered"
     #: Unknown to the snapshot (copied after it was sent): valid on its own manifests, every
-    #: checksum; placed and registered from its own records.
+    #: checksum; placed and registered from its own records, with its versions.
     REGISTERED_FROM_BAG = "registered_from_bag"
-    #: A file at the location differs from the ledger (or the bag is not valid): not placed.
+    #: A file at the location differs from the ledger (or the bag is not valid), or a file of
+    #: its versions from its inventory: neither bag nor versions placed.
     DAMAGED = "damaged"
-    #: The location holds no copy of it, or files of its copy are absent: not placed.
+    #: The location holds no copy of it, or files of its copy (or of its versions) are absent:
+    #: neither bag nor versions placed.
     MISSING = "missing"
 
 
@@ -94,13 +134,16 @@ class _BagNotRecovered(CifaError):
 
 @dataclass
 class BagRecovery:
-    """One bag, as recovery left it."""
+    """One bag, as recovery left it. ``files`` and ``bytes``: what was fetched from the location
+    and verified (the bag's, and its versions' beside it); ``versions``: how many versions the
+    work's rebuilt object holds (0: no object)."""
 
     work_id: str
     outcome: RecoveryOutcome
     files: int = 0
     bytes: int = 0
     detail: str = ""
+    versions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -113,6 +156,7 @@ class BagRecovery:
             "files": self.files,
             "bytes": self.bytes,
             "detail": self.detail,
+            "versions": self.versions,
         }
 
 
@@ -305,6 +349,16 @@ def _fetch_ledger(store: Store, work: Path, report: RecoveryReport) -> Path:
 # The bags
 
 
+@dataclass
+class _Staged:
+    """A bag fetched into staging: how many files and bytes, and the sha256 of each of its
+    files (by path in the bag), verified."""
+
+    files: int
+    bytes: int
+    sha256: dict[str, str]
+
+
 def _recover_known(
     store: Store,
     ledger: Ledger,
@@ -312,9 +366,9 @@ def _recover_known(
     listing: dict[str, StoredObject],
     staging: Path,
     notes: list[str],
-) -> tuple[int, int]:
+) -> _Staged:
     """Fetch a bag the ledger knows into ``staging``, every file verified against the ledger's
-    digests (the module says how); returns (files, bytes)."""
+    digests (the module says how)."""
     name = PurePosixPath(record.bag_path).name
     prefix = f"bags/{name}/"
     if not listing:
@@ -362,31 +416,32 @@ def _recover_known(
     if stray:
         more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
         notes.append(f"{record.work_id}: {stray[0]} is in no manifest; not copied{more}")
-    return files, total
+    return _Staged(files, total, digests)
 
 
 def _recover_unknown(
     store: Store, name: str, listing: dict[str, StoredObject], staging: Path
-) -> tuple[int, int]:
+) -> _Staged:
     """Fetch a bag the snapshot does not know, every file at the location, and validate it on
-    its own manifests (every checksum); returns (files, bytes)."""
+    its own manifests (every checksum)."""
     from cifa_ingest.bag.check import validate
 
     files = total = 0
+    digests: dict[str, str] = {}
     for key in sorted(listing):
         relative = key.removeprefix(f"bags/{name}/")
         if not _safe(relative):
             raise _BagNotRecovered(RecoveryOutcome.DAMAGED, f"{key}: not a path inside a bag")
-        _sha, size = _fetch(store, key, staging / relative, None)
+        digests[relative], size = _fetch(store, key, staging / relative, None)
         files, total = files + 1, total + size
     verdict = validate(staging)
     if not verdict.valid:
         problems = "; ".join(f.message for f in verdict.errors[:3])
         raise _BagNotRecovered(RecoveryOutcome.DAMAGED, f"not a valid bag: {problems}")
-    return files, total
+    return _Staged(files, total, digests)
 
 
-def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str) -> None:
+def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str, placed_at: str) -> None:
     """Register a placed bag from its own records, as the ingest does a bag a crash left placed
     but unregistered (:func:`cifa_ingest.preserve.triage`)."""
     from cifa_ingest.bag import package
@@ -397,7 +452,7 @@ def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str) -> None:
     record = BagRecord(
         work_id=work_id,
         bag_path=archive.relative(bag),
-        placed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        placed_at=placed_at,
         payload_oxum=summary.payload_oxum,
         manifest_digests=summary.manifest_digests,
         source_keys=captured_source_keys(bag),
@@ -406,14 +461,296 @@ def _register_from_bag(ledger: Ledger, archive: Archive, work_id: str) -> None:
     ledger.register_bag(record, files=package.payload_files(bag))
 
 
-def _group(listing: list[StoredObject]) -> dict[str, dict[str, StoredObject]]:
-    """The location's objects under ``bags/``, by bag name."""
+def _group(listing: list[StoredObject], top: str = "bags") -> dict[str, dict[str, StoredObject]]:
+    """The location's objects under ``top/`` (``bags``, ``versions``), by the folder below it
+    (a bag's name, a work's id)."""
     grouped: dict[str, dict[str, StoredObject]] = {}
     for found in listing:
         parts = found.key.split("/", 2)
-        if len(parts) == 3 and parts[0] == "bags" and parts[1] and parts[2]:
+        if len(parts) == 3 and parts[0] == top and parts[1] and parts[2]:
             grouped.setdefault(parts[1], {})[found.key] = found
     return grouped
+
+
+# ---------------------------------------------------------------------------------------------
+# The versions
+
+
+def _versions_problem(outcome: RecoveryOutcome, detail: str) -> _BagNotRecovered:
+    return _BagNotRecovered(
+        outcome,
+        f"its versions: {detail}; neither its bag nor its versions placed (a work comes back"
+        " with every version or not at all)",
+    )
+
+
+def _bag_sha512(bag: Path) -> dict[str, str]:
+    """Every file of a staged bag (by path in the bag) with its sha512: as its sha512 manifests
+    give it (their bytes verified with the rest of the bag), hashed where none lists the file
+    (the tag manifests)."""
+    claims: dict[str, str] = {}
+    for tag in (False, True):
+        found = manifest.read_manifests(bag, tag=tag).get("sha512")
+        if found is not None:
+            claims.update(found.entries)
+    digests = {}
+    for dirpath, _dirs, names in os.walk(bag):
+        for name in names:
+            path = Path(dirpath) / name
+            relative = path.relative_to(bag).as_posix()
+            digests[relative] = claims.get(relative) or _sha512_of(path)
+    return digests
+
+
+def _sha512_of(path: Path) -> str:
+    hasher = hashlib.sha512()
+    with path.open("rb") as reader:
+        while chunk := reader.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _fetch_content(store: Store, key: str, target: Path, sha256: str, sha512: str) -> int:
+    """Stream a content file of a work's versions to ``target`` (flushed), checked against the
+    sha512 its inventory's manifest gives and the sha256 of its fixity block; its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    hashers = {"sha256": hashlib.sha256(), "sha512": hashlib.sha512()}
+    size = 0
+    try:
+        with store.open(key) as reader, target.open("xb") as out:
+            while chunk := reader.read(CHUNK):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except ObjectMissing:
+        raise _versions_problem(RecoveryOutcome.MISSING, f"{key} is absent") from None
+    for algorithm, expected in (("sha512", sha512), ("sha256", sha256)):
+        found = hashers[algorithm].hexdigest()
+        if found != expected:
+            raise _versions_problem(
+                RecoveryOutcome.DAMAGED,
+                f"{key}: {algorithm} {found} at the location, {expected} in its inventory",
+            )
+    return size
+
+
+def _link(source: Path, target: Path, sha256: str) -> None:
+    """The bag's file ``source`` as a content file of the object: a hard link (the same bytes,
+    as the ingest's version 1 shares them); a copy, checked against ``sha256``, where the file
+    system makes none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    with source.open("rb") as reader, target.open("xb") as out:
+        digest, _size = copy_hashed(reader, out)
+    if digest != sha256:
+        raise _versions_problem(
+            RecoveryOutcome.DAMAGED, f"{target.name}: its copy from the bag differs from the bag"
+        )
+
+
+@dataclass
+class _StagedObject:
+    """A work's object rebuilt in staging: its folder, how many versions, and what was fetched
+    for it (files, bytes)."""
+
+    path: Path
+    versions: int
+    files: int
+    bytes: int
+
+
+def _object_stage(archive: Archive, work_id: str) -> Path:
+    """Where a work's whole object is built: where a first version's is
+    (:func:`cifa_ingest.versions.new_version.add_version`), which the versions' recovery knows
+    as debris."""
+    return archive.staging_dir / staging_name(work_id, 1)
+
+
+def _recover_versions(
+    store: Store,
+    work_id: str,
+    listing: dict[str, StoredObject],
+    bag: Path,
+    bag_sha256: dict[str, str],
+    stage: Path,
+    notes: list[str],
+) -> _StagedObject:
+    """Rebuild ``work_id``'s OCFL object in ``stage`` from ``versions/<id>/`` at the location
+    (``listing``) and its bag, fetched and verified in ``bag`` (``bag_sha256``: each of its
+    files' sha256); the module says what is checked. :class:`_BagNotRecovered` (missing or
+    damaged) names the first file that is not right."""
+    prefix = versions_copy.object_prefix(work_id)
+    discard(stage)
+    stage.mkdir(parents=True)
+    expected: set[str] = set()
+    files = total = 0
+
+    def fetch_small(path: str) -> bytes:
+        nonlocal files, total
+        key = versions_copy.object_key(work_id, path)
+        expected.add(key)
+        found = listing.get(key)
+        if found is None:
+            raise _versions_problem(RecoveryOutcome.MISSING, f"{key} is absent")
+        if found.size > _INVENTORY_LIMIT:
+            raise _versions_problem(
+                RecoveryOutcome.DAMAGED, f"{key}: {found.size} bytes, not an inventory's"
+            )
+        try:
+            _sha, size = _fetch(store, key, stage / PurePosixPath(path), None)
+        except _BagNotRecovered as exc:
+            raise _versions_problem(exc.outcome, str(exc)) from None
+        files, total = files + 1, total + size
+        return (stage / PurePosixPath(path)).read_bytes()
+
+    def inventory_of(folder: str) -> tuple[bytes, Inventory]:
+        where = f"{prefix}{folder}".rstrip("/")
+        data = fetch_small(f"{folder}/{INVENTORY}" if folder else INVENTORY)
+        recorded = fetch_small(f"{folder}/{SIDECAR}" if folder else SIDECAR)
+        try:
+            check_sidecar(data, recorded, where)
+            inventory = Inventory.from_bytes(data, where)
+        except ObjectDamaged as exc:
+            raise _versions_problem(RecoveryOutcome.DAMAGED, str(exc)) from None
+        if inventory.id != work_id:
+            raise _versions_problem(
+                RecoveryOutcome.DAMAGED, f"{where}/{INVENTORY}: the inventory of {inventory.id!r}"
+            )
+        return data, inventory
+
+    declaration = fetch_small(OBJECT_DECLARATION)
+    if declaration != f"{OBJECT_DECLARATION[2:]}\n".encode("ascii"):
+        raise _versions_problem(
+            RecoveryOutcome.DAMAGED, f"{prefix}{OBJECT_DECLARATION}: not an object's declaration"
+        )
+    data, inventory = inventory_of("")
+    newest = version_name(inventory.head)
+    # The newest version is the bag: every file, and the bytes of each.
+    state, found = inventory.state(), _bag_sha512(bag)
+    if state != found:
+        odd = sorted(set(state) ^ set(found)) or sorted(p for p in state if state[p] != found[p])
+        raise _versions_problem(
+            RecoveryOutcome.DAMAGED,
+            f"{prefix}{INVENTORY}: its newest version {newest} is not the recovered bag"
+            f" ({odd[0]}{' …' if len(odd) > 1 else ''})",
+        )
+    # Each version's own inventory: the same history as the root's, up to that version.
+    for number in sorted(inventory.versions):
+        name = version_name(number)
+        version_data, older = inventory_of(name)
+        same = older.head == number and all(
+            older.versions[n] == inventory.versions[n] for n in range(1, number + 1)
+        )
+        if not same or (number == inventory.head and version_data != data):
+            raise _versions_problem(
+                RecoveryOutcome.DAMAGED,
+                f"{prefix}{name}/{INVENTORY}: not the history the object's inventory records",
+            )
+    # The content: from the location where the bag does not hold its bytes, else the bag's file.
+    in_bag = {digest: path for path, digest in sorted(state.items(), reverse=True)}
+    for digest, content_paths in sorted(inventory.manifest.items()):
+        for content_path in content_paths:
+            where = f"{prefix}{content_path}"
+            match = _CONTENT_PATH.fullmatch(content_path)
+            if (
+                match is None
+                or not _safe(content_path)
+                or int(match.group(1)[1:]) not in inventory.versions
+            ):
+                raise _versions_problem(
+                    RecoveryOutcome.DAMAGED, f"{prefix}{INVENTORY} names content {content_path!r}"
+                )
+            sha256 = inventory.fixity.get(content_path)
+            if sha256 is None:
+                raise _versions_problem(
+                    RecoveryOutcome.DAMAGED, f"{where}: no sha256 in its inventory"
+                )
+            target = stage / PurePosixPath(content_path)
+            try:
+                if digest in in_bag:
+                    path = in_bag[digest]
+                    if bag_sha256.get(path) != sha256:
+                        raise _versions_problem(
+                            RecoveryOutcome.DAMAGED,
+                            f"{where}: sha256 {sha256} in its inventory,"
+                            f" {bag_sha256.get(path)} the bag's {path}",
+                        )
+                    _link(bag / PurePosixPath(path), target, sha256)
+                    continue
+                expected.add(where)
+                size = _fetch_content(store, where, target, sha256, digest)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise _versions_problem(
+                    RecoveryOutcome.DAMAGED,
+                    f"{prefix}{INVENTORY} names {content_path!r} where another file is",
+                ) from None
+            files, total = files + 1, total + size
+    stray = sorted(set(listing) - expected)
+    if stray:
+        more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
+        notes.append(f"{work_id}: {stray[0]} is in no inventory; not copied{more}")
+    return _StagedObject(stage, inventory.head, files, total)
+
+
+def _place_object(archive: Archive, staged: _StagedObject, work_id: str) -> None:
+    """Seal the object built in staging (read-only files, flushed) and move it into the
+    storage root, ``objects/<id>``, with one rename: before it there is no object, after it the
+    whole one."""
+    root = StorageRoot(archive.objects_dir).ensure()
+    seal_tree(staged.path)
+    with root.locked(work_id):
+        target = root.object_path(work_id)
+        if target.exists():
+            raise ArchiveStateError(f"{archive.relative(target)} already exists; not overwritten")
+        os.rename(staged.path, target)
+        fsync_dir(root.path)
+
+
+def _first_version(
+    archive: Archive, work_id: str, placed_at: str, user: User | None, notes: list[str]
+) -> int:
+    """A work of which the location holds no versions (a copy made before locations held
+    them): its recovered bag recorded as its version 1, named for ``user``, where the bag is a
+    version 1; the versions its object then holds (0: none, and ``notes`` says why)."""
+    from cifa_ingest.revision import bag_version, record_first_version
+
+    none_there = f"{work_id}: the location holds none of its versions (versions/{work_id}/)"
+    try:
+        number = bag_version(archive.bag_path(work_id))
+    except CifaError as exc:
+        notes.append(f"{none_there}, and its bag's versions.json cannot be read ({exc}): no"
+                     " version recorded")  # fmt: skip
+        return 0
+    if number > 1:
+        earlier = "version 1 is" if number == 2 else f"versions 1 to {number - 1} are"
+        notes.append(
+            f"{none_there}, and its bag is version {number}: {earlier} not recovered, and no"
+            " version is recorded (a version 1 made of this bag would be a false history);"
+            " recover them from a location that holds them"
+        )
+        return 0
+    if user is None:
+        notes.append(f"{none_there}: no version recorded; the next ingest records its bag as"
+                     " version 1")  # fmt: skip
+        return 0
+    record_first_version(archive, work_id, user, placed_at=placed_at)
+    recorded = head(archive.objects_dir, work_id) or 0
+    if recorded:
+        notes.append(f"{none_there} (a copy made before locations held them): its bag recorded"
+                     " as version 1")  # fmt: skip
+    else:
+        notes.append(f"{none_there}: its bag could not be recorded as version 1 (the log says"
+                     " why); the next ingest tries again")  # fmt: skip
+    return recorded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,10 +762,13 @@ def recover_archive(
     target: Path,
     *,
     stores: Callable[[FilesystemLocation | S3Location], Store] = open_store,
+    user: User | None = None,
 ) -> RecoveryReport:
-    """Rebuild an archive at ``target`` (absent or empty) from ``location``; see the module.
-    Raises :class:`InputError` for a ``target`` that is not empty (before anything is read) and
-    :class:`RecoveryFailed` when nothing can be rebuilt (nothing is left in ``target`` then)."""
+    """Rebuild an archive at ``target`` (absent or empty) from ``location``, every bag with
+    every version; see the module. ``user``: who records version 1 of a work of which the
+    location holds no versions (none recorded without one). Raises :class:`InputError` for a
+    ``target`` that is not empty (before anything is read) and :class:`RecoveryFailed` when
+    nothing can be rebuilt (nothing is left in ``target`` then)."""
     from cifa_ingest.audit.fixity_audit import audit_archive
     from cifa_ingest.catalogue.model import is_work_id
 
@@ -458,8 +798,33 @@ def recover_archive(
     archive.ensure()
     ledger = Ledger(ledger_file)
     by_bag = _group(list(store.list("bags/")))
+    by_work = _group(list(store.list(versions_copy.PREFIX)), top=versions_copy.PREFIX.strip("/"))
     records = ledger.bags()
     known = {PurePosixPath(r.bag_path).name for r in records}
+
+    def with_versions(row: BagRecovery, staging: Path, staged: _Staged, placed_at: str) -> None:
+        """The bag fetched into ``staging`` placed, and with it the work's object, rebuilt
+        from its versions at the location (or its version 1 recorded from the bag where the
+        location holds none); :class:`_BagNotRecovered` places neither."""
+        row.files, row.bytes = staged.files, staged.bytes
+        held = by_work.get(row.work_id, {})
+        stage = _object_stage(archive, row.work_id)
+        try:
+            rebuilt = None
+            if held:
+                rebuilt = _recover_versions(
+                    store, row.work_id, held, staging, staged.sha256, stage, report.notes
+                )
+                row.files, row.bytes = row.files + rebuilt.files, row.bytes + rebuilt.bytes
+            archive.place(staging, row.work_id)
+            if rebuilt is not None:
+                _place_object(archive, rebuilt, row.work_id)
+                row.versions = rebuilt.versions
+            else:
+                row.versions = _first_version(archive, row.work_id, placed_at, user, report.notes)
+        finally:
+            discard(stage)
+
     for record in records:
         log.info("%s: recovering from %s", record.work_id, location.name)
         name = PurePosixPath(record.bag_path).name
@@ -471,10 +836,10 @@ def recover_archive(
                     RecoveryOutcome.DAMAGED,
                     f"the ledger's path {record.bag_path!r} is not bags/<id>",
                 )
-            row.files, row.bytes = _recover_known(
+            staged = _recover_known(
                 store, ledger, record, by_bag.get(name, {}), staging, report.notes
             )
-            archive.place(staging, record.work_id)
+            with_versions(row, staging, staged, record.placed_at)
         except _BagNotRecovered as exc:
             row.outcome, row.detail = exc.outcome, str(exc)
         _after(ledger, archive, location.name, row, report)
@@ -487,12 +852,15 @@ def recover_archive(
         staging = archive.new_staging(name)
         row = BagRecovery(name, RecoveryOutcome.REGISTERED_FROM_BAG)
         try:
-            row.files, row.bytes = _recover_unknown(store, name, by_bag[name], staging)
-            archive.place(staging, name)
-            _register_from_bag(ledger, archive, name)
+            staged = _recover_unknown(store, name, by_bag[name], staging)
+            placed_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            with_versions(row, staging, staged, placed_at)
+            _register_from_bag(ledger, archive, name, placed_at)
         except _BagNotRecovered as exc:
             row.outcome, row.detail = exc.outcome, f"unknown to the snapshot; {exc}"
         _after(ledger, archive, location.name, row, report)
+    for name in sorted(set(by_work) - known - set(by_bag)):
+        report.notes.append(f"{versions_copy.PREFIX}{name}/: versions of no bag here; left")
     for work_id in ledger.pending_placements():  # a placement the snapshot caught half-way
         ledger.abandon_placement(work_id)
     _move_ledger_in(ledger_file, archive)
@@ -531,7 +899,7 @@ def _after(
         row.work_id, EventType.RECOVERY, PRIMARY,
         EventOutcome.SUCCESS if row.ok else EventOutcome.FAILURE,
         {"from": location, "outcome": str(row.outcome), "files": row.files, "bytes": row.bytes,
-         "detail": row.detail},
+         "versions": row.versions, "detail": row.detail},
         SOFTWARE,
     )  # fmt: skip
 
@@ -569,6 +937,13 @@ def table(report: RecoveryReport) -> str:
     lines += [f"note: {note}" for note in report.notes]
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts().items()))
     lines.append(f"bags: {counts or 'none'}")
+    placed = [bag for bag in report.bags if bag.ok]
+    if placed:
+        versioned = sum(1 for bag in placed if bag.versions)
+        lines.append(
+            f"versions: {sum(bag.versions for bag in placed)} recovered, of {versioned} of the"
+            f" {len(placed)} works recovered"
+        )
     if report.audit is not None:
         audit = report.audit
         lines.append(
