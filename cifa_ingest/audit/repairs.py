@@ -19,6 +19,14 @@ Why it works as it does:
   added to a bag, an object without its retention, a location that does not answer) stay as
   they were. What repair left wanting at *other* copies is not this audit's verdict: it is in
   the ledger (their copies recorded missing or damaged) and the audit log, for their own audits.
+- **Every version too.** A version's stored file the primary's audit found damaged or missing
+  is mended from the work's bag where the bag holds the same bytes, read and verified first
+  (:func:`cifa_ingest.versions.repair.mend_from_bag`); what the bag cannot give (an earlier
+  version's own file, an inventory) is handed to repair, which mends it from a storage
+  location's copy of the versions that verifies (``versions/<id>/``), as it mends a bag. A
+  location's audit that finds a file of its copy of the versions missing or damaged hands the
+  work to repair as it does for the bag's. The primary's object is named ``primary (versions)``
+  among the repairs.
 - **The primary is audited again after its repair.** A primary bag that repair mended is
   checked once more, whole, as the audit checks (:func:`~cifa_ingest.audit.fixity_audit.audit_bag`,
   recorded in the audit log): the log's last word on the bag is then what it is now, and what
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.archive.ledger import BagRecord, Ledger
@@ -46,7 +55,9 @@ from cifa_ingest.audit.fixity_audit import (
 )
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.repair import (
+    PRIMARY_VERSIONS,
     LedgerTampered,
+    Repaired,
     RepairProblemKind,
     RepairReport,
     repair_work,
@@ -69,7 +80,7 @@ NOT_REPAIRABLE = frozenset(
         ProblemKind.UNEXPECTED_FILE,
         # A version's stored file, an inventory: not a bag's file (a bag's repair writes into
         # bags/, never into the versions store); a stored file is mended after it, from the
-        # bag's verified bytes (_repair_versions).
+        # bag's verified bytes or a location's copy of the versions (_repair_versions).
         ProblemKind.VERSION_CHECKSUM_MISMATCH,
         ProblemKind.VERSION_MISSING_FILE,
         ProblemKind.VERSION_UNEXPECTED_FILE,
@@ -106,11 +117,25 @@ def repair_found(
     at ``locations`` and the primary, and change ``report`` to say what was repaired and what
     remains (the module says how). ``repair`` repairs (pipelines/ passes it as a Prefect task;
     by default :func:`repair_work` with ``stores``), ``recheck`` audits a repaired primary bag
-    again. Returns repair's own report, None when nothing was repaired or repair refused."""
+    again. Returns repair's own report (its runs' as one, where the versions needed a run of
+    their own), None when nothing was repaired or repair refused."""
     repaired = _repair_bags(archive, report, locations, stores, repair, recheck)
     if report.location == PRIMARY and not report.repair_refused:
-        _repair_versions(archive, report, recheck)
+        more = _repair_versions(archive, report, locations, stores, repair, recheck, repaired)
+        if more is not None:
+            repaired = more if repaired is None else _merged(repaired, more)
     return repaired
+
+
+def _merged(first: RepairReport, then: RepairReport) -> RepairReport:
+    """Two repair runs of one audit as one report."""
+    first.works += [w for w in then.works if w not in first.works]
+    first.copies += then.copies
+    first.repaired += then.repaired
+    first.problems += then.problems
+    first.unreachable.update(then.unreachable)
+    first.seconds += then.seconds
+    return first
 
 
 def _repair_bags(
@@ -134,7 +159,7 @@ def _repair_bags(
         report.repair_refused = str(exc)
         log.error("repair refused: %s", exc)
         return None
-    report.repaired = [done.as_dict() for done in repaired.repaired]
+    report.repaired = [_row(done, _found_in_versions(report)) for done in repaired.repaired]
     for done in repaired.repaired:
         log.info("%s @ %s: %s (%s) repaired from %s", done.work_id, done.location, done.path,
                  done.was, done.source)  # fmt: skip
@@ -146,32 +171,45 @@ def _repair_bags(
 
 
 #: A version's stored file the audit found wanting: mended from the newest bag where it holds
-#: the same bytes (:mod:`cifa_ingest.versions.repair`).
+#: the same bytes (:mod:`cifa_ingest.versions.repair`), else from a location's copy.
 OF_A_VERSION = frozenset({ProblemKind.VERSION_CHECKSUM_MISMATCH, ProblemKind.VERSION_MISSING_FILE})
-#: Where a version's mended file came from, in ``repaired``: the primary's versions store.
-VERSIONS = "primary (versions)"
+#: What of a work's versions repair may mend from a location's copy of them: a stored file the
+#: bag could not give, an inventory or its digest file.
+FROM_A_LOCATION = OF_A_VERSION | {ProblemKind.VERSION_INVENTORY_INVALID}
+#: Where a version's mended file is, in ``repaired``: the primary's versions store.
+VERSIONS = PRIMARY_VERSIONS
 
 
 def _repair_versions(
-    archive: Archive, report: AuditReport, recheck: Callable[[Archive, BagRecord], BagAudit]
-) -> None:
+    archive: Archive,
+    report: AuditReport,
+    locations: Sequence[Location],
+    stores: Callable[[Location], Store],
+    repair: Repair | None,
+    recheck: Callable[[Archive, BagRecord], BagAudit],
+    earlier: RepairReport | None,
+) -> RepairReport | None:
     """Each version's stored file found damaged or missing, mended from the work's bag once its
-    own repair is done (its bytes verified against the inventory, never taken on trust), the
-    work audited again; what could not be, explained."""
+    own repair is done (its bytes verified against the inventory, never taken on trust); what
+    the bag cannot give, and a damaged inventory, by repair from a location's copy of the
+    versions (unless this audit's repair of the bags, ``earlier``, already checked the work's
+    every copy); each work mended audited again; what could not be, explained. Returns the
+    report of that repair, if one ran."""
     from cifa_ingest.versions.repair import mend_from_bag
 
     ledger = Ledger(archive.ledger_path)
+    mended_in: set[str] = set()
+    left_by_bag: dict[str, dict[str, str]] = {}
     for bag in report.bags:
-        wanting = [p for p in bag.problems if p.kind in OF_A_VERSION and p.path]
+        wanting = [p for p in bag.problems if p.kind in FROM_A_LOCATION and p.path]
         if not wanting or any(p.kind not in NOT_REPAIRABLE for p in bag.problems):
             for problem in wanting:  # the bag itself is wanting: not a source to mend from
-                _explained(problem, "not repaired: the work's bag is not sound itself")
+                if problem.kind in OF_A_VERSION:
+                    _explained(problem, "not repaired: the work's bag is not sound itself")
             continue
+        stored = sorted({p.path for p in wanting if p.kind in OF_A_VERSION and p.path})
         mended, left = mend_from_bag(
-            archive.objects_dir,
-            bag.bag,
-            archive.bag_path(bag.bag),
-            sorted({p.path for p in wanting if p.path}),
+            archive.objects_dir, bag.bag, archive.bag_path(bag.bag), stored
         )
         was = {p.path: str(p.kind) for p in wanting}
         for done in mended:
@@ -182,12 +220,91 @@ def _repair_versions(
                 "source": f"bags/{bag.bag}/{done.source}", "sha256": done.sha256,
                 "was": was[done.content_path],
             })  # fmt: skip
+        if mended:
+            mended_in.add(bag.bag)
+        inventories = any(p.kind not in OF_A_VERSION for p in wanting)
+        if left or inventories:
+            left_by_bag[bag.bag] = left
+    checked = set(earlier.works) if earlier is not None else set()
+    found = _found_in_versions(report)
+    from_locations = _repair_from_locations(
+        archive, report, sorted(w for w in left_by_bag if w not in checked), locations, stores,
+        repair, found,
+    )  # fmt: skip
+    for bag in report.bags:
+        if bag.bag not in left_by_bag and bag.bag not in mended_in:
+            continue
+        left = dict(left_by_bag.get(bag.bag, {}))
+        ran = next(
+            (r for r in (from_locations, earlier) if r is not None and bag.bag in r.works), None
+        )
+        if ran is not None:
+            if ran is from_locations:  # what it did (a recovery's roll-forward too), seen again
+                mended_in.add(bag.bag)
+            left.update(
+                (path or "", why) for path, why in _left(ran, bag.bag, PRIMARY_VERSIONS).items()
+            )
         record = ledger.bag(bag.bag)
-        if mended and record is not None:
+        if bag.bag in mended_in and record is not None:
             _check_again(archive, bag, record, recheck)
         for problem in bag.problems:
-            if problem.kind in OF_A_VERSION and problem.path in left:
-                _explained(problem, left[problem.path])
+            if problem.kind in FROM_A_LOCATION and problem.path is not None:
+                why = left.get(problem.path) or left.get("")
+                if why is not None:
+                    _explained(problem, why)
+    return from_locations
+
+
+def _repair_from_locations(
+    archive: Archive,
+    report: AuditReport,
+    work_ids: list[str],
+    locations: Sequence[Location],
+    stores: Callable[[Location], Store],
+    repair: Repair | None,
+    found: dict[tuple[str, str], str],
+) -> RepairReport | None:
+    """Repair of ``work_ids``, whose versions the bag could not mend, from every copy of them
+    (:func:`repair_work`: a location's copy of the versions that verifies); its repairs listed
+    among the audit's, a file of the primary's versions with what the audit ``found`` it (by
+    work and path), as the ones mended from the bag. None when there is nothing to repair or
+    nowhere to repair it from."""
+    if not work_ids or not locations:
+        return None
+
+    def default(archive: Archive, ids: list[str], where: Sequence[Location]) -> RepairReport:
+        return repair_work(archive, ids, where, stores=stores)
+
+    try:
+        repaired = (repair or default)(archive, work_ids, locations)
+    except LedgerTampered as exc:
+        report.repair_refused = str(exc)
+        log.error("repair refused: %s", exc)
+        return None
+    for done in repaired.repaired:
+        log.info("%s @ %s: %s (%s) repaired from %s", done.work_id, done.location, done.path,
+                 done.was, done.source)  # fmt: skip
+        report.repaired.append(_row(done, found))
+    return repaired
+
+
+def _found_in_versions(report: AuditReport) -> dict[tuple[str, str], str]:
+    """What the audit found each file of the primary's versions it names (by work and path)."""
+    return {
+        (bag.bag, problem.path): str(problem.kind)
+        for bag in report.bags
+        for problem in bag.problems
+        if problem.kind in FROM_A_LOCATION and problem.path
+    }
+
+
+def _row(done: Repaired, found: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """One file repair replaced, as the audit's ``repaired`` lists it: a file of the primary's
+    versions with what the audit ``found`` it, as the ones mended from the bag."""
+    row = done.as_dict()
+    if done.location == VERSIONS:
+        row["was"] = found.get((done.work_id, done.path), row["was"])
+    return row
 
 
 def _left(repaired: RepairReport, work_id: str, location: str) -> dict[str | None, str]:
@@ -264,7 +381,7 @@ def _settle_primary(
     """The primary's audit: each bag repair mended there audited again (its problems now the
     new check's), each other's problems explained."""
     ledger = Ledger(archive.ledger_path)
-    mended = {r.work_id for r in repaired.repaired if r.location == PRIMARY}
+    mended = {r.work_id for r in repaired.repaired if r.location in (PRIMARY, PRIMARY_VERSIONS)}
     for bag in report.bags:
         if bag.intact or bag.bag not in repaired.works:
             continue

@@ -1,5 +1,7 @@
-"""Repair: a copy of a bag found missing or damaged, on any location including the primary, is
-replaced file by file from a copy that verifies against the ledger's digests.
+"""Repair: a copy of a work found missing or damaged, on any location including the primary, is
+replaced file by file from a copy that verifies against the ledger's digests: its bag, and the
+files of its versions a location holds beside the bag (``versions/<id>/``,
+:mod:`cifa_ingest.storage.versions_copy`).
 
 Why it works as it does:
 
@@ -25,6 +27,21 @@ Why it works as it does:
   verified (read whole, or put and verified by the store). Every check, copy and recovery is a
   PREMIS event in the audit log's hash chain (:class:`EventType`: ``fixity check``,
   ``replication``, ``recovery``), which ``cifa events`` shows.
+- **Every version too.** A location's copy of a work is its bag *and* what the work's OCFL
+  object holds beside it (every inventory, the declaration, each earlier version's own files),
+  each with the digests :func:`cifa_ingest.storage.versions_copy.object_files` gives it (the
+  object's newest version must be the bag the ledger's chain vouches for; a content file's
+  sha512 and sha256 are its inventory's). The primary's object (``primary (versions)``) is
+  checked for the same files: a location's missing or damaged one is re-put from the primary's
+  verified bytes, and the primary's from a location's verified bytes, where the bag holds no
+  file with the same bytes (an old master, an old record, an inventory). Where the primary's
+  object cannot say what it must be (a file of it gone, an inventory damaged), the object's
+  inventory is taken from the first copy whose inventory matches its digest file and whose
+  newest version is the bag the ledger vouches for, and an earlier version's inventory only
+  where it also records versions 1 to N as that one does. The primary's object is mended by one
+  rename under the object's lock (:func:`cifa_ingest.versions.repair.mend_from_copy`), never
+  made file by file where it is not there. A location's copy is recorded ``good`` only once
+  every file of the bag and of the versions verified.
 - **No good copy anywhere: nothing is overwritten.** The problem stays reported (``no_good_copy``)
   and the run fails, so that Prefect's notifications fire.
 
@@ -52,8 +69,9 @@ from cifa_ingest.archive.audit_log import AuditLog, EventOutcome, EventType
 from cifa_ingest.archive.layout import Archive, fsync_dir
 from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
-from cifa_ingest.errors import CifaError
-from cifa_ingest.storage.digests import copy_hashed, sha256_of, sha256_of_path
+from cifa_ingest.errors import CifaError, ObjectDamaged
+from cifa_ingest.storage import versions_copy
+from cifa_ingest.storage.digests import CHUNK, copy_hashed, sha256_of, sha256_of_path
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import (
     SOFTWARE,
@@ -64,11 +82,27 @@ from cifa_ingest.storage.replicate import (
 )
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store
 from cifa_ingest.storage.stores import open_store
+from cifa_ingest.versions.inventory import (
+    INVENTORY,
+    SIDECAR,
+    Inventory,
+    check_sidecar,
+    version_name,
+    version_number,
+)
+from cifa_ingest.versions.repair import mend_from_copy
+from cifa_ingest.versions.storage_root import OBJECT_DECLARATION
 
 log = logging.getLogger("cifa_ingest.repair")
 
 #: The work area of repair, inside the archive's staging folder (the file system of bags/).
 WORK_AREA = ".repair"
+#: The primary's copy of a work's versions, its OCFL object (``ARCHIVE/objects/<id>/``), as
+#: repair names it in its checks, its repairs and the audit log's events (a location's copy of
+#: the versions is part of its copy of the work, under the location's name).
+PRIMARY_VERSIONS = "primary (versions)"
+#: The largest inventory repair reads from a copy to learn what an object must be.
+INVENTORY_LIMIT = 64 * 1024 * 1024
 
 
 class LedgerTampered(CifaError):
@@ -136,13 +170,16 @@ class CopyCheck:
     work_id: str
     location: str
     files: int = 0
-    #: Files found missing or damaged, by path.
+    #: Files found missing or damaged, by path (in the bag, or in the object for the versions).
     bad: dict[str, RepairProblemKind] = field(default_factory=dict)
     repaired: int = 0
+    #: Files of the copy no copy could say what they must be (a work's versions whose
+    #: inventory no copy holds as the ledger vouches for it): the copy is not known good.
+    unverified: list[str] = field(default_factory=list)
 
     @property
     def good(self) -> bool:
-        return self.repaired == len(self.bad)
+        return self.repaired == len(self.bad) and not self.unverified
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -247,8 +284,55 @@ class LocationCopy(Copy):
         self.store = store
         self.record = record
 
+    def key(self, path: str) -> str:
+        """The key of ``path`` at the location."""
+        return bag_key(self.record, path)
+
     def open(self, path: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        return self.store.open(bag_key(self.record, path))
+        return self.store.open(self.key(path))
+
+
+class LocationObjectCopy(LocationCopy):
+    """A work's versions at a storage location, beside its bag: ``versions/<id>/<path in the
+    object>`` (:mod:`cifa_ingest.storage.versions_copy`). Part of the location's copy of the
+    work: one row in the ledger's ``copies``, one check, under the location's name."""
+
+    def key(self, path: str) -> str:
+        return versions_copy.object_key(self.record.work_id, path)
+
+
+class ObjectCopy(Copy):
+    """The primary's copy of a work's versions: its OCFL object under ``ARCHIVE/objects/``,
+    the files of it a location holds beside the bag."""
+
+    def __init__(self, archive: Archive, record: BagRecord) -> None:
+        self.name = PRIMARY_VERSIONS
+        self.archive = archive
+        self.work_id = record.work_id
+
+    def _file(self, path: str) -> Path:
+        if not _inside(path):
+            raise ObjectDamaged(f"{PRIMARY_VERSIONS}: not a path in an object: {path!r}")
+        return versions_copy.source_path(self.archive, self.work_id, path)
+
+    @contextlib.contextmanager
+    def open(self, path: str) -> Iterator[BinaryIO]:
+        try:
+            handle = self._file(path).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(f"{PRIMARY_VERSIONS}: no {path}") from None
+        with handle:
+            yield handle
+
+    def replace(self, path: str, staged: Path, digests: dict[str, str], files: ObjectFiles) -> None:
+        """Put the verified ``staged`` file in the object in place of ``path`` by one rename,
+        under the object's lock, in the object ``files`` was learnt from only
+        (:func:`cifa_ingest.versions.repair.mend_from_copy`). ``staged`` is consumed."""
+        self._file(path)
+        mend_from_copy(
+            self.archive.objects_dir, self.work_id, path, staged, digests,
+            head=files.head, inventory_sha256=files.inventory_sha256,
+        )  # fmt: skip
 
 
 def hash_in_copy(copy: Copy, path: str) -> str | None:
@@ -261,6 +345,23 @@ def hash_in_copy(copy: Copy, path: str) -> str | None:
         return None
 
 
+def digests_in_copy(copy: Copy, path: str, algorithms: Sequence[str]) -> dict[str, str] | None:
+    """The digests (by algorithm) of ``path`` as ``copy`` holds it, read whole once; None when
+    it is absent. :class:`LocationUnreachable` propagates."""
+    if list(algorithms) == ["sha256"]:
+        found = hash_in_copy(copy, path)
+        return None if found is None else {"sha256": found}
+    hashers = {name: hashlib.new(name) for name in algorithms}
+    try:
+        with copy.open(path) as reader:
+            while chunk := reader.read(CHUNK):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+    except ObjectMissing:
+        return None
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+
 def read_verified(copy: Copy, path: str, sha256: str, limit: int = 64 * 1024 * 1024) -> bytes:
     """A small file (a manifest, ``bagit.txt``) of ``copy``, only if it hashes to ``sha256``."""
     with copy.open(path) as reader:
@@ -270,20 +371,44 @@ def read_verified(copy: Copy, path: str, sha256: str, limit: int = 64 * 1024 * 1
     return data
 
 
-def stage(copy: Copy, path: str, sha256: str, target: Path) -> int:
+def stage(
+    copy: Copy, path: str, sha256: str, target: Path, *, also: dict[str, str] | None = None
+) -> int:
     """Copy ``path`` of ``copy`` to the new file ``target``, hashed while written and flushed;
-    the file is kept only if its bytes are the ledger's (else removed, :class:`SourceDamaged`).
+    the file is kept only if its bytes are the ledger's (else removed, :class:`SourceDamaged`):
+    its sha256, and each digest of ``also`` (by algorithm: a version's content file's sha512).
     Its size."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    others = {a: d for a, d in (also or {}).items() if a != "sha256"}
     try:
         with copy.open(path) as reader, target.open("xb") as out:
-            digest, size = copy_hashed(reader, out)
-        if digest != sha256:
+            if others:
+                found, size = _copy_hashed(reader, out, ("sha256", *others))
+                matches = found == {"sha256": sha256, **others}
+            else:
+                digest, size = copy_hashed(reader, out)
+                matches = digest == sha256
+        if not matches:
             raise SourceDamaged(f"{copy.name}: {path} no longer verifies; not used")
     except BaseException:
         target.unlink(missing_ok=True)
         raise
     return size
+
+
+def _copy_hashed(
+    reader: BinaryIO, out: BinaryIO, algorithms: Sequence[str]
+) -> tuple[dict[str, str], int]:
+    """:func:`~cifa_ingest.storage.digests.copy_hashed` with every digest of ``algorithms``."""
+    hashers, size = {name: hashlib.new(name) for name in algorithms}, 0
+    while chunk := reader.read(CHUNK):
+        for hasher in hashers.values():
+            hasher.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    out.flush()
+    os.fsync(out.fileno())
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}, size
 
 
 def expected_files(
@@ -322,6 +447,191 @@ def expected_files(
                 declaration = found
                 break
     return sha256_of_manifests(name, texts, declaration), notes
+
+
+# ---------------------------------------------------------------------------------------------
+# What a work's versions must be at every copy
+
+
+class VersionsUnknown(CifaError):
+    """No copy of a work's object can say what its versions must be: no inventory anywhere
+    matches its digest file with the bag the ledger vouches for as its newest version."""
+
+
+@dataclass(frozen=True)
+class ObjectFiles:
+    """What every copy of a work's versions must hold: each file a location holds of the
+    work's object beside its bag (path in the object -> its digests by algorithm), in the order
+    a copy is written; the object's newest version and the sha256 of its inventory, which a
+    mend of the primary's object checks again under the object's lock; and the files no copy
+    could say what they must be (path -> why)."""
+
+    files: dict[str, dict[str, str]]
+    head: int
+    inventory_sha256: str
+    unknown: dict[str, str] = field(default_factory=dict)
+
+
+def expected_object_files(
+    archive: Archive, record: BagRecord, bag: dict[str, str], copies: Sequence[Copy]
+) -> ObjectFiles:
+    """The files of ``record``'s work that every copy holds beside its bag, with their digests:
+    :func:`cifa_ingest.storage.versions_copy.object_files`'s, from the primary's object, checked
+    against ``bag`` (every file of the bag with the sha256 the ledger's chain gives it). Where
+    the primary's object cannot say (a file of it gone, an inventory damaged), they are learnt
+    from the copies of the object (``copies``: the primary's first, then each location's): the
+    object's inventory from the first that matches its digest file and names the bag as its
+    newest version; an earlier version's inventory from the first that also matches its digest
+    file and records versions 1 to N as the object's does (else the file is ``unknown``).
+    Raises :class:`VersionsUnknown` when no copy holds the object's inventory so."""
+    vouched = {path: {"sha256": sha256} for path, sha256 in bag.items()}
+    try:
+        listed = versions_copy.object_files(archive, record.work_id, vouched)
+    except versions_copy.ObjectNotCopyable as exc:
+        primary_says = str(exc)
+    else:
+        files = {f.path: dict(f.digests) for f in listed}
+        folders = [p.split("/", 1)[0] for p in files if p.endswith(f"/{INVENTORY}")]
+        head = max((n for f in folders if (n := version_number(f)) is not None), default=0)
+        return _inside_the_object(ObjectFiles(files, head, files[INVENTORY]["sha256"]))
+    for copy in copies:
+        found = _read_inventory(copy, "")
+        if found is None:
+            continue
+        data, recorded = found
+        inventory = _inventory_of(record.work_id, data, recorded, "")
+        if inventory is not None and _names_the_bag(inventory, bag):
+            return _inside_the_object(
+                _from_inventory(record.work_id, inventory, data, recorded, copies)
+            )
+    raise VersionsUnknown(
+        f"{primary_says}; and no copy holds an inventory of the object that matches its digest"
+        " file with the bag the ledger vouches for as its newest version"
+    )
+
+
+def _inside(path: str) -> bool:
+    """Whether ``path`` is a plain relative path, inside the folder it is taken in."""
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not path.startswith("/") and not any(p in ("", ".", "..") for p in parts)
+
+
+def _inside_the_object(files: ObjectFiles) -> ObjectFiles:
+    """``files``, once every path of it is inside the object (an inventory names the paths)."""
+    outside = sorted(path for path in files.files if not _inside(path))
+    if outside:
+        raise VersionsUnknown(f"its inventory names {outside[0]!r}, not a path in the object")
+    return files
+
+
+def _read_inventory(copy: Copy, folder: str) -> tuple[bytes, bytes] | None:
+    """An inventory and its digest file as ``copy`` holds them (``folder``: "" for the object's,
+    ``vN`` for a version's); None where either is absent, too large or unreadable."""
+    prefix = f"{folder}/" if folder else ""
+    blobs = []
+    for name in (INVENTORY, SIDECAR):
+        try:
+            with copy.open(prefix + name) as reader:
+                blob = reader.read(INVENTORY_LIMIT + 1)
+        except (CifaError, OSError) as exc:
+            log.info("%s: %s%s: %s", copy.name, prefix, name, exc)
+            return None
+        if len(blob) > INVENTORY_LIMIT:
+            return None
+        blobs.append(blob)
+    return blobs[0], blobs[1]
+
+
+def _inventory_of(work_id: str, data: bytes, recorded: bytes, folder: str) -> Inventory | None:
+    """The inventory of ``work_id``'s object in ``data``, if it matches its digest file
+    ``recorded``; for a version's (``folder`` ``vN``), if it is that version's."""
+    where = f"{work_id}/{folder}".rstrip("/")
+    try:
+        check_sidecar(data, recorded, where)
+        inventory = Inventory.from_bytes(data, where)
+    except ObjectDamaged:
+        return None
+    if inventory.id != work_id or (folder and version_name(inventory.head) != folder):
+        return None
+    return inventory
+
+
+def _names_the_bag(inventory: Inventory, bag: dict[str, str]) -> bool:
+    """Whether the newest version of ``inventory`` is the bag: the same files, each with the
+    sha256 the ledger's chain gives it (the inventory's fixity of its stored bytes), and every
+    stored file has its sha256."""
+    state, stored = inventory.state(), inventory.manifest
+    if set(state) != set(bag) or not all(stored.get(d) for d in state.values()):
+        return False
+    if not all(paths and all(p in inventory.fixity for p in paths) for paths in stored.values()):
+        return False
+    return all(inventory.fixity[inventory.content_path(d)] == bag[p] for p, d in state.items())
+
+
+def _records_as(earlier: Inventory, inventory: Inventory) -> bool:
+    """Whether ``earlier`` (a version's inventory) is the object's ``inventory`` as it was at
+    that version: its versions, and the content stored by them, the same."""
+    head = earlier.head
+    if dict(earlier.versions) != {n: inventory.versions[n] for n in range(1, head + 1)}:
+        return False
+    stored = {
+        digest: paths
+        for digest, paths in inventory.manifest.items()
+        if all((version_number(p.split("/", 1)[0]) or head + 1) <= head for p in paths)
+    }
+    if {d: tuple(p) for d, p in earlier.manifest.items()} != dict(stored):
+        return False
+    return all(inventory.fixity.get(p) == sha256 for p, sha256 in earlier.fixity.items())
+
+
+def _from_inventory(
+    work_id: str,
+    inventory: Inventory,
+    data: bytes,
+    recorded: bytes,
+    copies: Sequence[Copy],
+) -> ObjectFiles:
+    """The files :func:`~cifa_ingest.storage.versions_copy.object_files` lists, in its order,
+    from a trusted ``inventory`` (its bytes ``data``, its digest file ``recorded``) and the
+    versions' inventories the ``copies`` hold as it records them."""
+    files: dict[str, dict[str, str]] = {}
+    unknown: dict[str, str] = {}
+    held = set(inventory.state().values())
+    for digest, content_paths in sorted(
+        inventory.manifest.items(), key=lambda item: _content_order(item[1][0])
+    ):
+        if digest not in held:
+            for content_path in content_paths:
+                files[content_path] = {"sha256": inventory.fixity[content_path], "sha512": digest}
+    for number in sorted(inventory.versions):
+        folder = version_name(number)
+        found: tuple[bytes, bytes] | None = (data, recorded) if number == inventory.head else None
+        for copy in copies if found is None else ():
+            candidate = _read_inventory(copy, folder)
+            if candidate is None:
+                continue
+            earlier = _inventory_of(work_id, *candidate, folder)
+            if earlier is not None and _records_as(earlier, inventory):
+                found = candidate
+                break
+        for name, index in ((INVENTORY, 0), (SIDECAR, 1)):
+            path = f"{folder}/{name}"
+            if found is None:
+                unknown[path] = (
+                    f"no copy holds {folder}/{INVENTORY} matching its digest file and recording"
+                    f" {folder} as the object's inventory does; nothing was overwritten"
+                )
+            else:
+                files[path] = {"sha256": hashlib.sha256(found[index]).hexdigest()}
+    files[INVENTORY] = {"sha256": hashlib.sha256(data).hexdigest()}
+    files[SIDECAR] = {"sha256": hashlib.sha256(recorded).hexdigest()}
+    declaration = f"{OBJECT_DECLARATION[2:]}\n".encode("ascii")
+    files[OBJECT_DECLARATION] = {"sha256": hashlib.sha256(declaration).hexdigest()}
+    return ObjectFiles(files, inventory.head, files[INVENTORY]["sha256"], unknown)
+
+
+def _content_order(content_path: str) -> tuple[int, str]:
+    return version_number(content_path.split("/", 1)[0]) or 0, content_path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,10 +706,13 @@ def _repair_bag(
     report: RepairReport,
     work_area: Path,
 ) -> None:
+    """Repair every copy of one work: its bag at the primary and at each location, and its
+    versions in the primary's object and beside the bag at each location."""
     work_id = record.work_id
     recorded = {c.location: c for c in ledger.copies(work_id=work_id)}
     primary = PrimaryCopy(archive, record)
     copies: list[Copy] = [primary]
+    held: list[Copy] = [ObjectCopy(archive, record)]
     for location in locations:
         if location.name not in recorded:
             continue  # never copied there: replication's work, not repair's
@@ -409,6 +722,7 @@ def _repair_bag(
                                            detail=report.unreachable[location.name]))  # fmt: skip
             continue
         copies.append(LocationCopy(opened[location.name], record))
+        held.append(LocationObjectCopy(opened[location.name], record))
     try:
         expected, _notes = expected_files(record, copies, work_area / "declaration")
     except SourceDamaged as exc:
@@ -417,112 +731,180 @@ def _repair_bag(
         )
         log.error("%s: %s", work_id, exc)
         return
+    versions = _expected_versions(archive, record, expected, held, report)
+
+    # What each copy must hold: the bag's files (group 0), the versions' (group 1).
+    groups: list[dict[str, dict[str, str]]] = [{p: {"sha256": d} for p, d in expected.items()}]
+    if versions is not None:
+        groups.append(versions.files)
+    sites: dict[str, list[tuple[int, Copy]]] = {PRIMARY: [(0, primary)]}
+    if versions is not None:
+        sites[PRIMARY_VERSIONS] = [(1, held[0])]
+    for bag_copy, object_copy in zip(copies[1:], held[1:], strict=True):
+        sites[bag_copy.name] = [(0, bag_copy)] + ([(1, object_copy)] if versions else [])
+    unverified = sorted(versions.unknown) if versions is not None else ["*"]
 
     # 1. Check every copy in full.
     checks: dict[str, CopyCheck] = {}
-    good_in: dict[str, list[Copy]] = {path: [] for path in expected}
-    usable: list[Copy] = []
-    for copy in copies:
-        check = CopyCheck(work_id, copy.name, files=len(expected))
+    wanting: dict[Copy, dict[str, RepairProblemKind]] = {}
+    good_in: list[dict[str, list[Copy]]] = [{path: [] for path in files} for files in groups]
+    for name, parts in sites.items():
+        check = CopyCheck(work_id, name, files=sum(len(groups[g]) for g, _copy in parts))
+        found: dict[Copy, dict[str, RepairProblemKind]] = {}
         try:
-            for path, sha256 in expected.items():
-                found = hash_in_copy(copy, path)
-                if found == sha256:
-                    good_in[path].append(copy)
-                else:
-                    check.bad[path] = (
-                        RepairProblemKind.COPY_MISSING if found is None
-                        else RepairProblemKind.COPY_DAMAGED
-                    )  # fmt: skip
+            for group, copy in parts:
+                found[copy] = {}
+                for path, digests in groups[group].items():
+                    held_digests = digests_in_copy(copy, path, sorted(digests))
+                    if held_digests == digests:
+                        good_in[group][path].append(copy)
+                    else:
+                        found[copy][path] = (
+                            RepairProblemKind.COPY_MISSING if held_digests is None
+                            else RepairProblemKind.COPY_DAMAGED
+                        )  # fmt: skip
         except (LocationUnreachable, CifaError, OSError) as exc:
-            report.problems.append(Problem(work_id, copy.name,
+            report.problems.append(Problem(work_id, name,
                                            RepairProblemKind.LOCATION_UNREACHABLE,
                                            detail=str(exc)))  # fmt: skip
-            for files in good_in.values():  # a copy half read is no source
-                if copy in files:
-                    files.remove(copy)
+            for group, copy in parts:  # a copy half read is no source
+                for sources in good_in[group].values():
+                    if copy in sources:
+                        sources.remove(copy)
             continue
-        usable.append(copy)
-        checks[copy.name] = check
+        for copy, bad in found.items():
+            wanting[copy] = bad
+            check.bad.update(bad)
+        if name not in (PRIMARY, PRIMARY_VERSIONS):
+            check.unverified = list(unverified)
+        checks[name] = check
         report.copies.append(check)
         audit_log.record_event(
-            work_id, EventType.FIXITY_CHECK, copy.name,
+            work_id, EventType.FIXITY_CHECK, name,
             EventOutcome.SUCCESS if not check.bad else EventOutcome.FAILURE,
             _found(check), SOFTWARE,
         )  # fmt: skip
-        if check.bad and copy is not primary:
+        if check.bad and name not in (PRIMARY, PRIMARY_VERSIONS):
             # Known wanting before anything is written: a run killed from here on leaves the
             # copy recorded not good, never good.
             state = (CopyState.MISSING if RepairProblemKind.COPY_MISSING in check.bad.values()
                      else CopyState.DAMAGED)  # fmt: skip
-            ledger.record_copy(work_id, copy.name, state, software=SOFTWARE,
+            ledger.record_copy(work_id, name, state, software=SOFTWARE,
                                detail=_detail(check))  # fmt: skip
 
-    # 2. Each file some copy lacks, from a copy that verifies, staged and verified.
-    bad_paths = sorted({p for c in checks.values() for p in c.bad})
-    for path in bad_paths:
-        sha256 = expected[path]
-        targets = [c for c in usable if path in checks[c.name].bad]
-        sources = good_in[path]
-        staged = work_area / secrets.token_hex(8)
-        source = None
-        for candidate in sources:
-            try:
-                stage(candidate, path, sha256, staged)
-            except (CifaError, OSError) as exc:
-                log.warning("%s: %s from %s: %s", work_id, path, candidate.name, exc)
-                continue
-            source = candidate
-            break
-        if source is None:
-            for target in targets:
-                report.problems.append(Problem(
-                    work_id, target.name, RepairProblemKind.NO_GOOD_COPY, path,
-                    "no copy holds this file as the ledger records it; nothing was overwritten",
-                ))  # fmt: skip
-            log.error("%s: %s: no copy verifies; nothing overwritten", work_id, path)
-            continue
-        # Locations first (each put reads the staged file), the primary last (it takes it).
-        for target in sorted(targets, key=lambda c: c is primary):
-            check = checks[target.name]
-            try:
-                if isinstance(target, PrimaryCopy):
-                    target.replace(path, staged, sha256)
-                elif isinstance(target, LocationCopy):
-                    stored = target.store.put(bag_key(record, path), staged, sha256)
-                    if stored.sha256 is not None and stored.sha256.lower() != sha256:
-                        raise SourceDamaged(f"{path}: the location keeps sha256 {stored.sha256}")
-            except (CifaError, OSError) as exc:
-                report.problems.append(Problem(work_id, target.name, check.bad[path], path,
-                                               f"not replaced: {exc}"))  # fmt: skip
-                audit_log.record_event(work_id, EventType.REPLICATION, target.name,
-                                       EventOutcome.FAILURE,
-                                       {"path": path, "source": source.name,
-                                        "error": str(exc)[:300]}, SOFTWARE)  # fmt: skip
-                continue
-            check.repaired += 1
-            report.repaired.append(Repaired(work_id, target.name, path, source.name, sha256,
-                                            check.bad[path]))  # fmt: skip
-            audit_log.record_event(work_id, EventType.REPLICATION, target.name,
-                                   EventOutcome.SUCCESS,
-                                   {"path": path, "source": source.name, "sha256": sha256,
-                                    "was": str(check.bad[path])}, SOFTWARE)  # fmt: skip
-        staged.unlink(missing_ok=True)
+    # 2. Each file some copy lacks, from a copy that verifies, staged and verified: the bag's
+    # files, then the versions' (each group in the order a copy is written).
+    for group, files in enumerate(groups):
+        members = [c for parts in sites.values() for g, c in parts if g == group and c in wanting]
+        for path in [p for p in files if any(p in wanting[c] for c in members)]:
+            targets = [c for c in members if path in wanting[c]]
+            _replace(work_id, path, files[path], targets, good_in[group][path], wanting,
+                     checks, versions, audit_log, report, work_area)  # fmt: skip
 
     # 3. Record what each copy now is.
-    for copy in usable:
-        check = checks[copy.name]
+    for name, check in checks.items():
         if check.bad:
             audit_log.record_event(
-                work_id, EventType.RECOVERY, copy.name,
+                work_id, EventType.RECOVERY, name,
                 EventOutcome.SUCCESS if check.good else EventOutcome.FAILURE,
                 {**_found(check), "repaired": check.repaired}, SOFTWARE,
             )  # fmt: skip
-        if copy is primary:
+        if name in (PRIMARY, PRIMARY_VERSIONS):
             continue
         if check.good:
-            ledger.record_copy(work_id, copy.name, CopyState.GOOD, software=SOFTWARE,
+            ledger.record_copy(work_id, name, CopyState.GOOD, software=SOFTWARE,
                                copied=bool(check.repaired))  # fmt: skip
+
+
+def _expected_versions(
+    archive: Archive,
+    record: BagRecord,
+    expected: dict[str, str],
+    held: Sequence[Copy],
+    report: RepairReport,
+) -> ObjectFiles | None:
+    """What the work's versions must be (:func:`expected_object_files`), each file no copy can
+    say a problem; None, and one problem, where no copy can say what any of them must be."""
+    work_id = record.work_id
+    try:
+        versions = expected_object_files(archive, record, expected, held)
+    except VersionsUnknown as exc:
+        report.problems.append(Problem(work_id, "*", RepairProblemKind.NO_GOOD_COPY,
+                                       detail=f"its versions: {exc}"))  # fmt: skip
+        log.error("%s: its versions: %s", work_id, exc)
+        return None
+    for path, why in versions.unknown.items():
+        report.problems.append(Problem(work_id, "*", RepairProblemKind.NO_GOOD_COPY, path, why))
+        log.error("%s: %s: %s", work_id, path, why)
+    return versions
+
+
+def _replace(
+    work_id: str,
+    path: str,
+    digests: dict[str, str],
+    targets: list[Copy],
+    sources: list[Copy],
+    wanting: dict[Copy, dict[str, RepairProblemKind]],
+    checks: dict[str, CopyCheck],
+    versions: ObjectFiles | None,
+    audit_log: AuditLog,
+    report: RepairReport,
+    work_area: Path,
+) -> None:
+    """Replace ``path`` in each of ``targets`` by the bytes of the first of ``sources`` that
+    verify against ``digests``, staged in ``work_area``: each location through its store's
+    ``put`` (verified), the primary last by one rename. With no source that verifies, nothing
+    is overwritten: a problem of each target."""
+    sha256 = digests["sha256"]
+    staged = work_area / secrets.token_hex(8)
+    source = None
+    for candidate in sources:
+        try:
+            stage(candidate, path, sha256, staged, also=digests)
+        except (CifaError, OSError) as exc:
+            log.warning("%s: %s from %s: %s", work_id, path, candidate.name, exc)
+            continue
+        source = candidate
+        break
+    if source is None:
+        for target in targets:
+            report.problems.append(Problem(
+                work_id, target.name, RepairProblemKind.NO_GOOD_COPY, path,
+                "no copy holds this file as the ledger records it; nothing was overwritten",
+            ))  # fmt: skip
+        log.error("%s: %s: no copy verifies; nothing overwritten", work_id, path)
+        return
+    # Locations first (each put reads the staged file), the primary last (it takes it).
+    for target in sorted(targets, key=lambda c: isinstance(c, PrimaryCopy | ObjectCopy)):
+        check = checks[target.name]
+        was = wanting[target][path]
+        try:
+            if isinstance(target, PrimaryCopy):
+                target.replace(path, staged, sha256)
+            elif isinstance(target, ObjectCopy):
+                if versions is None:  # never: the versions' files are checked only when known
+                    raise SourceDamaged(f"{path}: what the object must be is not known")
+                target.replace(path, staged, digests, versions)
+            elif isinstance(target, LocationCopy):
+                stored = target.store.put(target.key(path), staged, sha256)
+                if stored.sha256 is not None and stored.sha256.lower() != sha256:
+                    raise SourceDamaged(f"{path}: the location keeps sha256 {stored.sha256}")
+        except (CifaError, OSError) as exc:
+            report.problems.append(Problem(work_id, target.name, was, path,
+                                           f"not replaced: {exc}"))  # fmt: skip
+            audit_log.record_event(work_id, EventType.REPLICATION, target.name,
+                                   EventOutcome.FAILURE,
+                                   {"path": path, "source": source.name,
+                                    "error": str(exc)[:300]}, SOFTWARE)  # fmt: skip
+            continue
+        check.repaired += 1
+        report.repaired.append(Repaired(work_id, target.name, path, source.name, sha256, was))
+        audit_log.record_event(work_id, EventType.REPLICATION, target.name,
+                               EventOutcome.SUCCESS,
+                               {"path": path, "source": source.name, "sha256": sha256,
+                                "was": str(was)}, SOFTWARE)  # fmt: skip
+    staged.unlink(missing_ok=True)
 
 
 def _found(check: CopyCheck) -> dict[str, Any]:
