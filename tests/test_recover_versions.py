@@ -277,6 +277,29 @@ def test_a_copy_made_before_locations_held_versions_gets_version_1_from_its_bag(
     assert "the next ingest records its bag as version 1" in report.notes[0]
 
 
+def test_a_version_1_whose_versions_copy_was_cut_short_comes_back_from_its_bag(
+    preserved: tuple[Archive, Work],
+    replica: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first replication after an upgrade, cut short before the declaration it writes
+    last: the work's bag is whole and version 1, so it is recovered and its version 1 recorded
+    from it, said in the notes (a later version's would be reported missing: see above)."""
+    archive, _work = preserved
+    _replicated_and_lost(archive, capsys)
+    (replica / "versions" / WORK_ID / "0=ocfl_object_1.1").unlink()
+    rebuilt = tmp_path / "rebuilt"
+
+    report = recover_archive(_location(replica), rebuilt, user=RECOVERER)
+
+    assert report.ok, report.as_dict()
+    [row] = report.bags
+    assert (row.outcome, row.versions) == (RecoveryOutcome.RECOVERED, 1)
+    assert any("has no declaration (a replication cut short)" in n for n in report.notes)
+    assert_ocfl_valid(rebuilt / "objects")
+
+
 def test_a_later_version_without_its_versions_is_no_version_1(
     two_versions: Archive, replica: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

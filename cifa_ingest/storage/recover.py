@@ -715,6 +715,21 @@ def _place_object(archive: Archive, staged: _StagedObject, work_id: str) -> None
         fsync_dir(root.path)
 
 
+def _cut_short(held: dict[str, StoredObject], work_id: str, bag: Path) -> bool:
+    """Whether the location's versions of a work are a replication cut short before their
+    declaration (written last), of a work whose bag is version 1: nothing of them is needed,
+    the bag is the whole history. A later bag's versions without a declaration are not: they
+    are the only copy of its earlier versions, and their absence is reported."""
+    from cifa_ingest.revision import bag_version
+
+    if versions_copy.object_key(work_id, OBJECT_DECLARATION) in held:
+        return False
+    try:
+        return bag_version(bag) == 1
+    except (CifaError, OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _first_version(
     archive: Archive, work_id: str, placed_at: str, user: User | None, notes: list[str]
 ) -> int:
@@ -808,6 +823,14 @@ def recover_archive(
         location holds none); :class:`_BagNotRecovered` places neither."""
         row.files, row.bytes = staged.files, staged.bytes
         held = by_work.get(row.work_id, {})
+        if held and _cut_short(held, row.work_id, staging):
+            # The first replication after an upgrade, cut short before the declaration it
+            # writes last: the bag is whole and version 1, so its version 1 comes from it.
+            report.notes.append(
+                f"{row.work_id}: versions/{row.work_id}/ has no declaration (a replication cut"
+                " short); its bag is version 1, recorded from the bag"
+            )
+            held = {}
         stage = _object_stage(archive, row.work_id)
         try:
             rebuilt = None
