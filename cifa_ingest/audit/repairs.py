@@ -146,23 +146,10 @@ def _repair_bags(
     repair: Repair | None,
     recheck: Callable[[Archive, BagRecord], BagAudit],
 ) -> RepairReport | None:
-    work_ids = affected(report)
-    if not work_ids or not locations:
-        return None
-
-    def default(archive: Archive, ids: list[str], where: Sequence[Location]) -> RepairReport:
-        return repair_work(archive, ids, where, stores=stores)
-
-    try:
-        repaired = (repair or default)(archive, work_ids, locations)
-    except LedgerTampered as exc:
-        report.repair_refused = str(exc)
-        log.error("repair refused: %s", exc)
+    repaired = _run_repair(archive, report, affected(report), locations, stores, repair)
+    if repaired is None:
         return None
     report.repaired = [_row(done, _found_in_versions(report)) for done in repaired.repaired]
-    for done in repaired.repaired:
-        log.info("%s @ %s: %s (%s) repaired from %s", done.work_id, done.location, done.path,
-                 done.was, done.source)  # fmt: skip
     if report.location == PRIMARY:
         _settle_primary(archive, report, repaired, recheck)
     else:
@@ -269,6 +256,23 @@ def _repair_from_locations(
     among the audit's, a file of the primary's versions with what the audit ``found`` it (by
     work and path), as the ones mended from the bag. None when there is nothing to repair or
     nowhere to repair it from."""
+    repaired = _run_repair(archive, report, work_ids, locations, stores, repair)
+    if repaired is not None:
+        report.repaired += [_row(done, found) for done in repaired.repaired]
+    return repaired
+
+
+def _run_repair(
+    archive: Archive,
+    report: AuditReport,
+    work_ids: list[str],
+    locations: Sequence[Location],
+    stores: Callable[[Location], Store],
+    repair: Repair | None,
+) -> RepairReport | None:
+    """:func:`repair_work` (or ``repair``) of ``work_ids`` from every copy, each file it
+    repaired logged; None when there is nothing to repair, nowhere to repair it from, or the
+    ledger's chain is broken (then ``report.repair_refused`` says so: nothing was touched)."""
     if not work_ids or not locations:
         return None
 
@@ -284,7 +288,6 @@ def _repair_from_locations(
     for done in repaired.repaired:
         log.info("%s @ %s: %s (%s) repaired from %s", done.work_id, done.location, done.path,
                  done.was, done.source)  # fmt: skip
-        report.repaired.append(_row(done, found))
     return repaired
 
 

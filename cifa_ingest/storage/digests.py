@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,11 +36,21 @@ def sha256_of_path(path: Path) -> str:
 def copy_hashed(reader: BinaryIO, out: BinaryIO) -> tuple[str, int]:
     """Copy ``reader`` to the open file ``out``, hashing the bytes as they pass, then flush and
     fsync ``out``: the hex SHA-256 and the size of what was written."""
-    hasher, size = hashlib.sha256(), 0
+    digests, size = copy_hashed_with(reader, out, ("sha256",))
+    return digests["sha256"], size
+
+
+def copy_hashed_with(
+    reader: BinaryIO, out: BinaryIO, algorithms: Iterable[str]
+) -> tuple[dict[str, str], int]:
+    """:func:`copy_hashed` with a digest of each of ``algorithms`` (a version's content file is
+    known by its sha512 and its sha256): each hex digest by algorithm, and the size."""
+    hashers, size = {name: hashlib.new(name) for name in algorithms}, 0
     while chunk := reader.read(CHUNK):
-        hasher.update(chunk)
+        for hasher in hashers.values():
+            hasher.update(chunk)
         out.write(chunk)
         size += len(chunk)
     out.flush()
     os.fsync(out.fileno())
-    return hasher.hexdigest(), size
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}, size

@@ -69,7 +69,7 @@ from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import ArchiveStateError, CifaError, InputError, ObjectDamaged
 from cifa_ingest.storage import versions_copy
-from cifa_ingest.storage.digests import CHUNK, copy_hashed
+from cifa_ingest.storage.digests import CHUNK, copy_hashed, copy_hashed_with
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import PAYLOAD_MANIFEST, TAG_MANIFEST
 from cifa_ingest.storage.store import LocationUnreachable, ObjectMissing, Store, StoredObject
@@ -514,21 +514,13 @@ def _fetch_content(store: Store, key: str, target: Path, sha256: str, sha512: st
     """Stream a content file of a work's versions to ``target`` (flushed), checked against the
     sha512 its inventory's manifest gives and the sha256 of its fixity block; its size."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    hashers = {"sha256": hashlib.sha256(), "sha512": hashlib.sha512()}
-    size = 0
     try:
         with store.open(key) as reader, target.open("xb") as out:
-            while chunk := reader.read(CHUNK):
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+            digests, size = copy_hashed_with(reader, out, ("sha256", "sha512"))
     except ObjectMissing:
         raise _versions_problem(RecoveryOutcome.MISSING, f"{key} is absent") from None
     for algorithm, expected in (("sha512", sha512), ("sha256", sha256)):
-        found = hashers[algorithm].hexdigest()
+        found = digests[algorithm]
         if found != expected:
             raise _versions_problem(
                 RecoveryOutcome.DAMAGED,

@@ -71,7 +71,13 @@ from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError, ObjectDamaged
 from cifa_ingest.storage import versions_copy
-from cifa_ingest.storage.digests import CHUNK, copy_hashed, sha256_of, sha256_of_path
+from cifa_ingest.storage.digests import (
+    CHUNK,
+    copy_hashed,
+    copy_hashed_with,
+    sha256_of,
+    sha256_of_path,
+)
 from cifa_ingest.storage.locations import PRIMARY, FilesystemLocation, S3Location
 from cifa_ingest.storage.replicate import (
     SOFTWARE,
@@ -383,7 +389,7 @@ def stage(
     try:
         with copy.open(path) as reader, target.open("xb") as out:
             if others:
-                found, size = _copy_hashed(reader, out, ("sha256", *others))
+                found, size = copy_hashed_with(reader, out, ("sha256", *others))
                 matches = found == {"sha256": sha256, **others}
             else:
                 digest, size = copy_hashed(reader, out)
@@ -394,21 +400,6 @@ def stage(
         target.unlink(missing_ok=True)
         raise
     return size
-
-
-def _copy_hashed(
-    reader: BinaryIO, out: BinaryIO, algorithms: Sequence[str]
-) -> tuple[dict[str, str], int]:
-    """:func:`~cifa_ingest.storage.digests.copy_hashed` with every digest of ``algorithms``."""
-    hashers, size = {name: hashlib.new(name) for name in algorithms}, 0
-    while chunk := reader.read(CHUNK):
-        for hasher in hashers.values():
-            hasher.update(chunk)
-        out.write(chunk)
-        size += len(chunk)
-    out.flush()
-    os.fsync(out.fileno())
-    return {name: hasher.hexdigest() for name, hasher in hashers.items()}, size
 
 
 def expected_files(

@@ -19,7 +19,6 @@ one read of each file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -31,6 +30,7 @@ from pathlib import Path
 from cifa_ingest.bag import check as bagcheck
 from cifa_ingest.bag import fixity, manifest
 from cifa_ingest.errors import VersionRefused
+from cifa_ingest.storage.digests import copy_hashed_with
 from cifa_ingest.versions.inventory import DIGEST_ALGORITHM, FIXITY_ALGORITHM
 
 #: The digests every file gets, whatever its manifests list.
@@ -100,17 +100,9 @@ def _copy_hashing(source: Path, target: Path, algorithms: Collection[str]) -> fi
     """Copy ``source`` to ``target``, hashing what is read as it passes, and flush the copy: what
     is hashed is what is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    hashers = {name: hashlib.new(name) for name in algorithms}
-    size = 0
     with source.open("rb") as reader, target.open("xb") as out:
-        while chunk := reader.read(fixity.CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return fixity.Digests(size, {name: h.hexdigest() for name, h in hashers.items()})
+        digests, size = copy_hashed_with(reader, out, algorithms)
+    return fixity.Digests(size, digests)
 
 
 def _check_structure(bag_dir: Path) -> None:
