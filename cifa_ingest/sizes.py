@@ -16,3 +16,12 @@ def decimal(count: float, bytes_unit: str = "B") -> str:
         if value < 1000:
             return f"{value:.1f} {unit}"
     return f"{value / 1000:.1f} TB"
+
+
+def took(seconds: float) -> str:
+    """How long a work took, as the summary table and the run report show it: ``"4.7 s"``;
+    ``"<0.1 s"`` for what took less (a new version of a record takes hundredths of a second,
+    and ``"0.0 s"`` would read as not done at all); ``"-"`` for nothing timed."""
+    if not seconds:
+        return "-"
+    return "<0.1 s" if seconds < 0.05 else f"{seconds:.1f} s"

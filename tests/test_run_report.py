@@ -276,3 +276,13 @@ def test_prefect_artifacts_name_the_problems_and_hold_no_markup(tmp_path: Path) 
     assert str(page) in markdown
     problems = markdown.split("## Problems")[1]
     assert problems.count("\n|") == 3  # header, rule, one failed work: no line broken by a title
+
+
+def test_a_work_that_took_hundredths_of_a_second_is_not_shown_as_zero() -> None:
+    """A new version of a record takes hundredths of a second: "0.0 s" would read as nothing
+    done, so the table and the report say "<0.1 s"; nothing timed is "-"."""
+    from cifa_ingest.sizes import took
+
+    assert [took(s) for s in (0.0, 0.004, 0.049, 0.05, 4.71)] == [
+        "-", "<0.1 s", "<0.1 s", "0.1 s", "4.7 s"
+    ]  # fmt: skip

@@ -46,6 +46,7 @@ from cifa_ingest.archive.layout import Archive, write_atomically
 from cifa_ingest.errors import FFmpegError
 from cifa_ingest.preserve import Outcome, WorkReport
 from cifa_ingest.reports.summary import block_lines, human_bytes
+from cifa_ingest.sizes import took
 from cifa_ingest.tools import runner
 
 log = logging.getLogger(__name__)
@@ -318,10 +319,6 @@ def _clock(seconds: float | None) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-def _took(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds else "-"
-
-
 def _factor(report: WorkReport) -> str:
     return f"{report.storage_factor:.2f}x" if report.storage_factor else "-"
 
@@ -400,7 +397,7 @@ def _row_html(row: WorkRow) -> str:
         f"</span>{version}</td>"
         f"<td><span class='outcome'>{_e(OUTCOME_TEXT[report.outcome])}</span>{problem}</td>"
         f"<td class='num'>{_clock(row.duration)}</td>{sizes}"
-        f"<td class='num'>{_e(_factor(report))}</td><td class='num'>{_took(report.seconds)}</td>"
+        f"<td class='num'>{_e(_factor(report))}</td><td class='num'>{_e(took(report.seconds))}</td>"
         "</tr>"
     )
 
@@ -511,7 +508,7 @@ def table_rows(run: RunReport) -> list[dict[str, object]]:
             "master": human_bytes(row.report.bytes.get("master")),
             "access": human_bytes(row.report.bytes.get("access")),
             "factor": _factor(row.report),
-            "time": _took(row.report.seconds),
+            "time": took(row.report.seconds),
             "error": visible(row.report.error_kind or row.report.error or "")[:300],
         }
         for row in run.rows

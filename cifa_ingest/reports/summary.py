@@ -65,7 +65,7 @@ def table(reports: Sequence[WorkReport]) -> str:
             human_bytes(report.bytes.get("master")),
             human_bytes(report.bytes.get("access")),
             f"{report.storage_factor:.1f}x" if report.storage_factor else "-",
-            f"{report.seconds:.1f} s" if report.seconds else "-",
+            sizes.took(report.seconds),
         ]
         lines.append(
             "  ".join(_fit(c, w) for c, (_n, w) in zip(cells, columns, strict=True)).rstrip()
