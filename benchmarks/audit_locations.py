@@ -44,9 +44,11 @@ from cifa_ingest.archive.ledger import BagRecord, Ledger, now  # noqa: E402
 from cifa_ingest.audit.copies import audit_location  # noqa: E402
 from cifa_ingest.bag.package import summarise_bag  # noqa: E402
 from cifa_ingest.bag.write import make_bag_in_place  # noqa: E402
+from cifa_ingest.revision import record_first_version  # noqa: E402
 from cifa_ingest.storage.locations import S3Location  # noqa: E402
 from cifa_ingest.storage.replicate import replicate_archive  # noqa: E402
 from cifa_ingest.storage.stores import open_store  # noqa: E402
+from cifa_ingest.versions import User  # noqa: E402
 from tests.s3server import S3Server, client_env  # noqa: E402
 
 #: Tag files of every bag: bagit.txt, bag-info.txt and two manifests, two tag manifests.
@@ -72,6 +74,8 @@ def make_bags(archive: Path, prefix: str, bags: int, files: int, size: int) -> i
         record = BagRecord(bag.name, f"bags/{bag.name}", now(), summary.payload_oxum,
                            summary.manifest_digests, [], "benchmark")  # fmt: skip
         ledger.register_bag(record)
+        # As the ingest does right after placing a bag: its version 1 (hard links).
+        record_first_version(Archive(archive), bag.name, User("benchmark"))
     return total
 
 
@@ -82,7 +86,8 @@ def replicate(archive: Path, location: S3Location) -> tuple[int, float]:
     report = replicate_archive(Archive(archive), [location])
     seconds = time.perf_counter() - started
     assert report.ok, [c.detail for c in report.problems[:3]]
-    return sum(1 for _ in open_store(location).list("bags/")), seconds
+    store = open_store(location)  # the bags, and beside them their versions' inventories
+    return sum(1 for prefix in ("bags/", "versions/") for _ in store.list(prefix)), seconds
 
 
 def server_cpu(server: S3Server) -> float:
@@ -117,7 +122,7 @@ def timed_get(location: S3Location) -> dict[str, float]:
     store = open_store(location)
     started = time.perf_counter()
     size = 0
-    for found in store.list("bags/"):
+    for found in [*store.list("bags/"), *store.list("versions/")]:  # as the deep audit reads
         with store.open(found.key) as reader:
             while chunk := reader.read(8 * 1024 * 1024):
                 size += len(chunk)
