@@ -12,6 +12,9 @@ from cifa_ingest import cli
 from cifa_ingest.archive.ledger import CopyState, Ledger
 
 
+# The README's main command twice (about 50 s): in the slow set, which CI runs too, so that the
+# fast suite keeps its 20 minutes (tests/test_ingest_end_to_end.py runs the demo catalogue there).
+@pytest.mark.slow
 def test_demo_runs_twice_safely(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     args = ["demo", "--archive", str(tmp_path / "archive"), "--workdir", str(tmp_path / "demo")]
     args += ["--port", "0"]

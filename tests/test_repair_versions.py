@@ -413,6 +413,7 @@ def test_a_mend_cut_short_before_its_rename_leaves_the_file_as_it_was(
     assert_ocfl_valid(places.archive.objects_dir)
 
 
+@pytest.mark.slow  # SIGKILLs: in the slow set, which CI runs, beside the other kill tests
 def test_a_repair_of_the_versions_killed_at_random_moments_leaves_no_copy_worse(
     places: Places, capsys: pytest.CaptureFixture[str]
 ) -> None:
