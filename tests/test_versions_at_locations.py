@@ -219,3 +219,43 @@ def test_a_deaccession_removes_the_versions_from_the_locations_too(
         "0=ocfl_object_1.1", "inventory.json", "inventory.json.sha512",
         "v1/inventory.json", "v1/inventory.json.sha512",
     }  # fmt: skip
+
+
+def test_a_copy_verified_while_a_new_version_was_made_is_not_recorded_good(
+    preserved: tuple[Archive, Work], tmp_path: Path
+) -> None:
+    """Replication sends and verifies every file of a work, and just before it records the copy
+    good a new version is made (its copies made pending): the copy holds the version before,
+    so it is not recorded good (the ledger's row is written only while it vouches for the bag
+    the copy was made of); the next replication brings the new version."""
+    archive, work = preserved
+    (tmp_path / "disk2").mkdir()
+    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+
+    class NewVersionAfterTheLastFile:
+        """The location's real store; a new version of the work is made right after the last
+        file of the copy (the object's declaration) is put and verified."""
+
+        def __init__(self, store: Store) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.store, name)
+
+        def put(self, key: str, source: Path, sha256: str) -> object:
+            stored = self.store.put(key, source, sha256)
+            if key.endswith("/0=ocfl_object_1.1"):
+                _two_versions(archive, work)
+            return stored
+
+    report = replicate_archive(
+        archive, [disk2], stores=lambda where: NewVersionAfterTheLastFile(open_store(where))
+    )
+
+    [row] = report.copies
+    assert row.outcome is ReplicationOutcome.COPY_FAILED
+    assert "no longer vouches for the bag" in row.detail
+    copy = Ledger(archive.ledger_path).copy(WORK_ID, "disk2")
+    assert copy is not None and copy.state is CopyState.PENDING
+    _replicated(archive, disk2)
+    _check_every_version_there(archive, disk2, tmp_path)

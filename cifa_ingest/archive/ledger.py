@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cifa_ingest.archive.migrations import upgrade
+from cifa_ingest.errors import CifaError
 
 
 def _now() -> str:
@@ -207,6 +208,10 @@ def connect(path: Path, *, autocommit: bool = False) -> Iterator[sqlite3.Connect
                 yield conn
     finally:
         conn.close()
+
+
+class StaleCopy(CifaError):
+    """A copy verified against a bag the ledger no longer vouches for: not recorded."""
 
 
 class Ledger:
@@ -527,8 +532,14 @@ class Ledger:
         detail: str = "",
         size: int | None = None,
         copied: bool = False,
+        of_bag: Mapping[str, str] | None = None,
     ) -> CopyRecord:
         """Record what is now known of ``work_id``'s copy at ``location``, replacing what was.
+
+        ``of_bag``: the manifest digests of the bag the copy was made of; the row is written only
+        if the ledger still vouches for that bag, in the same statement, else
+        :class:`StaleCopy` and nothing is written (a new version made while the copy was being
+        verified: a copy of the one before is not a good copy of the work).
 
         ``good`` stamps ``verified_at`` now, and ``copied_at`` too when this run wrote bytes
         (``copied``); other states keep the times of the last good copy, so a damaged copy still
@@ -539,17 +550,32 @@ class Ledger:
         now = _now()
         verified = now if state is CopyState.GOOD else None
         copied_at = now if copied and state is CopyState.GOOD else None
+        values = (work_id, location, str(state), copied_at, verified, size, detail, software, now)
+        # "WHERE true": SQLite's upsert after a SELECT needs a WHERE clause.
+        condition = " WHERE true"
+        bound: tuple[str, ...] = ()
+        if of_bag is not None:
+            condition = (
+                " WHERE EXISTS (SELECT 1 FROM bags WHERE work_id = ? AND manifest_digests = ?)"
+            )
+            bound = (work_id, json.dumps(dict(of_bag), sort_keys=True))
         with self._connect() as conn:
-            conn.execute(
+            written = conn.execute(
                 "INSERT INTO copies (work_id, location, state, copied_at, verified_at, bytes,"
-                " detail, software, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (work_id, location) DO UPDATE SET state = excluded.state,"
+                " detail, software, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                + condition
+                + " ON CONFLICT (work_id, location) DO UPDATE SET state = excluded.state,"
                 " copied_at = COALESCE(excluded.copied_at, copies.copied_at),"
                 " verified_at = COALESCE(excluded.verified_at, copies.verified_at),"
                 " bytes = COALESCE(excluded.bytes, copies.bytes), detail = excluded.detail,"
                 " software = excluded.software, updated_at = excluded.updated_at",
-                (work_id, location, str(state), copied_at, verified, size, detail, software, now),
-            )
+                (*values, *bound),
+            ).rowcount
+            if written == 0:
+                raise StaleCopy(
+                    f"{work_id}: the ledger no longer vouches for the bag the copy at {location}"
+                    " was made of (a new version was made meanwhile)"
+                )
             row = conn.execute(
                 f"SELECT {_COPY_COLUMNS} FROM copies WHERE work_id = ? AND location = ?",
                 (work_id, location),

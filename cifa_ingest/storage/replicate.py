@@ -46,7 +46,7 @@ from typing import Any
 
 from cifa_ingest import __version__, revision
 from cifa_ingest.archive.layout import Archive
-from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger
+from cifa_ingest.archive.ledger import BagRecord, CopyState, Ledger, StaleCopy
 from cifa_ingest.bag import manifest
 from cifa_ingest.errors import CifaError
 from cifa_ingest.storage import versions_copy
@@ -485,11 +485,14 @@ def replicate_bag(
         result.outcome = ReplicationOutcome.COPY_FAILED
         result.detail = f"{type(exc).__name__}: {exc}"
     else:
-        copy = ledger.record_copy(
-            record.work_id, store.name, CopyState.GOOD, software=SOFTWARE, size=total,
-            copied=True,
-        )  # fmt: skip
-        result.state, result.recorded = copy.state, True
+        try:
+            copy = ledger.record_copy(
+                record.work_id, store.name, CopyState.GOOD, software=SOFTWARE, size=total,
+                copied=True, of_bag=record.manifest_digests,
+            )  # fmt: skip
+            result.state, result.recorded = copy.state, True
+        except StaleCopy as exc:  # a new version meanwhile: the next run copies it
+            result.outcome, result.detail = ReplicationOutcome.COPY_FAILED, str(exc)
     if result.outcome is not ReplicationOutcome.COPIED and result.recorded:
         ledger.record_copy(
             record.work_id, store.name, CopyState.PENDING, software=SOFTWARE,
