@@ -461,7 +461,8 @@ def test_a_damaged_stored_file_is_mended_from_the_bags_verified_bytes(archive: A
     """v1's master (stored apart from the bag's) damaged: the audit's repair mends it from the
     bag, whose master has the same sha512 (read and verified first), in one rename; the work
     audits clean again, and the stored file is the bag's own again (one inode)."""
-    from cifa_ingest.audit.repairs import VERSIONS, repair_found
+    from cifa_ingest.audit.repairs import repair_found
+    from cifa_ingest.storage.repair import PRIMARY_VERSIONS
 
     stored = _object(archive) / "v1/content/data/master/film.mkv"
     _flip(stored)
@@ -473,7 +474,7 @@ def test_a_damaged_stored_file_is_mended_from_the_bags_verified_bytes(archive: A
     assert report.problems == []
     [done] = report.repaired
     assert (done["location"], done["path"], done["was"]) == (
-        VERSIONS,
+        PRIMARY_VERSIONS,
         "v1/content/data/master/film.mkv",
         "version_checksum_mismatch",
     )

@@ -163,8 +163,6 @@ OF_A_VERSION = frozenset({ProblemKind.VERSION_CHECKSUM_MISMATCH, ProblemKind.VER
 #: What of a work's versions repair may mend from a location's copy of them: a stored file the
 #: bag could not give, an inventory or its digest file.
 FROM_A_LOCATION = OF_A_VERSION | {ProblemKind.VERSION_INVENTORY_INVALID}
-#: Where a version's mended file is, in ``repaired``: the primary's versions store.
-VERSIONS = PRIMARY_VERSIONS
 
 
 def _repair_versions(
@@ -200,10 +198,10 @@ def _repair_versions(
         )
         was = {p.path: str(p.kind) for p in wanting}
         for done in mended:
-            log.info("%s @ %s: %s (%s) repaired from bags/%s/%s", bag.bag, VERSIONS,
+            log.info("%s @ %s: %s (%s) repaired from bags/%s/%s", bag.bag, PRIMARY_VERSIONS,
                      done.content_path, was[done.content_path], bag.bag, done.source)  # fmt: skip
             report.repaired.append({
-                "id": bag.bag, "location": VERSIONS, "path": done.content_path,
+                "id": bag.bag, "location": PRIMARY_VERSIONS, "path": done.content_path,
                 "source": f"bags/{bag.bag}/{done.source}", "sha256": done.sha256,
                 "was": was[done.content_path],
             })  # fmt: skip
@@ -305,7 +303,7 @@ def _row(done: Repaired, found: dict[tuple[str, str], str]) -> dict[str, Any]:
     """One file repair replaced, as the audit's ``repaired`` lists it: a file of the primary's
     versions with what the audit ``found`` it, as the ones mended from the bag."""
     row = done.as_dict()
-    if done.location == VERSIONS:
+    if done.location == PRIMARY_VERSIONS:
         row["was"] = found.get((done.work_id, done.path), row["was"])
     return row
 

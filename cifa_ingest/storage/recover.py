@@ -85,7 +85,11 @@ from cifa_ingest.versions.inventory import (
     version_name,
 )
 from cifa_ingest.versions.recovery import staging_name
-from cifa_ingest.versions.storage_root import OBJECT_DECLARATION, StorageRoot
+from cifa_ingest.versions.storage_root import (
+    OBJECT_DECLARATION,
+    OBJECT_DECLARATION_TEXT,
+    StorageRoot,
+)
 
 log = logging.getLogger("cifa_ingest.recover")
 
@@ -620,7 +624,7 @@ def _recover_versions(
         return data, inventory
 
     declaration = fetch_small(OBJECT_DECLARATION)
-    if declaration != f"{OBJECT_DECLARATION[2:]}\n".encode("ascii"):
+    if declaration != OBJECT_DECLARATION_TEXT:
         raise _versions_problem(
             RecoveryOutcome.DAMAGED, f"{prefix}{OBJECT_DECLARATION}: not an object's declaration"
         )

@@ -97,7 +97,7 @@ from cifa_ingest.versions.inventory import (
     version_number,
 )
 from cifa_ingest.versions.repair import mend_from_copy
-from cifa_ingest.versions.storage_root import OBJECT_DECLARATION
+from cifa_ingest.versions.storage_root import OBJECT_DECLARATION, OBJECT_DECLARATION_TEXT
 
 log = logging.getLogger("cifa_ingest.repair")
 
@@ -551,12 +551,12 @@ def _names_the_bag(inventory: Inventory, bag: dict[str, str]) -> bool:
     """Whether the newest version of ``inventory`` is the bag: the same files, each with the
     sha256 the ledger's chain gives it (the inventory's fixity of its stored bytes), and every
     stored file has its sha256."""
-    state, stored = inventory.state(), inventory.manifest
-    if set(state) != set(bag) or not all(stored.get(d) for d in state.values()):
+    vouched = {path: {"sha256": sha256} for path, sha256 in bag.items()}
+    if versions_copy.newest_differs(inventory, vouched) is not None:
         return False
-    if not all(paths and all(p in inventory.fixity for p in paths) for paths in stored.values()):
-        return False
-    return all(inventory.fixity[inventory.content_path(d)] == bag[p] for p, d in state.items())
+    return all(
+        paths and all(p in inventory.fixity for p in paths) for paths in inventory.manifest.values()
+    )
 
 
 def _records_as(earlier: Inventory, inventory: Inventory) -> bool:
@@ -587,13 +587,8 @@ def _from_inventory(
     versions' inventories the ``copies`` hold as it records them."""
     files: dict[str, dict[str, str]] = {}
     unknown: dict[str, str] = {}
-    held = set(inventory.state().values())
-    for digest, content_paths in sorted(
-        inventory.manifest.items(), key=lambda item: _content_order(item[1][0])
-    ):
-        if digest not in held:
-            for content_path in content_paths:
-                files[content_path] = {"sha256": inventory.fixity[content_path], "sha512": digest}
+    for content_path, digests in versions_copy.content_beside_the_bag(inventory):
+        files[content_path] = digests  # each has its sha256: _names_the_bag checked
     for number in sorted(inventory.versions):
         folder = version_name(number)
         found: tuple[bytes, bytes] | None = (data, recorded) if number == inventory.head else None
@@ -616,13 +611,8 @@ def _from_inventory(
                 files[path] = {"sha256": hashlib.sha256(found[index]).hexdigest()}
     files[INVENTORY] = {"sha256": hashlib.sha256(data).hexdigest()}
     files[SIDECAR] = {"sha256": hashlib.sha256(recorded).hexdigest()}
-    declaration = f"{OBJECT_DECLARATION[2:]}\n".encode("ascii")
-    files[OBJECT_DECLARATION] = {"sha256": hashlib.sha256(declaration).hexdigest()}
+    files[OBJECT_DECLARATION] = {"sha256": hashlib.sha256(OBJECT_DECLARATION_TEXT).hexdigest()}
     return ObjectFiles(files, inventory.head, files[INVENTORY]["sha256"], unknown)
-
-
-def _content_order(content_path: str) -> tuple[int, str]:
-    return version_number(content_path.split("/", 1)[0]) or 0, content_path
 
 
 # ---------------------------------------------------------------------------------------------

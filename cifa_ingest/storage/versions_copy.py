@@ -29,14 +29,20 @@ Why it works as it does:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cifa_ingest.archive.layout import Archive
 from cifa_ingest.errors import CifaError
 from cifa_ingest.versions.history import read_object
-from cifa_ingest.versions.inventory import INVENTORY, SIDECAR, version_name
+from cifa_ingest.versions.inventory import (
+    INVENTORY,
+    SIDECAR,
+    Inventory,
+    version_name,
+    version_number,
+)
 from cifa_ingest.versions.storage_root import OBJECT_DECLARATION, check_work_id
 
 #: Where a location keeps the works' versions: ``versions/<work id>/<path in the object>``.
@@ -91,36 +97,16 @@ def object_files(
         obj, inventory = read_object(archive.objects_dir, work_id)
     except (CifaError, OSError) as exc:
         raise ObjectNotCopyable(f"{work_id}: its versions cannot be copied: {exc}") from None
-    state = inventory.state()
     where = f"objects/{work_id}"
-    if set(state) != set(bag_digests):
-        odd = sorted(set(state) ^ set(bag_digests))
-        raise ObjectNotCopyable(
-            f"{where}: its newest version v{inventory.head} and the bag differ in files"
-            f" ({odd[0]}{' …' if len(odd) > 1 else ''})"
-        )
-    for path, digest in state.items():
-        vouched = bag_digests[path]
-        stored = inventory.manifest.get(digest)
-        sha256 = inventory.fixity.get(stored[0]) if stored else None
-        if vouched.get("sha512", digest) != digest or vouched["sha256"] != sha256:
-            raise ObjectNotCopyable(
-                f"{where}: {path} of v{inventory.head} is not the bag's (the ledger's digest)"
-            )
-    held = set(state.values())
+    differs = newest_differs(inventory, bag_digests)
+    if differs is not None:
+        raise ObjectNotCopyable(f"{where}: {differs}")
     files: list[ObjectFile] = []
-    for digest, content_paths in sorted(
-        inventory.manifest.items(), key=lambda item: _content_order(item[1][0])
-    ):
-        if digest in held:
-            continue
-        for content_path in content_paths:
-            sha256 = inventory.fixity.get(content_path)
-            if sha256 is None:
-                raise ObjectNotCopyable(f"{where}: {content_path} has no sha256 in its inventory")
-            size = _size(obj.content_file(content_path), where, content_path)
-            files.append(ObjectFile(content_path, object_key(work_id, content_path), size,
-                                    {"sha256": sha256, "sha512": digest}))  # fmt: skip
+    for content_path, digests in content_beside_the_bag(inventory):
+        if "sha256" not in digests:
+            raise ObjectNotCopyable(f"{where}: {content_path} has no sha256 in its inventory")
+        size = _size(obj.content_file(content_path), where, content_path)
+        files.append(ObjectFile(content_path, object_key(work_id, content_path), size, digests))
     folders = [version_name(n) for n in sorted(inventory.versions)] + [""]
     for folder in folders:
         directory = obj.path / folder if folder else obj.path
@@ -142,9 +128,48 @@ def object_files(
     return files
 
 
+def newest_differs(
+    inventory: Inventory, bag_digests: Mapping[str, Mapping[str, str]]
+) -> str | None:
+    """What makes ``inventory``'s newest version other than the bag (``bag_digests``: each
+    file's digests as the ledger's chain gives them, sha256 always, sha512 where known): the
+    files, or one whose sha512 or stored sha256 (its fixity) is not the bag's; None where the
+    newest version is the bag."""
+    state = inventory.state()
+    if set(state) != set(bag_digests):
+        odd = sorted(set(state) ^ set(bag_digests))
+        return (
+            f"its newest version v{inventory.head} and the bag differ in files"
+            f" ({odd[0]}{' …' if len(odd) > 1 else ''})"
+        )
+    for path, digest in state.items():
+        vouched = bag_digests[path]
+        stored = inventory.manifest.get(digest)
+        sha256 = inventory.fixity.get(stored[0]) if stored else None
+        if vouched.get("sha512", digest) != digest or vouched["sha256"] != sha256:
+            return f"{path} of v{inventory.head} is not the bag's (the ledger's digest)"
+    return None
+
+
+def content_beside_the_bag(inventory: Inventory) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each stored content file whose bytes the newest version does not have (what a location
+    holds of the content beside the bag), in the order a copy writes them (by version, then
+    path), with its sha512 and, where the inventory's fixity block gives it, its sha256."""
+    held = set(inventory.state().values())
+    for digest, content_paths in sorted(
+        inventory.manifest.items(), key=lambda item: _content_order(item[1][0])
+    ):
+        if digest in held:
+            continue
+        for content_path in content_paths:
+            digests = {"sha512": digest}
+            if (sha256 := inventory.fixity.get(content_path)) is not None:
+                digests["sha256"] = sha256
+            yield content_path, digests
+
+
 def _content_order(content_path: str) -> tuple[int, str]:
-    version = content_path.split("/", 1)[0]
-    return int(version.lstrip("v") or 0), content_path
+    return version_number(content_path.split("/", 1)[0]) or 0, content_path
 
 
 def _size(file: Path, where: str, content_path: str) -> int:

@@ -42,7 +42,12 @@ from cifa_ingest.versions.inventory import (
 )
 from cifa_ingest.versions.object import OcflObject
 from cifa_ingest.versions.recovery import recover_locked, roll_forward, staging_name
-from cifa_ingest.versions.storage_root import OBJECT_DECLARATION, StorageRoot, check_work_id
+from cifa_ingest.versions.storage_root import (
+    OBJECT_DECLARATION,
+    OBJECT_DECLARATION_TEXT,
+    StorageRoot,
+    check_work_id,
+)
 
 
 def _checked_request(message: str, user: User, created: dt.datetime | None) -> str:
@@ -125,7 +130,7 @@ def add_version(
             _write_inventory(version_dir, data)
             if number == 1:
                 _write_inventory(stage, data)
-                (stage / OBJECT_DECLARATION).write_text(f"{OBJECT_DECLARATION[2:]}\n", "ascii")
+                (stage / OBJECT_DECLARATION).write_bytes(OBJECT_DECLARATION_TEXT)
             seal_tree(stage)
             target = obj.path if number == 1 else obj.version_path(number)
             if target.exists():

@@ -37,6 +37,8 @@ from cifa_ingest.errors import ArchiveStateError, InputError, NoSuchVersion
 ROOT_DECLARATION = "0=ocfl_1.1"
 #: An object's declaration: the file's name, and its text.
 OBJECT_DECLARATION = "0=ocfl_object_1.1"
+#: What the object's declaration holds (OCFL 1.1 §4.3: its name after ``0=``, and a newline).
+OBJECT_DECLARATION_TEXT = f"{OBJECT_DECLARATION[2:]}\n".encode("ascii")
 LAYOUT_FILE = "ocfl_layout.json"
 LAYOUT_EXTENSION = "0002-flat-direct-storage-layout"
 SPEC_FILE = "ocfl_1.1.md"
