@@ -76,6 +76,12 @@ def _object_from_location(store: Store, target: Path) -> tuple[Path, dict[str, i
     return obj, held
 
 
+def _disk2(tmp_path: Path) -> FilesystemLocation:
+    """A filesystem location, ``disk2``, in a new folder of ``tmp_path``."""
+    (tmp_path / "disk2").mkdir()
+    return FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+
+
 def _replicated(archive: Archive, location: FilesystemLocation | S3Location) -> None:
     report = replicate_archive(archive, [location])
     assert report.ok, [(c.outcome, c.detail) for c in report.copies]
@@ -108,8 +114,7 @@ def test_every_version_is_at_a_filesystem_location_beside_the_bag(
     preserved: tuple[Archive, Work], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive, work = preserved
-    (tmp_path / "disk2").mkdir()
-    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    disk2 = _disk2(tmp_path)
     _replicated(archive, disk2)
     # One version: the location holds the bag and the object's inventories, no content twice.
     held = sorted(
@@ -150,8 +155,7 @@ def test_a_versions_file_lost_at_a_location_is_found_by_its_audit(
 ) -> None:
     archive, work = preserved
     _two_versions(archive, work)
-    (tmp_path / "disk2").mkdir()
-    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    disk2 = _disk2(tmp_path)
     _replicated(archive, disk2)
     lost = tmp_path / "disk2" / "versions" / WORK_ID / "v1" / "content" / "metadata"
     (lost / "descriptive.xml").unlink()
@@ -184,8 +188,7 @@ def test_an_object_that_is_not_the_bag_the_ledger_vouches_for_is_not_sent(
         for name, blob in (("inventory.json", data), ("inventory.json.sha512", sidecar)):
             (folder / name).chmod(0o644)
             (folder / name).write_bytes(blob)
-    (tmp_path / "disk2").mkdir()
-    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    disk2 = _disk2(tmp_path)
 
     report = replicate_archive(archive, [disk2])
 
@@ -204,8 +207,7 @@ def test_a_deaccession_removes_the_versions_from_the_locations_too(
 
     archive, work = preserved
     _two_versions(archive, work)
-    (tmp_path / "disk2").mkdir()
-    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    disk2 = _disk2(tmp_path)
     _replicated(archive, disk2)
     settings = _with_locations(disk2)
 
@@ -229,8 +231,7 @@ def test_a_copy_verified_while_a_new_version_was_made_is_not_recorded_good(
     so it is not recorded good (the ledger's row is written only while it vouches for the bag
     the copy was made of); the next replication brings the new version."""
     archive, work = preserved
-    (tmp_path / "disk2").mkdir()
-    disk2 = FilesystemLocation(name="disk2", zone="z", path=str(tmp_path / "disk2"))
+    disk2 = _disk2(tmp_path)
 
     class NewVersionAfterTheLastFile:
         """The location's real store; a new version of the work is made right after the last
